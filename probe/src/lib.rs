@@ -1,0 +1,16 @@
+//! Brotr probe: the pipeline that talks to Nostr relays and the database.
+//!
+//! * [`model`] — pure types (no I/O): relay URLs, events, metadata, candidates, cursors.
+//! * [`seed`] — pure seed-list parsing.
+//! * `store` — the [`store::Store`] trait with PostgreSQL and SQLite implementations.
+//! * `services` — the services (seeder so far), each one cycle of work over a store.
+
+pub mod model;
+pub mod seed;
+
+#[cfg(feature = "runtime")]
+pub mod cli;
+#[cfg(feature = "runtime")]
+pub mod services;
+#[cfg(feature = "runtime")]
+pub mod store;

@@ -1,0 +1,36 @@
+//! `brotr-probe` binary: parses the CLI, sets up logging, runs, maps errors to exit codes
+//! (0 ok, 1 runtime failure, 2 bad usage or configuration).
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use brotr_probe::cli::{self, Cli, LogFormat};
+
+fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("bad --log-level {level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(msg) = init_logging(cli.log_format, &cli.log_level) {
+        eprintln!("error: {msg}");
+        std::process::exit(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(err) = runtime.block_on(cli::run(cli)) {
+        eprintln!("error: {err}");
+        std::process::exit(err.exit_code());
+    }
+}

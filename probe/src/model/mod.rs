@@ -1,0 +1,18 @@
+//! Pure data types. Nothing here does I/O; every constructor validates, so a value of one of these
+//! types is always well-formed ("parse, don't re-check").
+
+pub mod candidate;
+pub mod cursor;
+pub mod event;
+pub mod metadata;
+pub mod network;
+pub mod relay_url;
+pub mod schema;
+
+pub use candidate::Candidate;
+pub use cursor::Cursor;
+pub use event::{EventRow, EventRowError, MAX_TAGVALUE_BYTES, tagvalues};
+pub use metadata::{Metadata, MetadataError, MetadataType};
+pub use network::{Network, UnknownNetwork};
+pub use relay_url::{RelayUrl, RelayUrlError};
+pub use schema::{Schema, UnknownSchema};

@@ -1,0 +1,4 @@
+//! The services. Each exposes one cycle of work over a [`crate::store::Store`]; loops, sleeps and
+//! signals belong to the runtime, not here.
+
+pub mod seeder;

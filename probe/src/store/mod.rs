@@ -1,0 +1,178 @@
+//! Storage: one [`Store`] trait, implemented for PostgreSQL (production) and SQLite (embedded
+//! default). Both run the same test suite (`probe/tests/store_suite.rs`).
+
+mod copy_text;
+mod open;
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::model::{Candidate, EventRow, Metadata, RelayUrl, Schema};
+
+pub use copy_text::CopyWriter;
+pub use open::{DatabaseUrl, open};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Rows per statement for bulk writes; callers may pass more, stores chunk internally.
+pub const BATCH_SIZE: usize = 1000;
+
+/// Why a store operation failed. Messages never contain a password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("bad database URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to database {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "database {target} holds the {database} schema but {requested} was requested; \
+         a database keeps the schema it was created with (use another database)"
+    )]
+    SchemaMismatch { target: String, database: Schema, requested: Schema },
+    #[error("migrating database {target} failed: {source}")]
+    Migrate {
+        target: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error during {op}: {source}")]
+    Query {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("stored {what} is malformed: {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+impl StoreError {
+    /// Whether the error is the caller's configuration (exit code 2) rather than a runtime failure.
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, StoreError::BadUrl { .. } | StoreError::SchemaMismatch { .. })
+    }
+}
+
+/// Tags a sqlx error with the operation it broke.
+pub(crate) fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { op, source }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A relay to add to the `relay` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRelay {
+    pub url: RelayUrl,
+    pub discovered_at: i64,
+}
+
+/// What one event batch changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Events not stored before.
+    pub events_new: u64,
+    /// (event, relay) pairs not recorded before.
+    pub links_new: u64,
+}
+
+/// An event read back from the store. Lite stores leave `tags_json`, `content` and `sig` empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: [u8; 32],
+    pub pubkey: [u8; 32],
+    pub created_at: i64,
+    pub kind: i32,
+    pub tagvalues: Vec<String>,
+    pub tags_json: Option<String>,
+    pub content: Option<String>,
+    pub sig: Option<Vec<u8>>,
+}
+
+/// Row counts of the main tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub relays: u64,
+    pub candidates: u64,
+    pub events: u64,
+    pub event_relays: u64,
+    pub metadata: u64,
+    pub relay_metadata: u64,
+}
+
+/// A `service_state` row: per-service checkpoints and cursors (spec §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateEntry {
+    pub service: String,
+    pub kind: String,
+    pub key: String,
+    pub value: Value,
+}
+
+/// Service name and state type under which candidates live (spec §3).
+pub const CANDIDATE_SERVICE: &str = "validator";
+pub const CANDIDATE_STATE: &str = "checkpoint";
+
+/// Everything the services need from a database. Bulk methods accept any number of rows and are
+/// idempotent: replaying a batch changes nothing and reports zero new rows.
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn backend(&self) -> Backend;
+    fn schema(&self) -> Schema;
+
+    /// Adds relays; returns how many were new.
+    async fn insert_relays(&self, relays: &[NewRelay]) -> Result<u64>;
+    /// All relays, ordered by URL.
+    async fn relays(&self) -> Result<Vec<NewRelay>>;
+
+    /// Adds candidates whose URL is neither a relay nor already a candidate (existing candidates
+    /// keep their failure counts); returns how many were new.
+    async fn insert_candidates(&self, candidates: &[Candidate]) -> Result<u64>;
+    /// Candidates, fewest failures and oldest attempt first.
+    async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>>;
+
+    /// Stores verified events seen on `relay` at `seen_at` (adding the relay if needed).
+    async fn insert_events(&self, relay: &NewRelay, seen_at: i64, events: &[EventRow])
+    -> Result<IngestStats>;
+    async fn get_event(&self, id: &[u8; 32]) -> Result<Option<StoredEvent>>;
+    /// URLs of the relays an event was seen on, sorted.
+    async fn event_relays(&self, id: &[u8; 32]) -> Result<Vec<String>>;
+
+    /// Stores check results for `relay` at `generated_at`; identical documents share one row.
+    /// Returns how many time-series rows were new.
+    async fn insert_metadata(&self, relay: &NewRelay, generated_at: i64, items: &[Metadata])
+    -> Result<u64>;
+
+    async fn state_upsert(&self, entries: &[StateEntry]) -> Result<u64>;
+    /// One key, or every key of (service, kind) ordered by key when `key` is `None`.
+    async fn state_get(&self, service: &str, kind: &str, key: Option<&str>)
+    -> Result<Vec<(String, Value)>>;
+    async fn state_delete(&self, service: &str, kind: &str, keys: &[String]) -> Result<u64>;
+
+    async fn counts(&self) -> Result<Counts>;
+    /// Bytes on disk of the event and event↔relay tables with their indexes.
+    async fn event_storage_bytes(&self) -> Result<u64>;
+}
+
+/// Parses a candidate's `service_state` row back into a [`Candidate`].
+pub(crate) fn candidate_from_state(key: &str, value: &Value) -> Result<Candidate> {
+    let corrupt = |reason: String| StoreError::Corrupt { what: format!("candidate {key:?}"), reason };
+    // Candidates were canonical when written; accept local hosts so a test deployment's
+    // candidates read back.
+    let url = RelayUrl::parse_allowing_local(key).map_err(|e| corrupt(e.to_string()))?;
+    let state: crate::model::candidate::CandidateState =
+        serde_json::from_value(value.clone()).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Candidate { url, failures: state.failures, timestamp: state.timestamp })
+}

@@ -1,0 +1,160 @@
+//! Choosing and opening a store from a database URL.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use super::{PgStore, SqliteStore, Store, StoreError};
+use crate::model::Schema;
+
+/// Where the data lives: a PostgreSQL server or an SQLite file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// The URL with any password replaced by `***`, for messages and logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Postgres(u) => redact(u),
+            DatabaseUrl::Sqlite(p) => format!("sqlite:{}", p.display()),
+        }
+    }
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Unparseable: keep only the scheme so a secret in a malformed URL is not echoed.
+        Err(_) => format!("{}://…", url.split("://").next().unwrap_or("?")),
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = StoreError;
+
+    /// `postgres://…`/`postgresql://…`, `sqlite:PATH`/`sqlite://PATH`, or a bare file path.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(StoreError::BadUrl { url: String::new(), reason: "empty".into() });
+        }
+        if let Some(rest) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+            let path = rest.split('?').next().unwrap_or(rest);
+            if path.is_empty() {
+                return Err(StoreError::BadUrl { url: s.into(), reason: "no file path".into() });
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        match s.split_once("://") {
+            Some(("postgres" | "postgresql", _)) => {
+                let u = url::Url::parse(s).map_err(|e| StoreError::BadUrl {
+                    url: redact(s),
+                    reason: e.to_string(),
+                })?;
+                if u.host_str().is_none_or(str::is_empty) && !u.query().unwrap_or("").contains("host=")
+                {
+                    return Err(StoreError::BadUrl { url: redact(s), reason: "no host".into() });
+                }
+                Ok(DatabaseUrl::Postgres(s.to_owned()))
+            }
+            Some((scheme, _)) => Err(StoreError::BadUrl {
+                url: redact(s),
+                reason: format!(
+                    "unsupported scheme {scheme:?} (expected postgres://, postgresql://, sqlite: or a file path)"
+                ),
+            }),
+            None => Ok(DatabaseUrl::Sqlite(PathBuf::from(s))),
+        }
+    }
+}
+
+/// Opens the database, creating and migrating it when new.
+///
+/// `schema`: the schema the caller wants; `None` accepts whatever the database holds (a new
+/// database gets `full`). A database created with one schema refuses the other. Pending
+/// migrations of the database's own schema are applied.
+pub async fn open(url: &DatabaseUrl, schema: Option<Schema>) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Postgres(u) => Arc::new(PgStore::open(u, schema).await?),
+        DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema).await?),
+    })
+}
+
+/// The schema to migrate to, given what the database holds and what the caller asked for.
+pub(crate) fn resolve_schema(
+    target: &str,
+    existing: Option<Schema>,
+    requested: Option<Schema>,
+) -> Result<Schema, StoreError> {
+    match (existing, requested) {
+        (Some(db), Some(req)) if db != req => Err(StoreError::SchemaMismatch {
+            target: target.to_owned(),
+            database: db,
+            requested: req,
+        }),
+        (Some(db), _) => Ok(db),
+        (None, req) => Ok(req.unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_supported_form() {
+        let cases = [
+            ("postgres://u:p@h:5432/db", DatabaseUrl::Postgres("postgres://u:p@h:5432/db".into())),
+            ("postgresql://h/db", DatabaseUrl::Postgres("postgresql://h/db".into())),
+            ("sqlite:./x.db", DatabaseUrl::Sqlite("./x.db".into())),
+            ("sqlite:///tmp/x.db", DatabaseUrl::Sqlite("/tmp/x.db".into())),
+            ("sqlite://x.db?mode=rwc", DatabaseUrl::Sqlite("x.db".into())),
+            ("./brotr.db", DatabaseUrl::Sqlite("./brotr.db".into())),
+            ("/var/lib/brotr/brotr.db", DatabaseUrl::Sqlite("/var/lib/brotr/brotr.db".into())),
+        ];
+        for (input, want) in cases {
+            assert_eq!(input.parse::<DatabaseUrl>().unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_urls_naming_the_problem_without_the_password() {
+        let cases = [
+            ("mysql://u:secret@h/db", "unsupported scheme \"mysql\""),
+            ("", "empty"),
+            ("sqlite:", "no file path"),
+            ("postgres://u:secret@[bad/db", "invalid"),
+        ];
+        for (input, reason) in cases {
+            let err = input.parse::<DatabaseUrl>().unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(reason), "{input}: {msg}");
+            assert!(!msg.contains("secret"), "password leaked: {msg}");
+            assert!(err.is_config_error());
+        }
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        let u: DatabaseUrl = "postgres://brotr:hunter2@db:5432/brotr".parse().unwrap();
+        assert_eq!(u.redacted(), "postgres://brotr:***@db:5432/brotr");
+    }
+
+    #[test]
+    fn schema_resolution() {
+        use Schema::*;
+        assert_eq!(resolve_schema("t", None, None).unwrap(), Full);
+        assert_eq!(resolve_schema("t", None, Some(Lite)).unwrap(), Lite);
+        assert_eq!(resolve_schema("t", Some(Lite), None).unwrap(), Lite);
+        assert_eq!(resolve_schema("t", Some(Full), Some(Full)).unwrap(), Full);
+        let err = resolve_schema("t", Some(Full), Some(Lite)).unwrap_err();
+        assert!(err.to_string().contains("holds the full schema but lite was requested"));
+    }
+}

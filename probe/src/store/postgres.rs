@@ -1,0 +1,472 @@
+//! PostgreSQL store: the production backend.
+//!
+//! Event ingestion (the hot path) COPYs each batch into a per-connection temporary staging table,
+//! then moves it with `INSERT … SELECT … ON CONFLICT DO NOTHING` into `event` and `event_relay`
+//! in the same transaction: COPY's throughput with idempotent inserts.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Executor, Row};
+
+use super::open::{DatabaseUrl, resolve_schema};
+use super::{
+    BATCH_SIZE, Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CopyWriter, Counts, IngestStats,
+    NewRelay, Result, StateEntry, Store, StoreError, StoredEvent, candidate_from_state, query_err,
+};
+use crate::model::{Candidate, EventRow, Metadata, RelayUrl, Schema};
+
+static FULL: Migrator = sqlx::migrate!("../migrations/postgres/full");
+static LITE: Migrator = sqlx::migrate!("../migrations/postgres/lite");
+
+/// Creates the staging table once per connection; a DO block avoids the NOTICE that
+/// `CREATE … IF NOT EXISTS` would log on every batch.
+const STAGE_DDL: &str = "DO $$ BEGIN \
+     IF to_regclass('pg_temp.event_stage') IS NULL THEN \
+       CREATE TEMP TABLE event_stage (LIKE event) ON COMMIT DELETE ROWS; \
+     END IF; END $$";
+
+/// A store on a PostgreSQL server.
+pub struct PgStore {
+    pool: PgPool,
+    schema: Schema,
+    /// Relay URL → id. Relays are never renamed, so entries stay valid while the row exists.
+    relay_ids: Mutex<HashMap<String, i32>>,
+}
+
+impl PgStore {
+    /// Connects, then creates or upgrades the schema (see [`super::open`]).
+    pub async fn open(url: &str, requested: Option<Schema>) -> Result<Self> {
+        let target = DatabaseUrl::Postgres(url.to_owned()).redacted();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl { url: target.clone(), reason: e.to_string() })?
+            .application_name("brotr-probe");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { target: target.clone(), source })?;
+        let existing = read_schema(&pool).await?;
+        let schema = resolve_schema(&target, existing, requested)?;
+        let migrator = match schema {
+            Schema::Full => &FULL,
+            Schema::Lite => &LITE,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { target: target.clone(), source })?;
+        Ok(PgStore { pool, schema, relay_ids: Mutex::new(HashMap::new()) })
+    }
+
+    /// The connection pool, for benchmarks and maintenance SQL.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn relay_id(&self, relay: &NewRelay) -> Result<i32> {
+        if let Some(id) = self.cached_relay_id(relay.url.as_str()) {
+            return Ok(id);
+        }
+        let id: i32 = sqlx::query_scalar(
+            "WITH ins AS (INSERT INTO relay (url, network, discovered_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (url) DO NOTHING RETURNING id) \
+             SELECT id FROM ins UNION ALL SELECT id FROM relay WHERE url = $1 LIMIT 1",
+        )
+        .bind(relay.url.as_str())
+        .bind(relay.url.network().as_str())
+        .bind(relay.discovered_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("relay id lookup"))?;
+        if let Ok(mut ids) = self.relay_ids.lock() {
+            ids.insert(relay.url.as_str().to_owned(), id);
+        }
+        Ok(id)
+    }
+
+    fn cached_relay_id(&self, url: &str) -> Option<i32> {
+        self.relay_ids.lock().ok().and_then(|ids| ids.get(url).copied())
+    }
+
+    /// Encodes a batch in the staging table's column order (see the migrations).
+    fn encode(&self, events: &[EventRow]) -> CopyWriter {
+        let per_row = if self.schema == Schema::Full { 1200 } else { 400 };
+        let mut w = CopyWriter::with_capacity(events.len() * per_row);
+        for e in events {
+            w.int(e.created_at).int(i64::from(e.kind)).bytea(&e.id).bytea(&e.pubkey);
+            if self.schema == Schema::Full {
+                w.bytea(&e.sig).text_array(&e.tagvalues).text(&e.tags_json).text(&e.content);
+            } else {
+                w.text_array(&e.tagvalues);
+            }
+            w.end_row();
+        }
+        w
+    }
+}
+
+async fn read_schema(pool: &PgPool) -> Result<Option<Schema>> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.brotr_schema') IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .map_err(query_err("schema check"))?;
+    if !exists {
+        return Ok(None);
+    }
+    let name: String = sqlx::query_scalar("SELECT schema FROM brotr_schema")
+        .fetch_one(pool)
+        .await
+        .map_err(query_err("schema check"))?;
+    name.parse().map(Some).map_err(|e: crate::model::UnknownSchema| StoreError::Corrupt {
+        what: "brotr_schema".into(),
+        reason: e.to_string(),
+    })
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn schema(&self) -> Schema {
+        self.schema
+    }
+
+    async fn insert_relays(&self, relays: &[NewRelay]) -> Result<u64> {
+        let mut total = 0;
+        for chunk in relays.chunks(BATCH_SIZE) {
+            let urls: Vec<&str> = chunk.iter().map(|r| r.url.as_str()).collect();
+            let nets: Vec<&str> = chunk.iter().map(|r| r.url.network().as_str()).collect();
+            let ats: Vec<i64> = chunk.iter().map(|r| r.discovered_at).collect();
+            let n: i64 = sqlx::query_scalar("SELECT relay_insert($1, $2, $3)")
+                .bind(urls)
+                .bind(nets)
+                .bind(ats)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(query_err("relay insert"))?;
+            total += count(n);
+        }
+        Ok(total)
+    }
+
+    async fn relays(&self) -> Result<Vec<NewRelay>> {
+        let rows = sqlx::query("SELECT url, discovered_at FROM relay ORDER BY url")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("relay list"))?;
+        rows.iter()
+            .map(|r| {
+                let url: String = r.get(0);
+                let url = RelayUrl::parse_allowing_local(&url).map_err(|e| StoreError::Corrupt {
+                    what: format!("relay {url:?}"),
+                    reason: e.to_string(),
+                })?;
+                Ok(NewRelay { url, discovered_at: r.get(1) })
+            })
+            .collect()
+    }
+
+    async fn insert_candidates(&self, candidates: &[Candidate]) -> Result<u64> {
+        let mut total = 0;
+        for chunk in candidates.chunks(BATCH_SIZE) {
+            let urls: Vec<&str> = chunk.iter().map(|c| c.url.as_str()).collect();
+            let states: Vec<String> = chunk
+                .iter()
+                .map(|c| serde_json::to_string(&c.state()).unwrap_or_else(|_| "{}".into()))
+                .collect();
+            let n: i64 = sqlx::query_scalar(
+                "WITH ins AS (INSERT INTO service_state \
+                   (service_name, state_type, state_key, state_value) \
+                 SELECT $3, $4, u.url, u.val::jsonb FROM unnest($1::text[], $2::text[]) AS u(url, val) \
+                 WHERE NOT EXISTS (SELECT 1 FROM relay r WHERE r.url = u.url) \
+                 ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
+            )
+            .bind(urls)
+            .bind(states)
+            .bind(CANDIDATE_SERVICE)
+            .bind(CANDIDATE_STATE)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("candidate insert"))?;
+            total += count(n);
+        }
+        Ok(total)
+    }
+
+    async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>> {
+        let rows = sqlx::query(
+            "SELECT state_key, state_value FROM service_state \
+             WHERE service_name = $1 AND state_type = $2 \
+             ORDER BY (state_value->>'failures')::bigint, (state_value->>'timestamp')::bigint, state_key \
+             LIMIT $3",
+        )
+        .bind(CANDIDATE_SERVICE)
+        .bind(CANDIDATE_STATE)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("candidate list"))?;
+        rows.iter()
+            .map(|r| candidate_from_state(r.get::<&str, _>(0), &r.get::<Value, _>(1)))
+            .collect()
+    }
+
+    async fn insert_events(
+        &self,
+        relay: &NewRelay,
+        seen_at: i64,
+        events: &[EventRow],
+    ) -> Result<IngestStats> {
+        let mut stats = IngestStats::default();
+        if events.is_empty() {
+            return Ok(stats);
+        }
+        let relay_id = self.relay_id(relay).await?;
+        for chunk in events.chunks(BATCH_SIZE) {
+            let rows = self.encode(chunk);
+            let mut tx = self.pool.begin().await.map_err(query_err("event ingest"))?;
+            tx.execute(STAGE_DDL).await.map_err(query_err("event staging"))?;
+            let mut copy = tx
+                .copy_in_raw("COPY event_stage FROM STDIN")
+                .await
+                .map_err(query_err("event copy"))?;
+            copy.send(rows.as_bytes()).await.map_err(query_err("event copy"))?;
+            copy.finish().await.map_err(query_err("event copy"))?;
+            let new: i64 = sqlx::query_scalar(
+                "WITH ins AS (INSERT INTO event SELECT * FROM event_stage \
+                 ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query_err("event insert"))?;
+            let links: i64 = sqlx::query_scalar(
+                "WITH ins AS (INSERT INTO event_relay (seen_at, relay_id, event_id) \
+                 SELECT $1, $2, id FROM event_stage ON CONFLICT DO NOTHING RETURNING 1) \
+                 SELECT count(*) FROM ins",
+            )
+            .bind(seen_at)
+            .bind(relay_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query_err("event_relay insert"))?;
+            tx.commit().await.map_err(query_err("event ingest commit"))?;
+            stats.events_new += count(new);
+            stats.links_new += count(links);
+        }
+        Ok(stats)
+    }
+
+    async fn get_event(&self, id: &[u8; 32]) -> Result<Option<StoredEvent>> {
+        let sql = match self.schema {
+            Schema::Full => {
+                "SELECT id, pubkey, created_at, kind, tagvalues, tags::text, content, sig \
+                 FROM event WHERE id = $1"
+            }
+            Schema::Lite => {
+                "SELECT id, pubkey, created_at, kind, tagvalues, NULL::text, NULL::text, \
+                 NULL::bytea FROM event WHERE id = $1"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(&id[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("event read"))?;
+        row.map(|r| stored_event(&r)).transpose()
+    }
+
+    async fn event_relays(&self, id: &[u8; 32]) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT r.url FROM event_relay er JOIN relay r ON r.id = er.relay_id \
+             WHERE er.event_id = $1 ORDER BY r.url",
+        )
+        .bind(&id[..])
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("event relays read"))
+    }
+
+    async fn insert_metadata(
+        &self,
+        relay: &NewRelay,
+        generated_at: i64,
+        items: &[Metadata],
+    ) -> Result<u64> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let relay_id = self.relay_id(relay).await?;
+        let ids: Vec<Vec<u8>> = items.iter().map(|m| m.id().to_vec()).collect();
+        let types: Vec<&str> = items.iter().map(|m| m.kind().as_str()).collect();
+        let data: Vec<&str> = items.iter().map(|m| m.canonical_json()).collect();
+        let mut tx = self.pool.begin().await.map_err(query_err("metadata insert"))?;
+        sqlx::query(
+            "INSERT INTO metadata (id, type, data) \
+             SELECT i, t, d::jsonb FROM unnest($1::bytea[], $2::text[], $3::text[]) AS u(i, t, d) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&types)
+        .bind(&data)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("metadata insert"))?;
+        let n: i64 = sqlx::query_scalar(
+            "WITH ins AS (INSERT INTO relay_metadata (generated_at, relay_id, metadata_type, metadata_id) \
+             SELECT $1, $2, t, i FROM unnest($3::text[], $4::bytea[]) AS u(t, i) \
+             ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
+        )
+        .bind(generated_at)
+        .bind(relay_id)
+        .bind(&types)
+        .bind(&ids)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_err("relay_metadata insert"))?;
+        tx.commit().await.map_err(query_err("metadata commit"))?;
+        Ok(count(n))
+    }
+
+    async fn state_upsert(&self, entries: &[StateEntry]) -> Result<u64> {
+        let entries = last_per_key(entries);
+        let mut total = 0;
+        for chunk in entries.chunks(BATCH_SIZE) {
+            let col = |f: fn(&StateEntry) -> &str| chunk.iter().map(|e| f(e)).collect::<Vec<_>>();
+            let values: Vec<String> = chunk.iter().map(|e| e.value.to_string()).collect();
+            let n: i64 = sqlx::query_scalar(
+                "WITH up AS (INSERT INTO service_state (service_name, state_type, state_key, state_value) \
+                 SELECT s, t, k, v::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+                 AS u(s, t, k, v) \
+                 ON CONFLICT (service_name, state_type, state_key) \
+                 DO UPDATE SET state_value = EXCLUDED.state_value RETURNING 1) SELECT count(*) FROM up",
+            )
+            .bind(col(|e| &e.service))
+            .bind(col(|e| &e.kind))
+            .bind(col(|e| &e.key))
+            .bind(values)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("service_state upsert"))?;
+            total += count(n);
+        }
+        Ok(total)
+    }
+
+    async fn state_get(
+        &self,
+        service: &str,
+        kind: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<(String, Value)>> {
+        let rows = sqlx::query(
+            "SELECT state_key, state_value FROM service_state \
+             WHERE service_name = $1 AND state_type = $2 AND ($3::text IS NULL OR state_key = $3) \
+             ORDER BY state_key",
+        )
+        .bind(service)
+        .bind(kind)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("service_state read"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn state_delete(&self, service: &str, kind: &str, keys: &[String]) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM service_state WHERE service_name = $1 AND state_type = $2 \
+             AND state_key = ANY($3)",
+        )
+        .bind(service)
+        .bind(kind)
+        .bind(keys)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("service_state delete"))?;
+        Ok(r.rows_affected())
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        let r = sqlx::query(
+            "SELECT (SELECT count(*) FROM relay), \
+                    (SELECT count(*) FROM service_state WHERE service_name = $1 AND state_type = $2), \
+                    (SELECT count(*) FROM event), (SELECT count(*) FROM event_relay), \
+                    (SELECT count(*) FROM metadata), (SELECT count(*) FROM relay_metadata)",
+        )
+        .bind(CANDIDATE_SERVICE)
+        .bind(CANDIDATE_STATE)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("counts"))?;
+        let c = |i: usize| count(r.get::<i64, _>(i));
+        Ok(Counts {
+            relays: c(0),
+            candidates: c(1),
+            events: c(2),
+            event_relays: c(3),
+            metadata: c(4),
+            relay_metadata: c(5),
+        })
+    }
+
+    async fn event_storage_bytes(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT pg_total_relation_size('event') + pg_total_relation_size('event_relay')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("storage size"))?;
+        Ok(count(n))
+    }
+}
+
+fn stored_event(r: &sqlx::postgres::PgRow) -> Result<StoredEvent> {
+    let fixed = |i: usize| -> Result<[u8; 32]> {
+        let v: Vec<u8> = r.get(i);
+        v.try_into().map_err(|v: Vec<u8>| StoreError::Corrupt {
+            what: "event row".into(),
+            reason: format!("column {i} holds {} bytes, expected 32", v.len()),
+        })
+    };
+    Ok(StoredEvent {
+        id: fixed(0)?,
+        pubkey: fixed(1)?,
+        created_at: r.get(2),
+        kind: r.get(3),
+        tagvalues: r.get(4),
+        tags_json: r.get(5),
+        content: r.get(6),
+        sig: r.get(7),
+    })
+}
+
+/// Keeps the last entry per (service, kind, key), in first-seen order: a batch may repeat a key.
+pub(crate) fn last_per_key(entries: &[StateEntry]) -> Vec<&StateEntry> {
+    let mut index: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut out: Vec<&StateEntry> = Vec::with_capacity(entries.len());
+    for e in entries {
+        match index.get(&(e.service.as_str(), e.kind.as_str(), e.key.as_str())) {
+            Some(&i) => out[i] = e,
+            None => {
+                index.insert((&e.service, &e.kind, &e.key), out.len());
+                out.push(e);
+            }
+        }
+    }
+    out
+}
