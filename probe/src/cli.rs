@@ -7,8 +7,8 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use tracing::info;
 
 use crate::model::Schema;
-use crate::services::seeder::{self, SeedOptions};
 use crate::seed::DEFAULT_SEED_LIST;
+use crate::services::seeder::{self, SeedOptions};
 use crate::store::{self, DatabaseUrl, Store, StoreError};
 
 /// Brotr probe: maps, checks and archives Nostr relays.
@@ -16,7 +16,13 @@ use crate::store::{self, DatabaseUrl, Store, StoreError};
 #[command(name = "brotr-probe", version, about)]
 pub struct Cli {
     /// Database: postgres://… or an SQLite file path (default ./brotr.db).
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = "./brotr.db", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "./brotr.db",
+        hide_env_values = true
+    )]
     pub database: String,
     /// Storage schema: `full` keeps whole events, `lite` only id, pubkey, created_at, kind and
     /// tag values. Fixed when the database is created; default: the database's, else full.
@@ -118,9 +124,16 @@ async fn seed(store: &dyn Store, args: &SeedArgs) -> Result<(), CliError> {
             })?;
             (path.display().to_string(), text)
         }
-        None => ("<bundled seed list>".to_owned(), DEFAULT_SEED_LIST.to_owned()),
+        None => (
+            "<bundled seed list>".to_owned(),
+            DEFAULT_SEED_LIST.to_owned(),
+        ),
     };
-    let opts = SeedOptions { to_validate: args.to_validate, allow_local: args.allow_local, now: now() };
+    let opts = SeedOptions {
+        to_validate: args.to_validate,
+        allow_local: args.allow_local,
+        now: now(),
+    };
     seeder::seed(store, &source, &text, opts).await?;
     Ok(())
 }
@@ -134,7 +147,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => {
             seed(store.as_ref(), &args.seed).await?;
             let c = store.counts().await?;
-            info!(relays = c.relays, candidates = c.candidates, events = c.events, "run finished");
+            info!(
+                relays = c.relays,
+                candidates = c.candidates,
+                events = c.events,
+                "run finished"
+            );
             Ok(())
         }
     }

@@ -60,7 +60,12 @@ mod tests {
         assert_eq!(list.duplicates, 1);
         let lines: Vec<usize> = list.skipped.iter().map(|s| s.line).collect();
         assert_eq!(lines, [5, 7, 8]);
-        assert!(list.skipped[0].error.to_string().contains("http://not-a-relay.com"));
+        assert!(
+            list.skipped[0]
+                .error
+                .to_string()
+                .contains("http://not-a-relay.com")
+        );
     }
 
     #[test]
@@ -74,7 +79,11 @@ mod tests {
     fn bundled_list_is_large_and_clean() {
         let list = parse_seed_list(DEFAULT_SEED_LIST, false);
         assert!(list.urls.len() >= 200, "only {} urls", list.urls.len());
-        assert!(list.skipped.is_empty(), "bad lines in the bundled list: {:?}", list.skipped);
+        assert!(
+            list.skipped.is_empty(),
+            "bad lines in the bundled list: {:?}",
+            list.skipped
+        );
         assert_eq!(list.duplicates, 0);
     }
 }

@@ -28,7 +28,11 @@ pub struct CandidateState {
 impl Candidate {
     /// A fresh candidate discovered at `now`.
     pub fn new(url: RelayUrl, now: i64) -> Self {
-        Candidate { url, failures: 0, timestamp: now }
+        Candidate {
+            url,
+            failures: 0,
+            timestamp: now,
+        }
     }
 
     pub fn state(&self) -> CandidateState {

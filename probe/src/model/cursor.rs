@@ -14,7 +14,10 @@ pub struct Cursor {
 
 impl Cursor {
     /// The position before every event.
-    pub const START: Cursor = Cursor { timestamp: 0, id: [0; 32] };
+    pub const START: Cursor = Cursor {
+        timestamp: 0,
+        id: [0; 32],
+    };
 }
 
 mod hex_id {
@@ -39,9 +42,15 @@ mod tests {
 
     #[test]
     fn serialises_as_spec_json() {
-        let c = Cursor { timestamp: 1700000000, id: [0xab; 32] };
+        let c = Cursor {
+            timestamp: 1700000000,
+            id: [0xab; 32],
+        };
         let json = serde_json::to_string(&c).unwrap();
-        assert_eq!(json, format!(r#"{{"timestamp":1700000000,"id":"{}"}}"#, "ab".repeat(32)));
+        assert_eq!(
+            json,
+            format!(r#"{{"timestamp":1700000000,"id":"{}"}}"#, "ab".repeat(32))
+        );
         assert_eq!(serde_json::from_str::<Cursor>(&json).unwrap(), c);
     }
 
@@ -53,8 +62,14 @@ mod tests {
 
     #[test]
     fn orders_by_time_then_id() {
-        let a = Cursor { timestamp: 5, id: [9; 32] };
-        let b = Cursor { timestamp: 6, id: [0; 32] };
+        let a = Cursor {
+            timestamp: 5,
+            id: [9; 32],
+        };
+        let b = Cursor {
+            timestamp: 6,
+            id: [0; 32],
+        };
         assert!(Cursor::START < a && a < b);
     }
 }

@@ -62,16 +62,24 @@ impl EventRow {
     pub fn from_verified(event: &Event) -> Result<Self, EventRowError> {
         let id_hex = || event.id.to_hex();
         if event.content.contains('\0') {
-            return Err(EventRowError::Nul { id: id_hex(), field: "content" });
+            return Err(EventRowError::Nul {
+                id: id_hex(),
+                field: "content",
+            });
         }
         let tags: Vec<&[String]> = event.tags.iter().map(|t| t.as_slice()).collect();
         if tags.iter().flat_map(|t| t.iter()).any(|s| s.contains('\0')) {
-            return Err(EventRowError::Nul { id: id_hex(), field: "tags" });
+            return Err(EventRowError::Nul {
+                id: id_hex(),
+                field: "tags",
+            });
         }
-        let created_at_u64 = event.created_at.as_u64();
-        let created_at = i64::try_from(created_at_u64).map_err(|_| {
-            EventRowError::CreatedAtOutOfRange { id: id_hex(), created_at: created_at_u64 }
-        })?;
+        let created_at_u64 = event.created_at.as_secs();
+        let created_at =
+            i64::try_from(created_at_u64).map_err(|_| EventRowError::CreatedAtOutOfRange {
+                id: id_hex(),
+                created_at: created_at_u64,
+            })?;
         // Serialising a Vec<Vec<String>> cannot fail.
         let tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".to_owned());
         Ok(EventRow {
@@ -103,9 +111,7 @@ where
 {
     tags.into_iter()
         .filter_map(|tag| match tag.as_ref() {
-            [name, value, ..]
-                if name.chars().count() == 1 && value.len() <= MAX_TAGVALUE_BYTES =>
-            {
+            [name, value, ..] if name.chars().count() == 1 && value.len() <= MAX_TAGVALUE_BYTES => {
                 Some(format!("{name}:{value}"))
             }
             _ => None,
@@ -131,13 +137,19 @@ mod tests {
 
     #[test]
     fn flattens_a_verified_event() {
-        let ev = signed("hello", vec![tag(&["e", "abc"]), tag(&["p", "def", "wss://r.example"])]);
+        let ev = signed(
+            "hello",
+            vec![tag(&["e", "abc"]), tag(&["p", "def", "wss://r.example"])],
+        );
         let row = EventRow::from_event(&ev).unwrap();
         assert_eq!(row.id, ev.id.to_bytes());
         assert_eq!(row.pubkey, ev.pubkey.to_bytes());
         assert_eq!(row.kind, 1);
         assert_eq!(row.content, "hello");
-        assert_eq!(row.tags_json, r#"[["e","abc"],["p","def","wss://r.example"]]"#);
+        assert_eq!(
+            row.tags_json,
+            r#"[["e","abc"],["p","def","wss://r.example"]]"#
+        );
         assert_eq!(row.tagvalues, vec!["e:abc", "p:def"]);
         assert_eq!(row.id_hex(), ev.id.to_hex());
     }
@@ -180,10 +192,16 @@ mod tests {
         let ev = signed("a\0b", vec![]);
         assert!(matches!(
             EventRow::from_event(&ev),
-            Err(EventRowError::Nul { field: "content", .. })
+            Err(EventRowError::Nul {
+                field: "content",
+                ..
+            })
         ));
         let ev = signed("ok", vec![tag(&["t", "a\0b"])]);
-        assert!(matches!(EventRow::from_event(&ev), Err(EventRowError::Nul { field: "tags", .. })));
+        assert!(matches!(
+            EventRow::from_event(&ev),
+            Err(EventRowError::Nul { field: "tags", .. })
+        ));
     }
 
     #[test]
@@ -205,13 +223,16 @@ mod tests {
         .map(|t| t.into_iter().map(String::from).collect())
         .collect();
         let got = tagvalues(&tags);
-        assert_eq!(got, vec![
-            "e:x".to_owned(),
-            "p:y".to_owned(),
-            "d:".to_owned(),
-            format!("r:{exact}"),
-            "é:unicode-name".to_owned(),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                "e:x".to_owned(),
+                "p:y".to_owned(),
+                "d:".to_owned(),
+                format!("r:{exact}"),
+                "é:unicode-name".to_owned(),
+            ]
+        );
     }
 
     #[test]

@@ -92,7 +92,11 @@ impl Metadata {
         // non-finite floats cannot exist in a `Value`.
         let canonical = value.to_string();
         let id = Sha256::digest(canonical.as_bytes()).into();
-        Ok(Metadata { kind, id, canonical })
+        Ok(Metadata {
+            kind,
+            id,
+            canonical,
+        })
     }
 
     pub fn kind(&self) -> MetadataType {
@@ -170,8 +174,11 @@ mod tests {
     #[test]
     fn key_order_and_empties_do_not_change_the_id() {
         let a = Metadata::new(MetadataType::Nip66Dns, &json!({"a": 1, "b": [1, 2]})).unwrap();
-        let b = Metadata::new(MetadataType::Nip66Dns, &json!({"b": [1, 2], "c": null, "a": 1}))
-            .unwrap();
+        let b = Metadata::new(
+            MetadataType::Nip66Dns,
+            &json!({"b": [1, 2], "c": null, "a": 1}),
+        )
+        .unwrap();
         assert_eq!(a.id(), b.id());
         let c = Metadata::new(MetadataType::Nip66Dns, &json!({"a": 1, "b": [2, 1]})).unwrap();
         assert_ne!(a.id(), c.id(), "array order is data");
@@ -179,8 +186,8 @@ mod tests {
 
     #[test]
     fn rejects_nul_with_its_path() {
-        let err = Metadata::new(MetadataType::Nip11Info, &json!({"name": {"x": "a\u{0}"}}))
-            .unwrap_err();
+        let err =
+            Metadata::new(MetadataType::Nip11Info, &json!({"name": {"x": "a\u{0}"}})).unwrap_err();
         assert_eq!(err, MetadataError::Nul("$.name.x".to_owned()));
     }
 
@@ -192,7 +199,11 @@ mod tests {
         }
         let m = Metadata::new(MetadataType::Nip11Info, &v).unwrap();
         assert!(!m.canonical_json().contains("leaf"));
-        assert_eq!(m.canonical_json(), "{}", "everything under the cut was empty");
+        assert_eq!(
+            m.canonical_json(),
+            "{}",
+            "everything under the cut was empty"
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ mod tests {
         assert_eq!("full".parse(), Ok(Schema::Full));
         assert_eq!("lite".parse(), Ok(Schema::Lite));
         let err = "Full".parse::<Schema>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown schema \"Full\" (expected full or lite)");
+        assert_eq!(
+            err.to_string(),
+            "unknown schema \"Full\" (expected full or lite)"
+        );
     }
 }

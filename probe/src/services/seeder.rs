@@ -43,14 +43,20 @@ pub async fn seed(
         warn!(file = source, line = s.line, reason = %s.error, "skipping seed line");
     }
     let inserted = if opts.to_validate {
-        let candidates: Vec<Candidate> =
-            list.urls.iter().map(|u| Candidate::new(u.clone(), opts.now)).collect();
+        let candidates: Vec<Candidate> = list
+            .urls
+            .iter()
+            .map(|u| Candidate::new(u.clone(), opts.now))
+            .collect();
         store.insert_candidates(&candidates).await?
     } else {
         let relays: Vec<NewRelay> = list
             .urls
             .iter()
-            .map(|u| NewRelay { url: u.clone(), discovered_at: opts.now })
+            .map(|u| NewRelay {
+                url: u.clone(),
+                discovered_at: opts.now,
+            })
             .collect();
         store.insert_relays(&relays).await?
     };

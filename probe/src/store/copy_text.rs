@@ -13,7 +13,10 @@ pub struct CopyWriter {
 
 impl CopyWriter {
     pub fn with_capacity(bytes: usize) -> Self {
-        CopyWriter { buf: Vec::with_capacity(bytes), at_row_start: true }
+        CopyWriter {
+            buf: Vec::with_capacity(bytes),
+            at_row_start: true,
+        }
     }
 
     fn sep(&mut self) {
@@ -122,25 +125,60 @@ mod tests {
 
     #[test]
     fn separates_columns_with_tabs_and_ends_rows() {
-        assert_eq!(row(|w| { w.int(-5).text("a").int(7); }), "-5\ta\t7\n");
+        assert_eq!(
+            row(|w| {
+                w.int(-5).text("a").int(7);
+            }),
+            "-5\ta\t7\n"
+        );
     }
 
     #[test]
     fn escapes_specials_in_text() {
-        assert_eq!(row(|w| { w.text("a\tb\nc\rd\\e"); }), "a\\tb\\nc\\rd\\\\e\n");
+        assert_eq!(
+            row(|w| {
+                w.text("a\tb\nc\rd\\e");
+            }),
+            "a\\tb\\nc\\rd\\\\e\n"
+        );
     }
 
     #[test]
     fn writes_bytea_as_escaped_hex() {
-        assert_eq!(row(|w| { w.bytea(&[0x00, 0xff, 0x10]); }), "\\\\x00ff10\n");
+        assert_eq!(
+            row(|w| {
+                w.bytea(&[0x00, 0xff, 0x10]);
+            }),
+            "\\\\x00ff10\n"
+        );
     }
 
     #[test]
     fn writes_quoted_array_literals() {
-        assert_eq!(row(|w| { w.text_array::<&str>(&[]); }), "{}\n");
-        assert_eq!(row(|w| { w.text_array(&["e:x", "t:a,b"]); }), "{\"e:x\",\"t:a,b\"}\n");
+        assert_eq!(
+            row(|w| {
+                w.text_array::<&str>(&[]);
+            }),
+            "{}\n"
+        );
+        assert_eq!(
+            row(|w| {
+                w.text_array(&["e:x", "t:a,b"]);
+            }),
+            "{\"e:x\",\"t:a,b\"}\n"
+        );
         // `"` → `\"` in the literal → `\\"` on the wire; `\` → `\\` → `\\\\`.
-        assert_eq!(row(|w| { w.text_array(&["q\"\\"]); }), "{\"q\\\\\"\\\\\\\\\"}\n");
-        assert_eq!(row(|w| { w.text_array(&["a\nb"]); }), "{\"a\\nb\"}\n");
+        assert_eq!(
+            row(|w| {
+                w.text_array(&["q\"\\"]);
+            }),
+            "{\"q\\\\\"\\\\\\\\\"}\n"
+        );
+        assert_eq!(
+            row(|w| {
+                w.text_array(&["a\nb"]);
+            }),
+            "{\"a\\nb\"}\n"
+        );
     }
 }

@@ -34,7 +34,11 @@ pub enum StoreError {
         "database {target} holds the {database} schema but {requested} was requested; \
          a database keeps the schema it was created with (use another database)"
     )]
-    SchemaMismatch { target: String, database: Schema, requested: Schema },
+    SchemaMismatch {
+        target: String,
+        database: Schema,
+        requested: Schema,
+    },
     #[error("migrating database {target} failed: {source}")]
     Migrate {
         target: String,
@@ -54,7 +58,10 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the error is the caller's configuration (exit code 2) rather than a runtime failure.
     pub fn is_config_error(&self) -> bool {
-        matches!(self, StoreError::BadUrl { .. } | StoreError::SchemaMismatch { .. })
+        matches!(
+            self,
+            StoreError::BadUrl { .. } | StoreError::SchemaMismatch { .. }
+        )
     }
 }
 
@@ -144,21 +151,33 @@ pub trait Store: Send + Sync {
     async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>>;
 
     /// Stores verified events seen on `relay` at `seen_at` (adding the relay if needed).
-    async fn insert_events(&self, relay: &NewRelay, seen_at: i64, events: &[EventRow])
-    -> Result<IngestStats>;
+    async fn insert_events(
+        &self,
+        relay: &NewRelay,
+        seen_at: i64,
+        events: &[EventRow],
+    ) -> Result<IngestStats>;
     async fn get_event(&self, id: &[u8; 32]) -> Result<Option<StoredEvent>>;
     /// URLs of the relays an event was seen on, sorted.
     async fn event_relays(&self, id: &[u8; 32]) -> Result<Vec<String>>;
 
     /// Stores check results for `relay` at `generated_at`; identical documents share one row.
     /// Returns how many time-series rows were new.
-    async fn insert_metadata(&self, relay: &NewRelay, generated_at: i64, items: &[Metadata])
-    -> Result<u64>;
+    async fn insert_metadata(
+        &self,
+        relay: &NewRelay,
+        generated_at: i64,
+        items: &[Metadata],
+    ) -> Result<u64>;
 
     async fn state_upsert(&self, entries: &[StateEntry]) -> Result<u64>;
     /// One key, or every key of (service, kind) ordered by key when `key` is `None`.
-    async fn state_get(&self, service: &str, kind: &str, key: Option<&str>)
-    -> Result<Vec<(String, Value)>>;
+    async fn state_get(
+        &self,
+        service: &str,
+        kind: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<(String, Value)>>;
     async fn state_delete(&self, service: &str, kind: &str, keys: &[String]) -> Result<u64>;
 
     async fn counts(&self) -> Result<Counts>;
@@ -168,11 +187,18 @@ pub trait Store: Send + Sync {
 
 /// Parses a candidate's `service_state` row back into a [`Candidate`].
 pub(crate) fn candidate_from_state(key: &str, value: &Value) -> Result<Candidate> {
-    let corrupt = |reason: String| StoreError::Corrupt { what: format!("candidate {key:?}"), reason };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        what: format!("candidate {key:?}"),
+        reason,
+    };
     // Candidates were canonical when written; accept local hosts so a test deployment's
     // candidates read back.
     let url = RelayUrl::parse_allowing_local(key).map_err(|e| corrupt(e.to_string()))?;
     let state: crate::model::candidate::CandidateState =
         serde_json::from_value(value.clone()).map_err(|e| corrupt(e.to_string()))?;
-    Ok(Candidate { url, failures: state.failures, timestamp: state.timestamp })
+    Ok(Candidate {
+        url,
+        failures: state.failures,
+        timestamp: state.timestamp,
+    })
 }

@@ -43,12 +43,21 @@ impl FromStr for DatabaseUrl {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if s.is_empty() {
-            return Err(StoreError::BadUrl { url: String::new(), reason: "empty".into() });
+            return Err(StoreError::BadUrl {
+                url: String::new(),
+                reason: "empty".into(),
+            });
         }
-        if let Some(rest) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+        if let Some(rest) = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+        {
             let path = rest.split('?').next().unwrap_or(rest);
             if path.is_empty() {
-                return Err(StoreError::BadUrl { url: s.into(), reason: "no file path".into() });
+                return Err(StoreError::BadUrl {
+                    url: s.into(),
+                    reason: "no file path".into(),
+                });
             }
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
@@ -58,9 +67,13 @@ impl FromStr for DatabaseUrl {
                     url: redact(s),
                     reason: e.to_string(),
                 })?;
-                if u.host_str().is_none_or(str::is_empty) && !u.query().unwrap_or("").contains("host=")
+                if u.host_str().is_none_or(str::is_empty)
+                    && !u.query().unwrap_or("").contains("host=")
                 {
-                    return Err(StoreError::BadUrl { url: redact(s), reason: "no host".into() });
+                    return Err(StoreError::BadUrl {
+                        url: redact(s),
+                        reason: "no host".into(),
+                    });
                 }
                 Ok(DatabaseUrl::Postgres(s.to_owned()))
             }
@@ -111,13 +124,25 @@ mod tests {
     #[test]
     fn parses_every_supported_form() {
         let cases = [
-            ("postgres://u:p@h:5432/db", DatabaseUrl::Postgres("postgres://u:p@h:5432/db".into())),
-            ("postgresql://h/db", DatabaseUrl::Postgres("postgresql://h/db".into())),
+            (
+                "postgres://u:p@h:5432/db",
+                DatabaseUrl::Postgres("postgres://u:p@h:5432/db".into()),
+            ),
+            (
+                "postgresql://h/db",
+                DatabaseUrl::Postgres("postgresql://h/db".into()),
+            ),
             ("sqlite:./x.db", DatabaseUrl::Sqlite("./x.db".into())),
-            ("sqlite:///tmp/x.db", DatabaseUrl::Sqlite("/tmp/x.db".into())),
+            (
+                "sqlite:///tmp/x.db",
+                DatabaseUrl::Sqlite("/tmp/x.db".into()),
+            ),
             ("sqlite://x.db?mode=rwc", DatabaseUrl::Sqlite("x.db".into())),
             ("./brotr.db", DatabaseUrl::Sqlite("./brotr.db".into())),
-            ("/var/lib/brotr/brotr.db", DatabaseUrl::Sqlite("/var/lib/brotr/brotr.db".into())),
+            (
+                "/var/lib/brotr/brotr.db",
+                DatabaseUrl::Sqlite("/var/lib/brotr/brotr.db".into()),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(input.parse::<DatabaseUrl>().unwrap(), want, "{input}");
@@ -155,6 +180,9 @@ mod tests {
         assert_eq!(resolve_schema("t", Some(Lite), None).unwrap(), Lite);
         assert_eq!(resolve_schema("t", Some(Full), Some(Full)).unwrap(), Full);
         let err = resolve_schema("t", Some(Full), Some(Lite)).unwrap_err();
-        assert!(err.to_string().contains("holds the full schema but lite was requested"));
+        assert!(
+            err.to_string()
+                .contains("holds the full schema but lite was requested")
+        );
     }
 }

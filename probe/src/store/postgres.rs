@@ -45,14 +45,20 @@ impl PgStore {
     pub async fn open(url: &str, requested: Option<Schema>) -> Result<Self> {
         let target = DatabaseUrl::Postgres(url.to_owned()).redacted();
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::BadUrl { url: target.clone(), reason: e.to_string() })?
+            .map_err(|e| StoreError::BadUrl {
+                url: target.clone(),
+                reason: e.to_string(),
+            })?
             .application_name("brotr-probe");
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect { target: target.clone(), source })?;
+            .map_err(|source| StoreError::Connect {
+                target: target.clone(),
+                source,
+            })?;
         let existing = read_schema(&pool).await?;
         let schema = resolve_schema(&target, existing, requested)?;
         let migrator = match schema {
@@ -62,8 +68,15 @@ impl PgStore {
         migrator
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate { target: target.clone(), source })?;
-        Ok(PgStore { pool, schema, relay_ids: Mutex::new(HashMap::new()) })
+            .map_err(|source| StoreError::Migrate {
+                target: target.clone(),
+                source,
+            })?;
+        Ok(PgStore {
+            pool,
+            schema,
+            relay_ids: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The connection pool, for benchmarks and maintenance SQL.
@@ -93,17 +106,30 @@ impl PgStore {
     }
 
     fn cached_relay_id(&self, url: &str) -> Option<i32> {
-        self.relay_ids.lock().ok().and_then(|ids| ids.get(url).copied())
+        self.relay_ids
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(url).copied())
     }
 
     /// Encodes a batch in the staging table's column order (see the migrations).
     fn encode(&self, events: &[EventRow]) -> CopyWriter {
-        let per_row = if self.schema == Schema::Full { 1200 } else { 400 };
+        let per_row = if self.schema == Schema::Full {
+            1200
+        } else {
+            400
+        };
         let mut w = CopyWriter::with_capacity(events.len() * per_row);
         for e in events {
-            w.int(e.created_at).int(i64::from(e.kind)).bytea(&e.id).bytea(&e.pubkey);
+            w.int(e.created_at)
+                .int(i64::from(e.kind))
+                .bytea(&e.id)
+                .bytea(&e.pubkey);
             if self.schema == Schema::Full {
-                w.bytea(&e.sig).text_array(&e.tagvalues).text(&e.tags_json).text(&e.content);
+                w.bytea(&e.sig)
+                    .text_array(&e.tagvalues)
+                    .text(&e.tags_json)
+                    .text(&e.content);
             } else {
                 w.text_array(&e.tagvalues);
             }
@@ -114,11 +140,10 @@ impl PgStore {
 }
 
 async fn read_schema(pool: &PgPool) -> Result<Option<Schema>> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('public.brotr_schema') IS NOT NULL")
-            .fetch_one(pool)
-            .await
-            .map_err(query_err("schema check"))?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public.brotr_schema') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(query_err("schema check"))?;
     if !exists {
         return Ok(None);
     }
@@ -126,10 +151,12 @@ async fn read_schema(pool: &PgPool) -> Result<Option<Schema>> {
         .fetch_one(pool)
         .await
         .map_err(query_err("schema check"))?;
-    name.parse().map(Some).map_err(|e: crate::model::UnknownSchema| StoreError::Corrupt {
-        what: "brotr_schema".into(),
-        reason: e.to_string(),
-    })
+    name.parse()
+        .map(Some)
+        .map_err(|e: crate::model::UnknownSchema| StoreError::Corrupt {
+            what: "brotr_schema".into(),
+            reason: e.to_string(),
+        })
 }
 
 fn count(n: i64) -> u64 {
@@ -172,11 +199,15 @@ impl Store for PgStore {
         rows.iter()
             .map(|r| {
                 let url: String = r.get(0);
-                let url = RelayUrl::parse_allowing_local(&url).map_err(|e| StoreError::Corrupt {
-                    what: format!("relay {url:?}"),
-                    reason: e.to_string(),
-                })?;
-                Ok(NewRelay { url, discovered_at: r.get(1) })
+                let url =
+                    RelayUrl::parse_allowing_local(&url).map_err(|e| StoreError::Corrupt {
+                        what: format!("relay {url:?}"),
+                        reason: e.to_string(),
+                    })?;
+                Ok(NewRelay {
+                    url,
+                    discovered_at: r.get(1),
+                })
             })
             .collect()
     }
@@ -240,12 +271,16 @@ impl Store for PgStore {
         for chunk in events.chunks(BATCH_SIZE) {
             let rows = self.encode(chunk);
             let mut tx = self.pool.begin().await.map_err(query_err("event ingest"))?;
-            tx.execute(STAGE_DDL).await.map_err(query_err("event staging"))?;
+            tx.execute(STAGE_DDL)
+                .await
+                .map_err(query_err("event staging"))?;
             let mut copy = tx
                 .copy_in_raw("COPY event_stage FROM STDIN")
                 .await
                 .map_err(query_err("event copy"))?;
-            copy.send(rows.as_bytes()).await.map_err(query_err("event copy"))?;
+            copy.send(rows.as_bytes())
+                .await
+                .map_err(query_err("event copy"))?;
             copy.finish().await.map_err(query_err("event copy"))?;
             let new: i64 = sqlx::query_scalar(
                 "WITH ins AS (INSERT INTO event SELECT * FROM event_stage \
@@ -264,7 +299,9 @@ impl Store for PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(query_err("event_relay insert"))?;
-            tx.commit().await.map_err(query_err("event ingest commit"))?;
+            tx.commit()
+                .await
+                .map_err(query_err("event ingest commit"))?;
             stats.events_new += count(new);
             stats.links_new += count(links);
         }
@@ -314,7 +351,11 @@ impl Store for PgStore {
         let ids: Vec<Vec<u8>> = items.iter().map(|m| m.id().to_vec()).collect();
         let types: Vec<&str> = items.iter().map(|m| m.kind().as_str()).collect();
         let data: Vec<&str> = items.iter().map(|m| m.canonical_json()).collect();
-        let mut tx = self.pool.begin().await.map_err(query_err("metadata insert"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("metadata insert"))?;
         sqlx::query(
             "INSERT INTO metadata (id, type, data) \
              SELECT i, t, d::jsonb FROM unnest($1::bytea[], $2::text[], $3::text[]) AS u(i, t, d) \

@@ -18,8 +18,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::open::resolve_schema;
 use super::postgres::last_per_key;
 use super::{
-    Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, Counts, IngestStats, NewRelay, Result,
-    StateEntry, Store, StoreError, StoredEvent, candidate_from_state, query_err,
+    Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, Counts, IngestStats, NewRelay, Result, StateEntry,
+    Store, StoreError, StoredEvent, candidate_from_state, query_err,
 };
 use crate::model::{Candidate, EventRow, Metadata, RelayUrl, Schema};
 
@@ -40,7 +40,10 @@ impl SqliteStore {
     pub async fn open(path: &Path, requested: Option<Schema>) -> Result<Self> {
         let target = format!("sqlite:{}", path.display());
         let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| StoreError::BadUrl { url: target.clone(), reason: e.to_string() })?
+            .map_err(|e| StoreError::BadUrl {
+                url: target.clone(),
+                reason: e.to_string(),
+            })?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -52,14 +55,20 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect { target: target.clone(), source })?;
+            .map_err(|source| StoreError::Connect {
+                target: target.clone(),
+                source,
+            })?;
         let existing = read_schema(&pool).await?;
         let schema = resolve_schema(&target, existing, requested)?;
         let migrator = match schema {
             Schema::Full => &FULL,
             Schema::Lite => &LITE,
         };
-        migrator.run(&pool).await.map_err(|source| StoreError::Migrate { target, source })?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { target, source })?;
         Ok(SqliteStore { pool, schema })
     }
 
@@ -96,10 +105,12 @@ async fn read_schema(pool: &SqlitePool) -> Result<Option<Schema>> {
         .fetch_one(pool)
         .await
         .map_err(query_err("schema check"))?;
-    name.parse().map(Some).map_err(|e: crate::model::UnknownSchema| StoreError::Corrupt {
-        what: "brotr_schema".into(),
-        reason: e.to_string(),
-    })
+    name.parse()
+        .map(Some)
+        .map_err(|e: crate::model::UnknownSchema| StoreError::Corrupt {
+            what: "brotr_schema".into(),
+            reason: e.to_string(),
+        })
 }
 
 fn json_text<T: serde::Serialize>(v: &T) -> String {
@@ -107,8 +118,10 @@ fn json_text<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn parse_json(what: &str, text: &str) -> Result<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt { what: what.to_owned(), reason: e.to_string() })
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 #[async_trait]
@@ -133,9 +146,16 @@ impl Store for SqliteStore {
                     .push_bind(r.url.network().as_str())
                     .push_bind(r.discovered_at);
             });
-            total += q.build().execute(&mut *tx).await.map_err(query_err("relay insert"))?.rows_affected();
+            total += q
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("relay insert"))?
+                .rows_affected();
         }
-        tx.commit().await.map_err(query_err("relay insert commit"))?;
+        tx.commit()
+            .await
+            .map_err(query_err("relay insert commit"))?;
         Ok(total)
     }
 
@@ -147,17 +167,25 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|r| {
                 let url: String = r.get(0);
-                let url = RelayUrl::parse_allowing_local(&url).map_err(|e| StoreError::Corrupt {
-                    what: format!("relay {url:?}"),
-                    reason: e.to_string(),
-                })?;
-                Ok(NewRelay { url, discovered_at: r.get(1) })
+                let url =
+                    RelayUrl::parse_allowing_local(&url).map_err(|e| StoreError::Corrupt {
+                        what: format!("relay {url:?}"),
+                        reason: e.to_string(),
+                    })?;
+                Ok(NewRelay {
+                    url,
+                    discovered_at: r.get(1),
+                })
             })
             .collect()
     }
 
     async fn insert_candidates(&self, candidates: &[Candidate]) -> Result<u64> {
-        let mut tx = self.pool.begin().await.map_err(query_err("candidate insert"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("candidate insert"))?;
         let mut total = 0;
         for c in candidates {
             total += sqlx::query(
@@ -174,7 +202,9 @@ impl Store for SqliteStore {
             .map_err(query_err("candidate insert"))?
             .rows_affected();
         }
-        tx.commit().await.map_err(query_err("candidate insert commit"))?;
+        tx.commit()
+            .await
+            .map_err(query_err("candidate insert commit"))?;
         Ok(total)
     }
 
@@ -233,13 +263,19 @@ impl Store for SqliteStore {
                         .push_bind(&e.sig[..]);
                 }
             });
-            stats.events_new +=
-                q.build().execute(&mut *tx).await.map_err(query_err("event insert"))?.rows_affected();
+            stats.events_new += q
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("event insert"))?
+                .rows_affected();
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO event_relay (event_id, relay_id, seen_at) ",
             );
             q.push_values(chunk, |mut b, e| {
-                b.push_bind(&e.id[..]).push_bind(relay_id).push_bind(seen_at);
+                b.push_bind(&e.id[..])
+                    .push_bind(relay_id)
+                    .push_bind(seen_at);
             });
             stats.links_new += q
                 .build()
@@ -248,7 +284,9 @@ impl Store for SqliteStore {
                 .map_err(query_err("event_relay insert"))?
                 .rows_affected();
         }
-        tx.commit().await.map_err(query_err("event ingest commit"))?;
+        tx.commit()
+            .await
+            .map_err(query_err("event ingest commit"))?;
         Ok(stats)
     }
 
@@ -278,9 +316,11 @@ impl Store for SqliteStore {
                 reason: format!("column {i} holds {} bytes, expected 32", v.len()),
             })
         };
-        let tagvalues: Vec<String> = serde_json::from_str(r.get::<&str, _>(4)).map_err(|e| {
-            StoreError::Corrupt { what: "event tagvalues".into(), reason: e.to_string() }
-        })?;
+        let tagvalues: Vec<String> =
+            serde_json::from_str(r.get::<&str, _>(4)).map_err(|e| StoreError::Corrupt {
+                what: "event tagvalues".into(),
+                reason: e.to_string(),
+            })?;
         Ok(Some(StoredEvent {
             id: fixed(0)?,
             pubkey: fixed(1)?,
@@ -313,7 +353,11 @@ impl Store for SqliteStore {
         if items.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await.map_err(query_err("metadata insert"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("metadata insert"))?;
         let relay_id = self.relay_id(&mut tx, relay).await?;
         let mut total = 0;
         for m in items {
@@ -342,7 +386,11 @@ impl Store for SqliteStore {
     }
 
     async fn state_upsert(&self, entries: &[StateEntry]) -> Result<u64> {
-        let mut tx = self.pool.begin().await.map_err(query_err("service_state upsert"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("service_state upsert"))?;
         let mut total = 0;
         for e in last_per_key(entries) {
             total += sqlx::query(
@@ -359,7 +407,9 @@ impl Store for SqliteStore {
             .map_err(query_err("service_state upsert"))?
             .rows_affected();
         }
-        tx.commit().await.map_err(query_err("service_state commit"))?;
+        tx.commit()
+            .await
+            .map_err(query_err("service_state commit"))?;
         Ok(total)
     }
 
@@ -391,7 +441,11 @@ impl Store for SqliteStore {
     }
 
     async fn state_delete(&self, service: &str, kind: &str, keys: &[String]) -> Result<u64> {
-        let mut tx = self.pool.begin().await.map_err(query_err("service_state delete"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("service_state delete"))?;
         let mut total = 0;
         for k in keys {
             total += sqlx::query(
@@ -405,7 +459,9 @@ impl Store for SqliteStore {
             .map_err(query_err("service_state delete"))?
             .rows_affected();
         }
-        tx.commit().await.map_err(query_err("service_state delete commit"))?;
+        tx.commit()
+            .await
+            .map_err(query_err("service_state delete commit"))?;
         Ok(total)
     }
 
@@ -435,10 +491,12 @@ impl Store for SqliteStore {
     async fn event_storage_bytes(&self) -> Result<u64> {
         // dbstat is not compiled into every SQLite; page counts of the whole file are the
         // portable measure (events dominate it).
-        let pages: i64 = sqlx::query_scalar("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_err("storage size"))?;
+        let pages: i64 = sqlx::query_scalar(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("storage size"))?;
         Ok(u64::try_from(pages).unwrap_or(0))
     }
 }

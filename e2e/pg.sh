@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL cluster on a free loopback port, for tests and benchmarks.
+#   source e2e/pg.sh; pg_start [extra postgres -c options...]   → exports BROTR_TEST_PG_URL
+#   pg_stop                                                      → stops it and removes its files
+# Installs Debian's postgresql when no server binaries are present.
+set -euo pipefail
+
+pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
+pg_install() {
+  if ! pg_bindir >/dev/null; then
+    echo "e2e/pg.sh: installing postgresql (apt)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq postgresql >&2
+  fi
+  command -v psql >/dev/null || apt-get install -y -qq postgresql-client >&2
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+pg_start() {
+  pg_install
+  local bin; bin=$(pg_bindir)
+  PG_DIR=$(mktemp -d /tmp/brotr-pg.XXXXXX)
+  chown postgres:postgres "$PG_DIR"
+  PG_PORT=$(free_port)
+  runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  local opts="-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300"
+  for o in "$@"; do opts="$opts -c $o"; done
+  runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -o "$opts" -l "$PG_DIR/log" -w start >/dev/null
+  export PG_DIR PG_PORT PG_BIN="$bin"
+  export BROTR_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "e2e/pg.sh: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($PG_DIR)" >&2
+}
+
+pg_stop() {
+  if [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR/data" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
+}

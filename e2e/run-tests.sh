@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: format and lint gates, unit tests, the store suite on SQLite and on a real
+# throwaway PostgreSQL cluster, and CLI tests. Installs what it needs on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One shared build cache outside the repo, so a fresh clone (CI) reuses earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
+export CARGO_TERM_COLOR=never
+
+source e2e/pg.sh
+trap pg_stop EXIT
+pg_start fsync=off
+export BROTR_REQUIRE_POSTGRES=1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
