@@ -1,6 +1,8 @@
 //! `brotr-probe` binary: parses the CLI, sets up logging, runs, maps errors to exit codes
 //! (0 ok, 1 runtime failure, 2 bad usage or configuration).
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -9,9 +11,11 @@ use brotr_probe::cli::{self, Cli, LogFormat};
 fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
     let filter =
         EnvFilter::try_new(level).map_err(|e| format!("bad --log-level {level:?}: {e}"))?;
+    // Colours only on a terminal: logs piped to files or collectors stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -1,0 +1,187 @@
+//! The `brotr-probe` binary as a user runs it: exit codes, messages, idempotent seeding.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use brotr_probe::model::Schema;
+use brotr_probe::store::DatabaseUrl;
+use common::*;
+
+fn probe(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+        .env_remove("DATABASE_URL")
+        .env_remove("BROTR_SCHEMA")
+        .arg("--database")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run brotr-probe")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn counts(db: &Path) -> brotr_probe::store::Counts {
+    open(&DatabaseUrl::Sqlite(db.to_owned()), Schema::Full)
+        .await
+        .counts()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn run_seeds_the_bundled_list_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("brotr.db");
+    let first = probe(&db, &["run"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let c = counts(&db).await;
+    assert!(
+        c.candidates >= 200,
+        "bundled list seeded {} candidates",
+        c.candidates
+    );
+    let again = probe(&db, &["run"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("inserted=0"), "{}", stderr(&again));
+    assert_eq!(counts(&db).await, c, "a second run adds nothing");
+}
+
+#[tokio::test]
+async fn malformed_seed_lines_are_skipped_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("brotr.db");
+    let seeds = dir.path().join("seeds.txt");
+    std::fs::write(
+        &seeds,
+        "# comment\nwss://relay.one.example.com\nhttps://web.example.com\n\nwss://relay.two.example.com/\nwss://10.0.0.1\n",
+    )
+    .unwrap();
+    let out = probe(&db, &["seed", "--file", seeds.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("seeds.txt")
+            && err.contains("line=3")
+            && err.contains("https://web.example.com"),
+        "{err}"
+    );
+    assert!(err.contains("line=6") && err.contains("10.0.0.1"), "{err}");
+    assert_eq!(counts(&db).await.candidates, 2);
+
+    let out = probe(
+        &db,
+        &[
+            "seed",
+            "--file",
+            seeds.to_str().unwrap(),
+            "--to-validate",
+            "false",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = counts(&db).await;
+    assert_eq!(c.relays, 2, "inserted straight into relay");
+}
+
+#[test]
+fn a_missing_seed_file_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = probe(
+        &dir.path().join("b.db"),
+        &["seed", "--file", "/nonexistent/seeds.txt"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read seed file /nonexistent/seeds.txt"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_bad_database_url_exits_2_naming_the_problem() {
+    let out = Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+        .args(["--database", "mysql://root:secret@db/x", "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("unsupported scheme \"mysql\""), "{err}");
+    assert!(!err.contains("secret"), "password leaked: {err}");
+}
+
+#[test]
+fn an_unknown_schema_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = probe(&dir.path().join("b.db"), &["migrate", "--schema", "medium"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown schema \"medium\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unreachable_database_exits_1_with_one_line() {
+    // Port 1 on loopback: nothing listens there.
+    let out = Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+        .args([
+            "--database",
+            "postgres://brotr:pw@127.0.0.1:1/brotr",
+            "migrate",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with(
+            "error: cannot connect to database postgres://brotr:***@127.0.0.1:1/brotr"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_database_refuses_the_other_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    assert!(
+        probe(&db, &["migrate", "--schema", "lite"])
+            .status
+            .success()
+    );
+    let out = probe(&db, &["migrate", "--schema", "full"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("holds the lite schema but full was requested"),
+        "{}",
+        stderr(&out)
+    );
+    // Still usable as lite.
+    assert!(probe(&db, &["seed"]).status.success());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = probe(&dir.path().join("b.db"), &["--log-format", "json", "run"]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(!err.is_empty());
+    for line in err.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(
+            v.get("level").is_some() && v.get("message").is_some(),
+            "{line}"
+        );
+    }
+}
