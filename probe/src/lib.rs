@@ -5,11 +5,14 @@
 //! * `store` — the [`store::Store`] trait with PostgreSQL and SQLite implementations.
 //! * `services` — the services (seeder so far), each one cycle of work over a store.
 
+pub mod config;
 pub mod model;
 pub mod seed;
 
 #[cfg(feature = "runtime")]
 pub mod cli;
+#[cfg(feature = "runtime")]
+pub mod net;
 #[cfg(feature = "runtime")]
 pub mod services;
 #[cfg(feature = "runtime")]

@@ -75,7 +75,11 @@ mod cases {
             1_700_000_123,
         );
         let stats = s
-            .insert_events(&relay("wss://r1.example.com"), 42, &[ev.clone()])
+            .insert_events(
+                &relay("wss://r1.example.com"),
+                42,
+                std::slice::from_ref(&ev),
+            )
             .await
             .unwrap();
         assert_eq!((stats.events_new, stats.links_new), (1, 1));
@@ -244,9 +248,16 @@ mod cases {
                 .unwrap(),
             2
         );
-        assert_eq!(s.insert_metadata(&r2, 10, &[doc.clone()]).await.unwrap(), 1);
         assert_eq!(
-            s.insert_metadata(&r2, 10, &[doc.clone()]).await.unwrap(),
+            s.insert_metadata(&r2, 10, std::slice::from_ref(&doc))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.insert_metadata(&r2, 10, std::slice::from_ref(&doc))
+                .await
+                .unwrap(),
             0,
             "replay"
         );

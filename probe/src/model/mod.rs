@@ -6,6 +6,7 @@ pub mod cursor;
 pub mod event;
 pub mod metadata;
 pub mod network;
+pub mod relay_hints;
 pub mod relay_url;
 pub mod schema;
 
@@ -14,5 +15,5 @@ pub use cursor::Cursor;
 pub use event::{EventRow, EventRowError, MAX_TAGVALUE_BYTES, tagvalues};
 pub use metadata::{Metadata, MetadataError, MetadataType};
 pub use network::{Network, UnknownNetwork};
-pub use relay_url::{RelayUrl, RelayUrlError};
+pub use relay_url::{RelayUrl, RelayUrlError, is_local_ip};
 pub use schema::{Schema, UnknownSchema};

@@ -428,6 +428,16 @@ fn classify_name(name: &str) -> Result<(Network, bool), &'static str> {
     }
 }
 
+/// Whether `ip` is loopback, private, link-local, CGNAT, documentation, multicast or otherwise
+/// reserved: the SSRF guard's test, shared by URL parsing and by the dialer (which checks the
+/// addresses a hostname resolves to).
+pub fn is_local_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => is_local_v4(v4),
+        std::net::IpAddr::V6(v6) => is_local_v6(v6),
+    }
+}
+
 fn is_local_v4(ip: Ipv4Addr) -> bool {
     const RANGES: [([u8; 4], u32); 15] = [
         ([0, 0, 0, 0], 8),

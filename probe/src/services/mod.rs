@@ -2,3 +2,4 @@
 //! signals belong to the runtime, not here.
 
 pub mod seeder;
+pub mod validator;

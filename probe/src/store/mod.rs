@@ -9,11 +9,11 @@ mod sqlite;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::model::{Candidate, EventRow, Metadata, RelayUrl, Schema};
+use crate::model::{Candidate, EventRow, Metadata, Network, RelayUrl, Schema};
 
 pub use copy_text::CopyWriter;
 pub use open::{DatabaseUrl, open};
-pub use postgres::PgStore;
+pub use postgres::{PgStore, encode_events};
 pub use sqlite::SqliteStore;
 
 /// Rows per statement for bulk writes; callers may pass more, stores chunk internally.
@@ -149,6 +149,32 @@ pub trait Store: Send + Sync {
     async fn insert_candidates(&self, candidates: &[Candidate]) -> Result<u64>;
     /// Candidates, fewest failures and oldest attempt first.
     async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>>;
+    /// Candidates on `networks` due for a validation attempt: never failed, or last tried before
+    /// `retry_before`. Fewest failures and oldest attempt first.
+    async fn due_candidates(
+        &self,
+        networks: &[Network],
+        retry_before: i64,
+        limit: u32,
+    ) -> Result<Vec<Candidate>>;
+    /// Adds validated candidates to `relay` and removes their candidate rows, atomically.
+    /// Returns how many relays were new.
+    async fn promote_candidates(&self, relays: &[NewRelay]) -> Result<u64>;
+    /// Removes candidates that are already relays or have failed `max_failures` times or more.
+    async fn prune_candidates(&self, max_failures: u32) -> Result<u64>;
+    /// Records validation attempts (failure counts and times) of existing candidates.
+    async fn record_candidate_attempts(&self, candidates: &[Candidate]) -> Result<u64> {
+        let entries: Vec<StateEntry> = candidates
+            .iter()
+            .map(|c| StateEntry {
+                service: CANDIDATE_SERVICE.into(),
+                kind: CANDIDATE_STATE.into(),
+                key: c.url.as_str().into(),
+                value: serde_json::to_value(c.state()).unwrap_or(Value::Null),
+            })
+            .collect();
+        self.state_upsert(&entries).await
+    }
 
     /// Stores verified events seen on `relay` at `seen_at` (adding the relay if needed).
     async fn insert_events(

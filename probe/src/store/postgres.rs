@@ -20,7 +20,7 @@ use super::{
     BATCH_SIZE, Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CopyWriter, Counts, IngestStats,
     NewRelay, Result, StateEntry, Store, StoreError, StoredEvent, candidate_from_state, query_err,
 };
-use crate::model::{Candidate, EventRow, Metadata, RelayUrl, Schema};
+use crate::model::{Candidate, EventRow, Metadata, Network, RelayUrl, Schema};
 
 static FULL: Migrator = sqlx::migrate!("../migrations/postgres/full");
 static LITE: Migrator = sqlx::migrate!("../migrations/postgres/lite");
@@ -111,32 +111,29 @@ impl PgStore {
             .ok()
             .and_then(|ids| ids.get(url).copied())
     }
+}
 
-    /// Encodes a batch in the staging table's column order (see the migrations).
-    fn encode(&self, events: &[EventRow]) -> CopyWriter {
-        let per_row = if self.schema == Schema::Full {
-            1200
+/// Encodes events as COPY text rows in the column order of `event` for `schema` (see the
+/// migrations). Public so benchmarks can COPY the very same bytes.
+pub fn encode_events(schema: Schema, events: &[EventRow]) -> CopyWriter {
+    let per_row = if schema == Schema::Full { 1200 } else { 400 };
+    let mut w = CopyWriter::with_capacity(events.len() * per_row);
+    for e in events {
+        w.int(e.created_at)
+            .int(i64::from(e.kind))
+            .bytea(&e.id)
+            .bytea(&e.pubkey);
+        if schema == Schema::Full {
+            w.bytea(&e.sig)
+                .text_array(&e.tagvalues)
+                .text(&e.tags_json)
+                .text(&e.content);
         } else {
-            400
-        };
-        let mut w = CopyWriter::with_capacity(events.len() * per_row);
-        for e in events {
-            w.int(e.created_at)
-                .int(i64::from(e.kind))
-                .bytea(&e.id)
-                .bytea(&e.pubkey);
-            if self.schema == Schema::Full {
-                w.bytea(&e.sig)
-                    .text_array(&e.tagvalues)
-                    .text(&e.tags_json)
-                    .text(&e.content);
-            } else {
-                w.text_array(&e.tagvalues);
-            }
-            w.end_row();
+            w.text_array(&e.tagvalues);
         }
-        w
+        w.end_row();
     }
+    w
 }
 
 async fn read_schema(pool: &PgPool) -> Result<Option<Schema>> {
@@ -257,6 +254,79 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn due_candidates(
+        &self,
+        networks: &[Network],
+        retry_before: i64,
+        limit: u32,
+    ) -> Result<Vec<Candidate>> {
+        let nets: Vec<&str> = networks.iter().map(|n| n.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT state_key, state_value FROM service_state \
+             WHERE service_name = $1 AND state_type = $2 AND state_value->>'network' = ANY($3) \
+               AND ((state_value->>'failures')::bigint = 0 \
+                    OR (state_value->>'timestamp')::bigint < $4) \
+             ORDER BY (state_value->>'failures')::bigint, (state_value->>'timestamp')::bigint, state_key \
+             LIMIT $5",
+        )
+        .bind(CANDIDATE_SERVICE)
+        .bind(CANDIDATE_STATE)
+        .bind(nets)
+        .bind(retry_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("due candidates"))?;
+        rows.iter()
+            .map(|r| candidate_from_state(r.get::<&str, _>(0), &r.get::<Value, _>(1)))
+            .collect()
+    }
+
+    async fn promote_candidates(&self, relays: &[NewRelay]) -> Result<u64> {
+        let mut total = 0;
+        for chunk in relays.chunks(BATCH_SIZE) {
+            let urls: Vec<&str> = chunk.iter().map(|r| r.url.as_str()).collect();
+            let nets: Vec<&str> = chunk.iter().map(|r| r.url.network().as_str()).collect();
+            let ats: Vec<i64> = chunk.iter().map(|r| r.discovered_at).collect();
+            let mut tx = self.pool.begin().await.map_err(query_err("promote"))?;
+            let n: i64 = sqlx::query_scalar("SELECT relay_insert($1, $2, $3)")
+                .bind(&urls)
+                .bind(nets)
+                .bind(ats)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_err("promote"))?;
+            sqlx::query(
+                "DELETE FROM service_state WHERE service_name = $1 AND state_type = $2 \
+                 AND state_key = ANY($3)",
+            )
+            .bind(CANDIDATE_SERVICE)
+            .bind(CANDIDATE_STATE)
+            .bind(&urls)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("promote"))?;
+            tx.commit().await.map_err(query_err("promote commit"))?;
+            total += count(n);
+        }
+        Ok(total)
+    }
+
+    async fn prune_candidates(&self, max_failures: u32) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM service_state s WHERE service_name = $1 AND state_type = $2 \
+             AND ((state_value->>'failures')::bigint >= $3 \
+                  OR EXISTS (SELECT 1 FROM relay r WHERE r.url = s.state_key))",
+        )
+        .bind(CANDIDATE_SERVICE)
+        .bind(CANDIDATE_STATE)
+        .bind(i64::from(max_failures))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("candidate prune"))?;
+        Ok(r.rows_affected())
+    }
+
     async fn insert_events(
         &self,
         relay: &NewRelay,
@@ -269,7 +339,7 @@ impl Store for PgStore {
         }
         let relay_id = self.relay_id(relay).await?;
         for chunk in events.chunks(BATCH_SIZE) {
-            let rows = self.encode(chunk);
+            let rows = encode_events(self.schema, chunk);
             let mut tx = self.pool.begin().await.map_err(query_err("event ingest"))?;
             tx.execute(STAGE_DDL)
                 .await

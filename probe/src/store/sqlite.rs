@@ -21,7 +21,7 @@ use super::{
     Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, Counts, IngestStats, NewRelay, Result, StateEntry,
     Store, StoreError, StoredEvent, candidate_from_state, query_err,
 };
-use crate::model::{Candidate, EventRow, Metadata, RelayUrl, Schema};
+use crate::model::{Candidate, EventRow, Metadata, Network, RelayUrl, Schema};
 
 static FULL: Migrator = sqlx::migrate!("../migrations/sqlite/full");
 static LITE: Migrator = sqlx::migrate!("../migrations/sqlite/lite");
@@ -229,6 +229,83 @@ impl Store for SqliteStore {
                 candidate_from_state(&key, &value)
             })
             .collect()
+    }
+
+    async fn due_candidates(
+        &self,
+        networks: &[Network],
+        retry_before: i64,
+        limit: u32,
+    ) -> Result<Vec<Candidate>> {
+        let nets = json_text(&networks.iter().map(|n| n.as_str()).collect::<Vec<_>>());
+        let rows = sqlx::query(
+            "SELECT state_key, state_value FROM service_state \
+             WHERE service_name = ? AND state_type = ? \
+               AND json_extract(state_value, '$.network') IN (SELECT value FROM json_each(?)) \
+               AND (json_extract(state_value, '$.failures') = 0 \
+                    OR json_extract(state_value, '$.timestamp') < ?) \
+             ORDER BY json_extract(state_value, '$.failures'), \
+                      json_extract(state_value, '$.timestamp'), state_key \
+             LIMIT ?",
+        )
+        .bind(CANDIDATE_SERVICE)
+        .bind(CANDIDATE_STATE)
+        .bind(nets)
+        .bind(retry_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("due candidates"))?;
+        rows.iter()
+            .map(|r| {
+                let key: String = r.get(0);
+                let value = parse_json(&format!("candidate {key:?}"), r.get(1))?;
+                candidate_from_state(&key, &value)
+            })
+            .collect()
+    }
+
+    async fn promote_candidates(&self, relays: &[NewRelay]) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(query_err("promote"))?;
+        let mut total = 0;
+        for r in relays {
+            total += sqlx::query(
+                "INSERT OR IGNORE INTO relay (url, network, discovered_at) VALUES (?, ?, ?)",
+            )
+            .bind(r.url.as_str())
+            .bind(r.url.network().as_str())
+            .bind(r.discovered_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("promote"))?
+            .rows_affected();
+            sqlx::query(
+                "DELETE FROM service_state WHERE service_name = ? AND state_type = ? AND state_key = ?",
+            )
+            .bind(CANDIDATE_SERVICE)
+            .bind(CANDIDATE_STATE)
+            .bind(r.url.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("promote"))?;
+        }
+        tx.commit().await.map_err(query_err("promote commit"))?;
+        Ok(total)
+    }
+
+    async fn prune_candidates(&self, max_failures: u32) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM service_state WHERE service_name = ? AND state_type = ? \
+             AND (json_extract(state_value, '$.failures') >= ? \
+                  OR state_key IN (SELECT url FROM relay))",
+        )
+        .bind(CANDIDATE_SERVICE)
+        .bind(CANDIDATE_STATE)
+        .bind(i64::from(max_failures))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("candidate prune"))?;
+        Ok(r.rows_affected())
     }
 
     async fn insert_events(

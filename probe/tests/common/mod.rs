@@ -1,5 +1,7 @@
-//! Shared test helpers: stores on both backends and realistic signed events.
+//! Shared test helpers: stores on both backends, realistic signed events, real peers.
 #![allow(dead_code)]
+
+pub mod peers;
 
 use std::sync::Arc;
 

@@ -1,0 +1,162 @@
+//! The validator against real relays and decoys on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use brotr_probe::config::{LimitsConfig, NetworksConfig};
+use brotr_probe::model::{Candidate, RelayUrl, Schema};
+use brotr_probe::net::dial::tls_config;
+use brotr_probe::net::{DialError, Dialer, ProbeError, probe_nostr};
+use brotr_probe::services::validator::{ValidatorConfig, run_cycle};
+use common::peers::*;
+use common::*;
+use nostr_relay_builder::prelude::*;
+
+fn dialer(allow_private: bool, timeout_secs: f64) -> Dialer {
+    let mut networks = NetworksConfig::default();
+    networks.clearnet.timeout_secs = timeout_secs;
+    Dialer::new(
+        networks,
+        LimitsConfig {
+            allow_private,
+            ..Default::default()
+        },
+        tls_config(&[]),
+    )
+}
+
+fn local(url: &str) -> RelayUrl {
+    RelayUrl::parse_allowing_local(url).expect("test url")
+}
+
+#[tokio::test]
+async fn promotes_real_relays_and_rejects_every_decoy() {
+    let (_open, open_url) = nostr_relay(RelayBuilder::default()).await;
+    let auth = RelayBuilder::default().nip42(RelayBuilderNip42 {
+        mode: RelayBuilderNip42Mode::Both,
+    });
+    let (_auth, auth_url) = nostr_relay(auth).await;
+    let http = http_server().await;
+    let decoys = [
+        format!("ws://{}", http),
+        format!("wss://{}", http), // TLS to a plain HTTP port: a broken TLS host
+        format!("ws://{}", echo_ws().await),
+        format!("ws://{}", silent_ws().await),
+        format!("ws://{}", silent_tcp().await),
+        format!("ws://{}", closed_port().await),
+    ];
+    let (url, _dir) = fresh_sqlite_url();
+    let store = open(&url, Schema::Full).await;
+    let mut cands: Vec<Candidate> = decoys
+        .iter()
+        .map(|d| Candidate::new(local(d), 1000))
+        .collect();
+    cands.push(Candidate::new(local(&open_url), 1000));
+    cands.push(Candidate::new(local(&auth_url), 1000));
+    assert_eq!(store.insert_candidates(&cands).await.unwrap(), 8);
+
+    let d = dialer(true, 2.0);
+    let cfg = ValidatorConfig::default();
+    let report = run_cycle(store.as_ref(), &d, &cfg, 2000).await.unwrap();
+    assert_eq!((report.checked, report.promoted, report.failed), (8, 2, 6));
+
+    let relays: Vec<String> = store
+        .relays()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.url.to_string())
+        .collect();
+    let mut want = vec![local(&open_url).to_string(), local(&auth_url).to_string()];
+    want.sort();
+    assert_eq!(relays, want, "only the real relays are promoted");
+    let left = store.candidates(100).await.unwrap();
+    assert_eq!(left.len(), 6);
+    assert!(
+        left.iter().all(|c| c.failures == 1 && c.timestamp == 2000),
+        "{left:?}"
+    );
+
+    // Not due again before retry_after_secs.
+    let again = run_cycle(store.as_ref(), &d, &cfg, 2100).await.unwrap();
+    assert_eq!(again.checked, 0);
+    // Due after it; dropped once out of attempts.
+    let cfg2 = ValidatorConfig {
+        max_failures: 2,
+        ..cfg.clone()
+    };
+    let third = run_cycle(store.as_ref(), &d, &cfg2, 2000 + 3601)
+        .await
+        .unwrap();
+    assert_eq!((third.checked, third.failed), (6, 6));
+    let fourth = run_cycle(store.as_ref(), &d, &cfg2, 2000 + 3602)
+        .await
+        .unwrap();
+    assert_eq!(
+        fourth.pruned, 6,
+        "candidates with max_failures attempts are dropped"
+    );
+    assert!(store.candidates(100).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn each_decoy_fails_with_its_own_reason() {
+    let d = dialer(true, 1.0);
+    let http = http_server().await;
+    let cases = [
+        (format!("ws://{http}"), "handshake"),
+        (
+            format!("ws://{}", echo_ws().await),
+            "not a Nostr relay message",
+        ),
+        (
+            format!("ws://{}", silent_ws().await),
+            "no Nostr answer within",
+        ),
+        (
+            format!("ws://{}", silent_tcp().await),
+            "did not complete the connection",
+        ),
+        (format!("ws://{}", closed_port().await), "cannot connect"),
+    ];
+    for (url, reason) in cases {
+        let err = probe_nostr(&d, &local(&url)).await.unwrap_err();
+        assert!(err.to_string().contains(reason), "{url}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn the_ssrf_guard_refuses_loopback_unless_allowed() {
+    let (_relay, url) = nostr_relay(RelayBuilder::default()).await;
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let guarded = dialer(false, 2.0);
+    for u in [url.clone(), format!("ws://localhost:{port}")] {
+        let err = probe_nostr(&guarded, &local(&u)).await.unwrap_err();
+        assert!(
+            matches!(err, ProbeError::Dial(DialError::Refused { .. })),
+            "{u}: {err}"
+        );
+        assert!(err.to_string().contains("SSRF guard"), "{err}");
+    }
+    let open = dialer(true, 2.0);
+    assert!(probe_nostr(&open, &local(&url)).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_overlay_without_a_proxy_is_refused_clearly() {
+    let mut networks = NetworksConfig::default();
+    networks.tor.enabled = true;
+    networks.tor.proxy_url = None;
+    let d = Dialer::new(networks, LimitsConfig::default(), tls_config(&[]));
+    let onion = RelayUrl::parse(&format!("ws://{}d.onion", "a".repeat(55))).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), probe_nostr(&d, &onion))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no proxy configured for network tor"),
+        "{err}"
+    );
+}
