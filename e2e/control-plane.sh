@@ -17,12 +17,11 @@
 #   BROTR_ETCD_VERSION  etcd version         (default v3.6.16; newest v3.6.x if not served)
 #   BROTR_KWOK_VERSION  kwok version         (default v0.8.0)
 #   BROTR_K8S_NODES     fake nodes to create (default 1)
+#   BROTR_K8S_WAIT      seconds to wait for each component during start (default 120)
 #   BROTR_KUBECTL       kubectl binary to use (default: kubectl.1.33 from the gcloud SDK, then PATH,
 #                       else one built into the bin dir)
 # See e2e/README-control-plane.md.
 set -euo pipefail
-
-SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")
 
 K8S_CACHE=${BROTR_K8S_CACHE:-$HOME/.cache/brotr/k8s}
 GO_CACHE_ROOT=${BROTR_GO_CACHE:-$HOME/.cache/brotr/go}
@@ -75,7 +74,7 @@ system_kubectl() {
 newest_patch() {
   local mod=$1 want=$2 minor versions
   minor=$(echo "$want" | cut -d. -f1-2)
-  versions=$(cd "$(mktemp -d)" && nice -n 19 go list -m -versions "$mod" | tr ' ' '\n' | grep -E "^${minor//./\\.}\.[0-9]+$" || true)
+  versions=$(cd "$K8S_CACHE" && nice -n 19 go list -m -versions "$mod" | tr ' ' '\n' | grep -E "^${minor//./\\.}\.[0-9]+$" || true)
   if echo "$versions" | grep -qx "$want"; then echo "$want"; return; fi
   local best; best=$(echo "$versions" | sort -V | tail -1)
   [ -n "$best" ] || die "no $minor.x release of $mod on the module proxy"
@@ -84,13 +83,13 @@ newest_patch() {
 }
 
 build_k8s() { # build_k8s BIN
-  local bin=$1 src="$K8S_CACHE/src/k8s-$K8S_VERSION" stage gomod extra=()
+  local bin=$1 src="$K8S_CACHE/src/k8s-$K8S_VERSION" stage gomod m
   local sv="v0.${K8S_VERSION#v1.}"  # v1.34.4 -> v0.34.4 (staging modules)
   mkdir -p "$src"
   # The staging list comes from k8s.io/kubernetes' own go.mod (its replace block maps each
   # staging module to ./staging/src/...); a scratch main module must replace every one of
   # them with the published v0.X.Y, because k8s.io/kubernetes requires them at v0.0.0.
-  gomod=$(cd "$src" && nice -n 19 go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+  gomod=$(cd "$K8S_CACHE" && nice -n 19 go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   stage=$(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/.*#\1#p' "$gomod")
   [ "$(echo "$stage" | wc -l)" -ge 25 ] || die "could not read the staging list from $gomod"
@@ -137,7 +136,7 @@ build_etcd() { # build_etcd BIN
 build_kwok() { # build_kwok BIN
   local bin=$1
   mkdir -p "$bin/.tmp"
-  (cd "$(mktemp -d)" && GOBIN="$bin/.tmp" nice -n 19 go install -trimpath \
+  (cd "$K8S_CACHE" && GOBIN="$bin/.tmp" nice -n 19 go install -trimpath \
     -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
   mv -f "$bin/.tmp/kwok" "$bin/kwok"
@@ -150,7 +149,7 @@ build_kwok() { # build_kwok BIN
 # Job go Running -> Succeeded) / pod-delete.
 write_kwok_stages() { # write_kwok_stages BIN
   local bin=$1 dir f
-  dir=$(cd "$(mktemp -d)" && nice -n 19 go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+  dir=$(cd "$K8S_CACHE" && nice -n 19 go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   : >"$bin/.tmp/kwok-stages.yaml"
   for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
@@ -167,7 +166,8 @@ cmd_build() {
     log "binaries cached in $bin"
     echo "$bin"; return 0
   fi
-  need_cmd python3
+  need_cmd python3; need_cmd flock util-linux
+  command -v go >/dev/null || die "go is not installed (Go >= 1.26 is needed to build)"
   go_env
   mkdir -p "$K8S_CACHE"
   exec 9>"$K8S_CACHE/.build.lock"

@@ -1,14 +1,20 @@
 //! Command-line interface (clap). `main.rs` maps [`CliError`] to exit codes.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use tracing::info;
 
+use crate::config::{ConfigError, ProbeConfig};
+use crate::metrics::Metrics;
 use crate::model::Schema;
+use crate::net::Dialer;
+use crate::net::dial::tls_config;
+use crate::runtime::{LoopConfig, Shutdown, TooManyFailures, run_loop, unix_now};
 use crate::seed::DEFAULT_SEED_LIST;
 use crate::services::seeder::{self, SeedOptions};
+use crate::services::validator;
 use crate::store::{self, DatabaseUrl, Store, StoreError};
 
 /// Brotr probe: maps, checks and archives Nostr relays.
@@ -34,6 +40,16 @@ pub struct Cli {
     /// Log level or tracing filter (e.g. `debug`, `info,sqlx=warn`).
     #[arg(long, global = true, env = "BROTR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Configuration file (YAML or JSON, see `brotr_probe::config::ProbeConfig`).
+    #[arg(long, global = true, env = "BROTR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (e.g. `0.0.0.0:8000`) at `/metrics`.
+    #[arg(long, global = true, env = "BROTR_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Allow loopback/private relay addresses (tests and private networks only; disables the
+    /// SSRF guard).
+    #[arg(long, global = true)]
+    pub allow_private: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,8 +66,18 @@ pub enum Command {
     Migrate,
     /// Load relay URLs from a seed list (one per line; `#` comments).
     Seed(SeedArgs),
-    /// Run the pipeline: migrate if needed, then seed from the bundled list (services follow).
+    /// Validate candidates: promote the ones that answer like Nostr relays.
+    Validate(OnceArgs),
+    /// Run the pipeline in one process: migrate if needed, seed, then every service until
+    /// SIGTERM (`--once`: one cycle of each, then exit).
     Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OnceArgs {
+    /// Run one cycle and exit (exit code 1 if it failed).
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,15 +88,14 @@ pub struct SeedArgs {
     /// Add as candidates for the validator (true) or directly as relays (false).
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub to_validate: bool,
-    /// Accept loopback and private addresses (tests and private networks only).
-    #[arg(long)]
-    pub allow_local: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub seed: SeedArgs,
+    #[command(flatten)]
+    pub once: OnceArgs,
 }
 
 fn parse_schema(s: &str) -> Result<Schema, String> {
@@ -82,6 +107,22 @@ fn parse_schema(s: &str) -> Result<Schema, String> {
 pub enum CliError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot read config file {path}: {source}")]
+    ConfigFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Service(#[from] TooManyFailures),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read seed file {path}: {source}")]
     SeedFile {
         path: String,
@@ -95,27 +136,39 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Store(e) if e.is_config_error() => 2,
-            CliError::SeedFile { .. } => 2,
-            CliError::Store(_) => 1,
+            CliError::SeedFile { .. } | CliError::Config(_) | CliError::ConfigFile { .. } => 2,
+            CliError::Metrics { .. } => 2,
+            CliError::Store(_) | CliError::Service(_) => 1,
         }
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// The configuration file merged with command-line overrides.
+fn load_config(cli: &Cli) -> Result<ProbeConfig, CliError> {
+    let mut cfg = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| CliError::ConfigFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            ProbeConfig::from_yaml(&path.display().to_string(), &text)?
+        }
+        None => ProbeConfig::default(),
+    };
+    if cli.allow_private {
+        cfg.limits.allow_private = true;
+    }
+    Ok(cfg)
 }
 
-async fn open(cli: &Cli) -> Result<std::sync::Arc<dyn Store>, CliError> {
+async fn open(cli: &Cli) -> Result<Arc<dyn Store>, CliError> {
     let url: DatabaseUrl = cli.database.parse()?;
     let store = store::open(&url, cli.schema).await?;
     info!(database = %url.redacted(), schema = %store.schema(), "database ready");
     Ok(store)
 }
 
-async fn seed(store: &dyn Store, args: &SeedArgs) -> Result<(), CliError> {
+async fn seed(store: &dyn Store, args: &SeedArgs, allow_local: bool) -> Result<(), CliError> {
     let (source, text) = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| CliError::SeedFile {
@@ -131,8 +184,8 @@ async fn seed(store: &dyn Store, args: &SeedArgs) -> Result<(), CliError> {
     };
     let opts = SeedOptions {
         to_validate: args.to_validate,
-        allow_local: args.allow_local,
-        now: now(),
+        allow_local,
+        now: unix_now(),
     };
     seeder::seed(store, &source, &text, opts).await?;
     Ok(())
@@ -140,12 +193,35 @@ async fn seed(store: &dyn Store, args: &SeedArgs) -> Result<(), CliError> {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let cfg = load_config(&cli)?;
     let store = open(&cli).await?;
+    let metrics = Metrics::new();
+    let long_running = match &cli.command {
+        Command::Validate(o) | Command::Run(RunArgs { once: o, .. }) => !o.once,
+        _ => false,
+    };
+    if let (Some(addr), true) = (cli.metrics_addr, long_running) {
+        // Bind now so a taken port is a clear startup error, then serve in the background.
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| CliError::Metrics { addr, source })?;
+        drop(listener);
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = m.serve(addr).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint stopped");
+            }
+        });
+        info!(%addr, "serving metrics at /metrics");
+    }
+    let allow_local = cfg.limits.allow_private;
     match &cli.command {
         Command::Migrate => Ok(()),
-        Command::Seed(args) => seed(store.as_ref(), args).await,
+        Command::Seed(args) => seed(store.as_ref(), args, allow_local).await,
+        Command::Validate(o) => validate_loop(store, &cfg, &metrics, o.once).await,
         Command::Run(args) => {
-            seed(store.as_ref(), &args.seed).await?;
+            seed(store.as_ref(), &args.seed, allow_local).await?;
+            validate_loop(store.clone(), &cfg, &metrics, args.once.once).await?;
             let c = store.counts().await?;
             info!(
                 relays = c.relays,
@@ -156,4 +232,43 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn validate_loop(
+    store: Arc<dyn Store>,
+    cfg: &ProbeConfig,
+    metrics: &Metrics,
+    once: bool,
+) -> Result<(), CliError> {
+    let dialer = Dialer::new(cfg.networks.clone(), cfg.limits.clone(), tls_config(&[]));
+    let v = cfg.validator.clone();
+    let loop_cfg = LoopConfig {
+        interval_secs: v.interval_secs,
+        max_consecutive_failures: v.max_consecutive_failures,
+    };
+    run_loop(
+        "validator",
+        &loop_cfg,
+        once,
+        metrics,
+        Shutdown::on_signals(),
+        || {
+            let (store, dialer, v, m) = (store.clone(), dialer.clone(), v.clone(), metrics.clone());
+            async move {
+                let r = validator::run_cycle(store.as_ref(), &dialer, &v, unix_now()).await?;
+                m.items
+                    .with_label_values(&["validator", "promoted"])
+                    .inc_by(r.promoted);
+                m.items
+                    .with_label_values(&["validator", "failed"])
+                    .inc_by(r.failed);
+                m.items
+                    .with_label_values(&["validator", "pruned"])
+                    .inc_by(r.pruned);
+                Ok::<(), StoreError>(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -33,7 +33,7 @@ impl NetworkConfig {
 
 /// Per-network settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct NetworksConfig {
     pub clearnet: NetworkConfig,
     pub tor: NetworkConfig,
@@ -88,7 +88,7 @@ impl NetworksConfig {
 
 /// Hard limits on what is read from a relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsConfig {
     /// Largest WebSocket message accepted, in bytes; larger frames end the connection.
     pub max_message_bytes: usize,
@@ -106,6 +106,115 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Validator settings (defaults from the reference system, spec §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ValidatorConfig {
+    /// Seconds from the start of one cycle to the start of the next.
+    pub interval_secs: u64,
+    /// Exit (code 1) after this many failed cycles in a row; 0 = never.
+    pub max_consecutive_failures: u32,
+    /// Candidates fetched and validated together.
+    pub chunk_size: u32,
+    /// At most this many candidates per cycle (`None`: all that are due).
+    pub max_candidates: Option<u64>,
+    /// A failed candidate is retried after this many seconds.
+    pub retry_after_secs: i64,
+    /// Candidates failing this many times are dropped (720 ≈ a month of hourly attempts).
+    pub max_failures: u32,
+}
+
+impl Default for ValidatorConfig {
+    fn default() -> Self {
+        ValidatorConfig {
+            interval_secs: 300,
+            max_consecutive_failures: 5,
+            chunk_size: 100,
+            max_candidates: None,
+            retry_after_secs: 3600,
+            max_failures: 720,
+        }
+    }
+}
+
+/// The whole probe configuration (`--config FILE`, YAML or JSON). Every key is optional;
+/// unknown keys are errors naming the key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProbeConfig {
+    pub networks: NetworksConfig,
+    pub limits: LimitsConfig,
+    pub validator: ValidatorConfig,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("bad config {source_name}: {reason}")]
+pub struct ConfigError {
+    pub source_name: String,
+    pub reason: String,
+}
+
+impl ProbeConfig {
+    /// Parses YAML (or JSON) text; `source_name` names it in errors.
+    pub fn from_yaml(source_name: &str, text: &str) -> Result<Self, ConfigError> {
+        let cfg: ProbeConfig = serde_yaml_ng::from_str(text).map_err(|e| ConfigError {
+            source_name: source_name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate().map_err(|reason| ConfigError {
+            source_name: source_name.to_owned(),
+            reason,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Range checks that serde cannot express; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        for n in Network::ALL {
+            let c = self.networks.get(n);
+            if !(1..=200).contains(&c.max_tasks) {
+                return Err(format!(
+                    "networks.{n}.maxTasks must be 1..=200, got {}",
+                    c.max_tasks
+                ));
+            }
+            if !(c.timeout_secs >= 0.1 && c.timeout_secs <= 120.0) {
+                return Err(format!(
+                    "networks.{n}.timeoutSecs must be 0.1..=120, got {}",
+                    c.timeout_secs
+                ));
+            }
+        }
+        let v = &self.validator;
+        if !(1..=604_800).contains(&v.interval_secs) {
+            return Err(format!(
+                "validator.intervalSecs must be 1..=604800, got {}",
+                v.interval_secs
+            ));
+        }
+        if !(1..=10_000).contains(&v.chunk_size) {
+            return Err(format!(
+                "validator.chunkSize must be 1..=10000, got {}",
+                v.chunk_size
+            ));
+        }
+        if v.retry_after_secs < 0 {
+            return Err(format!(
+                "validator.retryAfterSecs must be ≥ 0, got {}",
+                v.retry_after_secs
+            ));
+        }
+        if self.limits.max_message_bytes < 1024 {
+            return Err(format!(
+                "limits.maxMessageBytes must be ≥ 1024, got {}",
+                self.limits.max_message_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +226,42 @@ mod tests {
         assert_eq!((n.clearnet.max_tasks, n.clearnet.timeout_secs), (30, 10.0));
         assert_eq!(n.tor.proxy_url.as_deref(), Some("socks5://tor:9050"));
         assert_eq!((n.i2p.max_tasks, n.i2p.timeout_secs), (5, 45.0));
+    }
+
+    #[test]
+    fn a_partial_file_keeps_the_other_defaults() {
+        let cfg = ProbeConfig::from_yaml(
+            "t.yaml",
+            "validator:\n  chunkSize: 7\nlimits:\n  allowPrivate: true\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.validator.chunk_size, 7);
+        assert_eq!(cfg.validator.max_failures, 720);
+        assert!(cfg.limits.allow_private);
+        assert_eq!(cfg.networks, NetworksConfig::default());
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_the_key() {
+        let cases = [
+            ("validator:\n  chunkSiz: 7\n", "unknown field `chunkSiz`"),
+            (
+                "validator:\n  chunkSize: 0\n",
+                "validator.chunkSize must be 1..=10000, got 0",
+            ),
+            (
+                "networks:\n  tor:\n    enabled: true\n    maxTasks: 0\n    timeoutSecs: 30\n",
+                "networks.tor.maxTasks",
+            ),
+            ("- a list\n", "invalid type"),
+        ];
+        for (text, want) in cases {
+            let err = ProbeConfig::from_yaml("bad.yaml", text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("bad config bad.yaml: "), "{err}");
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -12,7 +12,11 @@ pub mod seed;
 #[cfg(feature = "runtime")]
 pub mod cli;
 #[cfg(feature = "runtime")]
+pub mod metrics;
+#[cfg(feature = "runtime")]
 pub mod net;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 #[cfg(feature = "runtime")]
 pub mod services;
 #[cfg(feature = "runtime")]

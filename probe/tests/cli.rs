@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use brotr_probe::model::Schema;
 use brotr_probe::store::DatabaseUrl;
+use common::peers;
 use common::*;
 
 fn probe(db: &Path, args: &[&str]) -> Output {
@@ -33,10 +34,10 @@ async fn counts(db: &Path) -> brotr_probe::store::Counts {
 }
 
 #[tokio::test]
-async fn run_seeds_the_bundled_list_once() {
+async fn seeding_the_bundled_list_twice_adds_nothing_the_second_time() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("brotr.db");
-    let first = probe(&db, &["run"]);
+    let first = probe(&db, &["seed"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let c = counts(&db).await;
     assert!(
@@ -44,7 +45,7 @@ async fn run_seeds_the_bundled_list_once() {
         "bundled list seeded {} candidates",
         c.candidates
     );
-    let again = probe(&db, &["run"]);
+    let again = probe(&db, &["seed"]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("inserted=0"), "{}", stderr(&again));
     assert_eq!(counts(&db).await, c, "a second run adds nothing");
@@ -172,7 +173,7 @@ fn a_database_refuses_the_other_schema() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let out = probe(&dir.path().join("b.db"), &["--log-format", "json", "run"]);
+    let out = probe(&dir.path().join("b.db"), &["--log-format", "json", "seed"]);
     assert!(out.status.success());
     let err = stderr(&out);
     assert!(!err.is_empty());
@@ -184,4 +185,69 @@ fn json_logs_are_one_object_per_line() {
             "{line}"
         );
     }
+}
+
+#[tokio::test]
+async fn run_once_ends_with_local_relays_validated() {
+    use nostr_relay_builder::prelude::RelayBuilder;
+    let (_r1, url1) = peers::nostr_relay(RelayBuilder::default()).await;
+    let (_r2, url2) = peers::nostr_relay(RelayBuilder::default()).await;
+    let decoy = peers::http_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("brotr.db");
+    let seeds = dir.path().join("local.txt");
+    std::fs::write(&seeds, format!("{url1}\n{url2}\nws://{decoy}\n")).unwrap();
+    // The probe is a child process; the relays run in this test's runtime, so wait off-thread.
+    let db2 = db.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        probe(
+            &db2,
+            &[
+                "--allow-private",
+                "run",
+                "--once",
+                "--file",
+                seeds.to_str().unwrap(),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = counts(&db).await;
+    assert_eq!((c.relays, c.candidates), (2, 1), "{}", stderr(&out));
+}
+
+#[test]
+fn without_allow_private_local_seeds_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = dir.path().join("local.txt");
+    std::fs::write(&seeds, "ws://127.0.0.1:7777\n").unwrap();
+    let out = probe(
+        &dir.path().join("b.db"),
+        &["seed", "--file", seeds.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("local, private or reserved"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_bad_config_file_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("probe.yaml");
+    std::fs::write(&cfg, "validator:\n  chunkSize: 0\n").unwrap();
+    let out = probe(
+        &dir.path().join("b.db"),
+        &["--config", cfg.to_str().unwrap(), "validate", "--once"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("validator.chunkSize"),
+        "{}",
+        stderr(&out)
+    );
 }

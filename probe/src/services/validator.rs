@@ -6,39 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::{debug, info};
 
+pub use crate::config::ValidatorConfig;
 use crate::model::{Candidate, Network};
 use crate::net::{Dialer, probe_nostr};
 use crate::store::{NewRelay, Store, StoreError};
-
-/// Validator settings (defaults from the reference system, spec §6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ValidatorConfig {
-    /// Candidates fetched and validated together.
-    pub chunk_size: u32,
-    /// At most this many candidates per cycle (`None`: all that are due).
-    #[serde(default)]
-    pub max_candidates: Option<u64>,
-    /// A failed candidate is retried after this many seconds.
-    pub retry_after_secs: i64,
-    /// Candidates failing this many times are dropped.
-    pub max_failures: u32,
-}
-
-impl Default for ValidatorConfig {
-    fn default() -> Self {
-        ValidatorConfig {
-            chunk_size: 100,
-            max_candidates: None,
-            retry_after_secs: 3600,
-            max_failures: 720,
-        }
-    }
-}
 
 /// What one cycle did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
