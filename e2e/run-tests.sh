@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: format and lint gates, unit tests, the store suite on SQLite and on a real
-# throwaway PostgreSQL cluster, and CLI tests. Installs what it needs on a fresh machine.
+# Runs every test: the Kubernetes control-plane smoke test, format and lint gates, unit tests,
+# the store suite on SQLite and on a real throwaway PostgreSQL cluster, relay and CLI tests. Installs what it needs on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,9 @@ source e2e/pg.sh
 trap pg_stop EXIT
 pg_start fsync=off
 export BROTR_REQUIRE_POSTGRES=1
+
+echo "== Kubernetes control plane smoke test (builds it from the Go module proxy when not cached)"
+bash e2e/k8s-smoke.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

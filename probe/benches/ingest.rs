@@ -3,7 +3,7 @@
 //!
 //! Run with `bash e2e/bench-ingest.sh` (starts a throwaway PostgreSQL). Env:
 //! `BROTR_BENCH_PG_URL` (admin URL; PostgreSQL cases are skipped without it),
-//! `BROTR_BENCH_EVENTS` (default 100000).
+//! `BROTR_BENCH_EVENTS` (default 100000), `BROTR_BENCH_MAX_CONTENT` (content bytes, default 2000).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,65 +68,79 @@ const WORDS: &[&str] = &[
     "💜",
 ];
 
-/// Realistic mix: mostly short notes and reactions, some long-form, contact lists with many tags.
-fn generate(n: usize) -> Vec<EventRow> {
+/// Realistic mix: mostly short notes and reactions, some long-form, contact lists with many
+/// tags. Tags reference what real ones do: authors of the corpus (popular ones more often),
+/// earlier events, and a few dozen common relays as hints.
+fn generate(n: usize, max_content: f64) -> Vec<EventRow> {
     let mut rng = StdRng::seed_from_u64(42);
     let keys: Vec<Keys> = (0..500).map(|_| Keys::generate()).collect();
-    let hex = |rng: &mut StdRng| hex::encode(rng.random::<[u8; 32]>());
-    (0..n)
-        .map(|i| {
-            let k = &keys[rng.random_range(0..keys.len())];
-            let roll = rng.random_range(0..100);
-            let (kind, ntags) = match roll {
-                0..55 => (1, rng.random_range(0..=6)),
-                55..70 => (7, 3),
-                70..75 => (6, 2),
-                75..80 => (9735, rng.random_range(4..=8)),
-                80..85 => (0, 0),
-                85..88 => (3, 20),
-                88..90 => (10002, rng.random_range(2..=12)),
-                90..95 => (30023, rng.random_range(3..=12)),
-                _ => (1111, rng.random_range(2..=20)),
-            };
-            // Content 50–2,000 bytes, log-uniform (most notes are short).
-            let target = (50.0 * (40.0f64).powf(rng.random::<f64>())) as usize;
-            let mut content = String::with_capacity(target + 16);
-            while content.len() < target {
-                content.push_str(WORDS[rng.random_range(0..WORDS.len())]);
-                content.push(' ');
-            }
-            let tags: Vec<Tag> = (0..ntags)
-                .map(|t| {
-                    let parts: Vec<String> = match (kind, t % 4) {
-                        (10002, _) => vec![
-                            "r".into(),
-                            format!("wss://relay{}.example.com", rng.random_range(0..200)),
-                        ],
-                        (30023, 0) => vec!["d".into(), format!("article-{i}")],
-                        (30023, _) => {
-                            vec!["t".into(), WORDS[rng.random_range(0..WORDS.len())].into()]
-                        }
-                        (_, 0) => vec![
+    let pubkeys: Vec<String> = keys.iter().map(|k| k.public_key().to_hex()).collect();
+    let hints: Vec<String> = (0..40)
+        .map(|i| format!("wss://relay{i}.example.com"))
+        .collect();
+    // Popularity skew: cube of a uniform draw picks low indexes far more often.
+    let skewed = |rng: &mut StdRng, len: usize| {
+        ((rng.random::<f64>().powi(3)) * len as f64) as usize % len.max(1)
+    };
+    let mut ids: Vec<String> = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let k = &keys[rng.random_range(0..keys.len())];
+        let roll = rng.random_range(0..100);
+        let (kind, ntags) = match roll {
+            0..55 => (1, rng.random_range(0..=6)),
+            55..70 => (7, 3),
+            70..75 => (6, 2),
+            75..80 => (9735, rng.random_range(4..=8)),
+            80..85 => (0, 0),
+            85..88 => (3, 20),
+            88..90 => (10002, rng.random_range(2..=12)),
+            90..95 => (30023, rng.random_range(3..=12)),
+            _ => (1111, rng.random_range(2..=20)),
+        };
+        // Content 50..max_content bytes, log-uniform (most notes are short).
+        let target = (50.0 * (max_content / 50.0).powf(rng.random::<f64>())) as usize;
+        let mut content = String::with_capacity(target + 16);
+        while content.len() < target {
+            content.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+            content.push(' ');
+        }
+        let tags: Vec<Tag> = (0..ntags)
+            .map(|t| {
+                let hint = hints[skewed(&mut rng, hints.len())].clone();
+                let parts: Vec<String> = match (kind, t % 4) {
+                    (10002, _) => vec!["r".into(), hint],
+                    (3, _) => vec!["p".into(), pubkeys[skewed(&mut rng, pubkeys.len())].clone()],
+                    (30023, 0) => vec!["d".into(), format!("article-{i}")],
+                    (30023, _) => vec!["t".into(), WORDS[rng.random_range(0..WORDS.len())].into()],
+                    (_, 0) if !ids.is_empty() => {
+                        // Replies and reactions point at recent events mostly.
+                        let back = skewed(&mut rng, ids.len().min(5000));
+                        vec![
                             "e".into(),
-                            hex(&mut rng),
-                            "wss://relay.example.com".into(),
+                            ids[ids.len() - 1 - back].clone(),
+                            hint,
                             "root".into(),
-                        ],
-                        (_, 1) => vec!["p".into(), hex(&mut rng)],
-                        (_, 2) => vec!["k".into(), "1".into()],
-                        _ => vec!["t".into(), WORDS[rng.random_range(0..WORDS.len())].into()],
-                    };
-                    Tag::parse(parts).expect("bench tag")
-                })
-                .collect();
-            let ev = EventBuilder::new(Kind::from(kind), content)
-                .tags(tags)
-                .custom_created_at(nostr::Timestamp::from(1_600_000_000 + i as u64 * 7))
-                .sign_with_keys(k)
-                .expect("sign");
-            EventRow::from_event(&ev).expect("valid")
-        })
-        .collect()
+                        ]
+                    }
+                    (_, 0 | 1) => {
+                        vec!["p".into(), pubkeys[skewed(&mut rng, pubkeys.len())].clone()]
+                    }
+                    (_, 2) => vec!["k".into(), "1".into()],
+                    _ => vec!["t".into(), WORDS[rng.random_range(0..WORDS.len())].into()],
+                };
+                Tag::parse(parts).expect("bench tag")
+            })
+            .collect();
+        let ev = EventBuilder::new(Kind::from(kind), content)
+            .tags(tags)
+            .custom_created_at(nostr::Timestamp::from(1_600_000_000 + i as u64 * 7))
+            .sign_with_keys(k)
+            .expect("sign");
+        ids.push(ev.id.to_hex());
+        out.push(EventRow::from_event(&ev).expect("valid"));
+    }
+    out
 }
 
 fn relays() -> Vec<NewRelay> {
@@ -212,7 +226,11 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let t = Instant::now();
-    let events = generate(n);
+    let max_content: f64 = std::env::var("BROTR_BENCH_MAX_CONTENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000.0);
+    let events = generate(n, max_content);
     let json_bytes: usize = events
         .iter()
         .map(|e| e.content.len() + e.tags_json.len() + 64 * 2 + 128 + 64)
@@ -258,6 +276,7 @@ async fn main() {
             });
 
             let url = fresh_pg(&admin, &schema.to_string()).await;
+            let url_for_sizes = url.clone();
             let s: Arc<dyn Store> = store::open(&DatabaseUrl::Postgres(url), Some(schema))
                 .await
                 .expect("open");
@@ -268,6 +287,27 @@ async fn main() {
                 secs,
                 bytes,
             });
+            if let Ok(pg) = store::PgStore::open(&url_for_sizes, Some(schema)).await {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT c.relname::text, pg_relation_size(c.oid) FROM pg_class c \
+                     WHERE c.relname IN ('event', 'event_relay') \
+                        OR c.oid IN (SELECT indexrelid FROM pg_index \
+                                     WHERE indrelid IN ('event'::regclass, 'event_relay'::regclass)) \
+                        OR c.oid = (SELECT reltoastrelid FROM pg_class WHERE relname = 'event') \
+                     ORDER BY 2 DESC",
+                )
+                .fetch_all(pg.pool())
+                .await
+                .expect("sizes");
+                let parts: Vec<String> = rows
+                    .iter()
+                    .map(|(r, b)| format!("{r} {:.0}", *b as f64 / n as f64))
+                    .collect();
+                println!(
+                    "PostgreSQL {schema} bytes/event by relation: {}",
+                    parts.join(", ")
+                );
+            }
             let replay = ingest(s.as_ref(), &events[..events.len().min(10_000)]).await;
             println!(
                 "PostgreSQL {schema}: replay of 10,000 already-stored events: {:.0} events/s",

@@ -26,6 +26,9 @@ AS $$
       AND octet_length(t.tag ->> 1) <= 1024
 $$;
 
+-- The tag index of the full schema: an expression index, so tag values are not stored twice.
+CREATE INDEX event_tagvalues_idx ON event USING GIN (tags_to_tagvalues(tags));
+
 CREATE FUNCTION relay_insert(urls TEXT[], networks TEXT[], discovered_ats BIGINT[])
 RETURNS BIGINT
 LANGUAGE plpgsql SECURITY INVOKER
@@ -52,8 +55,8 @@ AS $$
 DECLARE
     n BIGINT;
 BEGIN
-    INSERT INTO event (created_at, kind, id, pubkey, sig, tagvalues, tags, content)
-    SELECT u.created_at, u.kind, u.id, u.pubkey, u.sig, tags_to_tagvalues(u.tags), u.tags, u.content
+    INSERT INTO event (created_at, kind, id, pubkey, sig, tags, content)
+    SELECT u.created_at, u.kind, u.id, u.pubkey, u.sig, u.tags, u.content
     FROM unnest(ids, pubkeys, created_ats, kinds, event_insert.tags, contents, sigs)
          AS u (id, pubkey, created_at, kind, tags, content, sig)
     ON CONFLICT (id) DO NOTHING;

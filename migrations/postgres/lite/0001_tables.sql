@@ -59,11 +59,15 @@ CREATE TABLE service_state (
 );
 
 -- Indexes a later query needs (reads by time, kind, author, tag; per-relay scans).
-CREATE INDEX event_created_at_id_idx ON event (created_at DESC, id DESC);
-CREATE INDEX event_kind_created_at_idx ON event (kind, created_at DESC);
-CREATE INDEX event_pubkey_kind_created_at_idx ON event (pubkey, kind, created_at DESC);
+-- Ascending on purpose: events mostly arrive in created_at order, and ascending keys fill
+-- btree pages densely (rightmost splits) where DESC keys leave them half empty; backward
+-- index scans serve ORDER BY … DESC just as well. The junction index stops at seen_at: a
+-- batch shares (relay_id, seen_at), so btree deduplication stores it in a few bytes per row.
+CREATE INDEX event_created_at_id_idx ON event (created_at, id);
+CREATE INDEX event_kind_created_at_idx ON event (kind, created_at);
+CREATE INDEX event_pubkey_kind_created_at_idx ON event (pubkey, kind, created_at);
 CREATE INDEX event_tagvalues_idx ON event USING GIN (tagvalues);
-CREATE INDEX event_relay_relay_seen_at_idx ON event_relay (relay_id, seen_at, event_id);
+CREATE INDEX event_relay_relay_seen_at_idx ON event_relay (relay_id, seen_at);
 CREATE INDEX relay_metadata_generated_at_idx ON relay_metadata (generated_at DESC);
 CREATE INDEX relay_metadata_metadata_idx ON relay_metadata (metadata_id, metadata_type);
 CREATE INDEX relay_metadata_relay_type_idx ON relay_metadata (relay_id, metadata_type, generated_at DESC);

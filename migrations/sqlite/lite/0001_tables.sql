@@ -54,10 +54,10 @@ CREATE TABLE service_state (
     PRIMARY KEY (service_name, state_type, state_key)
 ) WITHOUT ROWID;
 
-CREATE INDEX event_created_at_id_idx ON event (created_at DESC, id DESC);
-CREATE INDEX event_kind_created_at_idx ON event (kind, created_at DESC);
-CREATE INDEX event_pubkey_kind_created_at_idx ON event (pubkey, kind, created_at DESC);
-CREATE INDEX event_relay_relay_seen_at_idx ON event_relay (relay_id, seen_at, event_id);
+CREATE INDEX event_created_at_id_idx ON event (created_at, id);
+CREATE INDEX event_kind_created_at_idx ON event (kind, created_at);
+CREATE INDEX event_pubkey_kind_created_at_idx ON event (pubkey, kind, created_at);
+CREATE INDEX event_relay_relay_seen_at_idx ON event_relay (relay_id, seen_at);
 CREATE INDEX relay_metadata_generated_at_idx ON relay_metadata (generated_at DESC);
 CREATE INDEX relay_metadata_metadata_idx ON relay_metadata (metadata_id, metadata_type);
 CREATE INDEX relay_metadata_relay_type_idx ON relay_metadata (relay_id, metadata_type, generated_at DESC);

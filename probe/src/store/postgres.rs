@@ -124,10 +124,8 @@ pub fn encode_events(schema: Schema, events: &[EventRow]) -> CopyWriter {
             .bytea(&e.id)
             .bytea(&e.pubkey);
         if schema == Schema::Full {
-            w.bytea(&e.sig)
-                .text_array(&e.tagvalues)
-                .text(&e.tags_json)
-                .text(&e.content);
+            // Full keeps no tagvalues column: its tag index is an expression on `tags`.
+            w.bytea(&e.sig).text(&e.tags_json).text(&e.content);
         } else {
             w.text_array(&e.tagvalues);
         }
@@ -381,8 +379,8 @@ impl Store for PgStore {
     async fn get_event(&self, id: &[u8; 32]) -> Result<Option<StoredEvent>> {
         let sql = match self.schema {
             Schema::Full => {
-                "SELECT id, pubkey, created_at, kind, tagvalues, tags::text, content, sig \
-                 FROM event WHERE id = $1"
+                "SELECT id, pubkey, created_at, kind, tags_to_tagvalues(tags), tags::text, content, \
+                 sig FROM event WHERE id = $1"
             }
             Schema::Lite => {
                 "SELECT id, pubkey, created_at, kind, tagvalues, NULL::text, NULL::text, \
