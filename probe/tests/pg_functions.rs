@@ -1,0 +1,133 @@
+//! The PostgreSQL stored functions and materialized views (spec §12.3, §12.4) on a real server,
+//! for both schemas: what SQL users and maintenance jobs call directly.
+
+mod common;
+
+use brotr_probe::model::Schema;
+use brotr_probe::store::{DatabaseUrl, PgStore};
+use common::*;
+use nostr::Keys;
+
+async fn pg(schema: Schema) -> Option<(PgStore, sqlx::PgPool)> {
+    let DatabaseUrl::Postgres(url) = fresh_pg_url().await? else {
+        unreachable!()
+    };
+    let store = PgStore::open(&url, Some(schema)).await.expect("open");
+    let pool = store.pool().clone();
+    Some((store, pool))
+}
+
+#[tokio::test]
+async fn bulk_functions_are_idempotent_and_views_refresh() {
+    for schema in [Schema::Full, Schema::Lite] {
+        let Some((_store, pool)) = pg(schema).await else {
+            return;
+        };
+        let keys = Keys::generate();
+        let evs: Vec<_> = (0..3)
+            .map(|i| {
+                event(
+                    &keys,
+                    1,
+                    &format!("n{i}"),
+                    vec![tag(&["t", "x"]), tag(&["p", &"ab".repeat(32)])],
+                    1_700_000_000 + i,
+                )
+            })
+            .collect();
+        let ids: Vec<Vec<u8>> = evs.iter().map(|e| e.id.to_vec()).collect();
+        let pks: Vec<Vec<u8>> = evs.iter().map(|e| e.pubkey.to_vec()).collect();
+        let cas: Vec<i64> = evs.iter().map(|e| e.created_at).collect();
+        let kinds: Vec<i32> = evs.iter().map(|e| e.kind).collect();
+        let tags: Vec<String> = evs.iter().map(|e| e.tags_json.clone()).collect();
+        let contents: Vec<String> = evs.iter().map(|e| e.content.clone()).collect();
+        let sigs: Vec<Vec<u8>> = evs.iter().map(|e| e.sig.to_vec()).collect();
+        let relays = vec!["wss://a.example.com".to_owned(); 3];
+        let nets = vec!["clearnet".to_owned(); 3];
+        let cascade = |n: i64| {
+            let q = sqlx::query_scalar::<_, i64>(
+                "SELECT event_relay_insert_cascade($1, $2, $3, $4, $5::text[]::jsonb[], $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(ids.clone())
+            .bind(pks.clone())
+            .bind(cas.clone())
+            .bind(kinds.clone())
+            .bind(tags.clone())
+            .bind(contents.clone())
+            .bind(sigs.clone())
+            .bind(relays.clone())
+            .bind(nets.clone())
+            .bind(vec![1i64; 3])
+            .bind(vec![n; 3]);
+            let pool = pool.clone();
+            async move { q.fetch_one(&pool).await.expect("cascade") }
+        };
+        assert_eq!(cascade(10).await, 3, "{schema}");
+        assert_eq!(cascade(11).await, 0, "{schema}: replay inserts nothing");
+
+        // The tag index answers tag queries in both schemas (expression in full, column in lite).
+        let tag_sql = match schema {
+            Schema::Full => {
+                "SELECT count(*) FROM event WHERE tags_to_tagvalues(tags) @> ARRAY['t:x']"
+            }
+            Schema::Lite => "SELECT count(*) FROM event WHERE tagvalues @> ARRAY['t:x']",
+        };
+        let n: i64 = sqlx::query_scalar(tag_sql).fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 3, "{schema}");
+        let tv: Vec<String> = sqlx::query_scalar("SELECT unnest(tags_to_tagvalues($1::jsonb))")
+            .bind(r#"[["e","x"],["p","y","hint"],["t"],["tt","z"],[1,"a"],["d",""]]"#)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(tv, ["e:x", "p:y", "d:"], "same rule as EventRow::tagvalues");
+
+        sqlx::query("SELECT all_statistics_refresh()")
+            .execute(&pool)
+            .await
+            .expect("refresh");
+        sqlx::query("SELECT all_statistics_refresh()")
+            .execute(&pool)
+            .await
+            .expect("refresh again");
+        let (count, pubkeys): (i64, i64) =
+            sqlx::query_as("SELECT event_count, unique_pubkeys FROM event_stats")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!((count, pubkeys), (3, 1), "{schema}");
+        let kind1: i64 = sqlx::query_scalar("SELECT event_count FROM kind_counts WHERE kind = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(kind1, 3);
+        let by_relay: i64 = sqlx::query_scalar("SELECT count(*) FROM pubkey_counts_by_relay")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(by_relay, 1, "one author with ≥ 2 events on one relay");
+    }
+}
+
+#[tokio::test]
+async fn orphan_cleanup_keeps_shared_rows() {
+    let Some((_store, pool)) = pg(Schema::Full).await else {
+        return;
+    };
+    sqlx::query("SELECT relay_insert($1, $2, $3)")
+        .bind(vec!["wss://a.example.com"])
+        .bind(vec!["clearnet"])
+        .bind(vec![1i64])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let deleted: i64 = sqlx::query_scalar("SELECT orphan_metadata_delete(1)")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+    let deleted: i64 = sqlx::query_scalar("SELECT orphan_event_delete(1)")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+}
