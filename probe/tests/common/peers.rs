@@ -95,3 +95,115 @@ pub async fn closed_port() -> SocketAddr {
     drop(l);
     addr
 }
+
+/// A local certificate authority and a TLS front for a relay (terminates TLS, forwards bytes).
+pub struct LocalCa {
+    pub ca_der: rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl LocalCa {
+    pub fn new() -> Self {
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Brotr test CA");
+        let cert = params.self_signed(&key).expect("ca cert");
+        LocalCa {
+            ca_der: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Serves TLS for `names` on a loopback port and forwards each connection to `backend`.
+    pub async fn tls_front(&self, names: &[&str], backend: SocketAddr) -> SocketAddr {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let (l, addr) = listener().await;
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+        addr
+    }
+}
+
+/// A minimal SOCKS5 proxy (no auth, CONNECT only) that sends every destination to `backend` and
+/// records the destination names it was asked for (proof of remote DNS).
+pub async fn socks5_proxy(
+    backend: SocketAddr,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (l, addr) = listener().await;
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 2];
+                if s.read_exact(&mut head).await.is_err() || head[0] != 5 {
+                    return;
+                }
+                let mut methods = vec![0u8; head[1] as usize];
+                let _ = s.read_exact(&mut methods).await;
+                let _ = s.write_all(&[5, 0]).await;
+                let mut req = [0u8; 4];
+                if s.read_exact(&mut req).await.is_err() || req[1] != 1 {
+                    return;
+                }
+                let name = match req[3] {
+                    3 => {
+                        let mut len = [0u8; 1];
+                        let _ = s.read_exact(&mut len).await;
+                        let mut n = vec![0u8; len[0] as usize];
+                        let _ = s.read_exact(&mut n).await;
+                        String::from_utf8_lossy(&n).into_owned()
+                    }
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        let _ = s.read_exact(&mut ip).await;
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    _ => return,
+                };
+                let mut port = [0u8; 2];
+                let _ = s.read_exact(&mut port).await;
+                if let Ok(mut names) = log.lock() {
+                    names.push(format!("{name}:{}", u16::from_be_bytes(port)));
+                }
+                let Ok(mut up) = tokio::net::TcpStream::connect(backend).await else {
+                    let _ = s.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+                    return;
+                };
+                let _ = s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await;
+                let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+            });
+        }
+    });
+    (addr, seen)
+}
