@@ -10,11 +10,12 @@ use crate::config::{ConfigError, ProbeConfig};
 use crate::metrics::Metrics;
 use crate::model::Schema;
 use crate::net::Dialer;
+use crate::net::HttpClient;
 use crate::net::dial::tls_config;
 use crate::runtime::{LoopConfig, Shutdown, TooManyFailures, run_loop, unix_now};
 use crate::seed::DEFAULT_SEED_LIST;
 use crate::services::seeder::{self, SeedOptions};
-use crate::services::validator;
+use crate::services::{finder, validator};
 use crate::store::{self, DatabaseUrl, Store, StoreError};
 
 /// Brotr probe: maps, checks and archives Nostr relays.
@@ -68,6 +69,8 @@ pub enum Command {
     Seed(SeedArgs),
     /// Validate candidates: promote the ones that answer like Nostr relays.
     Validate(OnceArgs),
+    /// Find relay URLs in external APIs (config `finder.sources`) and add them as candidates.
+    Find(OnceArgs),
     /// Run the pipeline in one process: migrate if needed, seed, then every service until
     /// SIGTERM (`--once`: one cycle of each, then exit).
     Run(RunArgs),
@@ -117,6 +120,10 @@ pub enum CliError {
     },
     #[error(transparent)]
     Service(#[from] TooManyFailures),
+    #[error("bad finder config: {0}")]
+    Finder(#[from] finder::SourceError),
+    #[error("{0}")]
+    Setup(String),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -137,7 +144,8 @@ impl CliError {
         match self {
             CliError::Store(e) if e.is_config_error() => 2,
             CliError::SeedFile { .. } | CliError::Config(_) | CliError::ConfigFile { .. } => 2,
-            CliError::Metrics { .. } => 2,
+            CliError::Metrics { .. } | CliError::Finder(_) => 2,
+            CliError::Setup(_) => 1,
             CliError::Store(_) | CliError::Service(_) => 1,
         }
     }
@@ -158,6 +166,7 @@ fn load_config(cli: &Cli) -> Result<ProbeConfig, CliError> {
     if cli.allow_private {
         cfg.limits.allow_private = true;
     }
+    finder::check_expressions(&cfg.finder)?;
     Ok(cfg)
 }
 
@@ -197,7 +206,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let store = open(&cli).await?;
     let metrics = Metrics::new();
     let long_running = match &cli.command {
-        Command::Validate(o) | Command::Run(RunArgs { once: o, .. }) => !o.once,
+        Command::Validate(o) | Command::Find(o) | Command::Run(RunArgs { once: o, .. }) => !o.once,
         _ => false,
     };
     if let (Some(addr), true) = (cli.metrics_addr, long_running) {
@@ -219,9 +228,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate => Ok(()),
         Command::Seed(args) => seed(store.as_ref(), args, allow_local).await,
         Command::Validate(o) => validate_loop(store, &cfg, &metrics, o.once).await,
+        Command::Find(o) => find_loop(store, &cfg, &metrics, o.once).await,
         Command::Run(args) => {
             seed(store.as_ref(), &args.seed, allow_local).await?;
-            validate_loop(store.clone(), &cfg, &metrics, args.once.once).await?;
+            if args.once.once {
+                // Finder first, so what it finds is validated in the same run.
+                find_loop(store.clone(), &cfg, &metrics, true).await?;
+                validate_loop(store.clone(), &cfg, &metrics, true).await?;
+            } else {
+                tokio::try_join!(
+                    find_loop(store.clone(), &cfg, &metrics, false),
+                    validate_loop(store.clone(), &cfg, &metrics, false),
+                )?;
+            }
             let c = store.counts().await?;
             info!(
                 relays = c.relays,
@@ -232,6 +251,52 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn find_loop(
+    store: Arc<dyn Store>,
+    cfg: &ProbeConfig,
+    metrics: &Metrics,
+    once: bool,
+) -> Result<(), CliError> {
+    let f = cfg.finder.clone();
+    let http = HttpClient::new(
+        tls_config(&[]),
+        cfg.limits.allow_private,
+        std::time::Duration::from_secs_f64(f.timeout_secs),
+    )
+    .map_err(|e| CliError::Setup(e.to_string()))?;
+    let allow_local = cfg.limits.allow_private;
+    let loop_cfg = LoopConfig {
+        interval_secs: f.interval_secs,
+        max_consecutive_failures: f.max_consecutive_failures,
+    };
+    run_loop(
+        "finder",
+        &loop_cfg,
+        once,
+        metrics,
+        Shutdown::on_signals(),
+        || {
+            let (store, http, f, m) = (store.clone(), http.clone(), f.clone(), metrics.clone());
+            async move {
+                let r =
+                    finder::run_cycle(store.as_ref(), &http, &f, allow_local, unix_now()).await?;
+                m.items
+                    .with_label_values(&["finder", "candidates"])
+                    .inc_by(r.candidates);
+                m.items
+                    .with_label_values(&["finder", "rejected"])
+                    .inc_by(r.rejected);
+                m.items
+                    .with_label_values(&["finder", "source_failed"])
+                    .inc_by(r.sources_failed);
+                Ok::<(), StoreError>(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn validate_loop(

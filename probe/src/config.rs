@@ -137,6 +137,60 @@ impl Default for ValidatorConfig {
     }
 }
 
+/// One external API listing relay URLs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiSource {
+    /// `https://…` (or `http://…`) returning JSON.
+    pub url: String,
+    /// JMESPath selecting a list of URL strings from the response (e.g. `[*]`, `data.relays[*].url`).
+    pub expression: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Finder settings (defaults from the reference system, spec §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct FinderConfig {
+    /// Seconds from the start of one cycle to the start of the next.
+    pub interval_secs: u64,
+    /// Exit (code 1) after this many failed cycles in a row; 0 = never.
+    pub max_consecutive_failures: u32,
+    /// A source fetched successfully is not fetched again for this many seconds.
+    pub cooldown_secs: i64,
+    /// Largest response accepted from a source, in bytes.
+    pub max_response_bytes: usize,
+    /// Seconds allowed for one source request (connect, redirects, body).
+    pub timeout_secs: f64,
+    pub sources: Vec<ApiSource>,
+}
+
+impl Default for FinderConfig {
+    fn default() -> Self {
+        let src = |url: &str| ApiSource {
+            url: url.to_owned(),
+            expression: "[*]".to_owned(),
+            enabled: true,
+        };
+        FinderConfig {
+            interval_secs: 300,
+            max_consecutive_failures: 5,
+            cooldown_secs: 86_400,
+            max_response_bytes: 5 << 20,
+            timeout_secs: 30.0,
+            sources: vec![
+                src("https://api.nostr.watch/v1/online"),
+                src("https://api.nostr.watch/v1/offline"),
+            ],
+        }
+    }
+}
+
 /// The whole probe configuration (`--config FILE`, YAML or JSON). Every key is optional;
 /// unknown keys are errors naming the key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -145,6 +199,7 @@ pub struct ProbeConfig {
     pub networks: NetworksConfig,
     pub limits: LimitsConfig,
     pub validator: ValidatorConfig,
+    pub finder: FinderConfig,
 }
 
 /// A configuration file that cannot be used.
@@ -204,6 +259,33 @@ impl ProbeConfig {
                 "validator.retryAfterSecs must be ≥ 0, got {}",
                 v.retry_after_secs
             ));
+        }
+        let f = &self.finder;
+        if !(1024..=(50 << 20)).contains(&f.max_response_bytes) {
+            return Err(format!(
+                "finder.maxResponseBytes must be 1024..=52428800, got {}",
+                f.max_response_bytes
+            ));
+        }
+        if !(f.timeout_secs >= 0.1 && f.timeout_secs <= 120.0) {
+            return Err(format!(
+                "finder.timeoutSecs must be 0.1..=120, got {}",
+                f.timeout_secs
+            ));
+        }
+        if !(1..=604_800).contains(&f.interval_secs) {
+            return Err(format!(
+                "finder.intervalSecs must be 1..=604800, got {}",
+                f.interval_secs
+            ));
+        }
+        for (i, src) in f.sources.iter().enumerate() {
+            if !(src.url.starts_with("https://") || src.url.starts_with("http://")) {
+                return Err(format!(
+                    "finder.sources[{i}].url must be http(s)://, got {:?}",
+                    src.url
+                ));
+            }
         }
         if self.limits.max_message_bytes < 1024 {
             return Err(format!(

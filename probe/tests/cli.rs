@@ -197,6 +197,9 @@ async fn run_once_ends_with_local_relays_validated() {
     let db = dir.path().join("brotr.db");
     let seeds = dir.path().join("local.txt");
     std::fs::write(&seeds, format!("{url1}\n{url2}\nws://{decoy}\n")).unwrap();
+    // No external API sources: this machine has no internet.
+    let cfg = dir.path().join("probe.yaml");
+    std::fs::write(&cfg, "finder:\n  sources: []\n").unwrap();
     // The probe is a child process; the relays run in this test's runtime, so wait off-thread.
     let db2 = db.clone();
     let out = tokio::task::spawn_blocking(move || {

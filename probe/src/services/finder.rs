@@ -1,0 +1,257 @@
+//! Finder: relay URLs from external HTTP JSON APIs (spec §5.1). Relay hints inside events are
+//! extracted once per event by [`crate::model::relay_hints`] where events are ingested.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use tracing::{info, warn};
+
+pub use crate::config::{ApiSource, FinderConfig};
+use crate::model::{Candidate, RelayUrl};
+use crate::net::{HttpClient, HttpError};
+use crate::store::{StateEntry, Store, StoreError};
+
+const SERVICE: &str = "finder";
+const CHECKPOINT: &str = "checkpoint";
+
+/// Why one API source yielded nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("{url}: response is not JSON: {reason}")]
+    NotJson { url: String, reason: String },
+    #[error("{url}: expression {expression:?} selected {got}, not a list")]
+    NotAList {
+        url: String,
+        expression: String,
+        got: &'static str,
+    },
+    #[error("{url}: bad JMESPath expression {expression:?}: {reason}")]
+    BadExpression {
+        url: String,
+        expression: String,
+        reason: String,
+    },
+}
+
+/// Checks every source's JMESPath expression (config load time; exit code 2 on error).
+pub fn check_expressions(cfg: &FinderConfig) -> Result<(), SourceError> {
+    for s in &cfg.sources {
+        jmespath::compile(&s.expression).map_err(|e| SourceError::BadExpression {
+            url: s.url.clone(),
+            expression: s.expression.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Applies `src.expression` to a response body and returns the string items (pure).
+pub fn select_urls(src: &ApiSource, body: &[u8]) -> Result<Vec<String>, SourceError> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| SourceError::NotJson {
+        url: src.url.clone(),
+        reason: e.to_string(),
+    })?;
+    let expr = jmespath::compile(&src.expression).map_err(|e| SourceError::BadExpression {
+        url: src.url.clone(),
+        expression: src.expression.clone(),
+        reason: e.to_string(),
+    })?;
+    let found = expr.search(json).map_err(|e| SourceError::BadExpression {
+        url: src.url.clone(),
+        expression: src.expression.clone(),
+        reason: e.to_string(),
+    })?;
+    let value: Value = serde_json::to_value(&*found).unwrap_or(Value::Null);
+    match value {
+        Value::Array(items) => Ok(items
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()),
+        other => Err(SourceError::NotAList {
+            url: src.url.clone(),
+            expression: src.expression.clone(),
+            got: kind_of(&other),
+        }),
+    }
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinderReport {
+    pub sources_fetched: u64,
+    pub sources_failed: u64,
+    pub sources_cooling: u64,
+    /// URLs found that are not relay URLs (or are local/private, refused).
+    pub rejected: u64,
+    /// New candidates stored.
+    pub candidates: u64,
+}
+
+/// One finder cycle at `now`: fetches every enabled source past its cooldown, stores the relay
+/// URLs as candidates and checkpoints the sources that succeeded (failed ones retry next cycle).
+pub async fn run_cycle(
+    store: &dyn Store,
+    http: &HttpClient,
+    cfg: &FinderConfig,
+    allow_local: bool,
+    now: i64,
+) -> Result<FinderReport, StoreError> {
+    let mut report = FinderReport::default();
+    let last: HashMap<String, i64> = store
+        .state_get(SERVICE, CHECKPOINT, None)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, v.get("timestamp").and_then(Value::as_i64).unwrap_or(0)))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut candidates = Vec::new();
+    let mut checkpoints = Vec::new();
+    for src in cfg.sources.iter().filter(|s| s.enabled) {
+        if last
+            .get(&src.url)
+            .is_some_and(|t| now - t < cfg.cooldown_secs)
+        {
+            report.sources_cooling += 1;
+            continue;
+        }
+        let fetched = match http
+            .get_capped(&src.url, "application/json", cfg.max_response_bytes)
+            .await
+        {
+            Ok(body) => select_urls(src, &body),
+            Err(e) => Err(e.into()),
+        };
+        match fetched {
+            Ok(urls) => {
+                report.sources_fetched += 1;
+                for raw in &urls {
+                    let parsed = if allow_local {
+                        RelayUrl::parse_allowing_local(raw)
+                    } else {
+                        RelayUrl::parse(raw)
+                    };
+                    match parsed {
+                        Ok(url) if seen.insert(url.clone()) => {
+                            candidates.push(Candidate::new(url, now))
+                        }
+                        Ok(_) => {}
+                        Err(_) => report.rejected += 1,
+                    }
+                }
+                info!(source = %src.url, urls = urls.len(), "fetched relay list");
+                checkpoints.push(StateEntry {
+                    service: SERVICE.into(),
+                    kind: CHECKPOINT.into(),
+                    key: src.url.clone(),
+                    value: serde_json::json!({ "timestamp": now }),
+                });
+            }
+            Err(e) => {
+                report.sources_failed += 1;
+                warn!(source = %src.url, reason = %e, "relay list source failed");
+            }
+        }
+    }
+    report.candidates = store.insert_candidates(&candidates).await?;
+    store.state_upsert(&checkpoints).await?;
+    info!(
+        fetched = report.sources_fetched,
+        failed = report.sources_failed,
+        cooling = report.sources_cooling,
+        rejected = report.rejected,
+        candidates = report.candidates,
+        "finder cycle done"
+    );
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(expression: &str) -> ApiSource {
+        ApiSource {
+            url: "https://api.example".into(),
+            expression: expression.into(),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn selects_urls_with_jmespath_shapes() {
+        let cases: [(&str, &str, &[&str]); 5] = [
+            (
+                r#"["wss://a.com", "wss://b.com"]"#,
+                "[*]",
+                &["wss://a.com", "wss://b.com"],
+            ),
+            (
+                r#"{"data": {"relays": ["wss://a.com"]}}"#,
+                "data.relays",
+                &["wss://a.com"],
+            ),
+            (
+                r#"[{"url": "wss://a.com"}, {"url": 5}, {"x": 1}]"#,
+                "[*].url",
+                &["wss://a.com"],
+            ),
+            (
+                r#"{"wss://a.com": {}, "wss://b.com": {}}"#,
+                "keys(@)",
+                &["wss://a.com", "wss://b.com"],
+            ),
+            (r#"["wss://a.com", 1, null, true]"#, "[*]", &["wss://a.com"]),
+        ];
+        for (body, expr, want) in cases {
+            assert_eq!(
+                select_urls(&src(expr), body.as_bytes()).unwrap(),
+                want,
+                "{expr} on {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_what_was_wrong() {
+        let e = select_urls(&src("[*]"), b"<html>nope</html>").unwrap_err();
+        assert!(e.to_string().contains("is not JSON"), "{e}");
+        let e = select_urls(&src("[*]"), br#"{"a": 1}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("null, not a list") || e.to_string().contains("not a list"),
+            "{e}"
+        );
+        let e = select_urls(&src("data"), br#"{"data": {"a": 1}}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("selected an object, not a list"),
+            "{e}"
+        );
+        let e = select_urls(&src("[*"), b"[]").unwrap_err();
+        assert!(e.to_string().contains("bad JMESPath"), "{e}");
+    }
+
+    #[test]
+    fn bad_expressions_are_caught_at_load() {
+        let mut cfg = FinderConfig::default();
+        assert!(check_expressions(&cfg).is_ok());
+        cfg.sources.push(src("[?"));
+        assert!(
+            check_expressions(&cfg)
+                .unwrap_err()
+                .to_string()
+                .contains("https://api.example")
+        );
+    }
+}
