@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: the Kubernetes control-plane smoke test, format and lint gates, unit tests,
-# the store suite on SQLite and on a real throwaway PostgreSQL cluster, relay and CLI tests. Installs what it needs on a fresh machine.
+# Runs every test: the Kubernetes control-plane smoke test and CRD validation on a real API
+# server, format and lint gates, unit tests, the store suite on SQLite and on a real throwaway
+# PostgreSQL cluster, relay, transport, finder and CLI tests. Installs what it needs on a fresh
+# machine (PostgreSQL via apt; the control plane built from the Go module proxy, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,8 @@ export BROTR_REQUIRE_POSTGRES=1
 
 echo "== Kubernetes control plane smoke test (builds it from the Go module proxy when not cached)"
 bash e2e/k8s-smoke.sh
+echo "== CRDs: generated YAML applied to the real API server; every example accepted or rejected as expected"
+bash e2e/crd-validation.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

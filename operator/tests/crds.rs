@@ -1,0 +1,282 @@
+//! CRD generation, freshness of `crds/`, and the examples checked against the CEL rules
+//! client-side (kube's `cel` feature, kube-cel). The same examples are applied to a real
+//! apiserver by `e2e/crd-validation.sh`.
+
+use std::path::{Path, PathBuf};
+
+use brotr_operator::GENERATED_HEADER;
+use brotr_operator::crd::{self, BrotrDeployment, RelayMonitor};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+const REGENERATE: &str = "regenerate with: cargo run -p brotr-operator -- crd --out-dir crds";
+
+#[test]
+fn crd_generation_does_not_panic_and_has_the_api_surface() {
+    let bd = BrotrDeployment::crd();
+    let rm = RelayMonitor::crd();
+    for (crd, plural, short, columns) in [
+        (
+            &bd,
+            "brotrdeployments",
+            "bd",
+            vec!["Schema", "Ready", "Shards", "Age"],
+        ),
+        (
+            &rm,
+            "relaymonitors",
+            "rmon",
+            vec!["Mode", "Targets", "Ready", "Last Run", "Age"],
+        ),
+    ] {
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some(&*format!("{plural}.brotr.dev"))
+        );
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&[short.to_string()][..])
+        );
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, "v1alpha1");
+        assert!(v.served && v.storage);
+        assert!(
+            v.subresources.as_ref().unwrap().status.is_some(),
+            "{plural}: status subresource"
+        );
+        let names: Vec<_> = v
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, columns);
+    }
+    // Both render to YAML, as one stream of two documents.
+    let yaml = crd::crds_yaml().unwrap();
+    assert_eq!(
+        yaml.matches("\n---\n").count() + usize::from(yaml.starts_with("---\n")),
+        2
+    );
+}
+
+#[test]
+fn committed_crds_are_fresh() {
+    let dir = repo_root().join("crds");
+    let mut expected = Vec::new();
+    for (name, yaml) in crd::crd_files().unwrap() {
+        let path = dir.join(name);
+        let want = format!("{GENERATED_HEADER}{yaml}");
+        let have = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; {REGENERATE}", path.display()));
+        assert!(
+            have == want,
+            "{} is stale (differs from `brotr-operator crd`); {REGENERATE}",
+            path.display()
+        );
+        expected.push(name.to_string());
+    }
+    let mut present: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    present.sort();
+    expected.sort();
+    assert_eq!(present, expected, "unexpected files in crds/; {REGENERATE}");
+}
+
+#[test]
+fn committed_crds_parse_as_crds() {
+    for (name, _) in crd::crd_files().unwrap() {
+        let text = std::fs::read_to_string(repo_root().join("crds").join(name)).unwrap();
+        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(crd.spec.group, "brotr.dev");
+    }
+}
+
+/// The openAPIV3Schema of the CRD for `kind`, as JSON.
+fn schema_for(kind: &str) -> Value {
+    let crd = match kind {
+        "BrotrDeployment" => BrotrDeployment::crd(),
+        "RelayMonitor" => RelayMonitor::crd(),
+        other => panic!("unknown kind {other}"),
+    };
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref(),
+    )
+    .unwrap()
+}
+
+fn load(path: &Path) -> (String, Value) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let value: Value = serde_yaml_ng::from_str(&text).unwrap();
+    (text, value)
+}
+
+fn header(text: &str, key: &str) -> Option<String> {
+    let prefix = format!("# {key}:");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+}
+
+fn cel(object: &Value, old: Option<&Value>) -> Result<(), String> {
+    let kind = object["kind"].as_str().unwrap();
+    kube::core::cel::Validator::new()
+        .validate(&schema_for(kind), object, old)
+        .map_err(|errs| {
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn valid_examples_deserialize_and_pass_cel() {
+    let files = yaml_files(&repo_root().join("examples"));
+    assert!(files.len() >= 4, "examples/ should hold valid CRs");
+    for path in files {
+        let (_, value) = load(&path);
+        match value["kind"].as_str() {
+            Some("BrotrDeployment") => {
+                serde_json::from_value::<BrotrDeployment>(value.clone())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            Some("RelayMonitor") => {
+                serde_json::from_value::<RelayMonitor>(value.clone())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            other => panic!("{}: unexpected kind {other:?}", path.display()),
+        }
+        if let Err(e) = cel(&value, None) {
+            panic!("{}: rejected client-side: {e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn invalid_examples_are_rejected_by_cel_with_their_message() {
+    let root = repo_root();
+    let files = yaml_files(&root.join("examples/invalid"));
+    assert!(
+        files.len() >= 10,
+        "examples/invalid/ should hold rejected CRs"
+    );
+    let mut checked = 0;
+    for path in files {
+        let (text, value) = load(&path);
+        let expect = header(&text, "expect")
+            .unwrap_or_else(|| panic!("{}: missing `# expect:` line", path.display()));
+        if header(&text, "server-only").is_some() {
+            continue;
+        }
+        let base = header(&text, "base").map(|b| load(&root.join(b)).1);
+        if let Some(base) = &base {
+            assert_eq!(
+                cel(base, None),
+                Ok(()),
+                "{}: base must be valid",
+                path.display()
+            );
+            // A transition rule only: the new object alone is a valid creation.
+            assert_eq!(
+                cel(&value, None),
+                Ok(()),
+                "{}: valid on create",
+                path.display()
+            );
+        }
+        match cel(&value, base.as_ref()) {
+            Ok(()) => panic!(
+                "{}: accepted client-side, expected {expect:?}",
+                path.display()
+            ),
+            Err(e) => assert!(
+                e.contains(&expect),
+                "{}: rejected with {e:?}, expected {expect:?}",
+                path.display()
+            ),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10);
+}
+
+fn bd_with(patch: impl FnOnce(&mut Value)) -> Value {
+    let mut v = serde_json::json!({
+        "apiVersion": "brotr.dev/v1alpha1",
+        "kind": "BrotrDeployment",
+        "metadata": {"name": "t"},
+        "spec": {
+            "schema": "full",
+            "image": {"repository": "r"},
+            "database": {"external": {"urlSecretRef": {"name": "db", "key": "url"}}}
+        }
+    });
+    patch(&mut v["spec"]);
+    v
+}
+
+#[test]
+fn interval_bounds_are_inclusive() {
+    for (interval, ok) in [
+        ("1m", true),
+        ("60s", true),
+        ("168h", true),
+        ("59s", false),
+        ("169h", false),
+        ("1d", false),
+        ("1h30m", false),
+        ("", false),
+    ] {
+        let v = bd_with(|s| s["finder"] = serde_json::json!({"interval": interval}));
+        assert_eq!(cel(&v, None).is_ok(), ok, "interval {interval:?}");
+    }
+}
+
+#[test]
+fn shard_bounds() {
+    for (shards, ok) in [(1, true), (64, true), (0, false), (65, false), (-1, false)] {
+        let v = bd_with(|s| s["synchronizer"] = serde_json::json!({"shards": shards}));
+        assert_eq!(cel(&v, None).is_ok(), ok, "shards {shards}");
+    }
+}
+
+#[test]
+fn schema_may_stay_the_same_on_update() {
+    let old = bd_with(|_| {});
+    let new = bd_with(|s| s["paused"] = true.into());
+    assert_eq!(cel(&new, Some(&old)), Ok(()));
+    let lite = bd_with(|s| s["schema"] = "lite".into());
+    assert!(
+        cel(&lite, Some(&old))
+            .unwrap_err()
+            .contains("schema is immutable")
+    );
+}
