@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Network;
 
 /// How to reach relays on one network.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkConfig {
@@ -32,6 +33,7 @@ impl NetworkConfig {
 }
 
 /// Per-network settings.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworksConfig {
@@ -87,6 +89,7 @@ impl NetworksConfig {
 }
 
 /// Hard limits on what is read from a relay.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsConfig {
@@ -107,6 +110,7 @@ impl Default for LimitsConfig {
 }
 
 /// Validator settings (defaults from the reference system, spec §6).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ValidatorConfig {
@@ -138,13 +142,21 @@ impl Default for ValidatorConfig {
 }
 
 /// One external API listing relay URLs.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiSource {
     /// `https://…` (or `http://…`) returning JSON.
+    #[cfg_attr(
+        feature = "schemars",
+        schemars(regex(pattern = r"^https?://"), length(max = 2048))
+    )]
     pub url: String,
-    /// JMESPath selecting a list of URL strings from the response (e.g. `[*]`, `data.relays[*].url`).
-    pub expression: String,
+    /// JMESPath selecting a list of URL strings from the response (e.g. `[*]`, `[*].url`,
+    /// `data.relays`). Also accepted as `expression` (the reference system's name).
+    #[serde(alias = "expression")]
+    #[cfg_attr(feature = "schemars", schemars(length(min = 1, max = 256)))]
+    pub select: String,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -154,6 +166,7 @@ fn yes() -> bool {
 }
 
 /// Finder settings (defaults from the reference system, spec §5).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FinderConfig {
@@ -174,7 +187,7 @@ impl Default for FinderConfig {
     fn default() -> Self {
         let src = |url: &str| ApiSource {
             url: url.to_owned(),
-            expression: "[*]".to_owned(),
+            select: "[*]".to_owned(),
             enabled: true,
         };
         FinderConfig {
@@ -193,6 +206,7 @@ impl Default for FinderConfig {
 
 /// The whole probe configuration (`--config FILE`, YAML or JSON). Every key is optional;
 /// unknown keys are errors naming the key.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProbeConfig {

@@ -51,7 +51,7 @@ fn bytes_of(n: usize) -> axum::body::Bytes {
 fn source(addr: SocketAddr, path: &str, expression: &str) -> ApiSource {
     ApiSource {
         url: format!("http://{addr}{path}"),
-        expression: expression.into(),
+        select: expression.into(),
         enabled: true,
     }
 }

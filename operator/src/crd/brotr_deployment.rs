@@ -1,6 +1,7 @@
 //! `BrotrDeployment`: one whole Brotr pipeline (database, seeder, finder, validator, monitor,
 //! synchronizer shards, maintenance) in one namespace.
 
+use brotr_probe::config::{ApiSource, ValidatorConfig};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -55,7 +56,7 @@ pub struct BrotrDeploymentSpec {
     pub finder: Option<FinderSpec>,
     /// Candidate validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validator: Option<ServiceSpec>,
+    pub validator: Option<ValidatorSpec>,
     /// NIP-11/NIP-66 monitoring of the known relays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<MonitorServiceSpec>,
@@ -185,6 +186,27 @@ pub struct ServiceSpec {
     pub resources: Option<ResourceRequirements>,
 }
 
+/// Validator: promotes candidates that answer like Nostr relays.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidatorSpec {
+    /// Run this service.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Period between cycles, e.g. `8h`; when set it replaces `settings.intervalSecs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = interval_rule())]
+    pub interval: Option<String>,
+    /// Resources of the service container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The probe's validator settings, passed through to its config file unchanged
+    /// (`brotr_probe::config::ValidatorConfig`: chunkSize, retryAfterSecs, maxFailures, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<ValidatorConfig>,
+}
+
 /// Finder: discovers relay URLs from events and HTTP APIs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -200,25 +222,10 @@ pub struct FinderSpec {
     /// Resources of the service container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// HTTP APIs that list relays.
+    /// HTTP APIs that list relays (the probe's own `finder.sources` type).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub apis: Vec<ApiSource>,
-}
-
-/// An HTTP API returning relay URLs.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiSource {
-    /// `https://` (or `http://`) URL.
-    #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
-        .message("finder API url must start with https:// or http://"))]
-    pub url: String,
-    /// JSONPath-like selector of the URLs in the response, e.g. `[*].url`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
-    pub select: Option<String>,
 }
 
 /// Monitor service of a BrotrDeployment (NIP-11 + NIP-66 checks of every known relay).

@@ -38,9 +38,9 @@ pub enum SourceError {
 /// Checks every source's JMESPath expression (config load time; exit code 2 on error).
 pub fn check_expressions(cfg: &FinderConfig) -> Result<(), SourceError> {
     for s in &cfg.sources {
-        jmespath::compile(&s.expression).map_err(|e| SourceError::BadExpression {
+        jmespath::compile(&s.select).map_err(|e| SourceError::BadExpression {
             url: s.url.clone(),
-            expression: s.expression.clone(),
+            expression: s.select.clone(),
             reason: e.to_string(),
         })?;
     }
@@ -58,20 +58,20 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// Applies `src.expression` to a response body and returns the string items (pure).
+/// Applies `src.select` to a response body and returns the string items (pure).
 pub fn select_urls(src: &ApiSource, body: &[u8]) -> Result<Vec<String>, SourceError> {
     let json: Value = serde_json::from_slice(body).map_err(|e| SourceError::NotJson {
         url: src.url.clone(),
         reason: e.to_string(),
     })?;
-    let expr = jmespath::compile(&src.expression).map_err(|e| SourceError::BadExpression {
+    let expr = jmespath::compile(&src.select).map_err(|e| SourceError::BadExpression {
         url: src.url.clone(),
-        expression: src.expression.clone(),
+        expression: src.select.clone(),
         reason: e.to_string(),
     })?;
     let found = expr.search(json).map_err(|e| SourceError::BadExpression {
         url: src.url.clone(),
-        expression: src.expression.clone(),
+        expression: src.select.clone(),
         reason: e.to_string(),
     })?;
     let value: Value = serde_json::to_value(&*found).unwrap_or(Value::Null);
@@ -82,7 +82,7 @@ pub fn select_urls(src: &ApiSource, body: &[u8]) -> Result<Vec<String>, SourceEr
             .collect()),
         other => Err(SourceError::NotAList {
             url: src.url.clone(),
-            expression: src.expression.clone(),
+            expression: src.select.clone(),
             got: kind_of(&other),
         }),
     }
@@ -185,7 +185,7 @@ mod tests {
     fn src(expression: &str) -> ApiSource {
         ApiSource {
             url: "https://api.example".into(),
-            expression: expression.into(),
+            select: expression.into(),
             enabled: true,
         }
     }
