@@ -12,9 +12,11 @@ use brotr_probe::net::Dialer;
 use brotr_probe::net::dial::tls_config;
 use brotr_probe::services::validator::{ValidatorConfig, run_cycle};
 use brotr_probe::store::{self, DatabaseUrl};
-use futures_util::{SinkExt, StreamExt};
 use nostr_relay_builder::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+// The same decoys the tests use.
+#[path = "../tests/common/peers.rs"]
+mod peers;
 use tokio::net::TcpListener;
 
 fn vm_hwm_kib() -> u64 {
@@ -29,45 +31,6 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn http_server() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
-                    )
-                    .await;
-            });
-        }
-    });
-    addr.to_string()
-}
-
-async fn echo_ws() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() && ws.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr.to_string()
-}
-
 #[tokio::main]
 async fn main() {
     let n_real = 500;
@@ -79,7 +42,7 @@ async fn main() {
         urls.push(r.url().await.to_string().trim_end_matches('/').to_owned());
         relays.push(r);
     }
-    let (http, echo) = (http_server().await, echo_ws().await);
+    let (http, echo) = (peers::http_server().await, peers::echo_ws().await);
     let mut decoys = Vec::new();
     for i in 0..125 {
         decoys.push(format!("ws://{http}/d{i}"));

@@ -147,8 +147,10 @@ pub trait Store: Send + Sync {
     /// Adds candidates whose URL is neither a relay nor already a candidate (existing candidates
     /// keep their failure counts); returns how many were new.
     async fn insert_candidates(&self, candidates: &[Candidate]) -> Result<u64>;
-    /// Candidates, fewest failures and oldest attempt first.
-    async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>>;
+    /// All candidates, fewest failures and oldest attempt first.
+    async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>> {
+        self.due_candidates(&Network::ALL, i64::MAX, limit).await
+    }
     /// Candidates on `networks` due for a validation attempt: never failed, or last tried before
     /// `retry_before`. Fewest failures and oldest attempt first.
     async fn due_candidates(

@@ -234,24 +234,6 @@ impl Store for PgStore {
         Ok(total)
     }
 
-    async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>> {
-        let rows = sqlx::query(
-            "SELECT state_key, state_value FROM service_state \
-             WHERE service_name = $1 AND state_type = $2 \
-             ORDER BY (state_value->>'failures')::bigint, (state_value->>'timestamp')::bigint, state_key \
-             LIMIT $3",
-        )
-        .bind(CANDIDATE_SERVICE)
-        .bind(CANDIDATE_STATE)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("candidate list"))?;
-        rows.iter()
-            .map(|r| candidate_from_state(r.get::<&str, _>(0), &r.get::<Value, _>(1)))
-            .collect()
-    }
-
     async fn due_candidates(
         &self,
         networks: &[Network],

@@ -208,29 +208,6 @@ impl Store for SqliteStore {
         Ok(total)
     }
 
-    async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>> {
-        let rows = sqlx::query(
-            "SELECT state_key, state_value FROM service_state \
-             WHERE service_name = ? AND state_type = ? \
-             ORDER BY json_extract(state_value, '$.failures'), \
-                      json_extract(state_value, '$.timestamp'), state_key \
-             LIMIT ?",
-        )
-        .bind(CANDIDATE_SERVICE)
-        .bind(CANDIDATE_STATE)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("candidate list"))?;
-        rows.iter()
-            .map(|r| {
-                let key: String = r.get(0);
-                let value = parse_json(&format!("candidate {key:?}"), r.get(1))?;
-                candidate_from_state(&key, &value)
-            })
-            .collect()
-    }
-
     async fn due_candidates(
         &self,
         networks: &[Network],
