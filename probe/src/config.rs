@@ -126,6 +126,22 @@ pub struct ValidatorConfig {
     pub retry_after_secs: i64,
     /// Candidates failing this many times are dropped (720 ≈ a month of hourly attempts).
     pub max_failures: u32,
+    /// Promoted relays are re-checked this often while healthy (seconds).
+    pub recheck_secs: i64,
+    /// Longest wait between checks of a failing relay (seconds).
+    pub max_backoff_secs: i64,
+    /// Failed re-checks in a row after which a relay is dormant (skipped by services).
+    pub dormant_after: u32,
+}
+
+impl ValidatorConfig {
+    pub fn lifecycle(&self) -> crate::model::LifecyclePolicy {
+        crate::model::LifecyclePolicy {
+            recheck_secs: self.recheck_secs,
+            max_backoff_secs: self.max_backoff_secs,
+            dormant_after: self.dormant_after,
+        }
+    }
 }
 
 impl Default for ValidatorConfig {
@@ -137,6 +153,9 @@ impl Default for ValidatorConfig {
             max_candidates: None,
             retry_after_secs: 3600,
             max_failures: 720,
+            recheck_secs: 86_400,
+            max_backoff_secs: 7 * 86_400,
+            dormant_after: 3,
         }
     }
 }
@@ -267,6 +286,15 @@ impl ProbeConfig {
                 "validator.chunkSize must be 1..=10000, got {}",
                 v.chunk_size
             ));
+        }
+        if v.recheck_secs < 60 || v.max_backoff_secs < 60 {
+            return Err(format!(
+                "validator.recheckSecs and maxBackoffSecs must be ≥ 60, got {} and {}",
+                v.recheck_secs, v.max_backoff_secs
+            ));
+        }
+        if v.dormant_after == 0 {
+            return Err("validator.dormantAfter must be ≥ 1, got 0".to_owned());
         }
         if v.retry_after_secs < 0 {
             return Err(format!(

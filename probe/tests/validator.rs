@@ -160,3 +160,76 @@ async fn an_overlay_without_a_proxy_is_refused_clearly() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn dead_relays_back_off_and_go_dormant() {
+    use brotr_probe::services::validator::{active_relays, relay_health};
+    use brotr_probe::store::NewRelay;
+    let (dead, dead_url) = nostr_relay(RelayBuilder::default()).await;
+    let (_alive, alive_url) = nostr_relay(RelayBuilder::default()).await;
+    let (url, _dir) = fresh_sqlite_url();
+    let store = open(&url, Schema::Full).await;
+    let relays: Vec<NewRelay> = [&dead_url, &alive_url]
+        .iter()
+        .map(|u| NewRelay {
+            url: local(u),
+            discovered_at: 0,
+        })
+        .collect();
+    store.insert_relays(&relays).await.unwrap();
+    dead.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let cfg = ValidatorConfig {
+        recheck_secs: 1000,
+        max_backoff_secs: 100_000,
+        dormant_after: 2,
+        ..Default::default()
+    };
+    let policy = cfg.lifecycle();
+    let d = dialer(true, 2.0);
+    let first = run_cycle(store.as_ref(), &d, &cfg, 1000).await.unwrap();
+    assert_eq!((first.rechecked, first.dormant), (2, 0));
+    assert_eq!(
+        active_relays(store.as_ref(), &policy).await.unwrap().len(),
+        2,
+        "one failure is not dormant"
+    );
+    let health = relay_health(store.as_ref()).await.unwrap();
+    let dead_health = health
+        .iter()
+        .find(|(r, _)| r.url == local(&dead_url))
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!(
+        (dead_health.failures, dead_health.next_check),
+        (1, 1060),
+        "backs off from recheck/24 (min 60 s)"
+    );
+
+    let early = run_cycle(store.as_ref(), &d, &cfg, 1030).await.unwrap();
+    assert_eq!(early.rechecked, 0, "nothing due yet");
+    let second = run_cycle(store.as_ref(), &d, &cfg, 1060).await.unwrap();
+    assert_eq!(
+        (second.rechecked, second.dormant),
+        (1, 1),
+        "only the failing relay was due"
+    );
+    let active: Vec<String> = active_relays(store.as_ref(), &policy)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.url.to_string())
+        .collect();
+    assert_eq!(
+        active,
+        vec![local(&alive_url).to_string()],
+        "the dead relay is dormant"
+    );
+    assert_eq!(
+        store.relays().await.unwrap().len(),
+        2,
+        "dormant relays are kept, not forgotten"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod candidate;
 pub mod cursor;
 pub mod event;
+pub mod health;
 pub mod metadata;
 pub mod network;
 pub mod relay_hints;
@@ -13,6 +14,7 @@ pub mod schema;
 pub use candidate::Candidate;
 pub use cursor::Cursor;
 pub use event::{EventRow, EventRowError, MAX_TAGVALUE_BYTES, tagvalues};
+pub use health::{LifecyclePolicy, RelayHealth};
 pub use metadata::{Metadata, MetadataError, MetadataType};
 pub use network::{Network, UnknownNetwork};
 pub use relay_url::{RelayUrl, RelayUrlError, is_local_ip};
