@@ -11,7 +11,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
 export CARGO_TERM_COLOR=never
 
 source e2e/pg.sh
-trap pg_stop EXIT
+K8S_DIR=""
+cleanup() {
+  pg_stop
+  if [ -n "$K8S_DIR" ]; then bash e2e/control-plane.sh stop "$K8S_DIR" >/dev/null 2>&1 || true; rm -rf "$K8S_DIR"; fi
+}
+trap cleanup EXIT
 pg_start fsync=off
 export BROTR_REQUIRE_POSTGRES=1
 
@@ -24,5 +29,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== Kubernetes control plane for the Rust tests (operator/tests/cluster.rs)"
+K8S_DIR=$(mktemp -d /tmp/brotr-k8s-tests.XXXXXX)
+bash e2e/control-plane.sh start "$K8S_DIR" >/dev/null
+export KUBECONFIG="$K8S_DIR/kubeconfig" BROTR_REQUIRE_K8S=1
+
 echo "== cargo test"
 cargo test --workspace --locked
