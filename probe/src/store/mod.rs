@@ -213,6 +213,16 @@ pub trait Store: Send + Sync {
     async fn event_storage_bytes(&self) -> Result<u64>;
 }
 
+/// A `relay` row read back. Stored URLs were canonical when written; local hosts are accepted
+/// so a test or private deployment's relays read back.
+pub(crate) fn stored_relay(url: &str, discovered_at: i64) -> Result<NewRelay> {
+    let url = RelayUrl::parse_allowing_local(url).map_err(|e| StoreError::Corrupt {
+        what: format!("relay {url:?}"),
+        reason: e.to_string(),
+    })?;
+    Ok(NewRelay { url, discovered_at })
+}
+
 /// Parses a candidate's `service_state` row back into a [`Candidate`].
 pub(crate) fn candidate_from_state(key: &str, value: &Value) -> Result<Candidate> {
     let corrupt = |reason: String| StoreError::Corrupt {

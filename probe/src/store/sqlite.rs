@@ -19,9 +19,9 @@ use super::open::resolve_schema;
 use super::postgres::last_per_key;
 use super::{
     Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, Counts, IngestStats, NewRelay, Result, StateEntry,
-    Store, StoreError, StoredEvent, candidate_from_state, query_err,
+    Store, StoreError, StoredEvent, candidate_from_state, query_err, stored_relay,
 };
-use crate::model::{Candidate, EventRow, Metadata, Network, RelayUrl, Schema};
+use crate::model::{Candidate, EventRow, Metadata, Network, Schema};
 
 static FULL: Migrator = sqlx::migrate!("../migrations/sqlite/full");
 static LITE: Migrator = sqlx::migrate!("../migrations/sqlite/lite");
@@ -165,18 +165,7 @@ impl Store for SqliteStore {
             .await
             .map_err(query_err("relay list"))?;
         rows.iter()
-            .map(|r| {
-                let url: String = r.get(0);
-                let url =
-                    RelayUrl::parse_allowing_local(&url).map_err(|e| StoreError::Corrupt {
-                        what: format!("relay {url:?}"),
-                        reason: e.to_string(),
-                    })?;
-                Ok(NewRelay {
-                    url,
-                    discovered_at: r.get(1),
-                })
-            })
+            .map(|r| stored_relay(r.get(0), r.get(1)))
             .collect()
     }
 
