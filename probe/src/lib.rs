@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod model;
+#[cfg(feature = "runtime")]
+pub mod monitor;
 pub mod seed;
 
 #[cfg(feature = "runtime")]

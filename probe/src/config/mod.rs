@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Network;
 
+pub mod monitor;
+
+pub use monitor::{CheckConfig, ChecksConfig, MonitorConfig};
+
 /// How to reach relays on one network.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +237,7 @@ pub struct ProbeConfig {
     pub limits: LimitsConfig,
     pub validator: ValidatorConfig,
     pub finder: FinderConfig,
+    pub monitor: MonitorConfig,
 }
 
 /// A configuration file that cannot be used.
@@ -329,6 +334,7 @@ impl ProbeConfig {
                 ));
             }
         }
+        self.monitor.validate()?;
         if self.limits.max_message_bytes < 1024 {
             return Err(format!(
                 "limits.maxMessageBytes must be ≥ 1024, got {}",

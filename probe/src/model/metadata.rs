@@ -24,10 +24,12 @@ pub enum MetadataType {
     Nip66Net,
     Nip66Dns,
     Nip66Http,
+    /// NIP-77 probe (does NEG-OPEN work?), read by the synchronizer.
+    Nip77Probe,
 }
 
 impl MetadataType {
-    pub const ALL: [MetadataType; 7] = [
+    pub const ALL: [MetadataType; 8] = [
         MetadataType::Nip11Info,
         MetadataType::Nip66Rtt,
         MetadataType::Nip66Ssl,
@@ -35,6 +37,7 @@ impl MetadataType {
         MetadataType::Nip66Net,
         MetadataType::Nip66Dns,
         MetadataType::Nip66Http,
+        MetadataType::Nip77Probe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl MetadataType {
             MetadataType::Nip66Net => "nip66_net",
             MetadataType::Nip66Dns => "nip66_dns",
             MetadataType::Nip66Http => "nip66_http",
+            MetadataType::Nip77Probe => "nip77_probe",
         }
     }
 }

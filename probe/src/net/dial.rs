@@ -17,6 +17,9 @@ use crate::model::{Network, RelayUrl, is_local_ip};
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// The HTTP response that completed a WebSocket handshake.
+pub type HandshakeResponse = tokio_tungstenite::tungstenite::handshake::client::Response;
+
 /// An open WebSocket to a relay.
 pub type WsStream = WebSocketStream<MaybeTlsStream<Box<dyn Io>>>;
 
@@ -121,6 +124,15 @@ impl Dialer {
     /// Connects to `url`: transport, TLS and WebSocket handshake, all within the network's
     /// timeout.
     pub async fn connect(&self, url: &RelayUrl) -> Result<WsStream, DialError> {
+        Ok(self.connect_with_response(url).await?.0)
+    }
+
+    /// [`Dialer::connect`], also returning the handshake response (its headers are the
+    /// monitor's HTTP check).
+    pub async fn connect_with_response(
+        &self,
+        url: &RelayUrl,
+    ) -> Result<(WsStream, HandshakeResponse), DialError> {
         let net = self.inner.networks.get(url.network());
         if !net.enabled {
             return Err(DialError::Disabled(url.network()));
@@ -134,7 +146,10 @@ impl Dialer {
             })?
     }
 
-    async fn connect_inner(&self, url: &RelayUrl) -> Result<WsStream, DialError> {
+    async fn connect_inner(
+        &self,
+        url: &RelayUrl,
+    ) -> Result<(WsStream, HandshakeResponse), DialError> {
         let host = url.host().to_owned();
         let port = url.port().unwrap_or(if url.is_tls() { 443 } else { 80 });
         let io: Box<dyn Io> = match url.network() {
@@ -157,7 +172,7 @@ impl Dialer {
         } else {
             Connector::Plain
         };
-        let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
+        let (ws, response) = tokio_tungstenite::client_async_tls_with_config(
             request,
             io,
             Some(config),
@@ -168,12 +183,12 @@ impl Dialer {
             host,
             source: Box::new(e),
         })?;
-        Ok(ws)
+        Ok((ws, response))
     }
 
     /// Resolves `host`, refuses local addresses unless allowed, and connects to the first address
     /// that answers. Connecting only to addresses it checked defeats DNS rebinding.
-    async fn tcp(&self, host: &str, port: u16) -> Result<TcpStream, DialError> {
+    pub async fn tcp(&self, host: &str, port: u16) -> Result<TcpStream, DialError> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
             .map_err(|source| DialError::Resolve {

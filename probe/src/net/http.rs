@@ -28,7 +28,7 @@ pub enum HttpError {
 }
 
 /// Resolves with the system resolver and refuses local/private/reserved answers.
-struct GuardedResolver;
+pub(crate) struct GuardedResolver;
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {

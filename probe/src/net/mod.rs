@@ -10,5 +10,5 @@ pub mod dial;
 pub mod http;
 
 pub use answer::{Answer, ProbeError, probe_nostr};
-pub use dial::{DialError, Dialer, WsStream};
+pub use dial::{DialError, Dialer, HandshakeResponse, WsStream};
 pub use http::{HttpClient, HttpError};

@@ -1,0 +1,411 @@
+//! Monitor settings (spec §7, with the weaknesses of its end fixed: every check has its own
+//! timeout and retry policy, and 30166 can be published only when the relay's data changed).
+//!
+//! Compiles without the `runtime` feature: the operator embeds these types in its CRDs.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One check's policy: whether it runs, how long one attempt may take, how often it is retried.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CheckConfig {
+    pub enabled: bool,
+    /// Seconds one attempt may take (overlay relays get at least their network's timeout).
+    pub timeout_secs: f64,
+    /// Extra attempts after a failed one (0 = try once).
+    pub retries: u32,
+    /// Seconds before the first retry; doubles per retry, capped at 10 s, plus up to 25% jitter.
+    pub retry_delay_secs: f64,
+}
+
+impl CheckConfig {
+    fn new(timeout_secs: f64, retries: u32) -> Self {
+        CheckConfig {
+            enabled: true,
+            timeout_secs,
+            retries,
+            retry_delay_secs: 1.0,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_secs.clamp(0.05, 600.0))
+    }
+
+    /// Whole milliseconds of the timeout (the 10166 `timeout` tag value).
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout().as_millis() as u64
+    }
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig::new(10.0, 0)
+    }
+}
+
+/// Every check the monitor runs, each with its own policy.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChecksConfig {
+    /// NIP-11 relay information document.
+    pub nip11: CheckConfig,
+    /// WebSocket open / REQ read / EVENT write round trips, and whether read or write need AUTH.
+    pub rtt: CheckConfig,
+    /// Does NEG-OPEN (NIP-77) get a NEG-MSG back?
+    pub nip77: CheckConfig,
+    /// TLS certificate and session (clearnet `wss://` only).
+    pub ssl: CheckConfig,
+    /// A, AAAA, CNAME, NS, PTR records (clearnet only).
+    pub dns: CheckConfig,
+    /// Location from the GeoLite2 City database (clearnet only).
+    pub geo: CheckConfig,
+    /// Autonomous system from the GeoLite2 ASN database (clearnet only).
+    pub net: CheckConfig,
+    /// `Server` / `X-Powered-By` of the WebSocket handshake response.
+    pub http: CheckConfig,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        // Retries follow the reference system's shipped configuration; timeouts are per check
+        // (nostr.watch's defaults are of the same order).
+        ChecksConfig {
+            nip11: CheckConfig::new(10.0, 2),
+            rtt: CheckConfig::new(10.0, 2),
+            nip77: CheckConfig::new(10.0, 1),
+            ssl: CheckConfig::new(5.0, 2),
+            dns: CheckConfig::new(5.0, 2),
+            geo: CheckConfig::new(5.0, 1),
+            net: CheckConfig::new(5.0, 1),
+            http: CheckConfig::new(10.0, 2),
+        }
+    }
+}
+
+/// GeoLite2 database files. A missing file skips its check with a warning.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct GeoIpConfig {
+    /// Path of `GeoLite2-City.mmdb`.
+    pub city_db: Option<String>,
+    /// Path of `GeoLite2-ASN.mmdb`.
+    pub asn_db: Option<String>,
+    /// Characters of the published geohash (1-12; 9 ≈ 5 m).
+    pub geohash_precision: u8,
+}
+
+impl Default for GeoIpConfig {
+    fn default() -> Self {
+        GeoIpConfig {
+            city_db: Some("/var/lib/brotr/GeoLite2-City.mmdb".to_owned()),
+            asn_db: Some("/var/lib/brotr/GeoLite2-ASN.mmdb".to_owned()),
+            geohash_precision: 9,
+        }
+    }
+}
+
+/// One replaceable event published on its own interval (kind 10166, 0 or 10002).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PeriodicEventConfig {
+    pub enabled: bool,
+    /// Seconds between two publications.
+    pub interval_secs: i64,
+}
+
+impl Default for PeriodicEventConfig {
+    fn default() -> Self {
+        PeriodicEventConfig {
+            enabled: true,
+            interval_secs: 86_400,
+        }
+    }
+}
+
+/// The monitor's kind 0 profile (empty fields are left out).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProfileConfig {
+    pub enabled: bool,
+    pub interval_secs: i64,
+    pub name: String,
+    pub about: String,
+    pub picture: String,
+    pub nip05: String,
+    pub website: String,
+    pub banner: String,
+    pub lud16: String,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        ProfileConfig {
+            enabled: true,
+            interval_secs: 86_400,
+            name: "Brotr Monitor".to_owned(),
+            about: "Nostr relay monitoring service (NIP-66)".to_owned(),
+            picture: String::new(),
+            nip05: String::new(),
+            website: String::new(),
+            banner: String::new(),
+            lud16: String::new(),
+        }
+    }
+}
+
+/// When a checked relay's kind 30166 is published.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    /// Publish only when the event's tags or content differ from the last one published for
+    /// that relay (RTT values are rounded so jitter does not count as a change)...
+    pub only_on_change: bool,
+    /// ...or when the last one is older than this many seconds (keeps relays' copies fresh).
+    pub max_age_secs: i64,
+    /// Also publish the reference system's non-standard tags (`ssl`, `ssl-*`, `geo-*`,
+    /// `net-*`, `dns-*`, `http-*`) for consumers that read them.
+    pub extra_tags: bool,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            enabled: true,
+            only_on_change: false,
+            max_age_secs: 86_400,
+            extra_tags: false,
+        }
+    }
+}
+
+/// Where and what the monitor publishes. The key is read from `keyFile` or the environment
+/// variable named by `keyEnv` (hex or `nsec`); it is never logged. Without a key, nothing is
+/// published and the checks still run and are stored.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PublishConfig {
+    /// Relays the events go to; a publication succeeds if at least one answers OK true.
+    pub relays: Vec<String>,
+    /// File holding the monitor's secret key (hex or nsec), e.g. a mounted Secret.
+    pub key_file: Option<String>,
+    /// Environment variable holding the secret key when `keyFile` is not set.
+    pub key_env: String,
+    /// Seconds allowed to connect to a publishing relay and get its OK.
+    pub timeout_secs: f64,
+    /// Kind 30166 per checked relay.
+    pub discovery: DiscoveryConfig,
+    /// Kind 10166 monitor announcement.
+    pub announcement: PeriodicEventConfig,
+    /// Optional geohash of the monitor's vantage point (10166 `g`).
+    pub geohash: Option<String>,
+    /// Kind 0 profile.
+    pub profile: ProfileConfig,
+    /// Kind 10002 relay list (the publishing relays, marked `write`).
+    pub relay_list: PeriodicEventConfig,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            relays: [
+                "wss://relay.mostr.pub",
+                "wss://relay.damus.io",
+                "wss://nos.lol",
+                "wss://relay.primal.net",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            key_file: None,
+            key_env: "BROTR_MONITOR_KEY".to_owned(),
+            timeout_secs: 10.0,
+            discovery: DiscoveryConfig::default(),
+            announcement: PeriodicEventConfig::default(),
+            geohash: None,
+            profile: ProfileConfig::default(),
+            relay_list: PeriodicEventConfig::default(),
+        }
+    }
+}
+
+/// Monitor settings.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MonitorConfig {
+    /// Seconds from the start of one cycle to the start of the next.
+    pub interval_secs: u64,
+    /// Exit (code 1) after this many failed cycles in a row; 0 = never.
+    pub max_consecutive_failures: u32,
+    /// A relay is checked again this many seconds after its last check (spec: 4 h).
+    pub recheck_secs: i64,
+    /// Relays checked together and stored in one write.
+    pub chunk_size: u32,
+    /// At most this many relays per cycle (`None`: all that are due).
+    pub max_relays: Option<u64>,
+    /// Largest NIP-11 document accepted, in bytes.
+    pub nip11_max_bytes: usize,
+    /// Kind of the RTT write probe event (ephemeral by default: relays need not store it).
+    pub write_kind: u16,
+    /// DNS server (`ip:port`) for the DNS, geo and net checks; default: the system resolver.
+    pub dns_server: Option<String>,
+    pub checks: ChecksConfig,
+    pub geoip: GeoIpConfig,
+    pub publish: PublishConfig,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval_secs: 300,
+            max_consecutive_failures: 5,
+            recheck_secs: 14_400,
+            chunk_size: 100,
+            max_relays: None,
+            nip11_max_bytes: 1 << 20,
+            write_kind: 22_456,
+            dns_server: None,
+            checks: ChecksConfig::default(),
+            geoip: GeoIpConfig::default(),
+            publish: PublishConfig::default(),
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// Range checks that serde cannot express; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=604_800).contains(&self.interval_secs) {
+            return Err(format!(
+                "monitor.intervalSecs must be 1..=604800, got {}",
+                self.interval_secs
+            ));
+        }
+        if !(1..=10_000).contains(&self.chunk_size) {
+            return Err(format!(
+                "monitor.chunkSize must be 1..=10000, got {}",
+                self.chunk_size
+            ));
+        }
+        if self.recheck_secs < 0 {
+            return Err(format!(
+                "monitor.recheckSecs must be ≥ 0, got {}",
+                self.recheck_secs
+            ));
+        }
+        if !(1024..=(10 << 20)).contains(&self.nip11_max_bytes) {
+            return Err(format!(
+                "monitor.nip11MaxBytes must be 1024..=10485760, got {}",
+                self.nip11_max_bytes
+            ));
+        }
+        if !(1..=12).contains(&self.geoip.geohash_precision) {
+            return Err(format!(
+                "monitor.geoip.geohashPrecision must be 1..=12, got {}",
+                self.geoip.geohash_precision
+            ));
+        }
+        let c = &self.checks;
+        for (name, check) in [
+            ("nip11", &c.nip11),
+            ("rtt", &c.rtt),
+            ("nip77", &c.nip77),
+            ("ssl", &c.ssl),
+            ("dns", &c.dns),
+            ("geo", &c.geo),
+            ("net", &c.net),
+            ("http", &c.http),
+        ] {
+            if !(check.timeout_secs >= 0.1 && check.timeout_secs <= 120.0) {
+                return Err(format!(
+                    "monitor.checks.{name}.timeoutSecs must be 0.1..=120, got {}",
+                    check.timeout_secs
+                ));
+            }
+            if check.retries > 10 {
+                return Err(format!(
+                    "monitor.checks.{name}.retries must be 0..=10, got {}",
+                    check.retries
+                ));
+            }
+            if !(check.retry_delay_secs >= 0.0 && check.retry_delay_secs <= 60.0) {
+                return Err(format!(
+                    "monitor.checks.{name}.retryDelaySecs must be 0..=60, got {}",
+                    check.retry_delay_secs
+                ));
+            }
+        }
+        let p = &self.publish;
+        if !(p.timeout_secs >= 0.1 && p.timeout_secs <= 120.0) {
+            return Err(format!(
+                "monitor.publish.timeoutSecs must be 0.1..=120, got {}",
+                p.timeout_secs
+            ));
+        }
+        if let Some(g) = &p.geohash
+            && (g.is_empty()
+                || g.len() > 12
+                || !g
+                    .bytes()
+                    .all(|b| b"0123456789bcdefghjkmnpqrstuvwxyz".contains(&b)))
+        {
+            return Err(format!(
+                "monitor.publish.geohash must be 1-12 geohash characters, got {g:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_every_check_has_its_own_timeout() {
+        let cfg = MonitorConfig::default();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.checks.ssl.timeout_ms(), 5000);
+        assert_eq!(cfg.checks.rtt.timeout_ms(), 10_000);
+        assert_eq!(cfg.recheck_secs, 14_400);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut cfg = MonitorConfig::default();
+        cfg.checks.dns.timeout_secs = 0.0;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .contains("checks.dns.timeoutSecs")
+        );
+        let mut cfg = MonitorConfig::default();
+        cfg.geoip.geohash_precision = 13;
+        assert!(cfg.validate().unwrap_err().contains("geohashPrecision"));
+        let mut cfg = MonitorConfig::default();
+        cfg.publish.geohash = Some("abc!".into());
+        assert!(cfg.validate().unwrap_err().contains("publish.geohash"));
+    }
+
+    #[test]
+    fn a_partial_section_keeps_the_other_defaults() {
+        let cfg: MonitorConfig =
+            serde_yaml_ng::from_str("checks:\n  ssl:\n    timeoutSecs: 2\n").unwrap();
+        assert_eq!(cfg.checks.ssl.timeout_secs, 2.0);
+        assert_eq!(
+            cfg.checks.ssl.retries, 0,
+            "a given check section starts from CheckConfig defaults"
+        );
+        assert_eq!(cfg.checks.dns, ChecksConfig::default().dns);
+    }
+}

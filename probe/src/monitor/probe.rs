@@ -1,0 +1,292 @@
+//! Checking one relay: every enabled check with its own timeout and retries, in the order the
+//! data flows (NIP-11 first because the write probe needs its PoW difficulty; then RTT, NIP-77,
+//! SSL, DNS and HTTP in parallel; geo and net after DNS, on the addresses it found).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use nostr::Keys;
+use rustls::RootCertStore;
+use tracing::warn;
+
+use super::checks::geo::{GeoDb, open_db};
+use super::checks::nip11::Nip11Fetcher;
+use super::checks::rtt::WriteProbe;
+use super::checks::ssl::SslProbe;
+use super::checks::{dns, geo, http, nip77, rtt};
+use super::report::{Check, RelayReport};
+use crate::config::{CheckConfig, LimitsConfig, MonitorConfig, NetworksConfig};
+use crate::model::{Network, RelayUrl};
+use crate::net::Dialer;
+
+/// Why the monitor cannot start (bad setup, not a relay's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("bad monitor.dnsServer {0:?}: expected ip:port")]
+    DnsServer(String),
+    #[error("cannot build the DNS resolver: {0}")]
+    Resolver(String),
+    #[error("cannot build the TLS/HTTP clients: {0}")]
+    Clients(String),
+}
+
+/// Everything needed to check relays. Cheap to clone.
+#[derive(Clone)]
+pub struct Prober {
+    pub cfg: Arc<MonitorConfig>,
+    pub networks: NetworksConfig,
+    pub dialer: Dialer,
+    pub keys: Keys,
+    nip11: Nip11Fetcher,
+    ssl: SslProbe,
+    resolver: TokioResolver,
+    city: Option<GeoDb>,
+    asn: Option<GeoDb>,
+    /// Why geo / net are off (missing database files), for the report.
+    geo_off: Option<String>,
+    net_off: Option<String>,
+}
+
+impl Prober {
+    /// Builds the clients; `extra_roots` are trusted besides the web PKI (tests' local CA).
+    /// Missing GeoIP files turn geo/net off with a warning; the rest runs.
+    pub fn new(
+        cfg: MonitorConfig,
+        networks: NetworksConfig,
+        limits: LimitsConfig,
+        keys: Keys,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Self, SetupError> {
+        let tls = crate::net::dial::tls_config(extra_roots);
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in extra_roots {
+            let _ = roots.add(c.clone());
+        }
+        let dialer = Dialer::new(networks.clone(), limits.clone(), tls.clone());
+        let nip11 =
+            Nip11Fetcher::new(&networks, tls, limits.allow_private).map_err(SetupError::Clients)?;
+        let ssl = SslProbe::new(Arc::new(roots)).map_err(SetupError::Clients)?;
+        let server = match &cfg.dns_server {
+            Some(s) => Some(
+                s.parse::<SocketAddr>()
+                    .map_err(|_| SetupError::DnsServer(s.clone()))?,
+            ),
+            None => None,
+        };
+        let resolver =
+            dns::resolver(server, cfg.checks.dns.timeout()).map_err(SetupError::Resolver)?;
+        let open = |path: &Option<String>,
+                    enabled: bool,
+                    what: &str|
+         -> (Option<GeoDb>, Option<String>) {
+            if !enabled {
+                return (None, None);
+            }
+            match path {
+                None => (None, Some(format!("no {what} database configured"))),
+                Some(p) => match open_db(Path::new(p)) {
+                    Ok(db) => (Some(db), None),
+                    Err(e) => {
+                        warn!(database = %p, error = %e, "GeoIP database unavailable; {what} check skipped");
+                        (None, Some(format!("{what} database unavailable: {e}")))
+                    }
+                },
+            }
+        };
+        let (city, geo_off) = open(&cfg.geoip.city_db, cfg.checks.geo.enabled, "city");
+        let (asn, net_off) = open(&cfg.geoip.asn_db, cfg.checks.net.enabled, "ASN");
+        Ok(Prober {
+            cfg: Arc::new(cfg),
+            networks,
+            dialer,
+            keys,
+            nip11,
+            ssl,
+            resolver,
+            city,
+            asn,
+            geo_off,
+            net_off,
+        })
+    }
+
+    /// A check's timeout on `network`: overlays get at least their network's timeout.
+    fn timeout(&self, check: &CheckConfig, network: Network) -> Duration {
+        let t = check.timeout();
+        if network.is_overlay() {
+            t.max(self.networks.get(network).timeout())
+        } else {
+            t
+        }
+    }
+
+    /// Runs every enabled check on `url`; `generated_at` stamps all results.
+    pub async fn check_relay(&self, url: &RelayUrl, generated_at: i64) -> RelayReport {
+        let c = &self.cfg.checks;
+        let net = url.network();
+        let clearnet = net == Network::Clearnet;
+        let mut report = RelayReport::new(url, generated_at);
+
+        if c.nip11.enabled {
+            let t = self.timeout(&c.nip11, net);
+            let cap = self.cfg.nip11_max_bytes;
+            report.nip11 =
+                Some(retry(&c.nip11, |r| !r.success, || self.nip11.check(url, cap, t)).await);
+        }
+        let pow = report.nip11_doc().map_or(0, |d| d.min_pow_difficulty());
+        let write = WriteProbe {
+            kind: self.cfg.write_kind,
+            pow,
+        };
+
+        let rtt_f = async {
+            if !c.rtt.enabled {
+                return None;
+            }
+            let t = self.timeout(&c.rtt, net);
+            Some(
+                retry(
+                    &c.rtt,
+                    |r: &Check<crate::monitor::report::RttData>| r.data.rtt_open.is_none(),
+                    || rtt::check(&self.dialer, &self.keys, url, &write, t),
+                )
+                .await,
+            )
+        };
+        let nip77_f = async {
+            if !c.nip77.enabled {
+                return None;
+            }
+            let t = self.timeout(&c.nip77, net);
+            Some(
+                retry(
+                    &c.nip77,
+                    |r| !r.success,
+                    || nip77::check(&self.dialer, &self.keys, url, t),
+                )
+                .await,
+            )
+        };
+        let ssl_f = async {
+            if !(c.ssl.enabled && clearnet && url.is_tls()) {
+                return None;
+            }
+            let t = c.ssl.timeout();
+            Some(
+                retry(
+                    &c.ssl,
+                    |r| !r.success,
+                    || self.ssl.check(&self.dialer, url, t),
+                )
+                .await,
+            )
+        };
+        let http_f = async {
+            if !c.http.enabled {
+                return None;
+            }
+            let t = self.timeout(&c.http, net);
+            Some(
+                retry(
+                    &c.http,
+                    |r| !r.success,
+                    || http::check(&self.dialer, url, t),
+                )
+                .await,
+            )
+        };
+        let dns_geo_f = async {
+            if !clearnet {
+                return (None, None, None);
+            }
+            let host = url.host();
+            let dns = if c.dns.enabled {
+                let t = c.dns.timeout();
+                Some(
+                    retry(
+                        &c.dns,
+                        |r| !r.success,
+                        || dns::check(&self.resolver, host, t),
+                    )
+                    .await,
+                )
+            } else {
+                None
+            };
+            let want_geo = self.city.is_some() || self.asn.is_some();
+            if !want_geo {
+                return (dns, None, None);
+            }
+            let ips: Vec<IpAddr> = match &dns {
+                Some(d) if d.success => d
+                    .data
+                    .dns_ips
+                    .iter()
+                    .chain(d.data.dns_ips_v6.iter())
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+                _ => {
+                    let t = c.geo.timeout().max(c.net.timeout());
+                    tokio::time::timeout(t, dns::addresses(&self.resolver, host))
+                        .await
+                        .unwrap_or_default()
+                }
+            };
+            let precision = self.cfg.geoip.geohash_precision;
+            let geo = self.city.as_ref().map(|db| geo::geo(db, &ips, precision));
+            let netc = self.asn.as_ref().map(|db| geo::net(db, &ips));
+            (dns, geo, netc)
+        };
+        let (rtt, nip77, ssl, http, (dns, geo, netc)) =
+            tokio::join!(rtt_f, nip77_f, ssl_f, http_f, dns_geo_f);
+        report.rtt = rtt;
+        report.nip77 = nip77;
+        report.ssl = ssl;
+        report.http = http;
+        report.dns = dns;
+        report.geo = geo;
+        report.net = netc;
+        if clearnet {
+            for (name, off) in [("geo", &self.geo_off), ("net", &self.net_off)] {
+                if let Some(why) = off {
+                    report.skipped.push((name.to_owned(), why.clone()));
+                }
+            }
+        }
+        report
+    }
+}
+
+/// Runs `attempt` up to `1 + retries` times while `failed` says so; the delay doubles from
+/// `retry_delay_secs` (capped at 10 s) with up to 25% jitter. Returns the last result.
+pub async fn retry<T, F, Fut>(
+    policy: &CheckConfig,
+    failed: impl Fn(&Check<T>) -> bool,
+    mut attempt: F,
+) -> Check<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Check<T>>,
+{
+    let mut n = 0u32;
+    loop {
+        let mut result = attempt().await;
+        n += 1;
+        result.attempts = n;
+        if !failed(&result) || n > policy.retries {
+            return result;
+        }
+        let base = (policy.retry_delay_secs * 2f64.powi(n as i32 - 1)).min(10.0);
+        let jitter = f64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() % 1000),
+        ) / 4000.0;
+        tokio::time::sleep(Duration::from_secs_f64(base * (1.0 + jitter))).await;
+    }
+}
