@@ -8,7 +8,11 @@ use tracing::info;
 
 use crate::config::{ConfigError, ProbeConfig};
 use crate::metrics::Metrics;
+use crate::model::RelayUrl;
 use crate::model::Schema;
+use crate::monitor::publish::Publisher;
+use crate::monitor::service as monitor_service;
+use crate::monitor::{Prober, keys, render};
 use crate::net::Dialer;
 use crate::net::HttpClient;
 use crate::net::dial::tls_config;
@@ -71,6 +75,11 @@ pub enum Command {
     Validate(OnceArgs),
     /// Find relay URLs in external APIs (config `finder.sources`) and add them as candidates.
     Find(OnceArgs),
+    /// Check one relay with every monitor check (no database) and print a report; exit code 0
+    /// when the relay is reachable, 1 otherwise.
+    Check(CheckArgs),
+    /// Monitor relays: NIP-11 and NIP-66 checks, stored and published as kind 30166 events.
+    Monitor(OnceArgs),
     /// Run the pipeline in one process: migrate if needed, seed, then every service until
     /// SIGTERM (`--once`: one cycle of each, then exit).
     Run(RunArgs),
@@ -81,6 +90,15 @@ pub struct OnceArgs {
     /// Run one cycle and exit (exit code 1 if it failed).
     #[arg(long)]
     pub once: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The relay URL (`wss://…`, `ws://…`).
+    pub relay: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +142,14 @@ pub enum CliError {
     Finder(#[from] finder::SourceError),
     #[error("{0}")]
     Setup(String),
+    #[error("bad relay URL {url:?}: {reason}")]
+    BadRelay { url: String, reason: String },
+    #[error("{0} is not reachable")]
+    Unreachable(String),
+    #[error(transparent)]
+    Key(#[from] crate::monitor::keys::KeyError),
+    #[error(transparent)]
+    MonitorSetup(#[from] crate::monitor::SetupError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -145,7 +171,8 @@ impl CliError {
             CliError::Store(e) if e.is_config_error() => 2,
             CliError::SeedFile { .. } | CliError::Config(_) | CliError::ConfigFile { .. } => 2,
             CliError::Metrics { .. } | CliError::Finder(_) => 2,
-            CliError::Setup(_) => 1,
+            CliError::Setup(_) | CliError::Unreachable(_) => 1,
+            CliError::BadRelay { .. } | CliError::Key(_) | CliError::MonitorSetup(_) => 2,
             CliError::Store(_) | CliError::Service(_) => 1,
         }
     }
@@ -203,10 +230,17 @@ async fn seed(store: &dyn Store, args: &SeedArgs, allow_local: bool) -> Result<(
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let cfg = load_config(&cli)?;
+    if let Command::Check(args) = &cli.command {
+        // No database: a one-relay diagnostic.
+        return check_one(&cfg, args).await;
+    }
     let store = open(&cli).await?;
     let metrics = Metrics::new();
     let long_running = match &cli.command {
-        Command::Validate(o) | Command::Find(o) | Command::Run(RunArgs { once: o, .. }) => !o.once,
+        Command::Validate(o)
+        | Command::Find(o)
+        | Command::Monitor(o)
+        | Command::Run(RunArgs { once: o, .. }) => !o.once,
         _ => false,
     };
     if let (Some(addr), true) = (cli.metrics_addr, long_running) {
@@ -229,16 +263,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Seed(args) => seed(store.as_ref(), args, allow_local).await,
         Command::Validate(o) => validate_loop(store, &cfg, &metrics, o.once).await,
         Command::Find(o) => find_loop(store, &cfg, &metrics, o.once).await,
+        Command::Monitor(o) => monitor_loop(store, &cfg, &metrics, o.once).await,
+        Command::Check(_) => Ok(()),
         Command::Run(args) => {
             seed(store.as_ref(), &args.seed, allow_local).await?;
             if args.once.once {
                 // Finder first, so what it finds is validated in the same run.
                 find_loop(store.clone(), &cfg, &metrics, true).await?;
                 validate_loop(store.clone(), &cfg, &metrics, true).await?;
+                monitor_loop(store.clone(), &cfg, &metrics, true).await?;
             } else {
                 tokio::try_join!(
                     find_loop(store.clone(), &cfg, &metrics, false),
                     validate_loop(store.clone(), &cfg, &metrics, false),
+                    monitor_loop(store.clone(), &cfg, &metrics, false),
                 )?;
             }
             let c = store.counts().await?;
@@ -330,6 +368,139 @@ async fn validate_loop(
                 m.items
                     .with_label_values(&["validator", "pruned"])
                     .inc_by(r.pruned);
+                Ok::<(), StoreError>(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The monitor's prober: the configured key (or a throwaway one for AUTH when none is set).
+fn prober(cfg: &ProbeConfig) -> Result<(Prober, bool), CliError> {
+    let configured = keys::load(&cfg.monitor.publish)?;
+    let has_key = configured.is_some();
+    let keys = configured.unwrap_or_else(nostr::Keys::generate);
+    let p = Prober::new(
+        cfg.monitor.clone(),
+        cfg.networks.clone(),
+        cfg.limits.clone(),
+        keys,
+        &[],
+    )?;
+    Ok((p, has_key))
+}
+
+async fn check_one(cfg: &ProbeConfig, args: &CheckArgs) -> Result<(), CliError> {
+    let parse = if cfg.limits.allow_private {
+        RelayUrl::parse_allowing_local
+    } else {
+        RelayUrl::parse
+    };
+    let url = parse(&args.relay).map_err(|e| CliError::BadRelay {
+        url: args.relay.clone(),
+        reason: e.to_string(),
+    })?;
+    let (prober, _) = prober(cfg)?;
+    let report = prober.check_relay(&url, unix_now()).await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render::render_text(&report));
+    }
+    if report.reachable() {
+        Ok(())
+    } else {
+        Err(CliError::Unreachable(url.as_str().to_owned()))
+    }
+}
+
+/// The publishing relays that parse (others are logged and skipped).
+fn publish_relays(cfg: &ProbeConfig) -> Vec<RelayUrl> {
+    cfg.monitor
+        .publish
+        .relays
+        .iter()
+        .filter_map(|r| {
+            let parsed = if cfg.limits.allow_private {
+                RelayUrl::parse_allowing_local(r)
+            } else {
+                RelayUrl::parse(r)
+            };
+            parsed
+                .map_err(|e| tracing::warn!(relay = %r, error = %e, "publishing relay skipped"))
+                .ok()
+        })
+        .collect()
+}
+
+async fn monitor_loop(
+    store: Arc<dyn Store>,
+    cfg: &ProbeConfig,
+    metrics: &Metrics,
+    once: bool,
+) -> Result<(), CliError> {
+    let (prober, has_key) = prober(cfg)?;
+    if !has_key {
+        tracing::warn!(
+            env = %cfg.monitor.publish.key_env,
+            "no monitor key configured: checks are stored but nothing is published"
+        );
+    }
+    let publish_timeout = std::time::Duration::from_secs_f64(cfg.monitor.publish.timeout_secs);
+    let relays = publish_relays(cfg);
+    let policy = cfg.validator.lifecycle();
+    let loop_cfg = LoopConfig {
+        interval_secs: cfg.monitor.interval_secs,
+        max_consecutive_failures: cfg.monitor.max_consecutive_failures,
+    };
+    run_loop(
+        "monitor",
+        &loop_cfg,
+        once,
+        metrics,
+        Shutdown::on_signals(),
+        || {
+            let (store, prober, m, relays) = (
+                store.clone(),
+                prober.clone(),
+                metrics.clone(),
+                relays.clone(),
+            );
+            let policy = policy.clone();
+            async move {
+                // Connections to publishing relays live for one cycle.
+                let mut publisher = (has_key && !relays.is_empty()).then(|| {
+                    Publisher::new(
+                        prober.dialer.clone(),
+                        prober.keys.clone(),
+                        relays,
+                        publish_timeout,
+                    )
+                });
+                let r = monitor_service::run_cycle(
+                    store.as_ref(),
+                    &prober,
+                    publisher.as_mut(),
+                    &policy,
+                    unix_now(),
+                )
+                .await;
+                if let Some(p) = publisher {
+                    p.close().await;
+                }
+                let r = r?;
+                for (outcome, n) in [
+                    ("checked", r.checked),
+                    ("reachable", r.reachable),
+                    ("published", r.published),
+                    ("publish_failed", r.publish_failed),
+                ] {
+                    m.items.with_label_values(&["monitor", outcome]).inc_by(n);
+                }
                 Ok::<(), StoreError>(())
             }
         },

@@ -10,9 +10,13 @@
 
 pub mod checks;
 pub mod geohash;
+pub mod keys;
 pub mod nip11;
 pub mod probe;
+pub mod publish;
+pub mod render;
 pub mod report;
+pub mod service;
 pub mod tags;
 
 pub use probe::{Prober, SetupError};

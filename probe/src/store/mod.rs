@@ -119,6 +119,16 @@ pub struct Counts {
     pub relay_metadata: u64,
 }
 
+/// A check result with its outcome, for [`Store::insert_checks`]: the document is
+/// content-addressed, the outcome and reason go on the time-series row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRow {
+    pub metadata: Metadata,
+    pub success: bool,
+    /// Why the check failed (absent iff it succeeded).
+    pub reason: Option<String>,
+}
+
 /// A `service_state` row: per-service checkpoints and cursors (spec §3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateEntry {
@@ -196,6 +206,16 @@ pub trait Store: Send + Sync {
         relay: &NewRelay,
         generated_at: i64,
         items: &[Metadata],
+    ) -> Result<u64>;
+
+    /// Stores monitor check results for `relay` at `generated_at`: identical documents share
+    /// one `metadata` row; each result's outcome and reason are kept on its `relay_metadata`
+    /// row. Returns how many time-series rows were new.
+    async fn insert_checks(
+        &self,
+        relay: &NewRelay,
+        generated_at: i64,
+        rows: &[CheckRow],
     ) -> Result<u64>;
 
     async fn state_upsert(&self, entries: &[StateEntry]) -> Result<u64>;

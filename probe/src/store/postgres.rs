@@ -17,9 +17,9 @@ use sqlx::{Executor, Row};
 
 use super::open::{DatabaseUrl, resolve_schema};
 use super::{
-    BATCH_SIZE, Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CopyWriter, Counts, IngestStats,
-    NewRelay, Result, StateEntry, Store, StoreError, StoredEvent, candidate_from_state, query_err,
-    stored_relay,
+    BATCH_SIZE, Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CheckRow, CopyWriter, Counts,
+    IngestStats, NewRelay, Result, StateEntry, Store, StoreError, StoredEvent,
+    candidate_from_state, query_err, stored_relay,
 };
 use crate::model::{Candidate, EventRow, Metadata, Network, Schema};
 
@@ -416,6 +416,56 @@ impl Store for PgStore {
         .bind(relay_id)
         .bind(&types)
         .bind(&ids)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_err("relay_metadata insert"))?;
+        tx.commit().await.map_err(query_err("metadata commit"))?;
+        Ok(count(n))
+    }
+
+    async fn insert_checks(
+        &self,
+        relay: &NewRelay,
+        generated_at: i64,
+        rows: &[CheckRow],
+    ) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let relay_id = self.relay_id(relay).await?;
+        let ids: Vec<Vec<u8>> = rows.iter().map(|r| r.metadata.id().to_vec()).collect();
+        let types: Vec<&str> = rows.iter().map(|r| r.metadata.kind().as_str()).collect();
+        let data: Vec<&str> = rows.iter().map(|r| r.metadata.canonical_json()).collect();
+        let success: Vec<bool> = rows.iter().map(|r| r.success).collect();
+        let reasons: Vec<Option<&str>> = rows.iter().map(|r| r.reason.as_deref()).collect();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("metadata insert"))?;
+        sqlx::query(
+            "INSERT INTO metadata (id, type, data) \
+             SELECT i, t, d::jsonb FROM unnest($1::bytea[], $2::text[], $3::text[]) AS u(i, t, d) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&types)
+        .bind(&data)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("metadata insert"))?;
+        let n: i64 = sqlx::query_scalar(
+            "WITH ins AS (INSERT INTO relay_metadata \
+             (generated_at, relay_id, metadata_type, metadata_id, success, reason) \
+             SELECT $1, $2, t, i, s, r FROM unnest($3::text[], $4::bytea[], $5::bool[], $6::text[]) \
+             AS u(t, i, s, r) ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
+        )
+        .bind(generated_at)
+        .bind(relay_id)
+        .bind(&types)
+        .bind(&ids)
+        .bind(&success)
+        .bind(&reasons)
         .fetch_one(&mut *tx)
         .await
         .map_err(query_err("relay_metadata insert"))?;

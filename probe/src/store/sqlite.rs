@@ -18,8 +18,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::open::resolve_schema;
 use super::postgres::last_per_key;
 use super::{
-    Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, Counts, IngestStats, NewRelay, Result, StateEntry,
-    Store, StoreError, StoredEvent, candidate_from_state, query_err, stored_relay,
+    Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CheckRow, Counts, IngestStats, NewRelay, Result,
+    StateEntry, Store, StoreError, StoredEvent, candidate_from_state, query_err, stored_relay,
 };
 use crate::model::{Candidate, EventRow, Metadata, Network, Schema};
 
@@ -419,6 +419,51 @@ impl Store for SqliteStore {
             .bind(generated_at)
             .bind(m.kind().as_str())
             .bind(&m.id()[..])
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("relay_metadata insert"))?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(query_err("metadata commit"))?;
+        Ok(total)
+    }
+
+    async fn insert_checks(
+        &self,
+        relay: &NewRelay,
+        generated_at: i64,
+        rows: &[CheckRow],
+    ) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("metadata insert"))?;
+        let relay_id = self.relay_id(&mut tx, relay).await?;
+        let mut total = 0;
+        for row in rows {
+            let m = &row.metadata;
+            sqlx::query("INSERT OR IGNORE INTO metadata (id, type, data) VALUES (?, ?, ?)")
+                .bind(&m.id()[..])
+                .bind(m.kind().as_str())
+                .bind(m.canonical_json())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("metadata insert"))?;
+            total += sqlx::query(
+                "INSERT OR IGNORE INTO relay_metadata \
+                 (relay_id, generated_at, metadata_type, metadata_id, success, reason) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(relay_id)
+            .bind(generated_at)
+            .bind(m.kind().as_str())
+            .bind(&m.id()[..])
+            .bind(row.success)
+            .bind(row.reason.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(query_err("relay_metadata insert"))?
