@@ -205,7 +205,13 @@ impl Prober {
                 return (None, None, None);
             }
             let host = url.host();
-            let dns = if c.dns.enabled {
+            let is_ip = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok();
+            // An IP literal has no DNS records to check; geo and net still run on it.
+            let dns = if c.dns.enabled && !is_ip {
                 let t = c.dns.timeout();
                 Some(
                     retry(

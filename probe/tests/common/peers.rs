@@ -110,6 +110,9 @@ impl LocalCa {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "Brotr test CA");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Brotr Test");
         let cert = params.self_signed(&key).expect("ca cert");
         LocalCa {
             ca_der: cert.der().clone(),
@@ -119,10 +122,33 @@ impl LocalCa {
 
     /// Serves TLS for `names` on a loopback port and forwards each connection to `backend`.
     pub async fn tls_front(&self, names: &[&str], backend: SocketAddr) -> SocketAddr {
+        self.tls_front_with(names, backend, false).await
+    }
+
+    /// [`LocalCa::tls_front`] with a certificate that expired in 2020.
+    pub async fn tls_front_expired(&self, names: &[&str], backend: SocketAddr) -> SocketAddr {
+        self.tls_front_with(names, backend, true).await
+    }
+
+    async fn tls_front_with(
+        &self,
+        names: &[&str],
+        backend: SocketAddr,
+        expired: bool,
+    ) -> SocketAddr {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params =
+        let mut params =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("params");
+        if let Some(name) = names.first() {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, *name);
+        }
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(

@@ -57,11 +57,26 @@ pub async fn check(
     if let Err(r) = read(&mut s, keys, &mut data, timeout).await {
         reasons.push(format!("read: {r}"));
     }
-    if let Err(r) = write_phase(&mut s, keys, url, write, &mut data, timeout).await {
-        reasons.push(format!("write: {r}"));
-    }
     if s.challenge.is_some() {
         data.auth_challenge = Some(true);
+    }
+    // After AUTH for reading, the write is tried on a fresh connection: whether writing needs
+    // AUTH on its own is what `write_auth` records.
+    if s.authed {
+        s.close().await;
+        s = match tokio::time::timeout(timeout, Session::open(dialer, url)).await {
+            Ok(Ok((fresh, _))) => fresh,
+            Ok(Err(e)) => return Check::partial(data, format!("write: reopen: {e}")),
+            Err(_) => {
+                return Check::partial(
+                    data,
+                    format!("write: reopen: no connection within {timeout:?}"),
+                );
+            }
+        };
+    }
+    if let Err(r) = write_phase(&mut s, keys, url, write, &mut data, timeout).await {
+        reasons.push(format!("write: {r}"));
     }
     s.close().await;
     if reasons.is_empty() {
