@@ -773,3 +773,47 @@ fn negentropy_probe_opens_with_the_empty_set_vector() {
         "6100000200"
     );
 }
+
+async fn brotr(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+            // A database path that cannot exist proves `check` never opens one.
+            .args(["--database", "/nonexistent/dir/brotr.db", "--allow-private"])
+            .args(&args)
+            .env_remove("BROTR_CONFIG")
+            .output()
+            .expect("run brotr-probe")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_check_command_exits_0_for_a_reachable_relay_and_prints_json() {
+    let (_relay, url) = nostr_relay(RelayBuilder::default()).await;
+    let out = brotr(vec!["check".into(), url.clone(), "--json".into()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["relay"], url);
+    assert!(report["rtt"]["data"]["rtt_open"].is_u64(), "{report}");
+    assert_eq!(report["rtt"]["success"], true);
+}
+
+#[tokio::test]
+async fn the_check_command_exits_1_for_a_dead_relay_with_a_readable_report() {
+    let dead = closed_port().await;
+    let url = format!("ws://{dead}");
+    let out = brotr(vec!["check".into(), url.clone()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&format!("{url} (clearnet) — UNREACHABLE")), "{text}");
+    assert!(text.contains("rtt    FAILED (after 3 attempts): open:"), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not reachable"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_check_command_exits_2_for_a_bad_url() {
+    let out = brotr(vec!["check".into(), "https://not-a-relay.example".into()]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
