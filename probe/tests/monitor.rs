@@ -688,10 +688,11 @@ fn networks_of_overlay_urls() {
 
 /// Signs like BIP-340 with zero auxiliary randomness, so signatures are reproducible.
 fn sign_deterministic(mut unsigned: nostr::UnsignedEvent, keys: &Keys) -> nostr::Event {
-    use nostr::secp256k1::{Message as Msg, SECP256K1};
+    use nostr::secp256k1::{Keypair, Message as Msg, SECP256K1};
     let id = unsigned.id();
     let msg = Msg::from_digest(id.to_bytes());
-    let sig = SECP256K1.sign_schnorr_with_aux_rand(&msg, keys.key_pair(SECP256K1), &[0u8; 32]);
+    let pair = Keypair::from_seckey_slice(SECP256K1, &keys.secret_key().to_secret_bytes()).unwrap();
+    let sig = SECP256K1.sign_schnorr_with_aux_rand(&msg, &pair, &[0u8; 32]);
     unsigned.add_signature(sig).expect("signature")
 }
 
