@@ -793,7 +793,12 @@ async fn brotr(args: Vec<String>) -> std::process::Output {
 async fn the_check_command_exits_0_for_a_reachable_relay_and_prints_json() {
     let (_relay, url) = nostr_relay(RelayBuilder::default()).await;
     let out = brotr(vec!["check".into(), url.clone(), "--json".into()]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["relay"], url);
     assert!(report["rtt"]["data"]["rtt_open"].is_u64(), "{report}");
@@ -807,8 +812,14 @@ async fn the_check_command_exits_1_for_a_dead_relay_with_a_readable_report() {
     let out = brotr(vec!["check".into(), url.clone()]).await;
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with(&format!("{url} (clearnet) — UNREACHABLE")), "{text}");
-    assert!(text.contains("rtt    FAILED (after 3 attempts): open:"), "{text}");
+    assert!(
+        text.starts_with(&format!("{url} (clearnet) — UNREACHABLE")),
+        "{text}"
+    );
+    assert!(
+        text.contains("rtt    FAILED (after 3 attempts): open:"),
+        "{text}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not reachable"), "{stderr}");
 }
@@ -816,5 +827,10 @@ async fn the_check_command_exits_1_for_a_dead_relay_with_a_readable_report() {
 #[tokio::test]
 async fn the_check_command_exits_2_for_a_bad_url() {
     let out = brotr(vec!["check".into(), "https://not-a-relay.example".into()]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

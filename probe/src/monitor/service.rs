@@ -1,11 +1,12 @@
 //! One monitor cycle over a store (spec §7.1): publish the periodic events that are due, then
 //! check the relays that are due (never checked, or checked `recheckSecs` ago; oldest first;
-//! dormant relays skipped) in chunks: check a chunk concurrently (each network's `maxTasks` at
-//! once), store its results, publish its 30166 events, write its checkpoints.
+//! dormant relays skipped): relays stream through the checks (each network's `maxTasks` at
+//! once) and every `chunkSize` results are stored, published as 30166 and checkpointed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -186,6 +187,105 @@ pub async fn check_all(prober: &Prober, relays: &[NewRelay], now: i64) -> Vec<Re
     .await
 }
 
+fn network_semaphores(prober: &Prober) -> HashMap<Network, Arc<Semaphore>> {
+    Network::ALL
+        .into_iter()
+        .map(|n| {
+            (
+                n,
+                Arc::new(Semaphore::new(prober.networks.get(n).max_tasks.max(1))),
+            )
+        })
+        .collect()
+}
+
+/// Stores a batch of reports, publishes their 30166 events and writes their checkpoints.
+#[allow(clippy::too_many_arguments)]
+async fn flush(
+    store: &dyn Store,
+    cfg: &crate::config::MonitorConfig,
+    mut publisher: Option<&mut Publisher>,
+    published: &HashMap<String, Value>,
+    opts: DiscoveryOptions,
+    batch: Vec<(&NewRelay, RelayReport)>,
+    now: i64,
+    report: &mut CycleReport,
+) -> Result<(), StoreError> {
+    let mut events = Vec::new();
+    let mut event_relays = Vec::new();
+    for (relay, r) in &batch {
+        report.checked += 1;
+        if r.reachable() {
+            report.reachable += 1;
+        }
+        let rows: Vec<CheckRow> = match r.to_stored() {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|s| CheckRow {
+                    metadata: s.metadata,
+                    success: s.success,
+                    reason: s.reason,
+                })
+                .collect(),
+            Err(e) => {
+                warn!(relay = %relay.url, error = %e, "check results not storable");
+                Vec::new()
+            }
+        };
+        report.rows += store.insert_checks(relay, now, &rows).await?;
+        if let Some(p) = publisher.as_deref()
+            && cfg.publish.discovery.enabled
+        {
+            let d = discovery_from_report(r, opts);
+            if !should_publish(
+                &cfg.publish.discovery,
+                &d,
+                published.get(r.relay.as_str()),
+                now,
+            ) {
+                report.unchanged += 1;
+                continue;
+            }
+            match build_30166(&d, p.keys().public_key(), now.max(0) as u64).sign_with_keys(p.keys())
+            {
+                Ok(ev) => {
+                    events.push(ev);
+                    event_relays.push((relay.url.as_str().to_owned(), d.fingerprint()));
+                }
+                Err(e) => warn!(relay = %relay.url, error = %e, "cannot sign 30166"),
+            }
+        }
+    }
+    let mut entries: Vec<StateEntry> = batch
+        .iter()
+        .map(|(r, _)| StateEntry {
+            service: SERVICE.into(),
+            kind: CHECKPOINT.into(),
+            key: r.url.as_str().into(),
+            value: json!({ "timestamp": now }),
+        })
+        .collect();
+    if let Some(p) = publisher.as_deref_mut()
+        && !events.is_empty()
+    {
+        let accepted = p.publish(&events).await;
+        for ((url, fp), n) in event_relays.into_iter().zip(accepted) {
+            if n > 0 {
+                report.published += 1;
+                entries.push(StateEntry {
+                    service: SERVICE.into(),
+                    kind: PUBLISHED.into(),
+                    key: url,
+                    value: json!({ "timestamp": now, "fingerprint": fp }),
+                });
+            } else {
+                report.publish_failed += 1;
+            }
+        }
+    }
+    store.state_upsert(&entries).await.map(|_| ())
+}
+
 /// Whether a relay's new 30166 should go out, given the last one published.
 fn should_publish(
     cfg: &crate::config::monitor::DiscoveryConfig,
@@ -239,82 +339,66 @@ pub async fn run_cycle(
     let opts = DiscoveryOptions {
         extra_tags: cfg.publish.discovery.extra_tags,
     };
-    for chunk in due.chunks(cfg.chunk_size.max(1) as usize) {
-        let reports = check_all(prober, chunk, now).await;
-        let mut events = Vec::new();
-        let mut event_relays = Vec::new();
-        for (relay, r) in chunk.iter().zip(&reports) {
-            report.checked += 1;
-            if r.reachable() {
-                report.reachable += 1;
-            }
-            let rows: Vec<CheckRow> = match r.to_stored() {
-                Ok(rows) => rows
-                    .into_iter()
-                    .map(|s| CheckRow {
-                        metadata: s.metadata,
-                        success: s.success,
-                        reason: s.reason,
-                    })
-                    .collect(),
-                Err(e) => {
-                    warn!(relay = %relay.url, error = %e, "check results not storable");
-                    Vec::new()
-                }
-            };
-            report.rows += store.insert_checks(relay, now, &rows).await?;
-            if let Some(p) = publisher.as_deref()
-                && cfg.publish.discovery.enabled
-            {
-                let d = discovery_from_report(r, opts);
-                if !should_publish(
-                    &cfg.publish.discovery,
-                    &d,
-                    published.get(r.relay.as_str()),
-                    now,
-                ) {
-                    report.unchanged += 1;
-                    continue;
-                }
-                match build_30166(&d, p.keys().public_key(), now.max(0) as u64)
-                    .sign_with_keys(p.keys())
-                {
-                    Ok(ev) => {
-                        events.push(ev);
-                        event_relays.push((relay.url.as_str().to_owned(), d.fingerprint()));
+    // Relays stream through the checks without a barrier per chunk (a chunk would wait for its
+    // slowest relay); results are stored and published every `chunk_size` completions.
+    let semaphores = network_semaphores(prober);
+    let in_flight: usize = networks
+        .iter()
+        .map(|n| prober.networks.get(*n).max_tasks.max(1))
+        .sum::<usize>()
+        .max(1)
+        * 2;
+    let mut results = futures_util::stream::iter(due.iter())
+        .map(|relay| {
+            let sem = semaphores.get(&relay.url.network()).cloned();
+            let (prober, url) = (prober.clone(), relay.url.clone());
+            // A task per relay: checks keep running (and their timings stay true) while a
+            // finished batch is being stored or published.
+            let task = tokio::spawn(async move {
+                let _permit = match &sem {
+                    Some(s) => s.acquire().await.ok(),
+                    None => None,
+                };
+                prober.check_relay(&url, now).await
+            });
+            async move {
+                let report = match task.await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let mut r = RelayReport::new(&relay.url, now);
+                        r.skipped
+                            .push(("all".into(), format!("check task failed: {e}")));
+                        r
                     }
-                    Err(e) => warn!(relay = %relay.url, error = %e, "cannot sign 30166"),
-                }
+                };
+                (relay, report)
             }
+        })
+        .buffer_unordered(in_flight);
+    let chunk_size = cfg.chunk_size.max(1) as usize;
+    let mut batch: Vec<(&NewRelay, RelayReport)> = Vec::with_capacity(chunk_size);
+    loop {
+        let next = results.next().await;
+        let done = next.is_none();
+        if let Some(item) = next {
+            batch.push(item);
         }
-        let mut entries: Vec<StateEntry> = chunk
-            .iter()
-            .map(|r| StateEntry {
-                service: SERVICE.into(),
-                kind: CHECKPOINT.into(),
-                key: r.url.as_str().into(),
-                value: json!({ "timestamp": now }),
-            })
-            .collect();
-        if let Some(p) = publisher.as_deref_mut()
-            && !events.is_empty()
-        {
-            let accepted = p.publish(&events).await;
-            for ((url, fp), n) in event_relays.into_iter().zip(accepted) {
-                if n > 0 {
-                    report.published += 1;
-                    entries.push(StateEntry {
-                        service: SERVICE.into(),
-                        kind: PUBLISHED.into(),
-                        key: url,
-                        value: json!({ "timestamp": now, "fingerprint": fp }),
-                    });
-                } else {
-                    report.publish_failed += 1;
-                }
-            }
+        if batch.len() >= chunk_size || (done && !batch.is_empty()) {
+            flush(
+                store,
+                &cfg,
+                publisher.as_deref_mut(),
+                &published,
+                opts,
+                std::mem::take(&mut batch),
+                now,
+                &mut report,
+            )
+            .await?;
         }
-        store.state_upsert(&entries).await?;
+        if done {
+            break;
+        }
     }
     cleanup(store).await?;
     info!(
