@@ -1,6 +1,6 @@
-//! Checking one relay: every enabled check with its own timeout and retries, in the order the
-//! data flows (NIP-11 first because the write probe needs its PoW difficulty; then RTT, NIP-77,
-//! SSL, DNS and HTTP in parallel; geo and net after DNS, on the addresses it found).
+//! Checking one relay: every enabled check with its own timeout and retries, all at once,
+//! except where data flows: the RTT write waits for NIP-11 (its PoW difficulty), geo and net
+//! run after DNS on the addresses it found.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hickory_resolver::TokioResolver;
 use nostr::Keys;
 use rustls::RootCertStore;
@@ -15,7 +16,6 @@ use tracing::warn;
 
 use super::checks::geo::{GeoDb, open_db};
 use super::checks::nip11::Nip11Fetcher;
-use super::checks::rtt::WriteProbe;
 use super::checks::ssl::SslProbe;
 use super::checks::{dns, geo, http, nip77, rtt};
 use super::report::{Check, RelayReport};
@@ -132,18 +132,27 @@ impl Prober {
         let clearnet = net == Network::Clearnet;
         let mut report = RelayReport::new(url, generated_at);
 
-        if c.nip11.enabled {
+        // NIP-11 runs alongside the other checks; only the RTT write waits for it (its PoW).
+        let nip11_f = async {
+            if !c.nip11.enabled {
+                return None;
+            }
             let t = self.timeout(&c.nip11, net);
             let cap = self.cfg.nip11_max_bytes;
-            report.nip11 =
-                Some(retry(&c.nip11, |r| !r.success, || self.nip11.check(url, cap, t)).await);
+            Some(retry(&c.nip11, transient, || self.nip11.check(url, cap, t)).await)
         }
-        let pow = report.nip11_doc().map_or(0, |d| d.min_pow_difficulty());
-        let write = WriteProbe {
-            kind: self.cfg.write_kind,
-            pow,
+        .shared();
+        let pow = {
+            let nip11 = nip11_f.clone();
+            async move {
+                nip11
+                    .await
+                    .filter(|c| c.success)
+                    .map_or(0, |c| c.data.doc.min_pow_difficulty())
+            }
+            .shared()
         };
-
+        let write_kind = self.cfg.write_kind;
         let rtt_f = async {
             if !c.rtt.enabled {
                 return None;
@@ -153,7 +162,7 @@ impl Prober {
                 retry(
                     &c.rtt,
                     |r: &Check<crate::monitor::report::RttData>| r.data.rtt_open.is_none(),
-                    || rtt::check(&self.dialer, &self.keys, url, &write, t),
+                    || rtt::check(&self.dialer, &self.keys, url, write_kind, pow.clone(), t),
                 )
                 .await,
             )
@@ -164,11 +173,9 @@ impl Prober {
             }
             let t = self.timeout(&c.nip77, net);
             Some(
-                retry(
-                    &c.nip77,
-                    |r| !r.success,
-                    || nip77::check(&self.dialer, &self.keys, url, t),
-                )
+                retry(&c.nip77, transient, || {
+                    nip77::check(&self.dialer, &self.keys, url, t)
+                })
                 .await,
             )
         };
@@ -177,28 +184,14 @@ impl Prober {
                 return None;
             }
             let t = c.ssl.timeout();
-            Some(
-                retry(
-                    &c.ssl,
-                    |r| !r.success,
-                    || self.ssl.check(&self.dialer, url, t),
-                )
-                .await,
-            )
+            Some(retry(&c.ssl, transient, || self.ssl.check(&self.dialer, url, t)).await)
         };
         let http_f = async {
             if !c.http.enabled {
                 return None;
             }
             let t = self.timeout(&c.http, net);
-            Some(
-                retry(
-                    &c.http,
-                    |r| !r.success,
-                    || http::check(&self.dialer, url, t),
-                )
-                .await,
-            )
+            Some(retry(&c.http, transient, || http::check(&self.dialer, url, t)).await)
         };
         let dns_geo_f = async {
             if !clearnet {
@@ -213,14 +206,7 @@ impl Prober {
             // An IP literal has no DNS records to check; geo and net still run on it.
             let dns = if c.dns.enabled && !is_ip {
                 let t = c.dns.timeout();
-                Some(
-                    retry(
-                        &c.dns,
-                        |r| !r.success,
-                        || dns::check(&self.resolver, host, t),
-                    )
-                    .await,
-                )
+                Some(retry(&c.dns, transient, || dns::check(&self.resolver, host, t)).await)
             } else {
                 None
             };
@@ -248,8 +234,9 @@ impl Prober {
             let netc = self.asn.as_ref().map(|db| geo::net(db, &ips));
             (dns, geo, netc)
         };
-        let (rtt, nip77, ssl, http, (dns, geo, netc)) =
-            tokio::join!(rtt_f, nip77_f, ssl_f, http_f, dns_geo_f);
+        let (nip11, rtt, nip77, ssl, http, (dns, geo, netc)) =
+            tokio::join!(nip11_f, rtt_f, nip77_f, ssl_f, http_f, dns_geo_f);
+        report.nip11 = nip11;
         report.rtt = rtt;
         report.nip77 = nip77;
         report.ssl = ssl;
@@ -266,6 +253,11 @@ impl Prober {
         }
         report
     }
+}
+
+/// Retry predicate of most checks: failed, and not with a definite answer.
+fn transient<T>(c: &Check<T>) -> bool {
+    !c.success && c.transient
 }
 
 /// Runs `attempt` up to `1 + retries` times while `failed` says so; the delay doubles from

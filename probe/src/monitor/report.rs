@@ -19,6 +19,10 @@ pub struct Check<T> {
     pub reason: Option<String>,
     /// Attempts made (1 + retries used).
     pub attempts: u32,
+    /// Whether another attempt could give another answer (timeouts, transport errors); a
+    /// definite answer (HTTP 404, a refused write) is not retried.
+    #[serde(skip)]
+    pub transient: bool,
 }
 
 impl<T: Default> Check<T> {
@@ -28,14 +32,24 @@ impl<T: Default> Check<T> {
             success: true,
             reason: None,
             attempts: 1,
+            transient: false,
         }
     }
+    /// A failure that may go away on another attempt.
     pub fn failed(reason: impl Into<String>) -> Self {
         Check {
             data: T::default(),
             success: false,
             reason: Some(reason.into()),
             attempts: 1,
+            transient: true,
+        }
+    }
+    /// A failure that another attempt would only repeat.
+    pub fn definite(reason: impl Into<String>) -> Self {
+        Check {
+            transient: false,
+            ..Check::failed(reason)
         }
     }
     /// Failed, but with what was measured before the failure.
@@ -45,6 +59,7 @@ impl<T: Default> Check<T> {
             success: false,
             reason: Some(reason.into()),
             attempts: 1,
+            transient: false,
         }
     }
 }

@@ -28,7 +28,7 @@ pub async fn check(dialer: &Dialer, url: &RelayUrl, timeout: Duration) -> Check<
             let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
             let data = from_response(&resp);
             if data == HttpData::default() {
-                Check::failed("no Server or X-Powered-By header")
+                Check::definite("no Server or X-Powered-By header")
             } else {
                 Check::ok(data)
             }

@@ -75,26 +75,29 @@ impl Nip11Fetcher {
         };
         match tokio::time::timeout(timeout, fetch(client, relay, max_bytes)).await {
             Ok(Ok(data)) => Check::ok(data),
-            Ok(Err(reason)) => Check::failed(reason),
+            Ok(Err(Fail::Transient(reason))) => Check::failed(reason),
+            Ok(Err(Fail::Definite(reason))) => Check::definite(reason),
             Err(_) => Check::failed(format!("no complete answer within {timeout:?}")),
         }
     }
 }
 
-async fn fetch(
-    client: &reqwest::Client,
-    relay: &RelayUrl,
-    cap: usize,
-) -> Result<Nip11Data, String> {
+/// Transport trouble is worth another attempt; an answer (status, type, body) is not.
+enum Fail {
+    Transient(String),
+    Definite(String),
+}
+
+async fn fetch(client: &reqwest::Client, relay: &RelayUrl, cap: usize) -> Result<Nip11Data, Fail> {
     let url = info_url(relay);
     let mut resp = client
         .get(&url)
         .header("accept", "application/nostr+json")
         .send()
         .await
-        .map_err(|e| request_error(&e))?;
+        .map_err(|e| Fail::Transient(request_error(&e)))?;
     if resp.status() != reqwest::StatusCode::OK {
-        return Err(format!("HTTP {}", resp.status().as_u16()));
+        return Err(Fail::Definite(format!("HTTP {}", resp.status().as_u16())));
     }
     let content_type = resp
         .headers()
@@ -104,22 +107,26 @@ async fn fetch(
         .to_owned();
     if !is_json_content_type(&content_type) {
         let shown: String = content_type.chars().take(64).collect();
-        return Err(format!("Invalid Content-Type: {shown}"));
+        return Err(Fail::Definite(format!("Invalid Content-Type: {shown}")));
     }
     let cors = resp
         .headers()
         .contains_key(reqwest::header::ACCESS_CONTROL_ALLOW_ORIGIN);
     if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(format!("body larger than {cap} bytes"));
+        return Err(Fail::Definite(format!("body larger than {cap} bytes")));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| request_error(&e))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Fail::Transient(request_error(&e)))?
+    {
         if body.len() + chunk.len() > cap {
-            return Err(format!("body larger than {cap} bytes"));
+            return Err(Fail::Definite(format!("body larger than {cap} bytes")));
         }
         body.extend_from_slice(&chunk);
     }
-    let doc = Nip11::parse(&body).map_err(|e| e.to_string())?;
+    let doc = Nip11::parse(&body).map_err(|e| Fail::Definite(e.to_string()))?;
     Ok(Nip11Data {
         doc,
         cors: Some(cors),

@@ -28,20 +28,14 @@ pub const WRITE_CONTENT: &str = "nip66-test";
 /// the relay is recorded as refusing our write rather than stalling the monitor).
 pub const MAX_POW: u8 = 24;
 
-/// What the write probe sends.
-#[derive(Debug, Clone)]
-pub struct WriteProbe {
-    pub kind: u16,
-    /// NIP-13 difficulty from the relay's NIP-11 `min_pow_difficulty`.
-    pub pow: u8,
-}
-
-/// Runs one RTT attempt: each phase gets `timeout`.
+/// Runs one RTT attempt: each phase gets `timeout`. The write waits for `pow`, the NIP-13
+/// difficulty the relay's NIP-11 document asks for (so NIP-11 can be fetched meanwhile).
 pub async fn check(
     dialer: &Dialer,
     keys: &Keys,
     url: &RelayUrl,
-    write: &WriteProbe,
+    write_kind: u16,
+    pow: impl std::future::Future<Output = u8>,
     timeout: Duration,
 ) -> Check<RttData> {
     let (mut s, open_ms) = match tokio::time::timeout(timeout, Session::open(dialer, url)).await {
@@ -75,7 +69,8 @@ pub async fn check(
             }
         };
     }
-    if let Err(r) = write_phase(&mut s, keys, url, write, &mut data, timeout).await {
+    let pow = pow.await;
+    if let Err(r) = write_phase(&mut s, keys, url, write_kind, pow, &mut data, timeout).await {
         reasons.push(format!("write: {r}"));
     }
     s.close().await;
@@ -141,16 +136,17 @@ async fn write_phase(
     s: &mut Session,
     keys: &Keys,
     url: &RelayUrl,
-    probe: &WriteProbe,
+    kind: u16,
+    pow: u8,
     data: &mut RttData,
     timeout: Duration,
 ) -> Result<(), String> {
-    let pow = probe.pow.min(MAX_POW);
-    data.write_kind = Some(probe.kind);
+    let pow = pow.min(MAX_POW);
+    data.write_kind = Some(kind);
     if pow > 0 {
         data.write_pow = Some(pow);
     }
-    let event = build_write_event(keys, url, probe.kind, pow).await?;
+    let event = build_write_event(keys, url, kind, pow).await?;
     let id = event.id.to_hex();
     let mut tried_auth = false;
     loop {

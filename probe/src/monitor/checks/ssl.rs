@@ -107,7 +107,7 @@ impl SslProbe {
         timeout: Duration,
     ) -> Check<SslData> {
         if !url.is_tls() {
-            return Check::failed("not a TLS relay (ws://)");
+            return Check::definite("not a TLS relay (ws://)");
         }
         match tokio::time::timeout(timeout, self.handshake(dialer, url)).await {
             Ok(Ok(data)) => Check::ok(data),
