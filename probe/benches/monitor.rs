@@ -1,5 +1,5 @@
 //! Monitor benchmark: one cycle over 1,000 loopback relays — 700 healthy (rust-nostr
-//! `LocalRelay`), 200 slow (every answer delayed 250 ms, NIP-11 included), 100 dead (closed
+//! `LocalRelay` behind a NIP-11 front), 200 slow (every answer delayed 250 ms, NIP-11 included), 100 dead (closed
 //! ports) — at the default concurrency and the default per-check timeouts and retries, stored in
 //! SQLite. The relays run in a child process (this binary with `--peers`) so the figures are the
 //! monitor's own. Prints wall time against the ideal (relays × mean per-relay check time ÷
@@ -23,6 +23,11 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
+
+// The tests' NIP-11 front (HTTP answers NIP-11, WebSocket upgrades go to the relay).
+#[allow(dead_code)]
+#[path = "../tests/common/monitor_peers.rs"]
+mod monitor_peers;
 
 const HEALTHY: usize = 700;
 const SLOW: usize = 200;
@@ -104,12 +109,16 @@ async fn peers() {
     for _ in 0..HEALTHY {
         let r = LocalRelay::new(RelayBuilder::default().addr([127, 0, 0, 1].into()));
         r.run().await.expect("relay");
-        writeln!(
-            out,
-            "healthy {}",
-            r.url().await.to_string().trim_end_matches('/')
-        )
-        .unwrap();
+        let url = r.url().await.to_string();
+        let backend: SocketAddr = url
+            .trim_start_matches("ws://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("addr");
+        let doc = json!({"name": "healthy", "supported_nips": [1, 11, 42, 77]});
+        let answer = monitor_peers::HttpAnswer::json(doc);
+        let front = monitor_peers::nip11_front(answer, backend).await;
+        writeln!(out, "healthy ws://{front}").unwrap();
         keep.push(r);
     }
     for _ in 0..SLOW {
@@ -188,10 +197,22 @@ async fn main() {
             .take(10)
             .collect();
         let start = Instant::now();
-        for u in &sample {
-            prober
+        for (i, u) in sample.iter().enumerate() {
+            let r = prober
                 .check_relay(&RelayUrl::parse_allowing_local(u).unwrap(), 0)
                 .await;
+            if i == 0 {
+                // What one relay of the class looks like (failed checks with their reasons).
+                let failed: Vec<String> = serde_json::to_value(&r)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, c)| c.get("success") == Some(&Value::Bool(false)))
+                    .map(|(k, c)| format!("{k} ({} attempts): {}", c["attempts"], c["reason"]))
+                    .collect();
+                println!("  sample {class}: failed checks {failed:?}");
+            }
         }
         mean.insert(class, start.elapsed().as_secs_f64() / sample.len() as f64);
     }
