@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 // The tests' NIP-11 front (HTTP answers NIP-11, WebSocket upgrades go to the relay).
-#[allow(dead_code)]
 #[path = "../tests/common/monitor_peers.rs"]
 mod monitor_peers;
 

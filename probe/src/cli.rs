@@ -470,7 +470,6 @@ async fn monitor_loop(
                 metrics.clone(),
                 relays.clone(),
             );
-            let policy = policy.clone();
             async move {
                 // Connections to publishing relays live for one cycle.
                 let mut publisher = (has_key && !relays.is_empty()).then(|| {

@@ -5,9 +5,11 @@ const BASE32: &[u8; 32] = b"0123456789bcdefghjkmnpqrstuvwxyz";
 /// The geohash of (`lat`, `lon`) with `precision` characters (clamped to 1-12); `None` for
 /// coordinates out of range or not finite.
 pub fn encode(lat: f64, lon: f64, precision: u8) -> Option<String> {
-    if !(lat.is_finite() && lon.is_finite() && (-90.0..=90.0).contains(&lat))
-        || !(-180.0..=180.0).contains(&lon)
-    {
+    let in_range = lat.is_finite()
+        && lon.is_finite()
+        && (-90.0..=90.0).contains(&lat)
+        && (-180.0..=180.0).contains(&lon);
+    if !in_range {
         return None;
     }
     let (mut lat_r, mut lon_r) = ((-90.0f64, 90.0f64), (-180.0f64, 180.0f64));

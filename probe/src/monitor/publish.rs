@@ -18,7 +18,7 @@ use crate::net::Dialer;
 /// A publishing relay's connection for this cycle.
 enum Conn {
     NotYet,
-    Open(Session),
+    Open(Box<Session>),
     Failed,
 }
 
@@ -59,7 +59,7 @@ impl Publisher {
         let results = join_all(self.relays.iter_mut().map(|(url, conn)| async move {
             if matches!(conn, Conn::NotYet) {
                 *conn = match tokio::time::timeout(timeout, Session::open(dialer, url)).await {
-                    Ok(Ok((s, _))) => Conn::Open(s),
+                    Ok(Ok((s, _))) => Conn::Open(Box::new(s)),
                     Ok(Err(e)) => {
                         warn!(relay = %url, error = %e, "publishing relay unreachable this cycle");
                         Conn::Failed
@@ -92,7 +92,7 @@ impl Publisher {
     pub async fn close(self) {
         for (_, conn) in self.relays {
             if let Conn::Open(s) = conn {
-                s.close().await;
+                (*s).close().await;
             }
         }
     }

@@ -204,7 +204,7 @@ fn network_semaphores(prober: &Prober) -> HashMap<Network, Arc<Semaphore>> {
 async fn flush(
     store: &dyn Store,
     cfg: &crate::config::MonitorConfig,
-    mut publisher: Option<&mut Publisher>,
+    publisher: Option<&mut Publisher>,
     published: &HashMap<String, Value>,
     opts: DiscoveryOptions,
     batch: Vec<(&NewRelay, RelayReport)>,
@@ -265,7 +265,7 @@ async fn flush(
             value: json!({ "timestamp": now }),
         })
         .collect();
-    if let Some(p) = publisher.as_deref_mut()
+    if let Some(p) = publisher
         && !events.is_empty()
     {
         let accepted = p.publish(&events).await;

@@ -212,6 +212,8 @@ pub struct Script {
 
 /// A relay speaking just enough NIP-01 to script refusals; its handshake response carries
 /// `Server: brotr-scripted/1.0` and `X-Powered-By: brotr-tests`.
+// The handshake callback's error type is tungstenite's, large by its design.
+#[allow(clippy::result_large_err)]
 pub async fn scripted_relay(script: Script) -> SocketAddr {
     let (l, addr) = listener().await;
     let script = Arc::new(script);
