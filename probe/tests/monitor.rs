@@ -834,3 +834,55 @@ async fn the_check_command_exits_2_for_a_bad_url() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `insert_checks` on a backend: documents shared, outcome on the row, replays idempotent.
+async fn check_rows_behave(db: &brotr_probe::store::DatabaseUrl) {
+    use brotr_probe::monitor::report::Check;
+    use brotr_probe::store::CheckRow;
+    let store = common::open(db, brotr_probe::model::Schema::Full).await;
+    let relay = NewRelay {
+        url: local("wss://relay.example.com"),
+        discovered_at: 1,
+    };
+    let rows = |at: &str| -> Vec<CheckRow> {
+        let mut r = RelayReport::new(&relay.url, 1);
+        r.ssl = Some(Check::failed(format!("connection reset at {at}")));
+        r.to_stored()
+            .unwrap()
+            .into_iter()
+            .map(|s| CheckRow {
+                metadata: s.metadata,
+                success: s.success,
+                reason: s.reason,
+            })
+            .collect()
+    };
+    assert_eq!(
+        store.insert_checks(&relay, 100, &rows("a")).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.insert_checks(&relay, 100, &rows("a")).await.unwrap(),
+        0,
+        "replay"
+    );
+    assert_eq!(
+        store.insert_checks(&relay, 200, &rows("b")).await.unwrap(),
+        1
+    );
+    let c = store.counts().await.unwrap();
+    assert_eq!(
+        (c.metadata, c.relay_metadata),
+        (1, 2),
+        "a new reason is not a new document"
+    );
+}
+
+#[tokio::test]
+async fn check_rows_keep_documents_shared_and_outcomes_on_the_row() {
+    let (db, _dir) = common::fresh_sqlite_url();
+    check_rows_behave(&db).await;
+    if let Some(pg) = common::fresh_pg_url().await {
+        check_rows_behave(&pg).await;
+    }
+}
