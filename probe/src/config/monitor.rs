@@ -172,6 +172,9 @@ pub struct DiscoveryConfig {
     pub only_on_change: bool,
     /// ...or when the last one is older than this many seconds (keeps relays' copies fresh).
     pub max_age_secs: i64,
+    /// Never publish a relay's 30166 more often than this many seconds, changed or not
+    /// (0 = no limit).
+    pub min_interval_secs: i64,
     /// Also publish the reference system's non-standard tags (`ssl`, `ssl-*`, `geo-*`,
     /// `net-*`, `dns-*`, `http-*`) for consumers that read them.
     pub extra_tags: bool,
@@ -183,6 +186,7 @@ impl Default for DiscoveryConfig {
             enabled: true,
             only_on_change: false,
             max_age_secs: 86_400,
+            min_interval_secs: 0,
             extra_tags: false,
         }
     }

@@ -293,14 +293,18 @@ fn should_publish(
     last: Option<&Value>,
     now: i64,
 ) -> bool {
-    if !cfg.only_on_change {
-        return true;
-    }
     let Some(last) = last else {
         return true;
     };
+    let last_at = timestamp_of(last);
+    if cfg.min_interval_secs > 0 && last_at.is_some_and(|t| t > now - cfg.min_interval_secs) {
+        return false;
+    }
+    if !cfg.only_on_change {
+        return true;
+    }
     let same = last.get("fingerprint").and_then(Value::as_str) == Some(d.fingerprint().as_str());
-    let fresh = timestamp_of(last).is_some_and(|t| t > now - cfg.max_age_secs);
+    let fresh = last_at.is_some_and(|t| t > now - cfg.max_age_secs);
     !(same && fresh)
 }
 
@@ -327,7 +331,8 @@ pub async fn run_cycle(
         cfg.max_relays,
     )
     .await?;
-    let published: HashMap<String, Value> = if cfg.publish.discovery.only_on_change {
+    let d = &cfg.publish.discovery;
+    let published: HashMap<String, Value> = if d.only_on_change || d.min_interval_secs > 0 {
         store
             .state_get(SERVICE, PUBLISHED, None)
             .await?
@@ -474,5 +479,14 @@ mod tests {
         assert!(should_publish(&cfg, &d, None, 2000));
         let always = DiscoveryConfig::default();
         assert!(should_publish(&always, &d, Some(&last), 2000));
+        let limited = DiscoveryConfig {
+            min_interval_secs: 3600,
+            ..Default::default()
+        };
+        assert!(
+            !should_publish(&limited, &changed, Some(&last), 2000),
+            "at most hourly"
+        );
+        assert!(should_publish(&limited, &changed, Some(&last), 4601));
     }
 }
