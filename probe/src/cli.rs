@@ -500,6 +500,15 @@ async fn monitor_loop(
                 ] {
                     m.items.with_label_values(&["monitor", outcome]).inc_by(n);
                 }
+                // Outcome labels stay bounded: 8 checks × ok/failed.
+                for (check, (ok, failed)) in &r.checks {
+                    m.items
+                        .with_label_values(&["monitor", &format!("{check}_ok")])
+                        .inc_by(*ok);
+                    m.items
+                        .with_label_values(&["monitor", &format!("{check}_failed")])
+                        .inc_by(*failed);
+                }
                 Ok::<(), StoreError>(())
             }
         },

@@ -622,6 +622,7 @@ async fn a_monitor_cycle_stores_checks_with_outcomes_and_publishes() {
         "{r:?}"
     );
     assert!(r.rows >= 8, "{r:?}");
+    assert_eq!(r.checks["rtt"], (1, 1), "per-check outcomes for metrics: {r:?}");
 
     // Outcome and reason are on the time-series rows.
     let DatabaseUrlSqlite(path) = sqlite_path(&db);

@@ -369,6 +369,23 @@ impl RelayReport {
         .count()
     }
 
+    /// (check name, succeeded) of every check that ran, for metrics.
+    pub fn outcomes(&self) -> Vec<(&'static str, bool)> {
+        [
+            ("nip11", self.nip11.as_ref().map(|c| c.success)),
+            ("rtt", self.rtt.as_ref().map(|c| c.success)),
+            ("nip77", self.nip77.as_ref().map(|c| c.success)),
+            ("ssl", self.ssl.as_ref().map(|c| c.success)),
+            ("dns", self.dns.as_ref().map(|c| c.success)),
+            ("geo", self.geo.as_ref().map(|c| c.success)),
+            ("net", self.net.as_ref().map(|c| c.success)),
+            ("http", self.http.as_ref().map(|c| c.success)),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| s.map(|s| (n, s)))
+        .collect()
+    }
+
     /// The NIP-11 document when its fetch succeeded.
     pub fn nip11_doc(&self) -> Option<&Nip11> {
         self.nip11

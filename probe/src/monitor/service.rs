@@ -33,8 +33,10 @@ pub const PUBLISHED: &str = "published";
 pub const PERIODIC_KEYS: [&str; 3] = ["announcement", "profile", "relay_list"];
 
 /// What one cycle did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CycleReport {
+    /// Per check name: (succeeded, failed).
+    pub checks: std::collections::BTreeMap<&'static str, (u64, u64)>,
     pub checked: u64,
     pub reachable: u64,
     /// Time-series rows written.
@@ -217,6 +219,14 @@ async fn flush(
         report.checked += 1;
         if r.reachable() {
             report.reachable += 1;
+        }
+        for (name, ok) in r.outcomes() {
+            let e = report.checks.entry(name).or_default();
+            if ok {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
         }
         let rows: Vec<CheckRow> = match r.to_stored() {
             Ok(rows) => rows
