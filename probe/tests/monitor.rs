@@ -622,7 +622,11 @@ async fn a_monitor_cycle_stores_checks_with_outcomes_and_publishes() {
         "{r:?}"
     );
     assert!(r.rows >= 8, "{r:?}");
-    assert_eq!(r.checks["rtt"], (1, 1), "per-check outcomes for metrics: {r:?}");
+    assert_eq!(
+        r.checks["rtt"],
+        (1, 1),
+        "per-check outcomes for metrics: {r:?}"
+    );
 
     // Outcome and reason are on the time-series rows.
     let DatabaseUrlSqlite(path) = sqlite_path(&db);
@@ -886,4 +890,29 @@ async fn check_rows_keep_documents_shared_and_outcomes_on_the_row() {
     if let Some(pg) = common::fresh_pg_url().await {
         check_rows_behave(&pg).await;
     }
+}
+
+#[tokio::test]
+async fn nip11_redirects_to_local_addresses_are_refused_by_the_ssrf_guard() {
+    use brotr_probe::monitor::checks::nip11::Nip11Fetcher;
+    let addr = scripted_relay(Script {
+        nip11: Some(HttpAnswer {
+            headers: vec!["location: http://127.0.0.1:1/internal".into()],
+            ..HttpAnswer::raw(302, "text/plain", "")
+        }),
+        ..Default::default()
+    })
+    .await;
+    let tls = brotr_probe::net::dial::tls_config(&[]);
+    // Guard on: the first hop is a loopback relay only because the test put it there.
+    let fetcher = Nip11Fetcher::new(&NetworksConfig::default(), tls, false).unwrap();
+    let r = fetcher
+        .check(
+            &local(&format!("ws://{addr}")),
+            1 << 20,
+            Duration::from_secs(3),
+        )
+        .await;
+    let reason = r.reason.unwrap_or_default();
+    assert!(reason.contains("SSRF guard"), "{reason}");
 }

@@ -48,6 +48,25 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// At most `max` redirect hops, and none to a local IP literal unless `allow_private`: the
+/// guarded resolver only sees names, so a redirect to `http://127.0.0.1/` is refused here.
+pub(crate) fn redirect_policy(max: usize, allow_private: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= max {
+            return attempt.error("too many redirects");
+        }
+        let local = match attempt.url().host() {
+            Some(url::Host::Ipv4(ip)) => is_local_ip(ip.into()),
+            Some(url::Host::Ipv6(ip)) => is_local_ip(ip.into()),
+            _ => false,
+        };
+        if local && !allow_private {
+            return attempt.error("redirect to a local address refused (SSRF guard)");
+        }
+        attempt.follow()
+    })
+}
+
 /// A guarded HTTP client. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -65,7 +84,7 @@ impl HttpClient {
             .use_preconfigured_tls((*tls).clone())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(redirect_policy(3, allow_private))
             .user_agent(concat!("brotr-probe/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
         if !allow_private {

@@ -32,7 +32,10 @@ impl Nip11Fetcher {
         let mut clients = HashMap::new();
         let base = || {
             reqwest::Client::builder()
-                .redirect(redirect_policy(allow_private))
+                .redirect(crate::net::http::redirect_policy(
+                    MAX_REDIRECTS,
+                    allow_private,
+                ))
                 .connect_timeout(Duration::from_secs(30))
         };
         let mut clearnet = base().use_preconfigured_tls((*tls).clone()).no_proxy();
@@ -80,25 +83,6 @@ impl Nip11Fetcher {
             Err(_) => Check::failed(format!("no complete answer within {timeout:?}")),
         }
     }
-}
-
-/// At most [`MAX_REDIRECTS`] hops, and none to a local IP literal: the guarded resolver only
-/// sees names, so a redirect to `http://127.0.0.1/` must be refused here (SSRF guard).
-fn redirect_policy(allow_private: bool) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
-            return attempt.error("too many redirects");
-        }
-        let local = match attempt.url().host() {
-            Some(url::Host::Ipv4(ip)) => crate::model::is_local_ip(ip.into()),
-            Some(url::Host::Ipv6(ip)) => crate::model::is_local_ip(ip.into()),
-            _ => false,
-        };
-        if local && !allow_private {
-            return attempt.error("redirect to a local address refused (SSRF guard)");
-        }
-        attempt.follow()
-    })
 }
 
 /// Transport trouble is worth another attempt; an answer (status, type, body) is not.
