@@ -916,3 +916,64 @@ async fn nip11_redirects_to_local_addresses_are_refused_by_the_ssrf_guard() {
     let reason = r.reason.unwrap_or_default();
     assert!(reason.contains("SSRF guard"), "{reason}");
 }
+
+#[tokio::test]
+async fn monitor_once_checks_stores_and_publishes_with_a_key_from_the_environment() {
+    let (_target, target_url) = nostr_relay(RelayBuilder::default()).await;
+    let (_pubr, pub_url) = nostr_relay(RelayBuilder::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let store = common::open(
+        &brotr_probe::store::DatabaseUrl::Sqlite(db.clone()),
+        brotr_probe::model::Schema::Full,
+    )
+    .await;
+    store
+        .insert_relays(&[NewRelay {
+            url: local(&target_url),
+            discovered_at: 1,
+        }])
+        .await
+        .unwrap();
+    let config = dir.path().join("probe.yaml");
+    std::fs::write(
+        &config,
+        format!("monitor:\n  checks:\n    nip11:\n      enabled: false\n  publish:\n    relays: [\"{pub_url}\"]\n"),
+    )
+    .unwrap();
+    let secret = "67dea2ed018072d675f5415ecfaed7d2597555e202d85b3d65ea4e58d2d92ffa";
+    let (db_arg, cfg_arg) = (db.display().to_string(), config.display().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+            .args([
+                "--database",
+                &db_arg,
+                "--config",
+                &cfg_arg,
+                "--allow-private",
+                "--log-level",
+                "debug",
+            ])
+            .args(["monitor", "--once"])
+            .env("BROTR_MONITOR_KEY", secret)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains(secret) && !stderr.contains("67dea2ed"),
+        "the key is never logged"
+    );
+    let c = store.counts().await.unwrap();
+    assert!(c.relay_metadata >= 3, "{c:?}");
+    let pubkey = Keys::parse(secret).unwrap().public_key().to_hex();
+    let discovery = req(
+        &pub_url,
+        json!({"kinds": [30166], "authors": [pubkey], "#d": [target_url]}),
+    )
+    .await;
+    assert_eq!(discovery.len(), 1, "{stderr}");
+}
