@@ -488,4 +488,155 @@ mod tests {
             &vec!["n".to_owned(), "clearnet".to_owned()]
         );
     }
+
+    use crate::model::RelayUrl;
+    use crate::monitor::nip11::Nip11;
+    use crate::monitor::report::{Check, Nip11Data, Nip77Data, Refusal, RttData};
+    use serde_json::json;
+
+    fn report(rtt: Option<RttData>, nip11: Option<serde_json::Value>) -> RelayReport {
+        let url = RelayUrl::parse("wss://relay.example.com").unwrap();
+        let mut r = RelayReport::new(&url, 1);
+        r.rtt = rtt.map(Check::ok);
+        r.nip11 = nip11.map(|v| {
+            Check::ok(Nip11Data {
+                doc: Nip11::from_value(&v).unwrap(),
+                cors: None,
+            })
+        });
+        r
+    }
+
+    fn open() -> RttData {
+        RttData {
+            rtt_open: Some(5),
+            rtt_read: Some(6),
+            write_kind: Some(22456),
+            ..Default::default()
+        }
+    }
+
+    fn r_and_t(r: &RelayReport) -> (Vec<String>, Vec<String>) {
+        let d = discovery_from_report(r, DiscoveryOptions::default());
+        let req = d
+            .requirements
+            .iter()
+            .map(|(k, v)| if *v { k.clone() } else { format!("!{k}") })
+            .collect();
+        (req, d.types)
+    }
+
+    #[test]
+    fn requirement_and_type_matrix() {
+        let wrote = RttData {
+            rtt_write: Some(7),
+            ..open()
+        };
+        let refused = |msg: &str| RttData {
+            write_refused: Some(Refusal::parse(msg)),
+            write_auth: Refusal::parse(msg).is_auth().then_some(true),
+            ..open()
+        };
+        let nip11_paid = json!({"supported_nips": [1, 50], "limitation": {"payment_required": true, "auth_required": true}});
+        let cases: Vec<(&str, RelayReport, &[&str], &[&str])> = vec![
+            (
+                "probe beats NIP-11",
+                report(Some(wrote.clone()), Some(nip11_paid.clone())),
+                &["!auth", "!payment", "!writes", "!pow"],
+                &["Search", "PublicInbox"],
+            ),
+            (
+                "NIP-11 alone",
+                report(None, Some(nip11_paid)),
+                &["auth", "payment", "!pow"],
+                &["Search", "PublicOutbox"],
+            ),
+            (
+                "auth-required write",
+                report(Some(refused("auth-required: log in")), None),
+                &["auth"],
+                &["PublicOutbox"],
+            ),
+            (
+                "paid restricted write",
+                report(Some(refused("restricted: paid relay")), None),
+                &["payment", "writes"],
+                &["PublicOutbox"],
+            ),
+            (
+                "pow refusal",
+                report(Some(refused("pow: 28 bits")), None),
+                &["pow"],
+                &["PublicInbox"],
+            ),
+            (
+                "read needs auth",
+                report(
+                    Some(RttData {
+                        read_auth: Some(true),
+                        rtt_read: None,
+                        ..open()
+                    }),
+                    None,
+                ),
+                &["auth"],
+                &["PrivateInbox"],
+            ),
+            ("nothing known", report(None, None), &[], &[]),
+        ];
+        for (name, r, want_r, want_t) in cases {
+            let (req, types) = r_and_t(&r);
+            assert_eq!(req, want_r, "{name}: R");
+            assert_eq!(types, want_t, "{name}: T");
+        }
+    }
+
+    #[test]
+    fn a_dead_relay_gets_no_r_or_t_tags() {
+        let url = RelayUrl::parse("wss://relay.example.com").unwrap();
+        let mut r = RelayReport::new(&url, 1);
+        r.rtt = Some(Check::failed("open: refused"));
+        r.nip11 = Some(Check::failed("connection failed"));
+        let tags = discovery_from_report(&r, DiscoveryOptions::default()).tags();
+        assert_eq!(
+            tags,
+            vec![vec!["d", "wss://relay.example.com"], vec!["n", "clearnet"]]
+        );
+    }
+
+    #[test]
+    fn negentropy_probe_corrects_the_nip_list() {
+        let mut r = report(Some(open()), Some(json!({"supported_nips": [1, 77]})));
+        r.nip77 = Some(Check::ok(Nip77Data {
+            negentropy: Some(false),
+            ..Default::default()
+        }));
+        assert_eq!(
+            discovery_from_report(&r, DiscoveryOptions::default()).nips,
+            vec!["1"]
+        );
+        r.nip77 = Some(Check::ok(Nip77Data {
+            negentropy: Some(true),
+            ..Default::default()
+        }));
+        r.nip11 = None;
+        assert_eq!(
+            discovery_from_report(&r, DiscoveryOptions::default()).nips,
+            vec!["77"]
+        );
+    }
+
+    #[test]
+    fn profile_and_relay_list() {
+        let keys = nostr::Keys::generate();
+        let p = ProfileConfig::default();
+        let ev = build_profile(&p, keys.public_key(), 5);
+        assert_eq!(ev.kind, Kind::Metadata);
+        let content: Value = serde_json::from_str(&ev.content).unwrap();
+        assert_eq!(content, json!({"name": "Brotr Monitor", "about": p.about}));
+        let ev = build_relay_list(&["wss://a.example".into()], keys.public_key(), 5);
+        assert_eq!(ev.kind, Kind::RelayList);
+        let tags: Vec<Vec<String>> = ev.tags.iter().map(|t| t.as_slice().to_vec()).collect();
+        assert_eq!(tags, vec![vec!["r", "wss://a.example", "write"]]);
+    }
 }
