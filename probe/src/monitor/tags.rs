@@ -639,4 +639,33 @@ mod tests {
         let tags: Vec<Vec<String>> = ev.tags.iter().map(|t| t.as_slice().to_vec()).collect();
         assert_eq!(tags, vec![vec!["r", "wss://a.example", "write"]]);
     }
+
+    #[test]
+    fn extra_tags_are_opt_in() {
+        use crate::monitor::report::{HttpData, SslData};
+        let mut r = report(Some(open()), None);
+        r.ssl = Some(Check::ok(SslData {
+            ssl_valid: Some(false),
+            ssl_expires: Some(1),
+            ..Default::default()
+        }));
+        r.http = Some(Check::ok(HttpData {
+            http_server: Some("nginx".into()),
+            http_powered_by: None,
+        }));
+        let plain = discovery_from_report(&r, DiscoveryOptions::default()).tags();
+        assert!(
+            !plain
+                .iter()
+                .any(|t| t[0].starts_with("ssl") || t[0].starts_with("http"))
+        );
+        let extra = discovery_from_report(&r, DiscoveryOptions { extra_tags: true }).tags();
+        for t in [
+            ["ssl", "!valid"],
+            ["ssl-expires", "1"],
+            ["http-server", "nginx"],
+        ] {
+            assert!(extra.contains(&t.map(str::to_owned).to_vec()), "{t:?}");
+        }
+    }
 }

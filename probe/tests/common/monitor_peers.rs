@@ -147,9 +147,19 @@ async fn peek_head(s: &TcpStream) -> Option<String> {
     None
 }
 
+/// Answers a plain HTTP request with `a`, or 406 when the request does not ask for
+/// `application/nostr+json` (so every successful NIP-11 fetch in the tests proves the header).
 async fn answer_http(mut s: TcpStream, a: &HttpAnswer) {
     let mut buf = [0u8; 16 * 1024];
-    let _ = s.read(&mut buf).await;
+    let n = s.read(&mut buf).await.unwrap_or(0);
+    let request = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    let refused;
+    let a = if request.contains("accept: application/nostr+json") {
+        a
+    } else {
+        refused = HttpAnswer::raw(406, "text/plain", "ask for application/nostr+json");
+        &refused
+    };
     let mut head = format!(
         "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
         a.status,
