@@ -161,13 +161,13 @@ async fn main() {
             url.to_owned(),
         ));
     }
+    // Bind all before closing any, so no two dead relays share a port.
+    let mut closed = Vec::new();
     for _ in 0..DEAD {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        classes.push(("dead", format!("ws://{addr}")));
+        closed.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    for l in closed {
+        classes.push(("dead", format!("ws://{}", l.local_addr().expect("addr"))));
     }
 
     let limits = LimitsConfig {
@@ -232,7 +232,13 @@ async fn main() {
             discovered_at: 1,
         })
         .collect();
-    store.insert_relays(&relays).await.expect("relays");
+    let inserted = store.insert_relays(&relays).await.expect("relays");
+    let distinct: std::collections::HashSet<&str> = relays.iter().map(|r| r.url.as_str()).collect();
+    println!(
+        "  relays inserted {inserted} ({} distinct URLs of {})",
+        distinct.len(),
+        relays.len()
+    );
     let rss_before = proc_status("VmRSS:");
     let cpu_before = cpu_secs();
     let start = Instant::now();
