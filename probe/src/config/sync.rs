@@ -222,8 +222,10 @@ mod tests {
 
     #[test]
     fn reserved_and_malformed_filters_are_named() {
-        let mut c = SyncConfig::default();
-        c.filters = vec![serde_json::from_str(r#"{"limit":5}"#).unwrap()];
+        let mut c = SyncConfig {
+            filters: vec![serde_json::from_str(r#"{"limit":5}"#).unwrap()],
+            ..Default::default()
+        };
         let e = c.check().unwrap_err();
         assert!(e.contains("sync.filters[0]") && e.contains("limit"), "{e}");
         c.filters = vec![serde_json::from_str(r#"{"kinds":"one"}"#).unwrap()];

@@ -147,8 +147,8 @@ impl Session {
         r.map_err(|e| self.ws_err(e))
     }
 
-    /// Next text frame within `deadline` (page) and the idle limit, answering AUTH challenges and
-    /// pings on the way. `None` text means a non-text frame to ignore.
+    /// Next text frame within `deadline` (page) and the idle limit. AUTH challenges and the OK
+    /// to our AUTH are handled here and come back as an empty string.
     pub(crate) async fn recv_text(&mut self, deadline: Instant) -> Result<String, SessionError> {
         loop {
             let idle_end = Instant::now() + self.limits.idle;
@@ -185,10 +185,11 @@ impl Session {
             self.stats.bytes_in += text.len() as u64;
             let text = text.as_str();
             // AUTH and OK-for-AUTH are handled here so every reader gets them for free.
-            if text.starts_with("[\"AUTH\"") || text.starts_with("[\"OK\"") {
-                if self.handle_auth_frames(text).await? {
-                    continue;
-                }
+            if (text.starts_with("[\"AUTH\"") || text.starts_with("[\"OK\""))
+                && self.handle_auth_frames(text).await?
+            {
+                // An empty frame lets a caller waiting for authentication re-check.
+                return Ok(String::new());
             }
             return Ok(text.to_owned());
         }
