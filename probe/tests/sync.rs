@@ -135,6 +135,7 @@ async fn archives_a_capping_relay_completely_then_resumes_incrementally() {
         let cfg = SyncConfig {
             limit: 500,
             lookback_secs: 3600,
+            negentropy: false,
             ..Default::default()
         };
         let ctx = context(cfg);
@@ -236,7 +237,11 @@ async fn a_second_with_more_events_than_the_cap_is_reported_not_lost_silently() 
     let (db, _g) = fresh_sqlite_url();
     let store = open(&db, Schema::Full).await;
     add_relays(store.as_ref(), &[&url]).await;
-    let r = run_cycle(store.clone(), &context(SyncConfig::default()), NOW)
+    let paging = SyncConfig {
+        negentropy: false,
+        ..Default::default()
+    };
+    let r = run_cycle(store.clone(), &context(paging), NOW)
         .await
         .unwrap();
     assert_eq!(r.overflows, 1, "{r:?}");
@@ -248,6 +253,17 @@ async fn a_second_with_more_events_than_the_cap_is_reported_not_lost_silently() 
     // Everything outside the crowded second is archived.
     assert_eq!(stored_of(store.as_ref(), &url, &evs[30..]).await, 40);
     assert!(stored_of(store.as_ref(), &url, &evs[..30]).await >= 20);
+
+    // The same relay with NIP-77: reconciliation lists every id, so the crowded second is
+    // complete even though the relay caps each answer at 20.
+    let (db, _g2) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    add_relays(store.as_ref(), &[&url]).await;
+    let r = run_cycle(store.clone(), &context(SyncConfig::default()), NOW)
+        .await
+        .unwrap();
+    assert_eq!((r.negentropy_windows, r.overflows), (1, 0), "{r:?}");
+    assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 70);
 }
 
 #[tokio::test]
@@ -401,4 +417,71 @@ async fn a_relay_already_in_sync_costs_almost_nothing() {
     assert_eq!(again.events_new, 0);
     assert_eq!(again.wire.events_received, 0);
     assert!(again.wire.requests <= 1, "{again:?}");
+}
+
+#[tokio::test]
+async fn negentropy_archives_a_nip77_relay_and_resyncs_it_for_a_few_bytes() {
+    for (db, _guard) in backends().await {
+        let evs = events(2_000, 86_400, 1);
+        let (_relay, url) = builder_relay(&evs, None, RelayBuilder::default()).await;
+        let store = open(&db, Schema::Full).await;
+        add_relays(store.as_ref(), &[&url]).await;
+        let ctx = context(SyncConfig::default());
+        let first = run_cycle(store.clone(), &ctx, NOW).await.unwrap();
+        assert_eq!(first.relays_failed, 0, "{first:?}");
+        assert_eq!(first.negentropy_windows, 1, "{first:?}");
+        assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 2_000);
+        assert_eq!(first.wire.events_received, 2_000, "each event fetched once");
+        let state = store.state_get(SERVICE, "nip77", Some(&url)).await.unwrap();
+        assert_eq!(state[0].1["supported"], serde_json::json!(true));
+
+        // Unchanged relay: fingerprints only.
+        let again = run_cycle(store.clone(), &ctx, NOW + 60).await.unwrap();
+        assert_eq!(again.wire.events_received, 0);
+        let ratio = again.wire.bytes_in as f64 / first.wire.bytes_in as f64;
+        assert!(
+            ratio < 0.02,
+            "re-sync read {ratio:.4} of the first sync's bytes"
+        );
+
+        // An event backdated far below the cursor (outside any look-back) is still caught.
+        let old = EventBuilder::text_note("backdated")
+            .custom_created_at(Timestamp::from((NOW - 30 * 86_400) as u64))
+            .sign_with_keys(&Keys::generate())
+            .unwrap();
+        let mut all = evs.clone();
+        all.push(old.clone());
+        let (_relay2, url2) = builder_relay(&all, None, RelayBuilder::default()).await;
+        add_relays(store.as_ref(), &[&url2]).await;
+        let r = run_cycle(store.clone(), &ctx, NOW + 120).await.unwrap();
+        assert_eq!(r.relays_failed, 0);
+        assert_eq!(stored_of(store.as_ref(), &url2, &all).await, 2_001);
+    }
+}
+
+#[tokio::test]
+async fn garbage_or_refused_negentropy_falls_back_to_req_paging() {
+    let evs = events(250, 5_000, 1);
+    for how in [Misbehaviour::NegGarbage, Misbehaviour::None] {
+        let url = evil_relay(evs.clone(), how).await;
+        let (db, _g) = fresh_sqlite_url();
+        let store = open(&db, Schema::Full).await;
+        add_relays(store.as_ref(), &[&url]).await;
+        let ctx = context(SyncConfig {
+            limit: 100,
+            ..Default::default()
+        });
+        let r = run_cycle(store.clone(), &ctx, NOW).await.unwrap();
+        assert_eq!(
+            (r.relays_failed, r.negentropy_windows),
+            (0, 0),
+            "{how:?}: {r:?}"
+        );
+        assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 250, "{how:?}");
+        let state = store.state_get(SERVICE, "nip77", Some(&url)).await.unwrap();
+        assert_eq!(state[0].1["supported"], serde_json::json!(false), "{how:?}");
+        // Known unsupported: the next cycle does not probe again.
+        let again = run_cycle(store.clone(), &ctx, NOW + 60).await.unwrap();
+        assert_eq!(again.relays_failed, 0);
+    }
 }

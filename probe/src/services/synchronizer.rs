@@ -25,6 +25,7 @@ use crate::model::{Candidate, EventRow, LifecyclePolicy, Network, RelayUrl};
 use crate::net::Dialer;
 use crate::services::validator::active_relays;
 use crate::store::{NewRelay, StateEntry, Store, StoreError};
+use crate::sync::negentropy::NegError;
 use crate::sync::{
     Planner, Progress, Rejected, Session, SessionError, SessionLimits, Step, WireStats,
 };
@@ -60,6 +61,8 @@ pub struct CycleReport {
     pub rejected: Rejected,
     pub overflows: u64,
     pub candidates: u64,
+    /// (relay, filter) windows archived by NIP-77 reconciliation instead of REQ paging.
+    pub negentropy_windows: u64,
 }
 
 impl CycleReport {
@@ -76,6 +79,7 @@ impl CycleReport {
         self.rejected.add(&r.rejected);
         self.overflows += r.overflows;
         self.candidates += r.candidates;
+        self.negentropy_windows += r.negentropy_windows;
     }
 }
 
@@ -88,6 +92,7 @@ pub struct RelayReport {
     pub rejected: Rejected,
     pub overflows: u64,
     pub candidates: u64,
+    pub negentropy_windows: u64,
     pub error: Option<String>,
 }
 
@@ -214,12 +219,14 @@ pub async fn sync_relay(
     report.wire = read.wire;
     report.rejected = read.rejected;
     report.overflows = read.overflows;
+    report.negentropy_windows = read.negentropy_windows;
     report.error = read.error;
     Ok(report)
 }
 
 #[derive(Default)]
 struct ReadReport {
+    negentropy_windows: u64,
     wire: WireStats,
     rejected: Rejected,
     overflows: u64,
@@ -265,6 +272,43 @@ async fn read_relay(
             continue;
         };
         let done_until = progress.done_until;
+        if cfg.negentropy
+            && negentropy_applies(&base)
+            && !nip77_known_unsupported(store, url, now).await?
+        {
+            if session.is_none() {
+                match Session::open(&ctx.dialer, url, ctx.keys.clone(), limits).await {
+                    Ok(s) => session = Some(s),
+                    Err(e) => {
+                        out.error = Some(e.to_string());
+                        break 'filters;
+                    }
+                }
+            }
+            if let Some(s) = session.as_mut() {
+                let neg = NegRun {
+                    store,
+                    url,
+                    base: &base,
+                    window,
+                    limit,
+                    key: &key,
+                    done_until,
+                    now,
+                };
+                match sync_by_negentropy(s, &neg, cfg, &tx, &mut out).await? {
+                    NegOutcome::Done => continue 'filters,
+                    NegOutcome::Skipped => {}
+                    NegOutcome::Failed(e) => {
+                        if let Some(old) = session.take() {
+                            add_wire(&mut out.wire, &old.stats);
+                        }
+                        out.error = Some(e);
+                        break 'filters;
+                    }
+                }
+            }
+        }
         let mut planner = Planner::new(window, limit);
         let mut buffer: Vec<EventRow> = Vec::new();
         let mut last_received = 0usize;
@@ -363,6 +407,171 @@ async fn read_relay(
         s.close().await;
     }
     Ok(out)
+}
+
+/// Seconds after which a relay found without NIP-77 is probed again.
+const NIP77_RECHECK_SECS: i64 = 7 * 86_400;
+/// `service_state` type recording whether a relay really supports NIP-77.
+pub const NIP77_STATE: &str = "nip77";
+/// Windows with more archived events than this are paged with REQs instead (bounded memory).
+const MAX_NEG_ITEMS: usize = 500_000;
+
+/// Negentropy reconciles by id, time and (here) kind; filters on authors or tags would need the
+/// same selection on the local side, so they are paged with REQs.
+fn negentropy_applies(base: &Filter) -> bool {
+    base.ids.is_none()
+        && base.authors.is_none()
+        && base.generic_tags.is_empty()
+        && base.search.is_none()
+}
+
+async fn nip77_known_unsupported(
+    store: &dyn Store,
+    url: &RelayUrl,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let rows = store
+        .state_get(SERVICE, NIP77_STATE, Some(url.as_str()))
+        .await?;
+    Ok(rows.first().is_some_and(|(_, v)| {
+        v.get("supported") == Some(&Value::Bool(false))
+            && v.get("checkedAt")
+                .and_then(Value::as_i64)
+                .is_some_and(|t| now - t < NIP77_RECHECK_SECS)
+    }))
+}
+
+async fn record_nip77(
+    store: &dyn Store,
+    url: &RelayUrl,
+    supported: bool,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    store
+        .state_upsert(&[StateEntry {
+            service: SERVICE.into(),
+            kind: NIP77_STATE.into(),
+            key: url.as_str().into(),
+            value: serde_json::json!({"supported": supported, "checkedAt": now, "reason": reason}),
+        }])
+        .await?;
+    Ok(())
+}
+
+struct NegRun<'a> {
+    store: &'a dyn Store,
+    url: &'a RelayUrl,
+    base: &'a Filter,
+    window: crate::sync::Window,
+    limit: usize,
+    key: &'a str,
+    done_until: Option<i64>,
+    now: i64,
+}
+
+enum NegOutcome {
+    /// The window is archived.
+    Done,
+    /// Use REQ paging (unsupported, or too many local items).
+    Skipped,
+    /// The session broke.
+    Failed(String),
+}
+
+/// Reconciles the window, then fetches the missing events by id.
+async fn sync_by_negentropy(
+    s: &mut Session,
+    run: &NegRun<'_>,
+    cfg: &SyncConfig,
+    tx: &mpsc::Sender<Batch>,
+    out: &mut ReadReport,
+) -> Result<NegOutcome, StoreError> {
+    let end = run.window.end;
+    let kinds: Option<Vec<i32>> = run
+        .base
+        .kinds
+        .as_ref()
+        .map(|ks| ks.iter().map(|k| i32::from(k.as_u16())).collect());
+    // Reconciling costs ids, not events: check the whole history (so events backdated far below
+    // the cursor are caught too), or only the current window when the history is too large.
+    let mut since = cfg.since.min(run.window.since);
+    let mut local = run
+        .store
+        .relay_event_keys(run.url.as_str(), since, end, kinds.as_deref())
+        .await?;
+    if local.len() > MAX_NEG_ITEMS {
+        since = run.window.since;
+        local = run
+            .store
+            .relay_event_keys(run.url.as_str(), since, end, kinds.as_deref())
+            .await?;
+        if local.len() > MAX_NEG_ITEMS {
+            return Ok(NegOutcome::Skipped);
+        }
+    }
+    let filter = crate::sync::session::window_filter(run.base, since, end, 0);
+    let filter = Filter {
+        limit: None,
+        ..filter
+    };
+    let idle = Duration::from_secs_f64(cfg.idle_timeout_secs);
+    let rec = match s.reconcile(&filter, &local, idle).await {
+        Ok(r) => r,
+        Err(NegError::Unsupported(reason)) => {
+            info!(relay = %run.url, %reason, "no NIP-77; paging with REQ");
+            record_nip77(run.store, run.url, false, &reason, run.now).await?;
+            return Ok(NegOutcome::Skipped);
+        }
+        Err(NegError::Session(e)) => return Ok(NegOutcome::Failed(e.to_string())),
+    };
+    record_nip77(run.store, run.url, true, "", run.now).await?;
+    let keep = Progress {
+        done_until: run.done_until,
+        pending: None,
+    };
+    let mut buffer: Vec<EventRow> = Vec::new();
+    let mut missing = 0usize;
+    for chunk in rec.need.chunks(run.limit.clamp(1, 500)) {
+        // A relay may cap the answer below the number of ids: ask again for the rest until an
+        // answer brings nothing new.
+        let mut wanted: Vec<[u8; 32]> = chunk.to_vec();
+        while !wanted.is_empty() {
+            let ids = wanted
+                .iter()
+                .filter_map(|id| nostr::EventId::from_slice(id).ok());
+            let by_id = run.base.clone().ids(ids);
+            let page = match s.fetch(&by_id, since, end, wanted.len()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    flush(tx, &mut buffer, run.key, keep).await;
+                    return Ok(NegOutcome::Failed(e.to_string()));
+                }
+            };
+            out.rejected.add(&page.rejected);
+            let got: HashSet<[u8; 32]> = page.events.iter().map(|e| e.id).collect();
+            let before = wanted.len();
+            wanted.retain(|id| !got.contains(id));
+            buffer.extend(page.events);
+            if buffer.len() >= cfg.batch_size {
+                flush(tx, &mut buffer, run.key, keep).await;
+            }
+            if wanted.len() == before {
+                missing += wanted.len();
+                break;
+            }
+        }
+    }
+    if missing > 0 {
+        warn!(relay = %run.url, missing, "relay listed events in NIP-77 that it did not serve");
+    }
+    let done = Progress {
+        done_until: Some(end.max(run.done_until.unwrap_or(i64::MIN))),
+        pending: None,
+    };
+    flush(tx, &mut buffer, run.key, done).await;
+    out.negentropy_windows += 1;
+    Ok(NegOutcome::Done)
 }
 
 fn add_wire(total: &mut WireStats, s: &WireStats) {

@@ -1,6 +1,7 @@
 //! Archiving relays: the pure paging planner ([`paging`]) and the relay session that executes
 //! its requests ([`session`]). The service cycle over a store is `services::synchronizer`.
 
+pub mod negentropy;
 pub mod paging;
 pub mod session;
 

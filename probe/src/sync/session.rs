@@ -238,7 +238,7 @@ impl Session {
         }
     }
 
-    fn new_sub(&mut self) -> String {
+    pub(crate) fn new_sub(&mut self) -> String {
         self.next_sub += 1;
         format!("brotr-sync-{}", self.next_sub)
     }
