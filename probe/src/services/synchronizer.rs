@@ -258,6 +258,9 @@ async fn read_relay(
     let mut session: Option<Session> = None;
     let mut reconnects = 0u32;
     'filters: for spec in &specs {
+        if tx.is_closed() {
+            break;
+        }
         let key = cursor_key(url.as_str(), spec);
         // Checked at config load; a filter that no longer parses skips this relay's filter.
         let base = match Filter::from_json(Value::Object(spec.clone()).to_string()) {
@@ -399,6 +402,10 @@ async fn read_relay(
             buffer.extend(page.events);
             if buffer.len() >= cfg.batch_size {
                 flush(&tx, &mut buffer, &key, pending(done_until, &planner)).await;
+                if tx.is_closed() {
+                    // The writer failed (its error is the relay's result): stop reading.
+                    break 'filters;
+                }
             }
         }
     }
@@ -555,6 +562,9 @@ async fn sync_by_negentropy(
             buffer.extend(page.events);
             if buffer.len() >= cfg.batch_size {
                 flush(tx, &mut buffer, run.key, keep).await;
+                if tx.is_closed() {
+                    return Ok(NegOutcome::Failed("the writer stopped".into()));
+                }
             }
             if wanted.len() == before {
                 missing += wanted.len();
