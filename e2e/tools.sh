@@ -14,7 +14,7 @@
 # Environment:
 #   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
 #   BROTR_NOSTR_RS_RELAY_VERSION  crates.io version               (default 0.8.12)
-#   BROTR_NAK_VERSION           nak module version                (default v0.17.4)
+#   BROTR_NAK_VERSION           nak module version                (default v0.20.6)
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
 #   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,nak,nostr-tools)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
@@ -23,7 +23,7 @@ set -euo pipefail
 
 TOOLS_CACHE=${BROTR_TOOLS_CACHE:-$HOME/.cache/brotr}
 NOSTR_RS_RELAY_VERSION=${BROTR_NOSTR_RS_RELAY_VERSION:-0.8.12}
-NAK_VERSION=${BROTR_NAK_VERSION:-v0.17.4}
+NAK_VERSION=${BROTR_NAK_VERSION:-v0.20.6}
 NOSTR_TOOLS_VERSION=${BROTR_NOSTR_TOOLS_VERSION:-2.25.2}
 TOOLS_E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -75,7 +75,7 @@ tools_nak() {
   if [ ! -x "$dir/nak" ]; then
     command -v go >/dev/null 2>&1 || { tools_die "nak: no go toolchain on PATH"; return 1; }
     local log="$TOOLS_CACHE/bin/nak-$v.log"
-    mkdir -p "$dir" "$TOOLS_CACHE/go/mod" "$TOOLS_CACHE/go/build"
+    mkdir -p "$TOOLS_CACHE/bin" "$TOOLS_CACHE/go/mod" "$TOOLS_CACHE/go/build"
     tools_log "building nak $v with go install (log: $log)"
     if ! GOBIN="$dir.tmp" GOMODCACHE="$TOOLS_CACHE/go/mod" GOCACHE="$TOOLS_CACHE/go/build" \
         GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS="-mod=mod -modcacherw -buildvcs=false" \
@@ -85,7 +85,7 @@ tools_nak() {
       tools_die "nak $v: go install failed (log: $log)"
       return 1
     fi
-    mv "$dir.tmp/nak" "$dir/nak" && rm -rf "$dir.tmp" || return 1
+    mkdir -p "$dir" && mv "$dir.tmp/nak" "$dir/nak" && rm -rf "$dir.tmp" || return 1
   fi
   export BROTR_NAK="$dir/nak"
 }
@@ -124,7 +124,7 @@ tools_install() {
     esac
     if ! "$fn"; then
       if [[ ",${BROTR_TOOLS_OPTIONAL:-}," == *",$t,"* ]]; then
-        tools_log "$t is optional here: its tests will skip"
+        tools_log "$t is optional (BROTR_TOOLS_OPTIONAL): continuing without it; its tests skip"
       else
         failed=1
       fi
