@@ -6,7 +6,7 @@
 #
 # Exports (each read by probe/tests/common/external.rs; a test skips when its variable is unset,
 # and fails instead when BROTR_REQUIRE_TOOLS names the tool or is 1):
-#   BROTR_NOSTR_RS_RELAY  nostr-rs-relay binary (crates.io, built with cargo install)
+#   BROTR_NOSTR_RS_RELAY  nostr-rs-relay binary (crates.io source, e2e/nostr-rs-relay-*.Cargo.lock)
 #   BROTR_NAK             nak binary (Go module proxy, go install)
 #   BROTR_NODE_VERIFY     e2e/verify-event.mjs, run with node; BROTR_NOSTR_TOOLS_DIR is the npm
 #                         prefix holding the pinned nostr-tools it imports
@@ -45,26 +45,35 @@ tools_apt() {
     { tail -5 "$log" >&2; tools_die "apt-get install ${missing[*]} failed"; }
 }
 
-# nostr-rs-relay: cargo install into a per-version root with its own target dir (not the
-# workspace's), then keep only the binary. Its Cargo.lock pins a `time` crate that no longer
-# compiles on current Rust, so the locked build is tried first and an unlocked one after it.
+# nostr-rs-relay: built from its crates.io source with e2e/nostr-rs-relay-<version>.Cargo.lock.
+# The crate's own lock pins time 0.3.25, which no longer compiles (E0282 on Rust >= 1.80), so
+# `cargo install --locked` fails after ~7 minutes and an unlocked install takes whatever is newest
+# that day. The committed lock is the crate's lock with only `cargo update -p time@0.3.25` applied
+# (time, time-core, time-macros, deranged, serde, num-conv, powerfmt): reproducible and known to
+# build. It builds with its own target dir (not the workspace's); only the binary is kept.
 tools_nostr_rs_relay() {
   local v=$NOSTR_RS_RELAY_VERSION bin="$TOOLS_CACHE/bin/nostr-rs-relay-$NOSTR_RS_RELAY_VERSION"
   if [ ! -x "$bin" ]; then
-    tools_apt protobuf-compiler pkg-config libssl-dev || tools_die "nostr-rs-relay: apt dependencies failed" || return 1
-    local root="$TOOLS_CACHE/cargo-install/nostr-rs-relay-$v" log
-    mkdir -p "$root" "$TOOLS_CACHE/bin"
+    local lock="$TOOLS_E2E_DIR/nostr-rs-relay-$v.Cargo.lock"
+    [ -f "$lock" ] || { tools_die "nostr-rs-relay $v: no $lock (make one as described above)"; return 1; }
+    tools_apt protobuf-compiler pkg-config libssl-dev || { tools_die "nostr-rs-relay: apt dependencies failed"; return 1; }
+    local root="$TOOLS_CACHE/cargo-install/nostr-rs-relay-$v" log crate
     log="$root/build.log"
-    tools_log "building nostr-rs-relay $v with cargo install (about 10 minutes; log: $log)"
-    if ! CARGO_TARGET_DIR="$root/target" nice -n 10 cargo install nostr-rs-relay --version "=$v" \
-        --root "$root" --locked --quiet >"$log" 2>&1; then
-      tools_log "nostr-rs-relay: the --locked build failed; building with fresh dependency versions"
-      CARGO_TARGET_DIR="$root/target" nice -n 10 cargo install nostr-rs-relay --version "=$v" \
-        --root "$root" --quiet >>"$log" 2>&1 ||
-        { tail -20 "$log" >&2; tools_die "nostr-rs-relay $v: cargo install failed (log: $log)"; return 1; }
+    rm -rf "$root/src" && mkdir -p "$root/src" "$TOOLS_CACHE/bin" || return 1
+    # `cargo info` downloads the .crate into cargo's registry cache; unpack it from there.
+    (cd "$root" && cargo info "nostr-rs-relay@$v") >"$log" 2>&1 || { tail -5 "$log" >&2; tools_die "nostr-rs-relay $v: cargo info failed"; return 1; }
+    crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"nostr-rs-relay-$v.crate" 2>/dev/null | head -1)
+    [ -n "$crate" ] || { tools_die "nostr-rs-relay $v: .crate not found in cargo's registry cache"; return 1; }
+    tar -xzf "$crate" -C "$root/src" && cp "$lock" "$root/src/nostr-rs-relay-$v/Cargo.lock" || return 1
+    tools_log "building nostr-rs-relay $v (about 8 minutes; log: $log)"
+    if ! CARGO_TARGET_DIR="$root/target" nice -n 10 cargo install --path "$root/src/nostr-rs-relay-$v" \
+        --locked --root "$root" --quiet >>"$log" 2>&1; then
+      tail -20 "$log" >&2
+      tools_die "nostr-rs-relay $v: cargo install failed (log: $log)"
+      return 1
     fi
     install -m 0755 "$root/bin/nostr-rs-relay" "$bin.tmp" && mv "$bin.tmp" "$bin" || return 1
-    rm -rf "$root/target"  # ~1.5 GB of intermediate objects; the binary is the cache
+    rm -rf "$root/target" "$root/src"  # ~1.5 GB of intermediate objects; the binary is the cache
   fi
   export BROTR_NOSTR_RS_RELAY="$bin"
 }
