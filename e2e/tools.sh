@@ -10,13 +10,14 @@
 #   BROTR_NAK             nak binary (Go module proxy, go install)
 #   BROTR_NODE_VERIFY     e2e/verify-event.mjs, run with node; BROTR_NOSTR_TOOLS_DIR is the npm
 #                         prefix holding the pinned nostr-tools it imports
+#   BROTR_GO_VERIFY       e2e/go-verify built (go-nostr; stands in for `nak verify`)
 #
 # Environment:
 #   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
 #   BROTR_NOSTR_RS_RELAY_VERSION  crates.io version               (default 0.8.12)
 #   BROTR_NAK_VERSION           nak module version                (default v0.20.6)
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
-#   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,nak,nostr-tools)
+#   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,nak,nostr-tools,go-nostr)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
 # See e2e/README-tools.md.
 set -euo pipefail
@@ -119,16 +120,39 @@ tools_nostr_tools() {
   export BROTR_NODE_VERIFY="$TOOLS_E2E_DIR/verify-event.mjs"
 }
 
+# go-verify: e2e/go-verify (go-nostr, the library nak is built on) built with the committed
+# go.sum; cached under a key of its sources, so an edit rebuilds it.
+tools_go_verify() {
+  local src="$TOOLS_E2E_DIR/go-verify" key bin
+  command -v go >/dev/null 2>&1 || { tools_die "go-verify: no go toolchain on PATH"; return 1; }
+  key=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+  bin="$TOOLS_CACHE/bin/go-verify-$key"
+  if [ ! -x "$bin" ]; then
+    local log="$TOOLS_CACHE/bin/go-verify.log"
+    mkdir -p "$TOOLS_CACHE/bin" "$TOOLS_CACHE/go/mod" "$TOOLS_CACHE/go/build"
+    if ! (cd "$src" && GOMODCACHE="$TOOLS_CACHE/go/mod" GOCACHE="$TOOLS_CACHE/go/build" \
+        GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" \
+        nice -n 10 go build -o "$bin.tmp" .) >"$log" 2>&1; then
+      tail -5 "$log" >&2
+      tools_die "go-verify: go build failed (log: $log)"
+      return 1
+    fi
+    mv "$bin.tmp" "$bin" || return 1
+  fi
+  export BROTR_GO_VERIFY="$bin"
+}
+
 # tools_install: every tool in BROTR_TOOLS; a failure is an error unless the tool is listed in
 # BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
 tools_install() {
   local t fn failed=0
-  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools}"
+  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr}"
   for t in "${_tools[@]}"; do
     case "$t" in
       nostr-rs-relay) fn=tools_nostr_rs_relay ;;
       nak) fn=tools_nak ;;
       nostr-tools) fn=tools_nostr_tools ;;
+      go-nostr) fn=tools_go_verify ;;
       *) tools_die "unknown tool '$t' in BROTR_TOOLS"; return 1 ;;
     esac
     if ! "$fn"; then
@@ -144,7 +168,7 @@ tools_install() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
-  for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR; do
+  for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GO_VERIFY; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done
   true

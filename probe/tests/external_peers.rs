@@ -1,5 +1,6 @@
 //! Brotr against relays and verifiers it did not write: a real nostr-rs-relay and `nak serve`
-//! as peers, nostr-tools and `nak verify` as independent judges of events signed with `nostr`.
+//! as peers; nostr-tools, go-nostr and `nak verify` as independent judges of events signed with
+//! `nostr`.
 //! The tools come from `e2e/tools.sh`; each test skips with a note when its tool is not installed
 //! (and fails instead when `BROTR_REQUIRE_TOOLS` asks for it, as in CI).
 
@@ -199,18 +200,40 @@ async fn nostr_rs_relay_refuses_an_event_over_its_configured_max_event_bytes() {
     );
 }
 
-/// A signed event, a copy whose content changed after signing, and one with a foreign signature.
+/// Two signed events (one with characters that canonical JSON must escape exactly), a copy of the
+/// first whose content changed after signing, and one carrying another event's signature.
+const EXPECTED: [bool; 4] = [true, true, false, false];
+
 fn signed_and_tampered() -> Vec<Event> {
     let keys = Keys::generate();
     let good = EventBuilder::new(Kind::TextNote, "signed by rust-nostr 0.44")
         .tags([tag(&["t", "brotr"])])
         .sign_with_keys(&keys)
         .expect("sign");
+    let tricky = EventBuilder::new(
+        Kind::TextNote,
+        "line\nbreak \"quoted\" back\\slash\ttab \u{1} \u{7f} \u{2028} é 🚀 </script>",
+    )
+    .tags([tag(&["e", &"ab".repeat(32), "wss://relay.example/", "root"])])
+    .sign_with_keys(&keys)
+    .expect("sign");
     let mut content_changed = good.clone();
     content_changed.content.push('!');
     let mut foreign_sig = good.clone();
     foreign_sig.sig = signed_note("another event").sig;
-    vec![good, content_changed, foreign_sig]
+    vec![good, tricky, content_changed, foreign_sig]
+}
+
+/// Each verifier's hash of the signed events is the id rust-nostr computed.
+fn assert_hashes_match(verdicts: &[Verdict], events: &[Event], who: &str) {
+    for (v, e) in verdicts.iter().zip(events).take(2) {
+        assert_eq!(
+            v.hash.as_deref(),
+            Some(e.id.to_hex().as_str()),
+            "{who} hashes {} to the id nostr computed",
+            e.as_json()
+        );
+    }
 }
 
 #[test]
@@ -219,18 +242,24 @@ fn nostr_tools_accepts_events_signed_by_nostr_and_rejects_tampered_ones() {
         return;
     }
     let events = signed_and_tampered();
-    assert_eq!(verify_with_nostr_tools(&events), vec![true, false, false]);
+    assert_eq!(verify_with_nostr_tools(&events), EXPECTED);
     let verdicts = check_with_nostr_tools(&events);
-    assert_eq!(
-        verdicts[0].hash.as_deref(),
-        Some(events[0].id.to_hex().as_str()),
-        "nostr-tools hashes the event to the id nostr computed"
-    );
+    assert_hashes_match(&verdicts, &events, "nostr-tools");
     assert_ne!(
-        verdicts[1].hash.as_deref(),
-        Some(events[1].id.to_hex().as_str()),
+        verdicts[2].hash.as_deref(),
+        Some(events[2].id.to_hex().as_str()),
         "a changed content changes the hash"
     );
+}
+
+#[test]
+fn go_nostr_accepts_events_signed_by_nostr_and_rejects_tampered_ones() {
+    if Tool::GoNostr.path().is_none() {
+        return;
+    }
+    let events = signed_and_tampered();
+    assert_eq!(verify_with_go_nostr(&events), EXPECTED);
+    assert_hashes_match(&check_with_go_nostr(&events), &events, "go-nostr");
 }
 
 #[test]
@@ -239,7 +268,7 @@ fn nak_accepts_events_signed_by_nostr_and_rejects_tampered_ones() {
         return;
     }
     let verdicts: Vec<bool> = signed_and_tampered().iter().map(verify_with_nak).collect();
-    assert_eq!(verdicts, vec![true, false, false]);
+    assert_eq!(verdicts, EXPECTED);
 }
 
 #[test]

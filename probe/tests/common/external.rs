@@ -1,5 +1,5 @@
 //! External peers installed by `e2e/tools.sh`: a real nostr-rs-relay and `nak serve` on loopback
-//! ports, and independent event verifiers (nostr-tools under node, `nak verify`).
+//! ports, and independent event verifiers (nostr-tools under node, go-nostr, `nak verify`).
 //!
 //! Each tool is found through an env var. When it is unset a test skips with a printed note;
 //! when `BROTR_REQUIRE_TOOLS` is `1` or names the tool (comma-separated), it fails instead.
@@ -26,6 +26,7 @@ pub enum Tool {
     NostrRsRelay,
     Nak,
     NostrTools,
+    GoNostr,
 }
 
 impl Tool {
@@ -35,6 +36,7 @@ impl Tool {
             Tool::NostrRsRelay => "nostr-rs-relay",
             Tool::Nak => "nak",
             Tool::NostrTools => "nostr-tools",
+            Tool::GoNostr => "go-nostr",
         }
     }
 
@@ -44,6 +46,7 @@ impl Tool {
             Tool::NostrRsRelay => "BROTR_NOSTR_RS_RELAY",
             Tool::Nak => "BROTR_NAK",
             Tool::NostrTools => "BROTR_NODE_VERIFY",
+            Tool::GoNostr => "BROTR_GO_VERIFY",
         }
     }
 
@@ -372,39 +375,57 @@ impl NakServe {
     }
 }
 
-/// One verdict of `e2e/verify-event.mjs`.
+/// One verdict of `e2e/verify-event.mjs` or `e2e/go-verify` (same JSON line format).
 #[derive(Clone, Debug, serde::Deserialize)]
-pub struct NodeVerdict {
-    /// nostr-tools `verifyEvent`: the id is the event's hash and the signature checks.
+pub struct Verdict {
+    /// The id is the event's hash and the signature checks against it.
     pub valid: bool,
-    /// nostr-tools `getEventHash` (hex), `None` when the line did not parse.
+    /// The verifier's own hash of the event (hex); `None` when the line did not parse.
     pub hash: Option<String>,
     pub error: Option<String>,
 }
 
-/// nostr-tools' verdict on each event, in order. Check [`Tool::NostrTools`]`.path()` first.
-pub fn check_with_nostr_tools(events: &[nostr::Event]) -> Vec<NodeVerdict> {
-    let script = Tool::NostrTools.expect_path();
+/// Feeds `events` as JSON lines to a verifier and reads one [`Verdict`] per event.
+fn check_with(mut cmd: Command, events: &[nostr::Event]) -> Vec<Verdict> {
     let input: String = events.iter().map(|e| e.as_json() + "\n").collect();
-    let out = run_with_stdin(Command::new("node").arg(&script), input.into_bytes());
+    let out = run_with_stdin(&mut cmd, input.into_bytes());
     assert!(
         out.status.success(),
-        "node {}: {}\n{}",
-        script.display(),
+        "{cmd:?}: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let verdicts: Vec<NodeVerdict> = String::from_utf8_lossy(&out.stdout)
+    let verdicts: Vec<Verdict> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("verdict line {l:?}: {e}")))
         .collect();
-    assert_eq!(verdicts.len(), events.len(), "one verdict per event");
+    assert_eq!(verdicts.len(), events.len(), "{cmd:?}: one verdict per event");
     verdicts
+}
+
+/// nostr-tools' verdict on each event, in order. Check [`Tool::NostrTools`]`.path()` first.
+pub fn check_with_nostr_tools(events: &[nostr::Event]) -> Vec<Verdict> {
+    let mut cmd = Command::new("node");
+    cmd.arg(Tool::NostrTools.expect_path());
+    check_with(cmd, events)
 }
 
 /// Whether nostr-tools' `verifyEvent` accepts each event, in order.
 pub fn verify_with_nostr_tools(events: &[nostr::Event]) -> Vec<bool> {
     check_with_nostr_tools(events)
+        .into_iter()
+        .map(|v| v.valid)
+        .collect()
+}
+
+/// go-nostr's verdict on each event, in order. Check [`Tool::GoNostr`]`.path()` first.
+pub fn check_with_go_nostr(events: &[nostr::Event]) -> Vec<Verdict> {
+    check_with(Command::new(Tool::GoNostr.expect_path()), events)
+}
+
+/// Whether go-nostr (`GetID` and `CheckSignature`) accepts each event, in order.
+pub fn verify_with_go_nostr(events: &[nostr::Event]) -> Vec<bool> {
+    check_with_go_nostr(events)
         .into_iter()
         .map(|v| v.valid)
         .collect()
