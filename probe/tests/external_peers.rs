@@ -20,9 +20,8 @@ use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn dialer() -> Dialer {
     let mut networks = NetworksConfig::default();
@@ -59,7 +58,11 @@ async fn assert_validator_promotes(url: &str) {
     let report = run_cycle(store.as_ref(), &dialer(), &ValidatorConfig::default(), 2000)
         .await
         .unwrap();
-    assert_eq!((report.checked, report.promoted), (1, 1), "{url}: {report:?}");
+    assert_eq!(
+        (report.checked, report.promoted),
+        (1, 1),
+        "{url}: {report:?}"
+    );
     let relays: Vec<String> = store
         .relays()
         .await
@@ -139,7 +142,9 @@ async fn nostr_rs_relay_serves_the_nip11_document_of_its_config() {
         return;
     };
     assert_eq!(relay.nip11["name"], "brotr nip11 check");
-    let nips = relay.nip11["supported_nips"].as_array().expect("supported_nips");
+    let nips = relay.nip11["supported_nips"]
+        .as_array()
+        .expect("supported_nips");
     assert!(nips.contains(&json!(11)), "{nips:?}");
     assert!(
         relay.nip11["software"]
@@ -214,7 +219,12 @@ fn signed_and_tampered() -> Vec<Event> {
         Kind::TextNote,
         "line\nbreak \"quoted\" back\\slash\ttab \u{1} \u{7f} \u{2028} é 🚀 </script>",
     )
-    .tags([tag(&["e", &"ab".repeat(32), "wss://relay.example/", "root"])])
+    .tags([tag(&[
+        "e",
+        &"ab".repeat(32),
+        "wss://relay.example/",
+        "root",
+    ])])
     .sign_with_keys(&keys)
     .expect("sign");
     let mut content_changed = good.clone();
@@ -288,7 +298,13 @@ fn nostr_rs_relay_config_sets_the_listen_address_data_dir_and_limits() {
         "max_ws_message_bytes = 2000",
         "nip42_auth = true",
     ] {
-        assert!(toml.lines().any(|l| l == line), "{line:?} missing in\n{toml}");
+        assert!(
+            toml.lines().any(|l| l == line),
+            "{line:?} missing in\n{toml}"
+        );
     }
-    assert!(!toml.contains("max_ws_frame_bytes"), "unset limits keep the relay default");
+    assert!(
+        !toml.contains("max_ws_frame_bytes"),
+        "unset limits keep the relay default"
+    );
 }

@@ -51,9 +51,8 @@ impl Tool {
     }
 
     fn required(self) -> bool {
-        std::env::var(REQUIRE_ENV).is_ok_and(|v| {
-            v.trim() == "1" || v.split(',').any(|t| t.trim() == self.name())
-        })
+        std::env::var(REQUIRE_ENV)
+            .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|t| t.trim() == self.name()))
     }
 
     /// Its path, or `None` (after printing why the caller skips). Panics when it is required.
@@ -175,7 +174,10 @@ pub async fn nip11(port: u16) -> Result<serde_json::Value, String> {
         return Err(format!("status line {:?}", head.lines().next()));
     }
     // The document is one JSON object; slicing to its braces also steps over chunk-size lines.
-    let (start, end) = (body.find('{').ok_or("no JSON")?, body.rfind('}').ok_or("no JSON")?);
+    let (start, end) = (
+        body.find('{').ok_or("no JSON")?,
+        body.rfind('}').ok_or("no JSON")?,
+    );
     serde_json::from_str(&body[start..=end]).map_err(|e| e.to_string())
 }
 
@@ -211,10 +213,7 @@ pub struct NostrRsRelayConfig {
 impl NostrRsRelayConfig {
     /// The `config.toml` for a relay on `port` keeping its SQLite files in `data_dir`.
     pub fn to_toml(&self, port: u16, data_dir: &Path) -> String {
-        let name = self
-            .name
-            .as_deref()
-            .unwrap_or("brotr-test nostr-rs-relay");
+        let name = self.name.as_deref().unwrap_or("brotr-test nostr-rs-relay");
         let mut t = String::new();
         let _ = writeln!(
             t,
@@ -225,10 +224,7 @@ impl NostrRsRelayConfig {
             "[database]\nengine = \"sqlite\"\ndata_directory = {:?}\n",
             data_dir.display().to_string()
         );
-        let _ = writeln!(
-            t,
-            "[network]\naddress = \"127.0.0.1\"\nport = {port}\n"
-        );
+        let _ = writeln!(t, "[network]\naddress = \"127.0.0.1\"\nport = {port}\n");
         if let Some(s) = self.reject_future_seconds {
             let _ = writeln!(t, "[options]\nreject_future_seconds = {s}\n");
         }
@@ -257,11 +253,7 @@ impl NostrRsRelayConfig {
         if let Some(kinds) = &self.event_kind_allowlist {
             let _ = writeln!(t, "event_kind_allowlist = {kinds:?}");
         }
-        let _ = writeln!(
-            t,
-            "\n[authorization]\nnip42_auth = {}\n",
-            self.nip42_auth
-        );
+        let _ = writeln!(t, "\n[authorization]\nnip42_auth = {}\n", self.nip42_auth);
         t.push_str(&self.extra_toml);
         t
     }
@@ -399,7 +391,11 @@ fn check_with(mut cmd: Command, events: &[nostr::Event]) -> Vec<Verdict> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("verdict line {l:?}: {e}")))
         .collect();
-    assert_eq!(verdicts.len(), events.len(), "{cmd:?}: one verdict per event");
+    assert_eq!(
+        verdicts.len(),
+        events.len(),
+        "{cmd:?}: one verdict per event"
+    );
     verdicts
 }
 
@@ -434,7 +430,10 @@ pub fn verify_with_go_nostr(events: &[nostr::Event]) -> Vec<bool> {
 /// Whether `nak verify` (id and signature) accepts the event. Check [`Tool::Nak`]`.path()` first.
 pub fn verify_with_nak(event: &nostr::Event) -> bool {
     let nak = Tool::Nak.expect_path();
-    let out = run_with_stdin(Command::new(nak).arg("verify"), event.as_json().into_bytes());
+    let out = run_with_stdin(
+        Command::new(nak).arg("verify"),
+        event.as_json().into_bytes(),
+    );
     out.status.success()
 }
 
