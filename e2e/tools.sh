@@ -145,8 +145,12 @@ tools_go_verify() {
 # tools_install: every tool in BROTR_TOOLS; a failure is an error unless the tool is listed in
 # BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
 tools_install() {
-  local t fn failed=0
+  local t fn failed=0 lock_fd
   IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr}"
+  # One install at a time per cache (two worktrees may run their tests at once).
+  mkdir -p "$TOOLS_CACHE"
+  exec {lock_fd}>"$TOOLS_CACHE/.tools.lock"
+  flock "$lock_fd"
   for t in "${_tools[@]}"; do
     case "$t" in
       nostr-rs-relay) fn=tools_nostr_rs_relay ;;
@@ -163,6 +167,7 @@ tools_install() {
       fi
     fi
   done
+  exec {lock_fd}>&-
   return $failed
 }
 
