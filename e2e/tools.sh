@@ -47,11 +47,11 @@ tools_apt() {
 }
 
 # nostr-rs-relay: built from its crates.io source with e2e/nostr-rs-relay-<version>.Cargo.lock.
-# The crate's own lock pins time 0.3.25, which no longer compiles (E0282 on Rust >= 1.80), so
+# The crate's own lock pins time 0.3.25, which no longer compiles (E0282 on Rust 1.95), so
 # `cargo install --locked` fails after ~7 minutes and an unlocked install takes whatever is newest
-# that day. The committed lock is the crate's lock with only `cargo update -p time@0.3.25` applied
-# (time, time-core, time-macros, deranged, serde, num-conv, powerfmt): reproducible and known to
-# build. It builds with its own target dir (not the workspace's); only the binary is kept.
+# that day. The committed lock is the crate's lock after `cargo update -p time@0.3.25` (8 packages
+# move, see e2e/README-tools.md): reproducible and known to build. It builds with its own target
+# dir (not the workspace's); only the binary is kept.
 tools_nostr_rs_relay() {
   local v=$NOSTR_RS_RELAY_VERSION bin="$TOOLS_CACHE/bin/nostr-rs-relay-$NOSTR_RS_RELAY_VERSION"
   if [ ! -x "$bin" ]; then
@@ -157,7 +157,7 @@ tools_install() {
       nak) fn=tools_nak ;;
       nostr-tools) fn=tools_nostr_tools ;;
       go-nostr) fn=tools_go_verify ;;
-      *) tools_die "unknown tool '$t' in BROTR_TOOLS"; return 1 ;;
+      *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
     esac
     if ! "$fn"; then
       if [[ ",${BROTR_TOOLS_OPTIONAL:-}," == *",$t,"* ]]; then
