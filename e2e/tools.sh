@@ -74,7 +74,7 @@ tools_nostr_rs_relay() {
       return 1
     fi
     install -m 0755 "$root/bin/nostr-rs-relay" "$bin.tmp" && mv "$bin.tmp" "$bin" || return 1
-    rm -rf "$root/target" "$root/src"  # ~1.5 GB of intermediate objects; the binary is the cache
+    rm -rf "$root/target" "$root/src" "$root/bin"  # ~1.5 GB of build output; the binary is the cache
   fi
   export BROTR_NOSTR_RS_RELAY="$bin"
 }
