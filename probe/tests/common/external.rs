@@ -135,7 +135,10 @@ impl Guarded {
                 return Err(format!("exited with {status}"));
             }
             if let Ok(doc) = nip11(port).await {
-                return Ok(doc);
+                // Still running: the answer came from this process, not a squatter on the port.
+                if let Ok(None) = self.child.try_wait() {
+                    return Ok(doc);
+                }
             }
             if Instant::now() > deadline {
                 return Err(format!("no NIP-11 answer within {READY_WITHIN:?}"));
