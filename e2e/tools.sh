@@ -159,13 +159,18 @@ tools_install() {
       go-nostr) fn=tools_go_verify ;;
       *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
     esac
-    if ! "$fn"; then
-      if [[ ",${BROTR_TOOLS_OPTIONAL:-}," == *",$t,"* ]]; then
-        tools_log "$t is optional (BROTR_TOOLS_OPTIONAL): continuing without it; its tests skip"
-      else
-        failed=1
-      fi
+    if [[ ",${BROTR_TOOLS_OPTIONAL:-}," != *",$t,"* ]]; then
+      "$fn" || failed=1
+      continue
     fi
+    # An optional tool's failure is one note, not an error report (its log keeps the details).
+    local err; err=$(mktemp)
+    if "$fn" 2>"$err"; then
+      cat "$err" >&2
+    else
+      tools_log "$t not installed (optional; its tests skip): $(grep -m1 -iE 'forbidden|not available|error' "$err" | sed 's/^[[:space:]]*//')"
+    fi
+    rm -f "$err"
   done
   exec {lock_fd}>&-
   return $failed
