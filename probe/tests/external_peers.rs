@@ -205,6 +205,52 @@ async fn nostr_rs_relay_refuses_an_event_over_its_configured_max_event_bytes() {
     );
 }
 
+/// Ids of the EVENTs a REQ with `filter` gets before EOSE, in the order the relay sent them.
+async fn req_ids(ws: &mut Ws, sub: &str, filter: Value) -> Vec<String> {
+    send(ws, json!(["REQ", sub, filter])).await;
+    let mut ids = Vec::new();
+    loop {
+        let msg = next_message(ws).await;
+        match msg[0].as_str() {
+            Some("EVENT") => ids.push(msg[2]["id"].as_str().expect("id").to_owned()),
+            Some("EOSE") => return ids,
+            _ => panic!("unexpected {msg}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn nostr_rs_relay_returns_every_match_oldest_first_and_a_limit_newest_first() {
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    let keys = Keys::generate();
+    let events: Vec<Event> = (0..5u64)
+        .map(|i| {
+            EventBuilder::text_note(format!("note {i}"))
+                .custom_created_at(nostr::Timestamp::from(1_700_000_000 + i))
+                .sign_with_keys(&keys)
+                .expect("sign")
+        })
+        .collect();
+    let mut ws = connect(&relay.url).await;
+    for e in &events {
+        send(&mut ws, json!(["EVENT", e])).await;
+        assert_eq!(next_message(&mut ws).await[2], true, "{}", relay.log());
+    }
+    let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()).collect();
+    let author = keys.public_key().to_hex();
+
+    let all = req_ids(&mut ws, "all", json!({"authors": [author]})).await;
+    assert_eq!(all, ids, "no limit: every match, oldest first");
+    let two = req_ids(&mut ws, "two", json!({"authors": [author], "limit": 2})).await;
+    assert_eq!(
+        two,
+        vec![ids[4].clone(), ids[3].clone()],
+        "limit: newest first"
+    );
+}
+
 /// Two signed events (one with characters that canonical JSON must escape exactly), a copy of the
 /// first whose content changed after signing, and one carrying another event's signature.
 const EXPECTED: [bool; 4] = [true, true, false, false];
