@@ -133,6 +133,20 @@ async fn probe_nostr_gets_an_eose_from_nak_serve() {
 }
 
 #[tokio::test]
+async fn a_nostr_rs_relay_requiring_nip42_auth_answers_with_its_challenge_and_is_promoted() {
+    let config = NostrRsRelayConfig {
+        nip42_auth: true,
+        ..Default::default()
+    };
+    let Some(relay) = NostrRsRelay::start(&config).await else {
+        return;
+    };
+    let answer = probe_nostr(&dialer(), &local(&relay.url)).await;
+    assert_eq!(answer.unwrap(), Answer::Auth, "{}", relay.log());
+    assert_validator_promotes(&relay.url).await;
+}
+
+#[tokio::test]
 async fn nostr_rs_relay_serves_the_nip11_document_of_its_config() {
     let config = NostrRsRelayConfig {
         name: Some("brotr nip11 check".into()),
