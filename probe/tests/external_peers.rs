@@ -341,6 +341,23 @@ fn nak_accepts_events_signed_by_nostr_and_rejects_tampered_ones() {
     assert_eq!(verdicts, EXPECTED);
 }
 
+#[tokio::test]
+async fn dropping_a_launched_relay_stops_it_and_removes_its_files() {
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    let (port, dir) = (relay.port, relay.dir().to_owned());
+    assert!(dir.join("config.toml").exists());
+    drop(relay);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "nothing listens on {port} any more"
+    );
+    assert!(!dir.exists(), "{} removed", dir.display());
+}
+
 #[test]
 fn nostr_rs_relay_config_sets_the_listen_address_data_dir_and_limits() {
     let config = NostrRsRelayConfig {
