@@ -17,7 +17,8 @@
 #   BROTR_NOSTR_RS_RELAY_VERSION  crates.io version               (default 0.8.12)
 #   BROTR_NAK_VERSION           nak module version                (default v0.20.6)
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
-#   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,nak,nostr-tools,go-nostr)
+#   BROTR_TOOLS                 tools to install, comma-separated
+#                               (default nostr-rs-relay,nak,nostr-tools,go-nostr)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
 # See e2e/README-tools.md.
 set -euo pipefail
@@ -35,7 +36,8 @@ tools_die() { echo "tools: ERROR: $*" >&2; return 1; }
 tools_apt() {
   local missing=() p
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   local log="$TOOLS_CACHE/apt.log"
@@ -56,25 +58,30 @@ tools_nostr_rs_relay() {
   local v=$NOSTR_RS_RELAY_VERSION bin="$TOOLS_CACHE/bin/nostr-rs-relay-$NOSTR_RS_RELAY_VERSION"
   if [ ! -x "$bin" ]; then
     local lock="$TOOLS_E2E_DIR/nostr-rs-relay-$v.Cargo.lock"
-    [ -f "$lock" ] || { tools_die "nostr-rs-relay $v: no $lock (make one as described above)"; return 1; }
-    tools_apt protobuf-compiler pkg-config libssl-dev || { tools_die "nostr-rs-relay: apt dependencies failed"; return 1; }
+    [ -f "$lock" ] || tools_die "nostr-rs-relay $v: no $lock (make one as described above)" ||
+      return 1
+    tools_apt protobuf-compiler pkg-config libssl-dev ||
+      tools_die "nostr-rs-relay: apt dependencies failed" || return 1
     local root="$TOOLS_CACHE/cargo-install/nostr-rs-relay-$v" log crate
     log="$root/build.log"
     rm -rf "$root/src" && mkdir -p "$root/src" "$TOOLS_CACHE/bin" || return 1
     # `cargo info` downloads the .crate into cargo's registry cache; unpack it from there.
-    (cd "$root" && cargo info "nostr-rs-relay@$v") >"$log" 2>&1 || { tail -5 "$log" >&2; tools_die "nostr-rs-relay $v: cargo info failed"; return 1; }
-    crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"nostr-rs-relay-$v.crate" 2>/dev/null | head -1)
-    [ -n "$crate" ] || { tools_die "nostr-rs-relay $v: .crate not found in cargo's registry cache"; return 1; }
-    tar -xzf "$crate" -C "$root/src" && cp "$lock" "$root/src/nostr-rs-relay-$v/Cargo.lock" || return 1
+    (cd "$root" && cargo info "nostr-rs-relay@$v") >"$log" 2>&1 ||
+      { tail -5 "$log" >&2; tools_die "nostr-rs-relay $v: cargo info failed"; return 1; }
+    crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"nostr-rs-relay-$v.crate" 2>/dev/null |
+      head -1)
+    [ -n "$crate" ] || tools_die "nostr-rs-relay $v: .crate not in cargo's registry cache" || return 1
+    tar -xzf "$crate" -C "$root/src" && cp "$lock" "$root/src/nostr-rs-relay-$v/Cargo.lock" ||
+      return 1
     tools_log "building nostr-rs-relay $v (about 8 minutes; log: $log)"
-    if ! CARGO_TARGET_DIR="$root/target" nice -n 10 cargo install --path "$root/src/nostr-rs-relay-$v" \
-        --locked --root "$root" --quiet >>"$log" 2>&1; then
+    if ! CARGO_TARGET_DIR="$root/target" nice -n 10 cargo install --locked --quiet \
+        --path "$root/src/nostr-rs-relay-$v" --root "$root" >>"$log" 2>&1; then
       tail -20 "$log" >&2
       tools_die "nostr-rs-relay $v: cargo install failed (log: $log)"
       return 1
     fi
     install -m 0755 "$root/bin/nostr-rs-relay" "$bin.tmp" && mv "$bin.tmp" "$bin" || return 1
-    rm -rf "$root/target" "$root/src" "$root/bin"  # ~1.5 GB of build output; the binary is the cache
+    rm -rf "$root/target" "$root/src" "$root/bin"  # ~1.5 GB of build output: keep the binary only
   fi
   export BROTR_NOSTR_RS_RELAY="$bin"
 }
@@ -131,7 +138,8 @@ tools_go_verify() {
     local log="$TOOLS_CACHE/bin/go-verify.log"
     mkdir -p "$TOOLS_CACHE/bin" "$TOOLS_CACHE/go/mod" "$TOOLS_CACHE/go/build"
     if ! (cd "$src" && GOMODCACHE="$TOOLS_CACHE/go/mod" GOCACHE="$TOOLS_CACHE/go/build" \
-        GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" \
+        GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 \
+        GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" \
         nice -n 10 go build -o "$bin.tmp" .) >"$log" 2>&1; then
       tail -5 "$log" >&2
       tools_die "go-verify: go build failed (log: $log)"
@@ -168,7 +176,8 @@ tools_install() {
     if "$fn" 2>"$err"; then
       cat "$err" >&2
     else
-      tools_log "$t not installed (optional; its tests skip): $(grep -m1 -iE 'forbidden|not available|error' "$err" | sed 's/^[[:space:]]*//')"
+      tools_log "$t not installed (optional; its tests skip):" \
+        "$(grep -m1 -iE 'forbidden|not available|error' "$err" | sed 's/^[[:space:]]*//')"
     fi
     rm -f "$err"
   done
@@ -178,7 +187,8 @@ tools_install() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
-  for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GO_VERIFY; do
+  for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR \
+    BROTR_GO_VERIFY; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done
   true
