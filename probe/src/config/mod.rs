@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Network;
 
+pub mod sync;
+
+pub use sync::{RelayOverride, Shard, SyncConfig};
+
 /// How to reach relays on one network.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +237,7 @@ pub struct ProbeConfig {
     pub limits: LimitsConfig,
     pub validator: ValidatorConfig,
     pub finder: FinderConfig,
+    pub sync: SyncConfig,
 }
 
 /// A configuration file that cannot be used.
@@ -274,6 +279,7 @@ impl ProbeConfig {
                 ));
             }
         }
+        self.sync.check()?;
         let v = &self.validator;
         if !(1..=604_800).contains(&v.interval_secs) {
             return Err(format!(

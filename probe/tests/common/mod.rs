@@ -1,6 +1,7 @@
 //! Shared test helpers: stores on both backends, realistic signed events, real peers.
 #![allow(dead_code)]
 
+pub mod evil;
 pub mod external;
 pub mod peers;
 
