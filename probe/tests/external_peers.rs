@@ -265,6 +265,69 @@ async fn nostr_rs_relay_returns_every_match_oldest_first_and_a_limit_newest_firs
     );
 }
 
+#[tokio::test]
+async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging() {
+    use brotr_probe::config::{Shard, SyncConfig};
+    use brotr_probe::services::synchronizer::{self, SyncContext};
+    use brotr_probe::store::NewRelay;
+
+    const NOW: i64 = 1_760_000_000;
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    // 250 events; every 10th shares its second with the previous one, so pages end inside ties.
+    let keys: Vec<Keys> = (0..3).map(|_| Keys::generate()).collect();
+    let events: Vec<Event> = (0..250i64)
+        .map(|i| {
+            let t = NOW - 37 * (i - i64::from(i % 10 == 9));
+            EventBuilder::text_note(format!("sync {i}"))
+                .custom_created_at(nostr::Timestamp::from(t as u64))
+                .sign_with_keys(&keys[i as usize % keys.len()])
+                .expect("sign")
+        })
+        .collect();
+    let mut ws = connect(&relay.url).await;
+    for e in &events {
+        send(&mut ws, json!(["EVENT", e])).await;
+        assert_eq!(next_message(&mut ws).await[2], true, "{}", relay.log());
+    }
+
+    let (db, _dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    store
+        .insert_relays(&[NewRelay {
+            url: local(&relay.url),
+            discovered_at: NOW,
+        }])
+        .await
+        .unwrap();
+    let ctx = SyncContext {
+        dialer: dialer(),
+        keys: Keys::generate(),
+        cfg: SyncConfig {
+            limit: 100,
+            extract_hints: false,
+            ..Default::default()
+        },
+        shard: Shard::ALL,
+        lifecycle: ValidatorConfig::default().lifecycle(),
+        allow_local: true,
+    };
+    let r = synchronizer::run_cycle(store.clone(), &ctx, NOW)
+        .await
+        .expect("cycle");
+    assert_eq!(r.relays_failed, 0, "{r:?}\n{}", relay.log());
+    assert_eq!(
+        r.negentropy_windows, 0,
+        "nostr-rs-relay has no NIP-77: {r:?}"
+    );
+    assert_eq!(store.counts().await.unwrap().events, 250, "{r:?}");
+    assert!(
+        r.wire.events_received <= 275,
+        "pages overlap by at most a tie's worth: {r:?}"
+    );
+}
+
 /// Two signed events (one with characters that canonical JSON must escape exactly), a copy of the
 /// first whose content changed after signing, and one carrying another event's signature.
 const EXPECTED: [bool; 4] = [true, true, false, false];
