@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod evil;
+pub mod external;
 pub mod peers;
 
 use std::sync::Arc;
