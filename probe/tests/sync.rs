@@ -485,3 +485,50 @@ async fn garbage_or_refused_negentropy_falls_back_to_req_paging() {
         assert_eq!(again.relays_failed, 0);
     }
 }
+
+#[tokio::test]
+async fn live_tail_stores_events_as_they_arrive_and_moves_the_cursor() {
+    let evs = events(100, 5_000, 1);
+    let (_relay, url) = builder_relay(&evs, None, RelayBuilder::default()).await;
+    let (db, _g) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    add_relays(store.as_ref(), &[&url]).await;
+    let ctx = context(SyncConfig {
+        live_secs: 3,
+        ..Default::default()
+    });
+    // Published while the synchronizer is subscribed.
+    let keys = Keys::generate();
+    let fresh: Vec<Event> = (1..=3)
+        .map(|i| {
+            EventBuilder::text_note(format!("live {i}"))
+                .custom_created_at(Timestamp::from((NOW + i) as u64))
+                .sign_with_keys(&keys)
+                .unwrap()
+        })
+        .collect();
+    let publisher = {
+        let (url, fresh) = (url.clone(), fresh.clone());
+        tokio::spawn(async move {
+            use futures_util::SinkExt;
+            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            for e in &fresh {
+                ws.send(tokio_tungstenite::tungstenite::Message::text(format!(
+                    r#"["EVENT",{}]"#,
+                    e.as_json()
+                )))
+                .await
+                .unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        })
+    };
+    let r = run_cycle(store.clone(), &ctx, NOW).await.unwrap();
+    publisher.await.unwrap();
+    assert_eq!(r.relays_failed, 0, "{r:?}");
+    assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 100);
+    assert_eq!(stored_of(store.as_ref(), &url, &fresh).await, 3, "{r:?}");
+    let p = progress(store.as_ref(), &url).await;
+    assert!(p.done_until.unwrap() >= NOW + 1, "{p:?}");
+}

@@ -252,7 +252,8 @@ async fn read_relay(
         page: Duration::from_secs_f64(cfg.page_timeout_secs),
         max_event_bytes: cfg.max_event_bytes,
     };
-    let deadline = Instant::now() + Duration::from_secs(cfg.max_relay_secs);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(cfg.max_relay_secs);
     let end = now - cfg.end_lag_secs;
     let mut out = ReadReport::default();
     let mut session: Option<Session> = None;
@@ -409,11 +410,115 @@ async fn read_relay(
             }
         }
     }
+    if cfg.live_secs > 0 && out.error.is_none() && !tx.is_closed() {
+        let live_until = deadline.min(Instant::now() + Duration::from_secs(cfg.live_secs));
+        let clock = (now, started);
+        if let Err(e) = live_tail(
+            ctx,
+            url,
+            &specs,
+            end,
+            clock,
+            live_until,
+            &mut session,
+            &tx,
+            &mut out,
+        )
+        .await
+        {
+            out.error = Some(format!("live subscription ended: {e}"));
+        }
+    }
     if let Some(s) = session.take() {
         add_wire(&mut out.wire, &s.stats);
         s.close().await;
     }
     Ok(out)
+}
+
+/// After catching up: one subscription for every filter from `end + 1` on, storing events as
+/// they arrive (flushed at least every second) until `until`. A clean end moves every cursor to
+/// the close time; a broken one leaves them where the catch-up put them (the events stored are
+/// kept, and the next cycle re-reads the gap).
+#[allow(clippy::too_many_arguments)]
+async fn live_tail(
+    ctx: &SyncContext,
+    url: &RelayUrl,
+    specs: &[serde_json::Map<String, Value>],
+    end: i64,
+    clock: (i64, Instant),
+    until: Instant,
+    session: &mut Option<Session>,
+    tx: &mpsc::Sender<Batch>,
+    out: &mut ReadReport,
+) -> Result<(), SessionError> {
+    let cfg = &ctx.cfg;
+    let mut keyed: Vec<(String, Filter)> = Vec::new();
+    for spec in specs {
+        if let Ok(f) = Filter::from_json(Value::Object(spec.clone()).to_string()) {
+            keyed.push((cursor_key(url.as_str(), spec), f));
+        }
+    }
+    let Some((first_key, _)) = keyed.first().cloned() else {
+        return Ok(());
+    };
+    let filters: Vec<Filter> = keyed.iter().map(|(_, f)| f.clone()).collect();
+    if session.is_none() {
+        let limits = SessionLimits {
+            idle: Duration::from_secs_f64(cfg.idle_timeout_secs),
+            page: Duration::from_secs_f64(cfg.page_timeout_secs),
+            max_event_bytes: cfg.max_event_bytes,
+        };
+        *session = Some(Session::open(&ctx.dialer, url, ctx.keys.clone(), limits).await?);
+    }
+    let Some(s) = session.as_mut() else {
+        return Ok(());
+    };
+    let sub = s.live_open(&filters, end + 1).await?;
+    let unchanged = Progress {
+        done_until: Some(end),
+        pending: None,
+    };
+    let mut buffer: Vec<EventRow> = Vec::new();
+    let mut rejected = Rejected::default();
+    let result = loop {
+        let now = Instant::now();
+        if now >= until || tx.is_closed() {
+            break Ok(());
+        }
+        let tick = until.min(now + Duration::from_secs(1));
+        match s.live_next(&sub, &filters, tick, &mut rejected).await {
+            Ok(Some(row)) => {
+                buffer.push(row);
+                if buffer.len() >= cfg.batch_size {
+                    flush(tx, &mut buffer, &first_key, unchanged).await;
+                }
+            }
+            Ok(None) => {
+                if !buffer.is_empty() {
+                    flush(tx, &mut buffer, &first_key, unchanged).await;
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    out.rejected.add(&rejected);
+    if let Err(e) = result {
+        flush(tx, &mut buffer, &first_key, unchanged).await;
+        return Err(e);
+    }
+    let _ = s.send_text(format!(r#"["CLOSE","{sub}"]"#)).await;
+    // Everything created before the close arrived live (late clocks are what look-back is for).
+    let elapsed = i64::try_from(clock.1.elapsed().as_secs()).unwrap_or(0);
+    let closed_at = clock.0 + elapsed - 1;
+    let done = Progress {
+        done_until: Some(closed_at.max(end)),
+        pending: None,
+    };
+    for (key, _) in &keyed {
+        flush(tx, &mut buffer, key, done).await;
+    }
+    Ok(())
 }
 
 /// Seconds after which a relay found without NIP-77 is probed again.

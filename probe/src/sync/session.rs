@@ -278,25 +278,13 @@ impl Session {
                     }
                     Frame::Event(event, len) => {
                         received += 1;
-                        self.stats.events_received += 1;
-                        if len > self.limits.max_event_bytes {
-                            page.rejected.oversized += 1;
+                        let Some(row) = self.admit(
+                            &event,
+                            len,
+                            std::slice::from_ref(&filter),
+                            &mut page.rejected,
+                        ) else {
                             continue;
-                        }
-                        if !event.verify_id() || !event.verify_signature() {
-                            page.rejected.bad_signature += 1;
-                            continue;
-                        }
-                        if !filter.match_event(&event, MatchEventOptions::new()) {
-                            page.rejected.off_filter += 1;
-                            continue;
-                        }
-                        let row = match EventRow::from_verified(&event) {
-                            Ok(r) => r,
-                            Err(_) => {
-                                page.rejected.unstorable += 1;
-                                continue;
-                            }
                         };
                         if row.created_at > last_ts {
                             descending = false;
@@ -344,6 +332,91 @@ impl Session {
                 warn!(relay = %self.relay, rejected = ?page.rejected, "dropped invalid events");
             }
             return Ok(page);
+        }
+    }
+
+    /// Checks one received event: size, id, signature, one of `filters`, storable.
+    fn admit(
+        &mut self,
+        event: &Event,
+        len: usize,
+        filters: &[Filter],
+        rejected: &mut Rejected,
+    ) -> Option<EventRow> {
+        self.stats.events_received += 1;
+        if len > self.limits.max_event_bytes {
+            rejected.oversized += 1;
+            return None;
+        }
+        if !event.verify_id() || !event.verify_signature() {
+            rejected.bad_signature += 1;
+            return None;
+        }
+        if !filters
+            .iter()
+            .any(|f| f.match_event(event, MatchEventOptions::new()))
+        {
+            rejected.off_filter += 1;
+            return None;
+        }
+        match EventRow::from_verified(event) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                rejected.unstorable += 1;
+                None
+            }
+        }
+    }
+
+    /// Opens a live subscription: `filters` from `since` on, no limit. Returns its id.
+    pub async fn live_open(
+        &mut self,
+        filters: &[Filter],
+        since: i64,
+    ) -> Result<String, SessionError> {
+        let sub = self.new_sub();
+        let ts = Timestamp::from_secs(u64::try_from(since).unwrap_or(0));
+        let body: Vec<String> = filters
+            .iter()
+            .map(|f| f.clone().since(ts).as_json())
+            .collect();
+        self.stats.requests += 1;
+        self.send_text(format!(r#"["REQ","{sub}",{}]"#, body.join(",")))
+            .await?;
+        Ok(sub)
+    }
+
+    /// The next valid event of live subscription `sub`, or `None` when `tick` passes first.
+    pub async fn live_next(
+        &mut self,
+        sub: &str,
+        filters: &[Filter],
+        tick: Instant,
+        rejected: &mut Rejected,
+    ) -> Result<Option<EventRow>, SessionError> {
+        loop {
+            let text = match self.recv_text(tick).await {
+                Ok(t) => t,
+                Err(SessionError::PageTimeout { .. } | SessionError::Idle { .. }) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            match classify(&text, sub) {
+                Frame::Event(event, len) => {
+                    if let Some(row) = self.admit(&event, len, filters, rejected) {
+                        return Ok(Some(row));
+                    }
+                }
+                Frame::Malformed => rejected.malformed += 1,
+                Frame::Closed(reason) => {
+                    return Err(SessionError::Refused {
+                        relay: self.relay.to_string(),
+                        reason,
+                    });
+                }
+                Frame::Eose | Frame::Other => {}
+            }
         }
     }
 
