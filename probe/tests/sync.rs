@@ -530,5 +530,5 @@ async fn live_tail_stores_events_as_they_arrive_and_moves_the_cursor() {
     assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 100);
     assert_eq!(stored_of(store.as_ref(), &url, &fresh).await, 3, "{r:?}");
     let p = progress(store.as_ref(), &url).await;
-    assert!(p.done_until.unwrap() >= NOW + 1, "{p:?}");
+    assert!(p.done_until.unwrap() > NOW, "{p:?}");
 }
