@@ -532,3 +532,25 @@ async fn live_tail_stores_events_as_they_arrive_and_moves_the_cursor() {
     let p = progress(store.as_ref(), &url).await;
     assert!(p.done_until.unwrap() > NOW, "{p:?}");
 }
+
+#[tokio::test]
+async fn a_rate_limited_relay_allowing_one_subscription_at_a_time_is_archived() {
+    let evs = events(1_000, 20_000, 1);
+    let b = RelayBuilder::default().rate_limit(RateLimit {
+        max_reqs: 1,
+        notes_per_minute: 1,
+    });
+    let (_relay, url) = builder_relay(&evs, None, b).await;
+    let (db, _g) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    add_relays(store.as_ref(), &[&url]).await;
+    let ctx = context(SyncConfig {
+        limit: 100,
+        negentropy: false,
+        ..Default::default()
+    });
+    let r = run_cycle(store.clone(), &ctx, NOW).await.unwrap();
+    assert_eq!(r.relays_failed, 0, "{r:?}");
+    assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 1_000);
+    assert!(r.wire.requests >= 10, "paged: {r:?}");
+}
