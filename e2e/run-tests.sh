@@ -29,12 +29,13 @@ bash e2e/crd-validation.sh
 
 echo "== external test peers (e2e/tools.sh; built once, then cached)"
 # nak is tried but optional: the Go module proxy here refuses github.com/fiatjaf/nak (403), so
-# its tests skip with a note (e2e/go-verify, on go-nostr, cross-checks events meanwhile). When it is served, drop it from BROTR_TOOLS_OPTIONAL and set
+# its tests skip with a note (e2e/go-verify, on go-nostr, cross-checks events meanwhile, and
+# e2e/neg-relay, on go-nostr's negentropy, is the independent NIP-77 peer). When it is served, drop it from BROTR_TOOLS_OPTIONAL and set
 # BROTR_REQUIRE_TOOLS=1.
 export BROTR_TOOLS_OPTIONAL=nak
 source e2e/tools.sh
 tools_install
-export BROTR_REQUIRE_TOOLS=nostr-rs-relay,nostr-tools,go-nostr
+export BROTR_REQUIRE_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,neg-relay
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
