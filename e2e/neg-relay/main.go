@@ -96,7 +96,13 @@ var db = &store{events: map[string]*nostr.Event{}}
 // conn is one client connection; messages are handled one at a time, in order.
 type conn struct {
 	net.Conn
-	neg map[string]*negentropy.Negentropy // open NIP-77 sessions by sub id
+	neg map[string]*negSession // open NIP-77 sessions by sub id
+}
+
+// negSession is one open NIP-77 reconciliation and the NEG-MSGs it has answered so far.
+type negSession struct {
+	*negentropy.Negentropy
+	rounds int
 }
 
 func (c *conn) send(v ...any) {
@@ -146,6 +152,9 @@ func (c *conn) handle(msg []byte) {
 	case "NEG-CLOSE":
 		if len(arr) >= 2 {
 			sub, _ := str(arr[1])
+			if neg, ok := c.neg[sub]; ok {
+				log.Printf("NEG-CLOSE %s after %d rounds", sub, neg.rounds)
+			}
 			delete(c.neg, sub)
 		}
 	default:
@@ -230,7 +239,7 @@ func (c *conn) onNegOpen(arr []json.RawMessage) {
 		vec.Insert(e.CreatedAt, e.ID)
 	}
 	vec.Seal()
-	neg := negentropy.New(vec, *frameLimit)
+	neg := &negSession{Negentropy: negentropy.New(vec, *frameLimit)}
 	c.neg[sub] = neg
 	log.Printf("NEG-OPEN %s: %d events match %s", sub, len(events), arr[2])
 	c.reconcile(sub, neg, msg)
@@ -251,7 +260,8 @@ func (c *conn) onNegMsg(arr []json.RawMessage) {
 	c.reconcile(sub, neg, msg)
 }
 
-func (c *conn) reconcile(sub string, neg *negentropy.Negentropy, msg string) {
+func (c *conn) reconcile(sub string, neg *negSession, msg string) {
+	neg.rounds++
 	out, err := neg.Reconcile(msg)
 	if err != nil {
 		c.negErr(sub, "error: "+err.Error())
@@ -273,7 +283,7 @@ func serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer nc.Close()
-	c := &conn{Conn: nc, neg: map[string]*negentropy.Negentropy{}}
+	c := &conn{Conn: nc, neg: map[string]*negSession{}}
 	for {
 		msg, op, err := wsutil.ReadClientData(nc)
 		if err != nil {
