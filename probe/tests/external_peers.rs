@@ -493,6 +493,75 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
     }
 }
 
+/// A relay that refuses the reconciliation (`NEG-ERR "blocked: …"`, as strfry does past
+/// `maxSyncEvents`) is recorded as without NIP-77 and archived by REQ paging instead; dropping
+/// the launcher stops the relay.
+#[tokio::test]
+async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
+    use brotr_probe::config::{Shard, SyncConfig};
+    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE, SyncContext};
+    use brotr_probe::store::NewRelay;
+
+    const NOW: i64 = 1_760_000_000;
+    let config = NegRelayConfig {
+        max_sync_events: Some(100),
+        ..Default::default()
+    };
+    let Some(relay) = NegRelay::start_with(&config).await else {
+        return;
+    };
+    let events = notes_before(NOW, 250, |i| i * 37);
+    publish(&relay.url, &events).await;
+    let (db, _dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    let url = local(&relay.url);
+    store
+        .insert_relays(&[NewRelay {
+            url: url.clone(),
+            discovered_at: NOW,
+        }])
+        .await
+        .unwrap();
+    let ctx = SyncContext {
+        dialer: dialer(),
+        keys: Keys::generate(),
+        cfg: SyncConfig {
+            limit: 100,
+            extract_hints: false,
+            ..Default::default()
+        },
+        shard: Shard::ALL,
+        lifecycle: ValidatorConfig::default().lifecycle(),
+        allow_local: true,
+    };
+    let r = synchronizer::run_cycle(store.clone(), &ctx, NOW)
+        .await
+        .expect("cycle");
+    let what = format!("{r:?}\n{}", relay.log());
+    assert_eq!((r.relays_failed, r.negentropy_windows), (0, 0), "{what}");
+    assert_eq!(store.counts().await.unwrap().events, 250, "{what}");
+    let state = store
+        .state_get(SERVICE, NIP77_STATE, Some(url.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(state[0].1["supported"], json!(false), "{state:?}");
+    assert!(
+        state[0].1["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("NEG-ERR") && r.contains("blocked")),
+        "{state:?}"
+    );
+
+    let port = relay.port;
+    drop(relay);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "nothing listens on {port} any more"
+    );
+}
+
 /// Two signed events (one with characters that canonical JSON must escape exactly), a copy of the
 /// first whose content changed after signing, and one carrying another event's signature.
 const EXPECTED: [bool; 4] = [true, true, false, false];
