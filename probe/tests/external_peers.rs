@@ -328,22 +328,24 @@ async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging
     );
 }
 
-/// Publishes `events` over one connection (all sent, then every OK read) and checks that the
-/// relay accepted each of them.
+/// Publishes `events` over one connection, in batches (a batch sent, then its OKs read, so
+/// neither side's socket buffer fills up), and checks that the relay accepted each of them.
 async fn publish(url: &str, events: &[Event]) {
     let mut ws = connect(url).await;
-    for e in events {
-        ws.feed(Message::text(json!(["EVENT", e]).to_string()))
-            .await
-            .expect("send");
-    }
-    ws.flush().await.expect("flush");
-    let mut pending: std::collections::HashSet<String> =
-        events.iter().map(|e| e.id.to_hex()).collect();
-    while !pending.is_empty() {
-        let ok = next_message(&mut ws).await;
-        assert_eq!((&ok[0], &ok[2]), (&json!("OK"), &json!(true)), "{ok}");
-        assert!(pending.remove(ok[1].as_str().unwrap_or("")), "{ok}");
+    for batch in events.chunks(250) {
+        for e in batch {
+            ws.feed(Message::text(json!(["EVENT", e]).to_string()))
+                .await
+                .expect("send");
+        }
+        ws.flush().await.expect("flush");
+        let mut pending: std::collections::HashSet<String> =
+            batch.iter().map(|e| e.id.to_hex()).collect();
+        while !pending.is_empty() {
+            let ok = next_message(&mut ws).await;
+            assert_eq!((&ok[0], &ok[2]), (&json!("OK"), &json!(true)), "{ok}");
+            assert!(pending.remove(ok[1].as_str().unwrap_or("")), "{ok}");
+        }
     }
 }
 
