@@ -2,9 +2,9 @@
 # Runs every test: the Kubernetes control-plane smoke test and CRD validation on a real API
 # server, format and lint gates, unit tests, the store suite on SQLite and on a real throwaway
 # PostgreSQL cluster, relay, transport, finder and CLI tests, and tests against external peers
-# (nostr-rs-relay, nak, nostr-tools, go-nostr, neg-relay). Installs what it needs on a fresh machine (PostgreSQL via
-# apt; the control plane built from the Go module proxy; the external peers by e2e/tools.sh; all
-# cached under $HOME/.cache/brotr).
+# (nostr-rs-relay, nak, nostr-tools, go-nostr, neg-relay). Installs what it needs on a fresh
+# machine (PostgreSQL via apt; the control plane built from the Go module proxy; the external
+# peers by e2e/tools.sh; all cached under $HOME/.cache/brotr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
