@@ -11,6 +11,8 @@
 #   BROTR_NODE_VERIFY     e2e/verify-event.mjs, run with node; BROTR_NOSTR_TOOLS_DIR is the npm
 #                         prefix holding the pinned nostr-tools it imports
 #   BROTR_GO_VERIFY       e2e/go-verify built (go-nostr; stands in for `nak verify`)
+#   BROTR_NEG_RELAY       e2e/neg-relay built (in-memory NIP-77 relay on go-nostr's negentropy;
+#                         stands in for `nak serve --negentropy`)
 #
 # Environment:
 #   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
@@ -18,7 +20,7 @@
 #   BROTR_NAK_VERSION           nak module version                (default v0.20.6)
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
 #   BROTR_TOOLS                 tools to install, comma-separated
-#                               (default nostr-rs-relay,nak,nostr-tools,go-nostr)
+#                               (default nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
 # See e2e/README-tools.md.
 set -euo pipefail
@@ -127,34 +129,41 @@ tools_nostr_tools() {
   export BROTR_NODE_VERIFY="$TOOLS_E2E_DIR/verify-event.mjs"
 }
 
-# go-verify: e2e/go-verify (go-nostr, the library nak is built on) built with the committed
-# go.sum; cached under a key of its sources, so an edit rebuilds it.
-tools_go_verify() {
-  local src="$TOOLS_E2E_DIR/go-verify" key bin
-  command -v go >/dev/null 2>&1 || { tools_die "go-verify: no go toolchain on PATH"; return 1; }
+# tools_go_build NAME VAR: builds e2e/NAME (a Go main package on go-nostr) with its committed
+# go.sum into bin/NAME-<sha of go.mod, go.sum, main.go>, so an edit rebuilds it; exports VAR.
+tools_go_build() {
+  local name=$1 var=$2 src="$TOOLS_E2E_DIR/$1" key bin
+  command -v go >/dev/null 2>&1 || { tools_die "$name: no go toolchain on PATH"; return 1; }
   key=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
-  bin="$TOOLS_CACHE/bin/go-verify-$key"
+  bin="$TOOLS_CACHE/bin/$name-$key"
   if [ ! -x "$bin" ]; then
-    local log="$TOOLS_CACHE/bin/go-verify.log"
+    local log="$TOOLS_CACHE/bin/$name.log"
     mkdir -p "$TOOLS_CACHE/bin" "$TOOLS_CACHE/go/mod" "$TOOLS_CACHE/go/build"
     if ! (cd "$src" && GOMODCACHE="$TOOLS_CACHE/go/mod" GOCACHE="$TOOLS_CACHE/go/build" \
         GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 \
         GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" \
         nice -n 10 go build -o "$bin.tmp" .) >"$log" 2>&1; then
       tail -5 "$log" >&2
-      tools_die "go-verify: go build failed (log: $log)"
+      tools_die "$name: go build failed (log: $log)"
       return 1
     fi
     mv "$bin.tmp" "$bin" || return 1
   fi
-  export BROTR_GO_VERIFY="$bin"
+  export "$var=$bin"
 }
+
+# go-verify: e2e/go-verify (go-nostr, the library nak is built on): event checks.
+tools_go_verify() { tools_go_build go-verify BROTR_GO_VERIFY; }
+
+# neg-relay: e2e/neg-relay, an in-memory relay with NIP-77 on go-nostr's own negentropy code
+# (stands in for `nak serve --negentropy`).
+tools_neg_relay() { tools_go_build neg-relay BROTR_NEG_RELAY; }
 
 # tools_install: every tool in BROTR_TOOLS; a failure is an error unless the tool is listed in
 # BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
 tools_install() {
   local t fn failed=0 lock_fd
-  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr}"
+  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay}"
   # One install at a time per cache (two worktrees may run their tests at once).
   mkdir -p "$TOOLS_CACHE"
   exec {lock_fd}>"$TOOLS_CACHE/.tools.lock"
@@ -165,6 +174,7 @@ tools_install() {
       nak) fn=tools_nak ;;
       nostr-tools) fn=tools_nostr_tools ;;
       go-nostr) fn=tools_go_verify ;;
+      neg-relay) fn=tools_neg_relay ;;
       *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
     esac
     if [[ ",${BROTR_TOOLS_OPTIONAL:-}," != *",$t,"* ]]; then
@@ -188,7 +198,7 @@ tools_install() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
   for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR \
-    BROTR_GO_VERIFY; do
+    BROTR_GO_VERIFY BROTR_NEG_RELAY; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done
   true

@@ -1,6 +1,6 @@
-//! Brotr against relays and verifiers it did not write: a real nostr-rs-relay and `nak serve`
-//! as peers; nostr-tools, go-nostr and `nak verify` as independent judges of events signed with
-//! `nostr`.
+//! Brotr against relays and verifiers it did not write: a real nostr-rs-relay, `nak serve` and
+//! `e2e/neg-relay` (NIP-77 on go-nostr's own negentropy) as peers; nostr-tools, go-nostr and
+//! `nak verify` as independent judges of events signed with `nostr`.
 //! The tools come from `e2e/tools.sh`; each test skips with a note when its tool is not installed
 //! (and fails instead when `BROTR_REQUIRE_TOOLS` asks for it, as in CI).
 
@@ -325,6 +325,242 @@ async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging
     assert!(
         r.wire.events_received <= 275,
         "pages overlap by at most a tie's worth: {r:?}"
+    );
+}
+
+/// Publishes `events` over one connection, in batches (a batch sent, then its OKs read, so
+/// neither side's socket buffer fills up), and checks that the relay accepted each of them.
+async fn publish(url: &str, events: &[Event]) {
+    let mut ws = connect(url).await;
+    for batch in events.chunks(250) {
+        for e in batch {
+            ws.feed(Message::text(json!(["EVENT", e]).to_string()))
+                .await
+                .expect("send");
+        }
+        ws.flush().await.expect("flush");
+        let mut pending: std::collections::HashSet<String> =
+            batch.iter().map(|e| e.id.to_hex()).collect();
+        while !pending.is_empty() {
+            let ok = next_message(&mut ws).await;
+            assert_eq!((&ok[0], &ok[2]), (&json!("OK"), &json!(true)), "{ok}");
+            assert!(pending.remove(ok[1].as_str().unwrap_or("")), "{ok}");
+        }
+    }
+}
+
+/// `e2e/neg-relay`'s NEG-MSG answers per reconciliation, from its `NEG-CLOSE … after N rounds`
+/// log lines, in order.
+fn neg_rounds(log: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.contains("NEG-CLOSE"))
+        .filter_map(|l| l.split(" after ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// `n` signed text notes by a few authors at `NOW - offset(i)`, every 10th in the same second as
+/// the previous one.
+fn notes_before(now: i64, n: i64, offset: impl Fn(i64) -> i64) -> Vec<Event> {
+    let keys: Vec<Keys> = (0..4).map(|_| Keys::generate()).collect();
+    (0..n)
+        .map(|i| {
+            let t = now - offset(i - i64::from(i % 10 == 9));
+            EventBuilder::text_note(format!("negentropy {i} {}", keys[0].public_key()))
+                .custom_created_at(nostr::Timestamp::from(t as u64))
+                .sign_with_keys(&keys[i as usize % keys.len()])
+                .expect("sign")
+        })
+        .collect()
+}
+
+/// The synchronizer against an independent NIP-77 implementation (go-nostr's negentropy in
+/// `e2e/neg-relay`, not the Rust `negentropy` crate that brotr and rust-nostr's relay share):
+/// one window reconciled, every event fetched once; an unchanged relay re-synced for a few
+/// bytes; then only the events added since (some backdated into old buckets) fetched. Once with
+/// the relay's frames unlimited, once capped at 4 KiB (the relay then sends its ids over many
+/// rounds, each ending in a fingerprint of the rest).
+#[tokio::test]
+async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a_few_bytes() {
+    use brotr_probe::config::{Shard, SyncConfig};
+    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE, SyncContext};
+    use brotr_probe::store::NewRelay;
+
+    const NOW: i64 = 1_760_000_000;
+    const N: i64 = 1_500;
+    // Spread over two days.
+    let events = notes_before(NOW, N, |i| (i * 7919) % 172_800);
+    // Added later: spread over the same two days (into buckets both sides already fingerprinted),
+    // one backdated by a month, one newer than everything.
+    let mut added = notes_before(NOW, 24, |i| (i * 7177 + 13) % 172_800);
+    added.extend(notes_before(NOW, 1, |_| 30 * 86_400));
+    added.extend(notes_before(NOW + 100, 1, |_| 0));
+    for frame_limit in [None, Some(4096)] {
+        let config = NegRelayConfig {
+            frame_limit,
+            ..Default::default()
+        };
+        let Some(relay) = NegRelay::start_with(&config).await else {
+            return;
+        };
+        let nips = relay.nip11["supported_nips"].as_array().expect("nips");
+        assert!(nips.contains(&json!(77)), "{}", relay.nip11);
+        let started = std::time::Instant::now();
+        publish(&relay.url, &events).await;
+        let published = started.elapsed();
+
+        let (db, _dir) = fresh_sqlite_url();
+        let store = open(&db, Schema::Full).await;
+        let url = local(&relay.url);
+        store
+            .insert_relays(&[NewRelay {
+                url: url.clone(),
+                discovered_at: NOW,
+            }])
+            .await
+            .unwrap();
+        let ctx = SyncContext {
+            dialer: dialer(),
+            keys: Keys::generate(),
+            cfg: SyncConfig {
+                extract_hints: false,
+                ..Default::default()
+            },
+            shard: Shard::ALL,
+            lifecycle: ValidatorConfig::default().lifecycle(),
+            allow_local: true,
+        };
+        let started = std::time::Instant::now();
+        let first = synchronizer::run_cycle(store.clone(), &ctx, NOW)
+            .await
+            .expect("cycle");
+        let first_took = started.elapsed();
+        let what = format!("frame limit {frame_limit:?}: {first:?}\n{}", relay.log());
+        assert_eq!(first.relays_failed, 0, "{what}");
+        assert_eq!(first.negentropy_windows, 1, "{what}");
+        assert_eq!(store.counts().await.unwrap().events, N as u64, "{what}");
+        assert_eq!(first.events_new, N as u64, "{what}");
+        assert_eq!(
+            first.wire.events_received, N as u64,
+            "each event fetched once: {what}"
+        );
+        let state = store
+            .state_get(SERVICE, NIP77_STATE, Some(url.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(state[0].1["supported"], json!(true), "{state:?}");
+
+        // Unchanged relay: fingerprints only.
+        let started = std::time::Instant::now();
+        let again = synchronizer::run_cycle(store.clone(), &ctx, NOW + 60)
+            .await
+            .expect("cycle");
+        let again_took = started.elapsed();
+        let what = format!("frame limit {frame_limit:?}: {again:?}\n{}", relay.log());
+        assert_eq!(
+            (again.relays_failed, again.negentropy_windows),
+            (0, 1),
+            "{what}"
+        );
+        assert_eq!(again.wire.events_received, 0, "{what}");
+        let ratio = again.wire.bytes_in as f64 / first.wire.bytes_in as f64;
+        assert!(ratio < 0.02, "re-sync read {ratio:.4} of the first: {what}");
+
+        // New events, old and new: exactly those are fetched.
+        publish(&relay.url, &added).await;
+        let third = synchronizer::run_cycle(store.clone(), &ctx, NOW + 120)
+            .await
+            .expect("cycle");
+        let what = format!("frame limit {frame_limit:?}: {third:?}\n{}", relay.log());
+        assert_eq!(
+            (third.relays_failed, third.negentropy_windows),
+            (0, 1),
+            "{what}"
+        );
+        assert_eq!(third.events_new, added.len() as u64, "{what}");
+        assert_eq!(third.wire.events_received, added.len() as u64, "{what}");
+        let total = (N as usize + added.len()) as u64;
+        assert_eq!(store.counts().await.unwrap().events, total, "{what}");
+
+        let rounds = neg_rounds(&relay.log());
+        assert_eq!(rounds.len(), 3, "one reconciliation per cycle: {rounds:?}");
+        if frame_limit.is_some() {
+            assert!(rounds[0] > 5, "4 KiB frames take many rounds: {rounds:?}");
+        }
+        eprintln!(
+            "neg-relay, frame limit {frame_limit:?}: published {N} in {published:?}; first \
+             cycle {first_took:?} ({} B in, {} requests), re-sync {again_took:?} ({} B in); \
+             NEG-MSG rounds per cycle {rounds:?}",
+            first.wire.bytes_in, first.wire.requests, again.wire.bytes_in
+        );
+    }
+}
+
+/// A relay that refuses the reconciliation (`NEG-ERR "blocked: …"`, as strfry does past
+/// `maxSyncEvents`) is recorded as without NIP-77 and archived by REQ paging instead; dropping
+/// the launcher stops the relay.
+#[tokio::test]
+async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
+    use brotr_probe::config::{Shard, SyncConfig};
+    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE, SyncContext};
+    use brotr_probe::store::NewRelay;
+
+    const NOW: i64 = 1_760_000_000;
+    let config = NegRelayConfig {
+        max_sync_events: Some(100),
+        ..Default::default()
+    };
+    let Some(relay) = NegRelay::start_with(&config).await else {
+        return;
+    };
+    let events = notes_before(NOW, 250, |i| i * 37);
+    publish(&relay.url, &events).await;
+    let (db, _dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    let url = local(&relay.url);
+    store
+        .insert_relays(&[NewRelay {
+            url: url.clone(),
+            discovered_at: NOW,
+        }])
+        .await
+        .unwrap();
+    let ctx = SyncContext {
+        dialer: dialer(),
+        keys: Keys::generate(),
+        cfg: SyncConfig {
+            limit: 100,
+            extract_hints: false,
+            ..Default::default()
+        },
+        shard: Shard::ALL,
+        lifecycle: ValidatorConfig::default().lifecycle(),
+        allow_local: true,
+    };
+    let r = synchronizer::run_cycle(store.clone(), &ctx, NOW)
+        .await
+        .expect("cycle");
+    let what = format!("{r:?}\n{}", relay.log());
+    assert_eq!((r.relays_failed, r.negentropy_windows), (0, 0), "{what}");
+    assert_eq!(store.counts().await.unwrap().events, 250, "{what}");
+    let state = store
+        .state_get(SERVICE, NIP77_STATE, Some(url.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(state[0].1["supported"], json!(false), "{state:?}");
+    assert!(
+        state[0].1["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("NEG-ERR") && r.contains("blocked")),
+        "{state:?}"
+    );
+
+    let port = relay.port;
+    drop(relay);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "nothing listens on {port} any more"
     );
 }
 

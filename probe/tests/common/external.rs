@@ -1,5 +1,6 @@
-//! External peers installed by `e2e/tools.sh`: a real nostr-rs-relay and `nak serve` on loopback
-//! ports, and independent event verifiers (nostr-tools under node, go-nostr, `nak verify`).
+//! External peers installed by `e2e/tools.sh`: a real nostr-rs-relay, `nak serve` and
+//! `e2e/neg-relay` (NIP-77 on go-nostr's negentropy) on loopback ports, and independent event
+//! verifiers (nostr-tools under node, go-nostr, `nak verify`).
 //!
 //! Each tool is found through an env var. When it is unset a test skips with a printed note;
 //! when `BROTR_REQUIRE_TOOLS` is `1` or names the tool (comma-separated), it fails instead.
@@ -27,6 +28,7 @@ pub enum Tool {
     Nak,
     NostrTools,
     GoNostr,
+    NegRelay,
 }
 
 impl Tool {
@@ -37,6 +39,7 @@ impl Tool {
             Tool::Nak => "nak",
             Tool::NostrTools => "nostr-tools",
             Tool::GoNostr => "go-nostr",
+            Tool::NegRelay => "neg-relay",
         }
     }
 
@@ -47,6 +50,7 @@ impl Tool {
             Tool::Nak => "BROTR_NAK",
             Tool::NostrTools => "BROTR_NODE_VERIFY",
             Tool::GoNostr => "BROTR_GO_VERIFY",
+            Tool::NegRelay => "BROTR_NEG_RELAY",
         }
     }
 
@@ -365,6 +369,101 @@ impl NakServe {
         panic!("nak serve did not start: {last}");
     }
 
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+}
+
+/// Settings of a launched `e2e/neg-relay` (its flags); `None` keeps the relay's default.
+#[derive(Clone, Debug, Default)]
+pub struct NegRelayConfig {
+    /// Largest NEG-MSG the relay sends, in bytes before hex (relay default: unlimited; else at
+    /// least 4096). A small limit makes a reconciliation take many rounds.
+    pub frame_limit: Option<usize>,
+    /// A NEG-OPEN matching more events gets `NEG-ERR "blocked: ..."` (default: no limit).
+    pub max_sync_events: Option<usize>,
+    /// Most events one REQ filter returns (default: no cap).
+    pub max_limit: Option<usize>,
+}
+
+impl NegRelayConfig {
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, value) in [
+            ("-frame-limit", self.frame_limit),
+            ("-max-sync-events", self.max_sync_events),
+            ("-max-limit", self.max_limit),
+        ] {
+            if let Some(v) = value {
+                args.push(format!("{flag}={v}"));
+            }
+        }
+        args
+    }
+}
+
+/// `e2e/neg-relay`: an in-memory relay (EVENT, REQ, NIP-77 on go-nostr's negentropy, NIP-11) on
+/// a loopback port it picks itself, so no port can be taken between choosing and binding it.
+/// The process is killed and its directory removed on drop.
+pub struct NegRelay {
+    /// `ws://127.0.0.1:PORT`
+    pub url: String,
+    pub port: u16,
+    /// The NIP-11 document it answered at start.
+    pub nip11: serde_json::Value,
+    proc: Guarded,
+    dir: tempfile::TempDir,
+}
+
+impl NegRelay {
+    /// Starts one with default settings, or `None` when it is not built (see [`Tool::path`]).
+    pub async fn start() -> Option<NegRelay> {
+        Self::start_with(&NegRelayConfig::default()).await
+    }
+
+    /// Starts one with `config`, or `None` when it is not built; panics (with its log) if it
+    /// does not come up.
+    pub async fn start_with(config: &NegRelayConfig) -> Option<NegRelay> {
+        let bin = Tool::NegRelay.path()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("neg-relay.log");
+        let mut cmd = Command::new(&bin);
+        // Port 0: the relay binds a free port and names it in its ready line.
+        cmd.args(config.args()).arg("0").current_dir(dir.path());
+        let mut proc = Guarded::spawn(cmd, &log);
+        let deadline = Instant::now() + READY_WITHIN;
+        let port = loop {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!("neg-relay exited with {status}:\n{}", proc.log());
+            }
+            let ready = proc
+                .log()
+                .lines()
+                .find_map(|l| l.strip_prefix("neg-relay ready ws://127.0.0.1:"))
+                .and_then(|p| p.trim().parse::<u16>().ok());
+            if let Some(port) = ready {
+                break port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "neg-relay printed no ready line within {READY_WITHIN:?}:\n{}",
+                proc.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        match proc.wait_ready(port).await {
+            Ok(nip11) => Some(NegRelay {
+                url: format!("ws://127.0.0.1:{port}"),
+                port,
+                nip11,
+                proc,
+                dir,
+            }),
+            Err(e) => panic!("neg-relay did not answer: {e}\n{}", proc.log()),
+        }
+    }
+
+    /// Everything the relay logged so far (for assertion messages).
     pub fn log(&self) -> String {
         self.proc.log()
     }
