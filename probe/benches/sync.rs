@@ -240,6 +240,53 @@ async fn ceiling(url: &str, n: usize) -> f64 {
     events as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Our reading side alone: the same REQ paging, every event parsed and verified, nothing stored.
+async fn reader_alone(ctx: &SyncContext, url: &str, n: usize) -> f64 {
+    use brotr_probe::sync::{Planner, Session, SessionLimits, Step, Window};
+    let relay = RelayUrl::parse_allowing_local(url).expect("url");
+    let limits = SessionLimits {
+        idle: std::time::Duration::from_secs(30),
+        page: std::time::Duration::from_secs(120),
+        max_event_bytes: 1 << 20,
+    };
+    let mut s = Session::open(&ctx.dialer, &relay, Keys::generate(), limits)
+        .await
+        .expect("session");
+    let base = Filter::new();
+    let start = Instant::now();
+    let mut p = Planner::new(
+        Window {
+            since: 0,
+            end: NOW,
+            top: NOW,
+        },
+        500,
+    );
+    let mut ids = std::collections::HashSet::new();
+    let mut last = 0;
+    loop {
+        match p.next() {
+            Step::Done => break,
+            Step::Fetch {
+                since,
+                until,
+                limit,
+            } => {
+                let page = s.fetch(&base, since, until, limit).await.expect("page");
+                last = page.summary.received;
+                ids.extend(page.events.iter().map(|e| e.id));
+                p.on_page(&page.summary).expect("paging");
+            }
+            Step::Probe { since, until } => {
+                let page = s.fetch(&base, since, until, 1).await.expect("probe");
+                p.on_probe(!page.events.is_empty(), last);
+            }
+        }
+    }
+    assert_eq!(ids.len(), n);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 async fn timed(store: Arc<dyn Store>, ctx: &SyncContext, now: i64) -> (CycleReport, f64, f64) {
     let (cpu0, _) = usage();
     let t = Instant::now();
@@ -254,6 +301,8 @@ async fn sync_role(admin: &str) {
     let relay = spawn_relays(1, n);
     let url = relay.urls[0].clone();
     let ceiling = ceiling(&url, n).await;
+    let reader = reader_alone(&context(false), &url, n).await;
+    println!("sync N={n}: our reader alone (REQ paging, parse + verify, no store): {reader:.0} events/s");
 
     // REQ paging into PostgreSQL full.
     let store = fresh_pg(admin).await;
