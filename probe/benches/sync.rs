@@ -240,6 +240,50 @@ async fn ceiling(url: &str, n: usize) -> f64 {
     events as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The relay's paging ceiling: the same descending REQ pages as the synchronizer, read by a
+/// bare client that only extracts `created_at` (no verification, nothing stored).
+async fn paging_ceiling(url: &str, n: usize) -> f64 {
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let start = Instant::now();
+    let (mut top, mut total, mut sub) = (NOW, 0usize, 0u64);
+    loop {
+        sub += 1;
+        ws.send(Message::text(format!(
+            r#"["REQ","p{sub}",{{"since":0,"until":{top},"limit":500}}]"#
+        )))
+        .await
+        .expect("send");
+        let (mut count, mut oldest) = (0usize, i64::MAX);
+        while let Some(Ok(m)) = ws.next().await {
+            let Message::Text(t) = m else { continue };
+            if t.starts_with("[\"EOSE\"") {
+                break;
+            }
+            if let Some(i) = t.find("\"created_at\":") {
+                let digits: String = t[i + 13..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                oldest = oldest.min(digits.parse().unwrap_or(i64::MAX));
+                count += 1;
+            }
+        }
+        let _ = ws
+            .send(Message::text(format!(r#"["CLOSE","p{sub}"]"#)))
+            .await;
+        total += count;
+        if count < 500 {
+            break;
+        }
+        top = oldest;
+    }
+    assert!(total >= n, "read {total}");
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Our reading side alone: the same REQ paging, every event parsed and verified, nothing stored.
 async fn reader_alone(ctx: &SyncContext, url: &str, n: usize) -> f64 {
     use brotr_probe::sync::{Planner, Session, SessionLimits, Step, Window};
@@ -301,8 +345,14 @@ async fn sync_role(admin: &str) {
     let relay = spawn_relays(1, n);
     let url = relay.urls[0].clone();
     let ceiling = ceiling(&url, n).await;
+    let paging = paging_ceiling(&url, n).await;
+    println!(
+        "sync N={n}: relay paging ceiling (same REQ pages, bare client): {paging:.0} events/s"
+    );
     let reader = reader_alone(&context(false), &url, n).await;
-    println!("sync N={n}: our reader alone (REQ paging, parse + verify, no store): {reader:.0} events/s");
+    println!(
+        "sync N={n}: our reader alone (REQ paging, parse + verify, no store): {reader:.0} events/s"
+    );
 
     // REQ paging into PostgreSQL full.
     let store = fresh_pg(admin).await;

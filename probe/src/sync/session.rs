@@ -261,10 +261,10 @@ impl Session {
                 .await?;
             let deadline = Instant::now() + self.limits.page;
             let mut page = Page::default();
-            let mut seen: HashSet<[u8; 32]> = HashSet::new();
+            let mut raw: Vec<(Event, usize)> = Vec::new();
+            let mut valid: Vec<EventRow> = Vec::new();
+            let mut unordered = false;
             let mut received = 0usize;
-            let mut descending = true;
-            let mut last_ts = i64::MAX;
             let eose_or_closed = loop {
                 let text = self.recv_text(deadline).await?;
                 match classify(&text, &sub) {
@@ -278,23 +278,23 @@ impl Session {
                     }
                     Frame::Event(event, len) => {
                         received += 1;
-                        let Some(row) = self.admit(
-                            &event,
-                            len,
-                            std::slice::from_ref(&filter),
-                            &mut page.rejected,
-                        ) else {
-                            continue;
-                        };
-                        if row.created_at > last_ts {
-                            descending = false;
-                        }
-                        last_ts = row.created_at;
-                        if seen.insert(row.id) {
-                            page.events.push(row);
-                            // A relay ignoring `limit` must not grow memory without bound.
-                            if page.events.len() >= limit.saturating_mul(2).max(64) {
-                                keep_newest(&mut page.events, limit);
+                        self.stats.events_received += 1;
+                        raw.push((*event, len));
+                        // A relay ignoring `limit` must not grow memory without bound: verify
+                        // what came so far and keep the newest valid events (those pushed out are
+                        // older than every kept one, so the next page asks for them again).
+                        if raw.len() >= limit.saturating_mul(2).max(64) {
+                            let chunk = std::mem::take(&mut raw);
+                            let (rows, rejected) =
+                                verify_all(chunk, filter.clone(), self.limits.max_event_bytes)
+                                    .await;
+                            page.rejected.add(&rejected);
+                            valid.extend(rows);
+                            if valid.len() >= limit.saturating_mul(2) {
+                                keep_newest(&mut valid, limit);
+                                // Order is lost; a relay sending this much is not trusted to
+                                // answer newest first anyway.
+                                unordered = true;
                             }
                         }
                     }
@@ -304,6 +304,22 @@ impl Session {
                     }
                 }
             };
+            let (rows, rejected) =
+                verify_all(raw, filter.clone(), self.limits.max_event_bytes).await;
+            page.rejected.add(&rejected);
+            valid.extend(rows);
+            let mut seen: HashSet<[u8; 32]> = HashSet::with_capacity(valid.len());
+            let mut descending = !unordered;
+            let mut last_ts = i64::MAX;
+            for row in valid {
+                if row.created_at > last_ts {
+                    descending = false;
+                }
+                last_ts = row.created_at;
+                if seen.insert(row.id) {
+                    page.events.push(row);
+                }
+            }
             // Close the subscription; a relay that already closed it ignores this.
             if eose_or_closed.is_none() {
                 self.send_text(format!(r#"["CLOSE","{sub}"]"#)).await?;
@@ -335,7 +351,7 @@ impl Session {
         }
     }
 
-    /// Checks one received event: size, id, signature, one of `filters`, storable.
+    /// Checks one received live event (see [`check_event`]).
     fn admit(
         &mut self,
         event: &Event,
@@ -344,28 +360,7 @@ impl Session {
         rejected: &mut Rejected,
     ) -> Option<EventRow> {
         self.stats.events_received += 1;
-        if len > self.limits.max_event_bytes {
-            rejected.oversized += 1;
-            return None;
-        }
-        if !event.verify_id() || !event.verify_signature() {
-            rejected.bad_signature += 1;
-            return None;
-        }
-        if !filters
-            .iter()
-            .any(|f| f.match_event(event, MatchEventOptions::new()))
-        {
-            rejected.off_filter += 1;
-            return None;
-        }
-        match EventRow::from_verified(event) {
-            Ok(r) => Some(r),
-            Err(_) => {
-                rejected.unstorable += 1;
-                None
-            }
-        }
+        check_event(event, len, filters, self.limits.max_event_bytes, rejected)
     }
 
     /// Opens a live subscription: `filters` from `since` on, no limit. Returns its id.
@@ -431,6 +426,85 @@ impl Session {
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+}
+
+/// Checks one received event: size, id, signature, one of `filters`, storable. Counts the
+/// reason of a refusal in `rejected`.
+pub fn check_event(
+    event: &Event,
+    len: usize,
+    filters: &[Filter],
+    max_event_bytes: usize,
+    rejected: &mut Rejected,
+) -> Option<EventRow> {
+    if len > max_event_bytes {
+        rejected.oversized += 1;
+        return None;
+    }
+    if !event.verify_id() || !event.verify_signature() {
+        rejected.bad_signature += 1;
+        return None;
+    }
+    if !filters
+        .iter()
+        .any(|f| f.match_event(event, MatchEventOptions::new()))
+    {
+        rejected.off_filter += 1;
+        return None;
+    }
+    match EventRow::from_verified(event) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            rejected.unstorable += 1;
+            None
+        }
+    }
+}
+
+/// Pages at least this large are verified on two blocking threads.
+const PARALLEL_VERIFY_MIN: usize = 128;
+
+/// Verifies a page's events, in arrival order. Signature checks dominate the probe's CPU, so
+/// large pages are split over two blocking threads: the second core works while the first waits
+/// for the relay or the database.
+async fn verify_all(
+    raw: Vec<(Event, usize)>,
+    filter: Filter,
+    max_event_bytes: usize,
+) -> (Vec<EventRow>, Rejected) {
+    let run = move |chunk: Vec<(Event, usize)>, filter: Filter| {
+        let mut rejected = Rejected::default();
+        let rows: Vec<EventRow> = chunk
+            .iter()
+            .filter_map(|(e, len)| {
+                check_event(
+                    e,
+                    *len,
+                    std::slice::from_ref(&filter),
+                    max_event_bytes,
+                    &mut rejected,
+                )
+            })
+            .collect();
+        (rows, rejected)
+    };
+    if raw.len() < PARALLEL_VERIFY_MIN {
+        return run(raw, filter);
+    }
+    let mut first = raw;
+    let second = first.split_off(first.len() / 2);
+    let f2 = filter.clone();
+    let a = tokio::task::spawn_blocking(move || run(first, filter));
+    let b = tokio::task::spawn_blocking(move || run(second, f2));
+    match (a.await, b.await) {
+        (Ok((mut rows, mut rejected)), Ok((rows2, rejected2))) => {
+            rows.extend(rows2);
+            rejected.add(&rejected2);
+            (rows, rejected)
+        }
+        // A verification thread panicked: keep nothing of this page (it will be fetched again).
+        _ => (Vec::new(), Rejected::default()),
     }
 }
 
