@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use tracing::info;
 
-use crate::config::{ConfigError, ProbeConfig};
+use crate::config::{ConfigError, ProbeConfig, Shard};
 use crate::metrics::Metrics;
 use crate::model::RelayUrl;
 use crate::model::Schema;
@@ -19,6 +19,7 @@ use crate::net::dial::tls_config;
 use crate::runtime::{LoopConfig, Shutdown, TooManyFailures, run_loop, unix_now};
 use crate::seed::DEFAULT_SEED_LIST;
 use crate::services::seeder::{self, SeedOptions};
+use crate::services::synchronizer::{self, SyncContext};
 use crate::services::{finder, validator};
 use crate::store::{self, DatabaseUrl, Store, StoreError};
 
@@ -80,6 +81,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Monitor relays: NIP-11 and NIP-66 checks, stored and published as kind 30166 events.
     Monitor(OnceArgs),
+    /// Archive the events of every active relay (config `sync`), resuming from per-relay cursors.
+    Sync(SyncArgs),
     /// Run the pipeline in one process: migrate if needed, seed, then every service until
     /// SIGTERM (`--once`: one cycle of each, then exit).
     Run(RunArgs),
@@ -102,6 +105,16 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub once: OnceArgs,
+    /// Sync only the relays whose URL hash is `i` mod `n` (one replica of `n`); overrides
+    /// `sync.shard`.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<Shard>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SeedArgs {
     /// Seed list file; default: the list bundled with the binary.
     #[arg(long)]
@@ -117,6 +130,9 @@ pub struct RunArgs {
     pub seed: SeedArgs,
     #[command(flatten)]
     pub once: OnceArgs,
+    /// Shard of the synchronizer (see `sync --shard`).
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<Shard>,
 }
 
 fn parse_schema(s: &str) -> Result<Schema, String> {
@@ -240,6 +256,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Validate(o)
         | Command::Find(o)
         | Command::Monitor(o)
+        | Command::Sync(SyncArgs { once: o, .. })
         | Command::Run(RunArgs { once: o, .. }) => !o.once,
         _ => false,
     };
@@ -265,6 +282,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Find(o) => find_loop(store, &cfg, &metrics, o.once).await,
         Command::Monitor(o) => monitor_loop(store, &cfg, &metrics, o.once).await,
         Command::Check(_) => Ok(()),
+        Command::Sync(a) => sync_loop(store, &cfg, &metrics, a.once.once, a.shard).await,
         Command::Run(args) => {
             seed(store.as_ref(), &args.seed, allow_local).await?;
             if args.once.once {
@@ -272,11 +290,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 find_loop(store.clone(), &cfg, &metrics, true).await?;
                 validate_loop(store.clone(), &cfg, &metrics, true).await?;
                 monitor_loop(store.clone(), &cfg, &metrics, true).await?;
+                sync_loop(store.clone(), &cfg, &metrics, true, args.shard).await?;
             } else {
                 tokio::try_join!(
                     find_loop(store.clone(), &cfg, &metrics, false),
                     validate_loop(store.clone(), &cfg, &metrics, false),
                     monitor_loop(store.clone(), &cfg, &metrics, false),
+                    sync_loop(store.clone(), &cfg, &metrics, false, args.shard),
                 )?;
             }
             let c = store.counts().await?;
@@ -368,6 +388,70 @@ async fn validate_loop(
                 m.items
                     .with_label_values(&["validator", "pruned"])
                     .inc_by(r.pruned);
+                Ok::<(), StoreError>(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The key the probe signs NIP-42 AUTH with: `BROTR_NOSTR_KEY` (hex or nsec) or, when unset, a
+/// fresh ephemeral key. The value is never logged.
+fn probe_keys() -> Result<nostr::Keys, CliError> {
+    match std::env::var("BROTR_NOSTR_KEY") {
+        Ok(v) if !v.trim().is_empty() => nostr::Keys::parse(v.trim())
+            .map_err(|_| CliError::Setup("BROTR_NOSTR_KEY is not a hex or nsec secret key".into())),
+        _ => Ok(nostr::Keys::generate()),
+    }
+}
+
+async fn sync_loop(
+    store: Arc<dyn Store>,
+    cfg: &ProbeConfig,
+    metrics: &Metrics,
+    once: bool,
+    shard: Option<Shard>,
+) -> Result<(), CliError> {
+    let shard = match (shard, &cfg.sync.shard) {
+        (Some(s), _) => s,
+        // Checked when the config was loaded.
+        (None, Some(s)) => s.parse().map_err(CliError::Setup)?,
+        (None, None) => Shard::ALL,
+    };
+    let ctx = SyncContext {
+        dialer: Dialer::new(cfg.networks.clone(), cfg.limits.clone(), tls_config(&[])),
+        keys: probe_keys()?,
+        cfg: cfg.sync.clone(),
+        shard,
+        lifecycle: cfg.validator.lifecycle(),
+        allow_local: cfg.limits.allow_private,
+    };
+    let loop_cfg = LoopConfig {
+        interval_secs: cfg.sync.interval_secs,
+        max_consecutive_failures: cfg.sync.max_consecutive_failures,
+    };
+    run_loop(
+        "synchronizer",
+        &loop_cfg,
+        once,
+        metrics,
+        Shutdown::on_signals(),
+        || {
+            let (store, ctx, m) = (store.clone(), ctx.clone(), metrics.clone());
+            async move {
+                let r = synchronizer::run_cycle(store, &ctx, unix_now()).await?;
+                let count = |what: &str, n: u64| {
+                    m.items.with_label_values(&["synchronizer", what]).inc_by(n)
+                };
+                count("events_new", r.events_new);
+                count("events_received", r.wire.events_received);
+                count("events_rejected", r.rejected.total());
+                count("requests", r.wire.requests);
+                count("bytes_in", r.wire.bytes_in);
+                count("relays_failed", r.relays_failed);
+                count("overflow_seconds", r.overflows);
+                count("candidates", r.candidates);
                 Ok::<(), StoreError>(())
             }
         },

@@ -23,3 +23,5 @@ pub mod runtime;
 pub mod services;
 #[cfg(feature = "runtime")]
 pub mod store;
+#[cfg(feature = "runtime")]
+pub mod sync;

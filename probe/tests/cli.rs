@@ -187,11 +187,40 @@ fn json_logs_are_one_object_per_line() {
     }
 }
 
+/// A rust-nostr relay on loopback already holding `events`.
+async fn relay_with(events: &[nostr::Event]) -> (nostr_relay_builder::prelude::LocalRelay, String) {
+    use nostr_relay_builder::prelude::*;
+    let db = MemoryDatabase::with_opts(MemoryDatabaseOptions {
+        events: true,
+        max_events: None,
+    });
+    for e in events {
+        db.save_event(e).await.unwrap();
+    }
+    peers::nostr_relay(RelayBuilder::default().database(db)).await
+}
+
+fn recent_notes(n: usize, tags: Vec<nostr::Tag>) -> Vec<nostr::Event> {
+    let keys = nostr::Keys::generate();
+    let now = nostr::Timestamp::now().as_secs();
+    (0..n)
+        .map(|i| {
+            nostr::EventBuilder::text_note(format!("cli {i}"))
+                .tags(tags.clone())
+                .custom_created_at(nostr::Timestamp::from(now - 1 - (i as u64 * 61) % 86_400))
+                .sign_with_keys(&keys)
+                .unwrap()
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn run_once_ends_with_local_relays_validated() {
-    use nostr_relay_builder::prelude::RelayBuilder;
-    let (_r1, url1) = peers::nostr_relay(RelayBuilder::default()).await;
-    let (_r2, url2) = peers::nostr_relay(RelayBuilder::default()).await;
+async fn run_once_validates_local_relays_and_archives_all_their_events() {
+    // Relay 1 holds notes whose `p` tags hint at a relay nobody seeded.
+    let hinted = "ws://127.0.0.1:9/";
+    let hint = nostr::Tag::parse(["p", &"ab".repeat(32), hinted]).unwrap();
+    let (_r1, url1) = relay_with(&recent_notes(700, vec![hint])).await;
+    let (_r2, url2) = relay_with(&recent_notes(300, vec![])).await;
     let decoy = peers::http_server().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("brotr.db");
@@ -207,6 +236,8 @@ async fn run_once_ends_with_local_relays_validated() {
             &db2,
             &[
                 "--allow-private",
+                "--config",
+                cfg.to_str().unwrap(),
                 "run",
                 "--once",
                 "--file",
@@ -218,7 +249,39 @@ async fn run_once_ends_with_local_relays_validated() {
     .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let c = counts(&db).await;
-    assert_eq!((c.relays, c.candidates), (2, 1), "{}", stderr(&out));
+    assert_eq!(c.relays, 2, "{}", stderr(&out));
+    assert_eq!(
+        (c.events, c.event_relays),
+        (1_000, 1_000),
+        "{}",
+        stderr(&out)
+    );
+    // The decoy stays a candidate, and the hinted relay was found at ingest.
+    assert_eq!(c.candidates, 2, "{}", stderr(&out));
+}
+
+#[test]
+fn sync_rejects_a_bad_shard_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = probe(
+        &dir.path().join("b.db"),
+        &["sync", "--once", "--shard", "3/3"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("3/3"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_config_filter_with_a_limit_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("probe.yaml");
+    std::fs::write(&cfg, "sync:\n  filters: [{kinds: [1], limit: 10}]\n").unwrap();
+    let out = probe(
+        &dir.path().join("b.db"),
+        &["--config", cfg.to_str().unwrap(), "sync", "--once"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("sync.filters[0]"), "{}", stderr(&out));
 }
 
 #[test]

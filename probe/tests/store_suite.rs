@@ -47,6 +47,7 @@ suite!(
     replaying_a_batch_inserts_nothing,
     duplicates_inside_one_batch_are_stored_once,
     same_event_on_two_relays_is_one_event_two_links,
+    relay_event_keys_are_per_relay_window_and_kind,
     batches_larger_than_the_chunk_size_are_stored_whole,
     relays_insert_idempotently_with_their_network,
     candidates_skip_known_relays_and_keep_failure_counts,
@@ -57,6 +58,48 @@ suite!(
 
 mod cases {
     use super::*;
+
+    pub async fn relay_event_keys_are_per_relay_window_and_kind(
+        s: Arc<dyn Store>,
+        _: &DatabaseUrl,
+    ) {
+        let keys = Keys::generate();
+        let evs: Vec<_> = (0..6)
+            .map(|i| {
+                event(
+                    &keys,
+                    if i % 2 == 0 { 1 } else { 7 },
+                    &format!("k{i}"),
+                    vec![],
+                    1000 + i,
+                )
+            })
+            .collect();
+        s.insert_events(&relay("wss://a.example.com"), 1, &evs[..4])
+            .await
+            .unwrap();
+        s.insert_events(&relay("wss://b.example.com"), 1, &evs[2..])
+            .await
+            .unwrap();
+        let mut got = s
+            .relay_event_keys("wss://a.example.com", 1001, 1003, None)
+            .await
+            .unwrap();
+        got.sort();
+        let want: Vec<(i64, [u8; 32])> = evs[1..4].iter().map(|e| (e.created_at, e.id)).collect();
+        assert_eq!(got, want);
+        let kind1 = s
+            .relay_event_keys("wss://a.example.com", 0, i64::MAX, Some(&[1]))
+            .await
+            .unwrap();
+        assert_eq!(kind1.len(), 2);
+        assert!(
+            s.relay_event_keys("wss://nowhere.example.com", 0, i64::MAX, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 
     pub async fn events_round_trip_byte_for_byte(s: Arc<dyn Store>, _: &DatabaseUrl) {
         let keys = Keys::generate();

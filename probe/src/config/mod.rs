@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::model::Network;
 
 pub mod monitor;
+pub mod sync;
 
 pub use monitor::{CheckConfig, ChecksConfig, MonitorConfig};
+pub use sync::{RelayOverride, Shard, SyncConfig};
 
 /// How to reach relays on one network.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
@@ -238,6 +240,7 @@ pub struct ProbeConfig {
     pub validator: ValidatorConfig,
     pub finder: FinderConfig,
     pub monitor: MonitorConfig,
+    pub sync: SyncConfig,
 }
 
 /// A configuration file that cannot be used.
@@ -279,6 +282,7 @@ impl ProbeConfig {
                 ));
             }
         }
+        self.sync.check()?;
         let v = &self.validator;
         if !(1..=604_800).contains(&v.interval_secs) {
             return Err(format!(

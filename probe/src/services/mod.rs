@@ -3,4 +3,5 @@
 
 pub mod finder;
 pub mod seeder;
+pub mod synchronizer;
 pub mod validator;

@@ -228,6 +228,16 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<(String, Value)>>;
     async fn state_delete(&self, service: &str, kind: &str, keys: &[String]) -> Result<u64>;
 
+    /// `(created_at, id)` of the events seen on `relay` with `since <= created_at <= until`,
+    /// only of `kinds` when given: the local side of a NIP-77 reconciliation.
+    async fn relay_event_keys(
+        &self,
+        relay: &str,
+        since: i64,
+        until: i64,
+        kinds: Option<&[i32]>,
+    ) -> Result<Vec<(i64, [u8; 32])>>;
+
     async fn counts(&self) -> Result<Counts>;
     /// Bytes on disk of the event and event↔relay tables with their indexes.
     async fn event_storage_bytes(&self) -> Result<u64>;
@@ -259,4 +269,21 @@ pub(crate) fn candidate_from_state(key: &str, value: &Value) -> Result<Candidate
         failures: state.failures,
         timestamp: state.timestamp,
     })
+}
+
+/// Rows of `relay_event_keys` queries, filtered by kind.
+pub(crate) fn event_keys(
+    rows: Vec<(i64, Vec<u8>, i32)>,
+    kinds: Option<&[i32]>,
+) -> Result<Vec<(i64, [u8; 32])>> {
+    rows.into_iter()
+        .filter(|(_, _, k)| kinds.is_none_or(|ks| ks.contains(k)))
+        .map(|(t, id, _)| {
+            let id: [u8; 32] = id.try_into().map_err(|v: Vec<u8>| StoreError::Corrupt {
+                what: "event id".into(),
+                reason: format!("{} bytes", v.len()),
+            })?;
+            Ok((t, id))
+        })
+        .collect()
 }

@@ -532,6 +532,27 @@ impl Store for PgStore {
         Ok(r.rows_affected())
     }
 
+    async fn relay_event_keys(
+        &self,
+        relay: &str,
+        since: i64,
+        until: i64,
+        kinds: Option<&[i32]>,
+    ) -> Result<Vec<(i64, [u8; 32])>> {
+        let rows: Vec<(i64, Vec<u8>, i32)> = sqlx::query_as(
+            "SELECT e.created_at, e.id, e.kind FROM event_relay er \
+             JOIN relay r ON r.id = er.relay_id JOIN event e ON e.id = er.event_id \
+             WHERE r.url = $1 AND e.created_at >= $2 AND e.created_at <= $3",
+        )
+        .bind(relay)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("relay event keys read"))?;
+        super::event_keys(rows, kinds)
+    }
+
     async fn counts(&self) -> Result<Counts> {
         let r = sqlx::query(
             "SELECT (SELECT count(*) FROM relay), \

@@ -1,6 +1,8 @@
 //! Shared test helpers: stores on both backends, realistic signed events, real peers.
 #![allow(dead_code)]
 
+pub mod evil;
+pub mod external;
 pub mod monitor_peers;
 pub mod peers;
 

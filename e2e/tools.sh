@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# External Nostr peers for the Rust tests, installed once and cached outside the repo.
+#
+#   source e2e/tools.sh; tools_install   → installs (or reuses) each tool and exports its variable
+#   bash e2e/tools.sh                    → same, then prints NAME=VALUE lines for each tool
+#
+# Exports (each read by probe/tests/common/external.rs; a test skips when its variable is unset,
+# and fails instead when BROTR_REQUIRE_TOOLS names the tool or is 1):
+#   BROTR_NOSTR_RS_RELAY  nostr-rs-relay binary (crates.io source, e2e/nostr-rs-relay-*.Cargo.lock)
+#   BROTR_NAK             nak binary (Go module proxy, go install)
+#   BROTR_NODE_VERIFY     e2e/verify-event.mjs, run with node; BROTR_NOSTR_TOOLS_DIR is the npm
+#                         prefix holding the pinned nostr-tools it imports
+#   BROTR_GO_VERIFY       e2e/go-verify built (go-nostr; stands in for `nak verify`)
+#   BROTR_NEG_RELAY       e2e/neg-relay built (in-memory NIP-77 relay on go-nostr's negentropy;
+#                         stands in for `nak serve --negentropy`)
+#
+# Environment:
+#   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
+#   BROTR_NOSTR_RS_RELAY_VERSION  crates.io version               (default 0.8.12)
+#   BROTR_NAK_VERSION           nak module version                (default v0.20.6)
+#   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
+#   BROTR_TOOLS                 tools to install, comma-separated
+#                               (default nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay)
+#   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
+# See e2e/README-tools.md.
+set -euo pipefail
+
+TOOLS_CACHE=${BROTR_TOOLS_CACHE:-$HOME/.cache/brotr}
+NOSTR_RS_RELAY_VERSION=${BROTR_NOSTR_RS_RELAY_VERSION:-0.8.12}
+NAK_VERSION=${BROTR_NAK_VERSION:-v0.20.6}
+NOSTR_TOOLS_VERSION=${BROTR_NOSTR_TOOLS_VERSION:-2.25.2}
+TOOLS_E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+tools_log() { echo "tools: $*" >&2; }
+tools_die() { echo "tools: ERROR: $*" >&2; return 1; }
+
+# tools_apt PACKAGE...: installs the Debian packages that are not installed yet (and only those).
+tools_apt() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local log="$TOOLS_CACHE/apt.log"
+  mkdir -p "$TOOLS_CACHE"
+  tools_log "installing ${missing[*]} with apt-get (log: $log)"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; } >"$log" 2>&1 ||
+    { tail -5 "$log" >&2; tools_die "apt-get install ${missing[*]} failed"; }
+}
+
+# nostr-rs-relay: built from its crates.io source with e2e/nostr-rs-relay-<version>.Cargo.lock.
+# The crate's own lock pins time 0.3.25, which no longer compiles (E0282 on Rust 1.95), so
+# `cargo install --locked` fails after ~7 minutes and an unlocked install takes whatever is newest
+# that day. The committed lock is the crate's lock after `cargo update -p time@0.3.25` (8 packages
+# move, see e2e/README-tools.md): reproducible and known to build. It builds with its own target
+# dir (not the workspace's); only the binary is kept.
+tools_nostr_rs_relay() {
+  local v=$NOSTR_RS_RELAY_VERSION bin="$TOOLS_CACHE/bin/nostr-rs-relay-$NOSTR_RS_RELAY_VERSION"
+  if [ ! -x "$bin" ]; then
+    local lock="$TOOLS_E2E_DIR/nostr-rs-relay-$v.Cargo.lock"
+    [ -f "$lock" ] || tools_die "nostr-rs-relay $v: no $lock (make one as described above)" ||
+      return 1
+    tools_apt protobuf-compiler pkg-config libssl-dev ||
+      tools_die "nostr-rs-relay: apt dependencies failed" || return 1
+    local root="$TOOLS_CACHE/cargo-install/nostr-rs-relay-$v" log crate
+    log="$root/build.log"
+    rm -rf "$root/src" && mkdir -p "$root/src" "$TOOLS_CACHE/bin" || return 1
+    # `cargo info` downloads the .crate into cargo's registry cache; unpack it from there.
+    (cd "$root" && cargo info "nostr-rs-relay@$v") >"$log" 2>&1 ||
+      { tail -5 "$log" >&2; tools_die "nostr-rs-relay $v: cargo info failed"; return 1; }
+    crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"nostr-rs-relay-$v.crate" 2>/dev/null |
+      head -1)
+    [ -n "$crate" ] || tools_die "nostr-rs-relay $v: .crate not in cargo's registry cache" || return 1
+    tar -xzf "$crate" -C "$root/src" && cp "$lock" "$root/src/nostr-rs-relay-$v/Cargo.lock" ||
+      return 1
+    tools_log "building nostr-rs-relay $v (about 8 minutes; log: $log)"
+    if ! CARGO_TARGET_DIR="$root/target" nice -n 10 cargo install --locked --quiet \
+        --path "$root/src/nostr-rs-relay-$v" --root "$root" >>"$log" 2>&1; then
+      tail -20 "$log" >&2
+      tools_die "nostr-rs-relay $v: cargo install failed (log: $log)"
+      return 1
+    fi
+    install -m 0755 "$root/bin/nostr-rs-relay" "$bin.tmp" && mv "$bin.tmp" "$bin" || return 1
+    rm -rf "$root/target" "$root/src" "$root/bin"  # ~1.5 GB of build output: keep the binary only
+  fi
+  export BROTR_NOSTR_RS_RELAY="$bin"
+}
+
+# nak: go install into a per-version GOBIN, with the module and build caches of control-plane.sh.
+tools_nak() {
+  local v=$NAK_VERSION dir="$TOOLS_CACHE/bin/nak-$NAK_VERSION"
+  if [ ! -x "$dir/nak" ]; then
+    command -v go >/dev/null 2>&1 || { tools_die "nak: no go toolchain on PATH"; return 1; }
+    local log="$TOOLS_CACHE/bin/nak-$v.log"
+    mkdir -p "$TOOLS_CACHE/bin" "$TOOLS_CACHE/go/mod" "$TOOLS_CACHE/go/build"
+    tools_log "building nak $v with go install (log: $log)"
+    if ! GOBIN="$dir.tmp" GOMODCACHE="$TOOLS_CACHE/go/mod" GOCACHE="$TOOLS_CACHE/go/build" \
+        GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS="-mod=mod -modcacherw -buildvcs=false" \
+        nice -n 10 go install "github.com/fiatjaf/nak@$v" >"$log" 2>&1; then
+      tail -5 "$log" >&2
+      rm -rf "$dir.tmp"
+      tools_die "nak $v: go install failed (log: $log)"
+      return 1
+    fi
+    mkdir -p "$dir" && mv "$dir.tmp/nak" "$dir/nak" && rm -rf "$dir.tmp" || return 1
+  fi
+  export BROTR_NAK="$dir/nak"
+}
+
+# nostr-tools: npm install into a per-version prefix; e2e/verify-event.mjs imports it from there.
+tools_nostr_tools() {
+  local v=$NOSTR_TOOLS_VERSION prefix="$TOOLS_CACHE/node/nostr-tools-$NOSTR_TOOLS_VERSION"
+  if [ ! -f "$prefix/node_modules/nostr-tools/package.json" ]; then
+    command -v npm >/dev/null 2>&1 || { tools_die "nostr-tools: no npm on PATH"; return 1; }
+    local log="$TOOLS_CACHE/node/nostr-tools-$v.log"
+    mkdir -p "$prefix"
+    tools_log "installing nostr-tools $v with npm (log: $log)"
+    if ! npm install --prefix "$prefix" --no-audit --no-fund --no-save --loglevel=error \
+        "nostr-tools@$v" >"$log" 2>&1; then
+      tail -5 "$log" >&2
+      tools_die "nostr-tools $v: npm install failed (log: $log)"
+      return 1
+    fi
+  fi
+  command -v node >/dev/null 2>&1 || { tools_die "nostr-tools: no node on PATH"; return 1; }
+  export BROTR_NOSTR_TOOLS_DIR="$prefix"
+  export BROTR_NODE_VERIFY="$TOOLS_E2E_DIR/verify-event.mjs"
+}
+
+# tools_go_build NAME VAR: builds e2e/NAME (a Go main package on go-nostr) with its committed
+# go.sum into bin/NAME-<sha of go.mod, go.sum, main.go>, so an edit rebuilds it; exports VAR.
+tools_go_build() {
+  local name=$1 var=$2 src="$TOOLS_E2E_DIR/$1" key bin
+  command -v go >/dev/null 2>&1 || { tools_die "$name: no go toolchain on PATH"; return 1; }
+  key=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+  bin="$TOOLS_CACHE/bin/$name-$key"
+  if [ ! -x "$bin" ]; then
+    local log="$TOOLS_CACHE/bin/$name.log"
+    mkdir -p "$TOOLS_CACHE/bin" "$TOOLS_CACHE/go/mod" "$TOOLS_CACHE/go/build"
+    if ! (cd "$src" && GOMODCACHE="$TOOLS_CACHE/go/mod" GOCACHE="$TOOLS_CACHE/go/build" \
+        GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 \
+        GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" \
+        nice -n 10 go build -o "$bin.tmp" .) >"$log" 2>&1; then
+      tail -5 "$log" >&2
+      tools_die "$name: go build failed (log: $log)"
+      return 1
+    fi
+    mv "$bin.tmp" "$bin" || return 1
+  fi
+  export "$var=$bin"
+}
+
+# go-verify: e2e/go-verify (go-nostr, the library nak is built on): event checks.
+tools_go_verify() { tools_go_build go-verify BROTR_GO_VERIFY; }
+
+# neg-relay: e2e/neg-relay, an in-memory relay with NIP-77 on go-nostr's own negentropy code
+# (stands in for `nak serve --negentropy`).
+tools_neg_relay() { tools_go_build neg-relay BROTR_NEG_RELAY; }
+
+# tools_install: every tool in BROTR_TOOLS; a failure is an error unless the tool is listed in
+# BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
+tools_install() {
+  local t fn failed=0 lock_fd
+  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay}"
+  # One install at a time per cache (two worktrees may run their tests at once).
+  mkdir -p "$TOOLS_CACHE"
+  exec {lock_fd}>"$TOOLS_CACHE/.tools.lock"
+  flock "$lock_fd"
+  for t in "${_tools[@]}"; do
+    case "$t" in
+      nostr-rs-relay) fn=tools_nostr_rs_relay ;;
+      nak) fn=tools_nak ;;
+      nostr-tools) fn=tools_nostr_tools ;;
+      go-nostr) fn=tools_go_verify ;;
+      neg-relay) fn=tools_neg_relay ;;
+      *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
+    esac
+    if [[ ",${BROTR_TOOLS_OPTIONAL:-}," != *",$t,"* ]]; then
+      "$fn" || failed=1
+      continue
+    fi
+    # An optional tool's failure is one note, not an error report (its log keeps the details).
+    local err; err=$(mktemp)
+    if "$fn" 2>"$err"; then
+      cat "$err" >&2
+    else
+      tools_log "$t not installed (optional; its tests skip):" \
+        "$(grep -m1 -iE 'forbidden|not available|error' "$err" | sed 's/^[[:space:]]*//')"
+    fi
+    rm -f "$err"
+  done
+  exec {lock_fd}>&-
+  return $failed
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  tools_install
+  for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR \
+    BROTR_GO_VERIFY BROTR_NEG_RELAY; do
+    [ -n "${!v:-}" ] && echo "$v=${!v}"
+  done
+  true
+fi

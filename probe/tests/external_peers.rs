@@ -1,0 +1,686 @@
+//! Brotr against relays and verifiers it did not write: a real nostr-rs-relay, `nak serve` and
+//! `e2e/neg-relay` (NIP-77 on go-nostr's own negentropy) as peers; nostr-tools, go-nostr and
+//! `nak verify` as independent judges of events signed with `nostr`.
+//! The tools come from `e2e/tools.sh`; each test skips with a note when its tool is not installed
+//! (and fails instead when `BROTR_REQUIRE_TOOLS` asks for it, as in CI).
+
+mod common;
+
+use std::time::Duration;
+
+use brotr_probe::config::{LimitsConfig, NetworksConfig};
+use brotr_probe::model::{Candidate, RelayUrl, Schema};
+use brotr_probe::net::dial::tls_config;
+use brotr_probe::net::{Answer, Dialer, probe_nostr};
+use brotr_probe::services::validator::{ValidatorConfig, run_cycle};
+use common::external::*;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn dialer() -> Dialer {
+    let mut networks = NetworksConfig::default();
+    networks.clearnet.timeout_secs = 5.0;
+    Dialer::new(
+        networks,
+        LimitsConfig {
+            allow_private: true,
+            ..Default::default()
+        },
+        tls_config(&[]),
+    )
+}
+
+fn local(url: &str) -> RelayUrl {
+    RelayUrl::parse_allowing_local(url).expect("test url")
+}
+
+fn signed_note(content: &str) -> Event {
+    EventBuilder::text_note(content)
+        .sign_with_keys(&Keys::generate())
+        .expect("sign")
+}
+
+/// The validator, run once on a fresh SQLite store holding `url` as its only candidate,
+/// promotes it.
+async fn assert_validator_promotes(url: &str) {
+    let (db, _dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    store
+        .insert_candidates(&[Candidate::new(local(url), 1000)])
+        .await
+        .unwrap();
+    let report = run_cycle(store.as_ref(), &dialer(), &ValidatorConfig::default(), 2000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.checked, report.promoted),
+        (1, 1),
+        "{url}: {report:?}"
+    );
+    let relays: Vec<String> = store
+        .relays()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.url.to_string())
+        .collect();
+    assert_eq!(relays, vec![local(url).to_string()]);
+}
+
+async fn connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+        .0
+}
+
+/// The next relay message (a JSON array), failing after 5 s of silence.
+async fn next_message(ws: &mut Ws) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("relay answered within 5 s")
+            .expect("connection open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("relay sent JSON");
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, msg: Value) {
+    ws.send(Message::text(msg.to_string())).await.expect("send");
+}
+
+#[tokio::test]
+async fn the_validator_promotes_a_real_nostr_rs_relay() {
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    assert_validator_promotes(&relay.url).await;
+}
+
+#[tokio::test]
+async fn the_validator_promotes_a_nak_serve_relay() {
+    let Some(relay) = NakServe::start(true).await else {
+        return;
+    };
+    assert_validator_promotes(&relay.url).await;
+}
+
+#[tokio::test]
+async fn probe_nostr_gets_an_eose_from_nostr_rs_relay() {
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    let answer = probe_nostr(&dialer(), &local(&relay.url)).await;
+    assert_eq!(answer.unwrap(), Answer::Eose, "{}", relay.log());
+}
+
+#[tokio::test]
+async fn probe_nostr_gets_an_eose_from_nak_serve() {
+    let Some(relay) = NakServe::start(true).await else {
+        return;
+    };
+    let answer = probe_nostr(&dialer(), &local(&relay.url)).await;
+    assert_eq!(answer.unwrap(), Answer::Eose, "{}", relay.log());
+}
+
+#[tokio::test]
+async fn a_nostr_rs_relay_requiring_nip42_auth_answers_with_its_challenge_and_is_promoted() {
+    let config = NostrRsRelayConfig {
+        nip42_auth: true,
+        ..Default::default()
+    };
+    let Some(relay) = NostrRsRelay::start(&config).await else {
+        return;
+    };
+    let answer = probe_nostr(&dialer(), &local(&relay.url)).await;
+    assert_eq!(answer.unwrap(), Answer::Auth, "{}", relay.log());
+    assert_validator_promotes(&relay.url).await;
+}
+
+#[tokio::test]
+async fn nostr_rs_relay_serves_the_nip11_document_of_its_config() {
+    let config = NostrRsRelayConfig {
+        name: Some("brotr nip11 check".into()),
+        ..Default::default()
+    };
+    let Some(relay) = NostrRsRelay::start(&config).await else {
+        return;
+    };
+    assert_eq!(relay.nip11["name"], "brotr nip11 check");
+    let nips = relay.nip11["supported_nips"]
+        .as_array()
+        .expect("supported_nips");
+    assert!(nips.contains(&json!(11)), "{nips:?}");
+    assert!(
+        relay.nip11["software"]
+            .as_str()
+            .is_some_and(|s| s.contains("nostr-rs-relay")),
+        "{}",
+        relay.nip11
+    );
+}
+
+#[tokio::test]
+async fn nostr_rs_relay_accepts_a_signed_event_and_returns_it_on_req() {
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    let event = signed_note("hello from brotr's tests");
+    let id = event.id.to_hex();
+    let mut ws = connect(&relay.url).await;
+    send(&mut ws, json!(["EVENT", event])).await;
+    assert_eq!(
+        next_message(&mut ws).await,
+        json!(["OK", id, true, ""]),
+        "{}",
+        relay.log()
+    );
+
+    send(&mut ws, json!(["REQ", "read-back", {"ids": [id]}])).await;
+    let got = next_message(&mut ws).await;
+    assert_eq!((&got[0], &got[1]), (&json!("EVENT"), &json!("read-back")));
+    let back = Event::from_json(got[2].to_string()).expect("an event");
+    assert_eq!(back, event, "the relay returns the event unchanged");
+    back.verify().expect("still verifies");
+    assert_eq!(next_message(&mut ws).await, json!(["EOSE", "read-back"]));
+}
+
+#[tokio::test]
+async fn nostr_rs_relay_refuses_an_event_over_its_configured_max_event_bytes() {
+    let config = NostrRsRelayConfig {
+        max_event_bytes: Some(1024),
+        ..Default::default()
+    };
+    let Some(relay) = NostrRsRelay::start(&config).await else {
+        return;
+    };
+    let mut ws = connect(&relay.url).await;
+    send(&mut ws, json!(["EVENT", signed_note(&"x".repeat(2000))])).await;
+    let notice = next_message(&mut ws).await;
+    assert_eq!(notice[0], "NOTICE", "{notice}");
+    assert!(
+        notice[1].as_str().is_some_and(|m| m.contains("max size")),
+        "{notice}"
+    );
+    let small = signed_note("small enough");
+    send(&mut ws, json!(["EVENT", small])).await;
+    assert_eq!(
+        next_message(&mut ws).await,
+        json!(["OK", small.id.to_hex(), true, ""])
+    );
+}
+
+/// Ids of the EVENTs a REQ with `filter` gets before EOSE, in the order the relay sent them.
+async fn req_ids(ws: &mut Ws, sub: &str, filter: Value) -> Vec<String> {
+    send(ws, json!(["REQ", sub, filter])).await;
+    let mut ids = Vec::new();
+    loop {
+        let msg = next_message(ws).await;
+        match msg[0].as_str() {
+            Some("EVENT") => ids.push(msg[2]["id"].as_str().expect("id").to_owned()),
+            Some("EOSE") => return ids,
+            _ => panic!("unexpected {msg}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn nostr_rs_relay_returns_every_match_oldest_first_and_a_limit_newest_first() {
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    let keys = Keys::generate();
+    let events: Vec<Event> = (0..5u64)
+        .map(|i| {
+            EventBuilder::text_note(format!("note {i}"))
+                .custom_created_at(nostr::Timestamp::from(1_700_000_000 + i))
+                .sign_with_keys(&keys)
+                .expect("sign")
+        })
+        .collect();
+    let mut ws = connect(&relay.url).await;
+    for e in &events {
+        send(&mut ws, json!(["EVENT", e])).await;
+        assert_eq!(next_message(&mut ws).await[2], true, "{}", relay.log());
+    }
+    let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()).collect();
+    let author = keys.public_key().to_hex();
+
+    let all = req_ids(&mut ws, "all", json!({"authors": [author]})).await;
+    assert_eq!(all, ids, "no limit: every match, oldest first");
+    let two = req_ids(&mut ws, "two", json!({"authors": [author], "limit": 2})).await;
+    assert_eq!(
+        two,
+        vec![ids[4].clone(), ids[3].clone()],
+        "limit: newest first"
+    );
+}
+
+#[tokio::test]
+async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging() {
+    use brotr_probe::config::{Shard, SyncConfig};
+    use brotr_probe::services::synchronizer::{self, SyncContext};
+    use brotr_probe::store::NewRelay;
+
+    const NOW: i64 = 1_760_000_000;
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    // 250 events; every 10th shares its second with the previous one, so pages end inside ties.
+    let keys: Vec<Keys> = (0..3).map(|_| Keys::generate()).collect();
+    let events: Vec<Event> = (0..250i64)
+        .map(|i| {
+            let t = NOW - 37 * (i - i64::from(i % 10 == 9));
+            EventBuilder::text_note(format!("sync {i}"))
+                .custom_created_at(nostr::Timestamp::from(t as u64))
+                .sign_with_keys(&keys[i as usize % keys.len()])
+                .expect("sign")
+        })
+        .collect();
+    let mut ws = connect(&relay.url).await;
+    for e in &events {
+        send(&mut ws, json!(["EVENT", e])).await;
+        assert_eq!(next_message(&mut ws).await[2], true, "{}", relay.log());
+    }
+
+    let (db, _dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    store
+        .insert_relays(&[NewRelay {
+            url: local(&relay.url),
+            discovered_at: NOW,
+        }])
+        .await
+        .unwrap();
+    let ctx = SyncContext {
+        dialer: dialer(),
+        keys: Keys::generate(),
+        cfg: SyncConfig {
+            limit: 100,
+            extract_hints: false,
+            ..Default::default()
+        },
+        shard: Shard::ALL,
+        lifecycle: ValidatorConfig::default().lifecycle(),
+        allow_local: true,
+    };
+    let r = synchronizer::run_cycle(store.clone(), &ctx, NOW)
+        .await
+        .expect("cycle");
+    assert_eq!(r.relays_failed, 0, "{r:?}\n{}", relay.log());
+    assert_eq!(
+        r.negentropy_windows, 0,
+        "nostr-rs-relay has no NIP-77: {r:?}"
+    );
+    assert_eq!(store.counts().await.unwrap().events, 250, "{r:?}");
+    assert!(
+        r.wire.events_received <= 275,
+        "pages overlap by at most a tie's worth: {r:?}"
+    );
+}
+
+/// Publishes `events` over one connection, in batches (a batch sent, then its OKs read, so
+/// neither side's socket buffer fills up), and checks that the relay accepted each of them.
+async fn publish(url: &str, events: &[Event]) {
+    let mut ws = connect(url).await;
+    for batch in events.chunks(250) {
+        for e in batch {
+            ws.feed(Message::text(json!(["EVENT", e]).to_string()))
+                .await
+                .expect("send");
+        }
+        ws.flush().await.expect("flush");
+        let mut pending: std::collections::HashSet<String> =
+            batch.iter().map(|e| e.id.to_hex()).collect();
+        while !pending.is_empty() {
+            let ok = next_message(&mut ws).await;
+            assert_eq!((&ok[0], &ok[2]), (&json!("OK"), &json!(true)), "{ok}");
+            assert!(pending.remove(ok[1].as_str().unwrap_or("")), "{ok}");
+        }
+    }
+}
+
+/// `e2e/neg-relay`'s NEG-MSG answers per reconciliation, from its `NEG-CLOSE … after N rounds`
+/// log lines, in order.
+fn neg_rounds(log: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.contains("NEG-CLOSE"))
+        .filter_map(|l| l.split(" after ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// `n` signed text notes by a few authors at `NOW - offset(i)`, every 10th in the same second as
+/// the previous one.
+fn notes_before(now: i64, n: i64, offset: impl Fn(i64) -> i64) -> Vec<Event> {
+    let keys: Vec<Keys> = (0..4).map(|_| Keys::generate()).collect();
+    (0..n)
+        .map(|i| {
+            let t = now - offset(i - i64::from(i % 10 == 9));
+            EventBuilder::text_note(format!("negentropy {i} {}", keys[0].public_key()))
+                .custom_created_at(nostr::Timestamp::from(t as u64))
+                .sign_with_keys(&keys[i as usize % keys.len()])
+                .expect("sign")
+        })
+        .collect()
+}
+
+/// The synchronizer against an independent NIP-77 implementation (go-nostr's negentropy in
+/// `e2e/neg-relay`, not the Rust `negentropy` crate that brotr and rust-nostr's relay share):
+/// one window reconciled, every event fetched once; an unchanged relay re-synced for a few
+/// bytes; then only the events added since (some backdated into old buckets) fetched. Once with
+/// the relay's frames unlimited, once capped at 4 KiB (the relay then sends its ids over many
+/// rounds, each ending in a fingerprint of the rest).
+#[tokio::test]
+async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a_few_bytes() {
+    use brotr_probe::config::{Shard, SyncConfig};
+    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE, SyncContext};
+    use brotr_probe::store::NewRelay;
+
+    const NOW: i64 = 1_760_000_000;
+    const N: i64 = 1_500;
+    // Spread over two days.
+    let events = notes_before(NOW, N, |i| (i * 7919) % 172_800);
+    // Added later: spread over the same two days (into buckets both sides already fingerprinted),
+    // one backdated by a month, one newer than everything.
+    let mut added = notes_before(NOW, 24, |i| (i * 7177 + 13) % 172_800);
+    added.extend(notes_before(NOW, 1, |_| 30 * 86_400));
+    added.extend(notes_before(NOW + 100, 1, |_| 0));
+    for frame_limit in [None, Some(4096)] {
+        let config = NegRelayConfig {
+            frame_limit,
+            ..Default::default()
+        };
+        let Some(relay) = NegRelay::start_with(&config).await else {
+            return;
+        };
+        let nips = relay.nip11["supported_nips"].as_array().expect("nips");
+        assert!(nips.contains(&json!(77)), "{}", relay.nip11);
+        let started = std::time::Instant::now();
+        publish(&relay.url, &events).await;
+        let published = started.elapsed();
+
+        let (db, _dir) = fresh_sqlite_url();
+        let store = open(&db, Schema::Full).await;
+        let url = local(&relay.url);
+        store
+            .insert_relays(&[NewRelay {
+                url: url.clone(),
+                discovered_at: NOW,
+            }])
+            .await
+            .unwrap();
+        let ctx = SyncContext {
+            dialer: dialer(),
+            keys: Keys::generate(),
+            cfg: SyncConfig {
+                extract_hints: false,
+                ..Default::default()
+            },
+            shard: Shard::ALL,
+            lifecycle: ValidatorConfig::default().lifecycle(),
+            allow_local: true,
+        };
+        let started = std::time::Instant::now();
+        let first = synchronizer::run_cycle(store.clone(), &ctx, NOW)
+            .await
+            .expect("cycle");
+        let first_took = started.elapsed();
+        let what = format!("frame limit {frame_limit:?}: {first:?}\n{}", relay.log());
+        assert_eq!(first.relays_failed, 0, "{what}");
+        assert_eq!(first.negentropy_windows, 1, "{what}");
+        assert_eq!(store.counts().await.unwrap().events, N as u64, "{what}");
+        assert_eq!(first.events_new, N as u64, "{what}");
+        assert_eq!(
+            first.wire.events_received, N as u64,
+            "each event fetched once: {what}"
+        );
+        let state = store
+            .state_get(SERVICE, NIP77_STATE, Some(url.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(state[0].1["supported"], json!(true), "{state:?}");
+
+        // Unchanged relay: fingerprints only.
+        let started = std::time::Instant::now();
+        let again = synchronizer::run_cycle(store.clone(), &ctx, NOW + 60)
+            .await
+            .expect("cycle");
+        let again_took = started.elapsed();
+        let what = format!("frame limit {frame_limit:?}: {again:?}\n{}", relay.log());
+        assert_eq!(
+            (again.relays_failed, again.negentropy_windows),
+            (0, 1),
+            "{what}"
+        );
+        assert_eq!(again.wire.events_received, 0, "{what}");
+        let ratio = again.wire.bytes_in as f64 / first.wire.bytes_in as f64;
+        assert!(ratio < 0.02, "re-sync read {ratio:.4} of the first: {what}");
+
+        // New events, old and new: exactly those are fetched.
+        publish(&relay.url, &added).await;
+        let third = synchronizer::run_cycle(store.clone(), &ctx, NOW + 120)
+            .await
+            .expect("cycle");
+        let what = format!("frame limit {frame_limit:?}: {third:?}\n{}", relay.log());
+        assert_eq!(
+            (third.relays_failed, third.negentropy_windows),
+            (0, 1),
+            "{what}"
+        );
+        assert_eq!(third.events_new, added.len() as u64, "{what}");
+        assert_eq!(third.wire.events_received, added.len() as u64, "{what}");
+        let total = (N as usize + added.len()) as u64;
+        assert_eq!(store.counts().await.unwrap().events, total, "{what}");
+
+        let rounds = neg_rounds(&relay.log());
+        assert_eq!(rounds.len(), 3, "one reconciliation per cycle: {rounds:?}");
+        if frame_limit.is_some() {
+            assert!(rounds[0] > 5, "4 KiB frames take many rounds: {rounds:?}");
+        }
+        eprintln!(
+            "neg-relay, frame limit {frame_limit:?}: published {N} in {published:?}; first \
+             cycle {first_took:?} ({} B in, {} requests), re-sync {again_took:?} ({} B in); \
+             NEG-MSG rounds per cycle {rounds:?}",
+            first.wire.bytes_in, first.wire.requests, again.wire.bytes_in
+        );
+    }
+}
+
+/// A relay that refuses the reconciliation (`NEG-ERR "blocked: …"`, as strfry does past
+/// `maxSyncEvents`) is recorded as without NIP-77 and archived by REQ paging instead; dropping
+/// the launcher stops the relay.
+#[tokio::test]
+async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
+    use brotr_probe::config::{Shard, SyncConfig};
+    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE, SyncContext};
+    use brotr_probe::store::NewRelay;
+
+    const NOW: i64 = 1_760_000_000;
+    let config = NegRelayConfig {
+        max_sync_events: Some(100),
+        ..Default::default()
+    };
+    let Some(relay) = NegRelay::start_with(&config).await else {
+        return;
+    };
+    let events = notes_before(NOW, 250, |i| i * 37);
+    publish(&relay.url, &events).await;
+    let (db, _dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    let url = local(&relay.url);
+    store
+        .insert_relays(&[NewRelay {
+            url: url.clone(),
+            discovered_at: NOW,
+        }])
+        .await
+        .unwrap();
+    let ctx = SyncContext {
+        dialer: dialer(),
+        keys: Keys::generate(),
+        cfg: SyncConfig {
+            limit: 100,
+            extract_hints: false,
+            ..Default::default()
+        },
+        shard: Shard::ALL,
+        lifecycle: ValidatorConfig::default().lifecycle(),
+        allow_local: true,
+    };
+    let r = synchronizer::run_cycle(store.clone(), &ctx, NOW)
+        .await
+        .expect("cycle");
+    let what = format!("{r:?}\n{}", relay.log());
+    assert_eq!((r.relays_failed, r.negentropy_windows), (0, 0), "{what}");
+    assert_eq!(store.counts().await.unwrap().events, 250, "{what}");
+    let state = store
+        .state_get(SERVICE, NIP77_STATE, Some(url.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(state[0].1["supported"], json!(false), "{state:?}");
+    assert!(
+        state[0].1["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("NEG-ERR") && r.contains("blocked")),
+        "{state:?}"
+    );
+
+    let port = relay.port;
+    drop(relay);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "nothing listens on {port} any more"
+    );
+}
+
+/// Two signed events (one with characters that canonical JSON must escape exactly), a copy of the
+/// first whose content changed after signing, and one carrying another event's signature.
+const EXPECTED: [bool; 4] = [true, true, false, false];
+
+fn signed_and_tampered() -> Vec<Event> {
+    let keys = Keys::generate();
+    let good = EventBuilder::new(Kind::TextNote, "signed by rust-nostr 0.44")
+        .tags([tag(&["t", "brotr"])])
+        .sign_with_keys(&keys)
+        .expect("sign");
+    let tricky = EventBuilder::new(
+        Kind::TextNote,
+        "line\nbreak \"quoted\" back\\slash\ttab \u{1} \u{7f} \u{2028} é 🚀 </script>",
+    )
+    .tags([tag(&[
+        "e",
+        &"ab".repeat(32),
+        "wss://relay.example/",
+        "root",
+    ])])
+    .sign_with_keys(&keys)
+    .expect("sign");
+    let mut content_changed = good.clone();
+    content_changed.content.push('!');
+    let mut foreign_sig = good.clone();
+    foreign_sig.sig = signed_note("another event").sig;
+    vec![good, tricky, content_changed, foreign_sig]
+}
+
+/// Each verifier's hash of the signed events is the id rust-nostr computed.
+fn assert_hashes_match(verdicts: &[Verdict], events: &[Event], who: &str) {
+    for (v, e) in verdicts.iter().zip(events).take(2) {
+        assert_eq!(
+            v.hash.as_deref(),
+            Some(e.id.to_hex().as_str()),
+            "{who} hashes {} to the id nostr computed",
+            e.as_json()
+        );
+    }
+}
+
+#[test]
+fn nostr_tools_accepts_events_signed_by_nostr_and_rejects_tampered_ones() {
+    if Tool::NostrTools.path().is_none() {
+        return;
+    }
+    let events = signed_and_tampered();
+    assert_eq!(verify_with_nostr_tools(&events), EXPECTED);
+    let verdicts = check_with_nostr_tools(&events);
+    assert_hashes_match(&verdicts, &events, "nostr-tools");
+    assert_ne!(
+        verdicts[2].hash.as_deref(),
+        Some(events[2].id.to_hex().as_str()),
+        "a changed content changes the hash"
+    );
+}
+
+#[test]
+fn go_nostr_accepts_events_signed_by_nostr_and_rejects_tampered_ones() {
+    if Tool::GoNostr.path().is_none() {
+        return;
+    }
+    let events = signed_and_tampered();
+    assert_eq!(verify_with_go_nostr(&events), EXPECTED);
+    assert_hashes_match(&check_with_go_nostr(&events), &events, "go-nostr");
+}
+
+#[test]
+fn nak_accepts_events_signed_by_nostr_and_rejects_tampered_ones() {
+    if Tool::Nak.path().is_none() {
+        return;
+    }
+    let verdicts: Vec<bool> = signed_and_tampered().iter().map(verify_with_nak).collect();
+    assert_eq!(verdicts, EXPECTED);
+}
+
+#[tokio::test]
+async fn dropping_a_launched_relay_stops_it_and_removes_its_files() {
+    let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
+        return;
+    };
+    let (port, dir) = (relay.port, relay.dir().to_owned());
+    assert!(dir.join("config.toml").exists());
+    drop(relay);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "nothing listens on {port} any more"
+    );
+    assert!(!dir.exists(), "{} removed", dir.display());
+}
+
+#[test]
+fn nostr_rs_relay_config_sets_the_listen_address_data_dir_and_limits() {
+    let config = NostrRsRelayConfig {
+        max_event_bytes: Some(1000),
+        max_ws_message_bytes: Some(2000),
+        nip42_auth: true,
+        ..Default::default()
+    };
+    let toml = config.to_toml(4242, std::path::Path::new("/tmp/x"));
+    for line in [
+        "address = \"127.0.0.1\"",
+        "port = 4242",
+        "data_directory = \"/tmp/x\"",
+        "max_event_bytes = 1000",
+        "max_ws_message_bytes = 2000",
+        "nip42_auth = true",
+    ] {
+        assert!(
+            toml.lines().any(|l| l == line),
+            "{line:?} missing in\n{toml}"
+        );
+    }
+    assert!(
+        !toml.contains("max_ws_frame_bytes"),
+        "unset limits keep the relay default"
+    );
+}
