@@ -267,8 +267,8 @@ async fn nostr_rs_relay_returns_every_match_oldest_first_and_a_limit_newest_firs
 
 #[tokio::test]
 async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging() {
-    use brotr_probe::config::{Shard, SyncConfig};
-    use brotr_probe::services::synchronizer::{self, SyncContext};
+    use brotr_probe::config::SyncConfig;
+    use brotr_probe::services::synchronizer::{self};
     use brotr_probe::store::NewRelay;
 
     const NOW: i64 = 1_760_000_000;
@@ -301,18 +301,11 @@ async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging
         }])
         .await
         .unwrap();
-    let ctx = SyncContext {
-        dialer: dialer(),
-        keys: Keys::generate(),
-        cfg: SyncConfig {
-            limit: 100,
-            extract_hints: false,
-            ..Default::default()
-        },
-        shard: Shard::ALL,
-        lifecycle: ValidatorConfig::default().lifecycle(),
-        allow_local: true,
-    };
+    let ctx = sync_context(SyncConfig {
+        limit: 100,
+        extract_hints: false,
+        ..Default::default()
+    });
     let r = synchronizer::run_cycle(store.clone(), &ctx, NOW)
         .await
         .expect("cycle");
@@ -381,8 +374,8 @@ fn notes_before(now: i64, n: i64, offset: impl Fn(i64) -> i64) -> Vec<Event> {
 /// rounds, each ending in a fingerprint of the rest).
 #[tokio::test]
 async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a_few_bytes() {
-    use brotr_probe::config::{Shard, SyncConfig};
-    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE, SyncContext};
+    use brotr_probe::config::SyncConfig;
+    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE};
     use brotr_probe::store::NewRelay;
 
     const NOW: i64 = 1_760_000_000;
@@ -418,17 +411,10 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
             }])
             .await
             .unwrap();
-        let ctx = SyncContext {
-            dialer: dialer(),
-            keys: Keys::generate(),
-            cfg: SyncConfig {
-                extract_hints: false,
-                ..Default::default()
-            },
-            shard: Shard::ALL,
-            lifecycle: ValidatorConfig::default().lifecycle(),
-            allow_local: true,
-        };
+        let ctx = sync_context(SyncConfig {
+            extract_hints: false,
+            ..Default::default()
+        });
         let started = std::time::Instant::now();
         let first = synchronizer::run_cycle(store.clone(), &ctx, NOW)
             .await
@@ -500,8 +486,8 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
 /// the launcher stops the relay.
 #[tokio::test]
 async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
-    use brotr_probe::config::{Shard, SyncConfig};
-    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE, SyncContext};
+    use brotr_probe::config::SyncConfig;
+    use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE};
     use brotr_probe::store::NewRelay;
 
     const NOW: i64 = 1_760_000_000;
@@ -524,18 +510,11 @@ async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
         }])
         .await
         .unwrap();
-    let ctx = SyncContext {
-        dialer: dialer(),
-        keys: Keys::generate(),
-        cfg: SyncConfig {
-            limit: 100,
-            extract_hints: false,
-            ..Default::default()
-        },
-        shard: Shard::ALL,
-        lifecycle: ValidatorConfig::default().lifecycle(),
-        allow_local: true,
-    };
+    let ctx = sync_context(SyncConfig {
+        limit: 100,
+        extract_hints: false,
+        ..Default::default()
+    });
     let r = synchronizer::run_cycle(store.clone(), &ctx, NOW)
         .await
         .expect("cycle");

@@ -3,14 +3,13 @@
 
 mod common;
 
-use brotr_probe::config::{LimitsConfig, NetworksConfig, RelayOverride, Shard, SyncConfig};
+use brotr_probe::config::{LimitsConfig, RelayOverride, Shard, SyncConfig};
 use brotr_probe::model::{RelayUrl, Schema};
 use brotr_probe::net::Dialer;
 use brotr_probe::net::dial::tls_config;
 use brotr_probe::services::synchronizer::{
     CURSOR_STATE, OVERFLOW_STATE, SERVICE, SyncContext, cursor_key, run_cycle,
 };
-use brotr_probe::services::validator::ValidatorConfig;
 use brotr_probe::store::{DatabaseUrl, NewRelay, Store};
 use brotr_probe::sync::Progress;
 use common::evil::{Misbehaviour, evil_relay};
@@ -61,23 +60,7 @@ async fn builder_relay(
 }
 
 fn context(cfg: SyncConfig) -> SyncContext {
-    let mut networks = NetworksConfig::default();
-    networks.clearnet.timeout_secs = 3.0;
-    SyncContext {
-        dialer: Dialer::new(
-            networks,
-            LimitsConfig {
-                allow_private: true,
-                ..Default::default()
-            },
-            tls_config(&[]),
-        ),
-        keys: Keys::generate(),
-        cfg,
-        shard: Shard::ALL,
-        lifecycle: ValidatorConfig::default().lifecycle(),
-        allow_local: true,
-    }
+    sync_context(cfg)
 }
 
 async fn add_relays(store: &dyn Store, urls: &[&str]) {

@@ -6,12 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use brotr_probe::config::{LimitsConfig, NetworksConfig, Shard, SyncConfig};
+use brotr_probe::config::SyncConfig;
 use brotr_probe::model::{RelayUrl, Schema};
-use brotr_probe::net::Dialer;
-use brotr_probe::net::dial::tls_config;
-use brotr_probe::services::synchronizer::{CURSOR_STATE, SERVICE, SyncContext, run_cycle};
-use brotr_probe::services::validator::ValidatorConfig;
+use brotr_probe::services::synchronizer::{CURSOR_STATE, SERVICE, run_cycle};
 use brotr_probe::store::NewRelay;
 use brotr_probe::sync::Progress;
 use common::peers::nostr_relay;
@@ -55,28 +52,12 @@ async fn postgres_restarting_mid_sync_loses_and_duplicates_nothing() {
         }])
         .await
         .unwrap();
-    let mut networks = NetworksConfig::default();
-    networks.clearnet.timeout_secs = 3.0;
-    let ctx = SyncContext {
-        dialer: Dialer::new(
-            networks,
-            LimitsConfig {
-                allow_private: true,
-                ..Default::default()
-            },
-            tls_config(&[]),
-        ),
-        keys: Keys::generate(),
-        cfg: SyncConfig {
-            negentropy: false,
-            limit: 200,
-            batch_size: 500,
-            ..Default::default()
-        },
-        shard: Shard::ALL,
-        lifecycle: ValidatorConfig::default().lifecycle(),
-        allow_local: true,
-    };
+    let ctx = sync_context(SyncConfig {
+        negentropy: false,
+        limit: 200,
+        batch_size: 500,
+        ..Default::default()
+    });
 
     // Restart the server once a few batches are in.
     let watcher = {

@@ -85,3 +85,31 @@ pub fn notes(n: usize) -> Vec<EventRow> {
         })
         .collect()
 }
+
+/// A dialer for loopback peers (SSRF guard off) with a short clearnet timeout.
+pub fn local_dialer(timeout_secs: f64) -> brotr_probe::net::Dialer {
+    let mut networks = brotr_probe::config::NetworksConfig::default();
+    networks.clearnet.timeout_secs = timeout_secs;
+    brotr_probe::net::Dialer::new(
+        networks,
+        brotr_probe::config::LimitsConfig {
+            allow_private: true,
+            ..Default::default()
+        },
+        brotr_probe::net::dial::tls_config(&[]),
+    )
+}
+
+/// A synchronizer context for loopback relays: ephemeral key, every relay, local hints allowed.
+pub fn sync_context(
+    cfg: brotr_probe::config::SyncConfig,
+) -> brotr_probe::services::synchronizer::SyncContext {
+    brotr_probe::services::synchronizer::SyncContext {
+        dialer: local_dialer(5.0),
+        keys: Keys::generate(),
+        cfg,
+        shard: brotr_probe::config::Shard::ALL,
+        lifecycle: brotr_probe::services::validator::ValidatorConfig::default().lifecycle(),
+        allow_local: true,
+    }
+}
