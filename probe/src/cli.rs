@@ -396,14 +396,11 @@ async fn validate_loop(
     Ok(())
 }
 
-/// The key the probe signs NIP-42 AUTH with: `BROTR_NOSTR_KEY` (hex or nsec) or, when unset, a
-/// fresh ephemeral key. The value is never logged.
-fn probe_keys() -> Result<nostr::Keys, CliError> {
-    match std::env::var("BROTR_NOSTR_KEY") {
-        Ok(v) if !v.trim().is_empty() => nostr::Keys::parse(v.trim())
-            .map_err(|_| CliError::Setup("BROTR_NOSTR_KEY is not a hex or nsec secret key".into())),
-        _ => Ok(nostr::Keys::generate()),
-    }
+/// The key the synchronizer answers NIP-42 AUTH with: the probe's one identity, the monitor's
+/// configured key (`monitor.publish.keyFile` / `keyEnv`), or a fresh ephemeral key when none is
+/// set. Never logged.
+fn probe_keys(cfg: &ProbeConfig) -> Result<nostr::Keys, CliError> {
+    Ok(keys::load(&cfg.monitor.publish)?.unwrap_or_else(nostr::Keys::generate))
 }
 
 async fn sync_loop(
@@ -421,7 +418,7 @@ async fn sync_loop(
     };
     let ctx = SyncContext {
         dialer: Dialer::new(cfg.networks.clone(), cfg.limits.clone(), tls_config(&[])),
-        keys: probe_keys()?,
+        keys: probe_keys(cfg)?,
         cfg: cfg.sync.clone(),
         shard,
         lifecycle: cfg.validator.lifecycle(),
