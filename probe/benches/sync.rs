@@ -217,7 +217,7 @@ async fn add(store: &dyn Store, urls: &[String]) {
 
 /// The relay's ceiling: one REQ for everything, frames counted, nothing parsed or stored.
 async fn ceiling(url: &str, n: usize) -> f64 {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
         .expect("connect");
     let start = Instant::now();
@@ -241,10 +241,11 @@ async fn ceiling(url: &str, n: usize) -> f64 {
 }
 
 /// The relay's paging ceiling: the same descending REQ pages as the synchronizer, read by a
-/// bare client that only extracts `created_at` (no verification, nothing stored).
+/// bare client that only extracts `created_at` (no verification, nothing stored). Nagle is off,
+/// as in the probe's dialer: small REQs must not wait for delayed ACKs.
 async fn paging_ceiling(url: &str, n: usize) -> f64 {
     use tokio_tungstenite::tungstenite::Message;
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
         .expect("connect");
     let start = Instant::now();

@@ -15,8 +15,10 @@ use super::session::{Session, SessionError, shorten};
 
 /// Largest negentropy message we send (bytes before hex); relays commonly accept far more.
 const FRAME_LIMIT: u64 = 60_000;
-/// Reconciliation rounds before giving up (a well-behaved relay needs a handful).
-const MAX_ROUNDS: u32 = 64;
+/// Reconciliation rounds before giving up: a safety net against a relay that never finishes
+/// (time is bounded separately by the round timeout and the relay's time budget). Listing
+/// 200,000 ids we lack in 60 kB frames alone takes over 100 rounds.
+const MAX_ROUNDS: u32 = 10_000;
 
 /// The outcome of a reconciliation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
