@@ -317,10 +317,7 @@ async fn reader_alone(ctx: &SyncContext, url: &str, n: usize) -> f64 {
                 until,
                 limit,
             } => {
-                let page = s
-                    .fetch_paged(&base, since, until, limit)
-                    .await
-                    .expect("page");
+                let page = s.fetch(&base, since, until, limit).await.expect("page");
                 last = page.summary.received;
                 ids.extend(page.events.iter().map(|e| e.id));
                 p.on_page(&page.summary).expect("paging");

@@ -356,11 +356,7 @@ async fn read_relay(
                 Step::Probe { since, until } => (since, until, 1),
                 Step::Done => break,
             };
-            let fetched = if matches!(step, Step::Fetch { .. }) {
-                s.fetch_paged(&base, since, until, page_limit).await
-            } else {
-                s.fetch(&base, since, until, page_limit).await
-            };
+            let fetched = s.fetch(&base, since, until, page_limit).await;
             let page = match fetched {
                 Ok(p) => p,
                 Err(e) => {

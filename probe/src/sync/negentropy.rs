@@ -60,7 +60,6 @@ impl Session {
         storage.seal().map_err(neg_err)?;
         let mut neg = Negentropy::owned(storage, FRAME_LIMIT).map_err(neg_err)?;
         let init = neg.initiate().map_err(neg_err)?;
-        self.drop_ahead().await?;
         let sub = self.new_sub();
         self.stats.requests += 1;
         self.send_text(format!(

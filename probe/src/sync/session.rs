@@ -98,18 +98,7 @@ pub struct Session {
     /// Our AUTH event id while waiting for its OK, and whether the relay accepted it.
     auth_pending: Option<nostr::EventId>,
     authed: bool,
-    /// A REQ sent ahead by [`Session::fetch_paged`].
-    ahead: Option<Ahead>,
     pub stats: WireStats,
-}
-
-/// A subscription opened before it was asked for.
-struct Ahead {
-    sub: String,
-    since: i64,
-    until: i64,
-    limit: usize,
-    filter_json: String,
 }
 
 /// What the page reader should do with a frame.
@@ -137,7 +126,6 @@ impl Session {
             next_sub: 0,
             auth_pending: None,
             authed: false,
-            ahead: None,
             stats: WireStats::default(),
         })
     }
@@ -250,14 +238,6 @@ impl Session {
         }
     }
 
-    /// Closes a REQ sent ahead that will not be used (its frames are ignored from now on).
-    pub(crate) async fn drop_ahead(&mut self) -> Result<(), SessionError> {
-        if let Some(a) = self.ahead.take() {
-            self.send_text(format!(r#"["CLOSE","{}"]"#, a.sub)).await?;
-        }
-        Ok(())
-    }
-
     pub(crate) fn new_sub(&mut self) -> String {
         self.next_sub += 1;
         format!("brotr-sync-{}", self.next_sub)
@@ -272,56 +252,13 @@ impl Session {
         until: i64,
         limit: usize,
     ) -> Result<Page, SessionError> {
-        self.fetch_inner(base, since, until, limit, false).await
-    }
-
-    /// [`Session::fetch`] for descending paging: when a page comes back full, the REQ the
-    /// planner will most likely ask next (`[since, oldest second]`) is sent at once, before the
-    /// page is verified, so the relay prepares it while we check signatures. The next call uses
-    /// it when it asks exactly that; otherwise it is closed and ignored.
-    pub async fn fetch_paged(
-        &mut self,
-        base: &Filter,
-        since: i64,
-        until: i64,
-        limit: usize,
-    ) -> Result<Page, SessionError> {
-        self.fetch_inner(base, since, until, limit, true).await
-    }
-
-    async fn fetch_inner(
-        &mut self,
-        base: &Filter,
-        since: i64,
-        until: i64,
-        limit: usize,
-        speculate: bool,
-    ) -> Result<Page, SessionError> {
         let filter = window_filter(base, since, until, limit);
-        let filter_json = filter.as_json();
         let mut auth_retry = true;
         'req: loop {
-            let sub = match self.ahead.take() {
-                Some(a)
-                    if auth_retry
-                        && a.since == since
-                        && a.until == until
-                        && a.limit == limit
-                        && a.filter_json == filter_json =>
-                {
-                    a.sub
-                }
-                other => {
-                    if let Some(a) = other {
-                        self.send_text(format!(r#"["CLOSE","{}"]"#, a.sub)).await?;
-                    }
-                    let sub = self.new_sub();
-                    self.stats.requests += 1;
-                    self.send_text(format!(r#"["REQ","{sub}",{filter_json}]"#))
-                        .await?;
-                    sub
-                }
-            };
+            let sub = self.new_sub();
+            self.stats.requests += 1;
+            self.send_text(format!(r#"["REQ","{sub}",{}]"#, filter.as_json()))
+                .await?;
             let deadline = Instant::now() + self.limits.page;
             let mut page = Page::default();
             let mut raw: Vec<(Event, usize)> = Vec::new();
@@ -367,30 +304,6 @@ impl Session {
                     }
                 }
             };
-            // Close the subscription; a relay that already closed it ignores this.
-            if eose_or_closed.is_none() {
-                self.send_text(format!(r#"["CLOSE","{sub}"]"#)).await?;
-            }
-            if speculate && eose_or_closed.is_none() && limit > 1 && received >= limit {
-                let oldest = raw
-                    .iter()
-                    .map(|(e, _)| i64::try_from(e.created_at.as_secs()).unwrap_or(i64::MAX))
-                    .chain(valid.iter().map(|r| r.created_at))
-                    .min();
-                if let Some(m) = oldest.filter(|m| *m > since && *m < until) {
-                    let next = window_filter(base, since, m, limit).as_json();
-                    let sub = self.new_sub();
-                    self.stats.requests += 1;
-                    self.send_text(format!(r#"["REQ","{sub}",{next}]"#)).await?;
-                    self.ahead = Some(Ahead {
-                        sub,
-                        since,
-                        until: m,
-                        limit,
-                        filter_json: next,
-                    });
-                }
-            }
             let (rows, rejected) =
                 verify_all(raw, filter.clone(), self.limits.max_event_bytes).await;
             page.rejected.add(&rejected);
@@ -406,6 +319,10 @@ impl Session {
                 if seen.insert(row.id) {
                     page.events.push(row);
                 }
+            }
+            // Close the subscription; a relay that already closed it ignores this.
+            if eose_or_closed.is_none() {
+                self.send_text(format!(r#"["CLOSE","{sub}"]"#)).await?;
             }
             if let Some(reason) = eose_or_closed {
                 if reason.starts_with("auth-required:") && auth_retry && !page_has(&page) {
@@ -452,7 +369,6 @@ impl Session {
         filters: &[Filter],
         since: i64,
     ) -> Result<String, SessionError> {
-        self.drop_ahead().await?;
         let sub = self.new_sub();
         let ts = Timestamp::from_secs(u64::try_from(since).unwrap_or(0));
         let body: Vec<String> = filters
