@@ -35,7 +35,7 @@ echo "== external test peers (e2e/tools.sh; built once, then cached)"
 export BROTR_TOOLS_OPTIONAL=nak
 source e2e/tools.sh
 tools_install
-export BROTR_REQUIRE_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,neg-relay
+export BROTR_REQUIRE_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,neg-relay,geoip-test
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -13,6 +13,9 @@
 #   BROTR_GO_VERIFY       e2e/go-verify built (go-nostr; stands in for `nak verify`)
 #   BROTR_NEG_RELAY       e2e/neg-relay built (in-memory NIP-77 relay on go-nostr's negentropy;
 #                         stands in for `nak serve --negentropy`)
+#   BROTR_GEOIP_TEST_DIR  MaxMind's small test databases (GeoLite2-City-Test.mmdb,
+#                         GeoLite2-ASN-Test.mmdb; Apache-2.0/MIT), taken from the `maxminddb`
+#                         sdist on PyPI — never committed
 #
 # Environment:
 #   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
@@ -20,7 +23,7 @@
 #   BROTR_NAK_VERSION           nak module version                (default v0.20.6)
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
 #   BROTR_TOOLS                 tools to install, comma-separated
-#                               (default nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay)
+#                               (default nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay,geoip-test)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
 # See e2e/README-tools.md.
 set -euo pipefail
@@ -159,11 +162,37 @@ tools_go_verify() { tools_go_build go-verify BROTR_GO_VERIFY; }
 # (stands in for `nak serve --negentropy`).
 tools_neg_relay() { tools_go_build neg-relay BROTR_NEG_RELAY; }
 
+# geoip-test: MaxMind's test databases, from the maxminddb source distribution on PyPI (the
+# same files as shared/data/geoip-test), for the monitor's geo and net tests.
+GEOIP_SDIST_VERSION=3.2.0
+tools_geoip_test() {
+  local dir="$TOOLS_CACHE/geoip-test/maxminddb-$GEOIP_SDIST_VERSION" f
+  if [ ! -f "$dir/GeoLite2-ASN-Test.mmdb" ]; then
+    python3 -m pip --version >/dev/null 2>&1 || tools_apt python3-pip || return 1
+    local tmp; tmp=$(mktemp -d)
+    if ! python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$tmp" \
+        "maxminddb==$GEOIP_SDIST_VERSION" >"$tmp/log" 2>&1; then
+      tail -3 "$tmp/log" >&2; rm -rf "$tmp"
+      tools_die "geoip-test: pip download maxminddb==$GEOIP_SDIST_VERSION failed"
+      return 1
+    fi
+    mkdir -p "$dir.tmp"
+    for f in GeoLite2-City-Test.mmdb GeoLite2-ASN-Test.mmdb GeoIP2-City-Test.mmdb; do
+      tar -xzf "$tmp/maxminddb-$GEOIP_SDIST_VERSION.tar.gz" -O \
+        "maxminddb-$GEOIP_SDIST_VERSION/tests/data/test-data/$f" >"$dir.tmp/$f" || {
+        rm -rf "$tmp" "$dir.tmp"; tools_die "geoip-test: $f not in the sdist"; return 1; }
+    done
+    rm -rf "$tmp"
+    mv "$dir.tmp" "$dir"
+  fi
+  export BROTR_GEOIP_TEST_DIR="$dir"
+}
+
 # tools_install: every tool in BROTR_TOOLS; a failure is an error unless the tool is listed in
 # BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
 tools_install() {
   local t fn failed=0 lock_fd
-  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay}"
+  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay,geoip-test}"
   # One install at a time per cache (two worktrees may run their tests at once).
   mkdir -p "$TOOLS_CACHE"
   exec {lock_fd}>"$TOOLS_CACHE/.tools.lock"
@@ -175,6 +204,7 @@ tools_install() {
       nostr-tools) fn=tools_nostr_tools ;;
       go-nostr) fn=tools_go_verify ;;
       neg-relay) fn=tools_neg_relay ;;
+      geoip-test) fn=tools_geoip_test ;;
       *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
     esac
     if [[ ",${BROTR_TOOLS_OPTIONAL:-}," != *",$t,"* ]]; then
@@ -197,7 +227,7 @@ tools_install() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
-  for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR \
+  for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
     BROTR_GO_VERIFY BROTR_NEG_RELAY; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done

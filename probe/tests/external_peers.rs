@@ -663,3 +663,57 @@ fn nostr_rs_relay_config_sets_the_listen_address_data_dir_and_limits() {
         "unset limits keep the relay default"
     );
 }
+
+/// The monitor's own events (30166 with every tag kind, 10166, kind 0, 10002), signed as the
+/// monitor signs them, verify with two independent implementations and hash to our ids.
+#[test]
+fn monitor_events_verify_with_nostr_tools_and_go_nostr() {
+    use brotr_probe::monitor::tags::{
+        Announcement, Discovery, build_10166, build_30166, build_relay_list,
+    };
+    let keys = Keys::generate();
+    let pk = keys.public_key();
+    let discovery = Discovery {
+        d: "wss://relay.example.com".into(),
+        network: Some("clearnet".into()),
+        rtt_open: Some(120),
+        rtt_read: Some(80),
+        rtt_write: Some(95),
+        nips: vec!["1".into(), "11".into(), "42".into()],
+        requirements: vec![("auth".into(), true), ("payment".into(), false)],
+        types: vec!["PublicInbox".into()],
+        topics: vec!["nostr".into()],
+        kinds: vec![(1, true), (4, false)],
+        geohash: Some("gcpvj0dyd".into()),
+        labels: vec![("en".into(), "ISO-639-1".into())],
+        extra: vec![],
+        content: r#"{"name":"Ünïcode \"relay\"","description":"line\nbreak"}"#.into(),
+    };
+    let announcement = Announcement {
+        frequency: 3600,
+        timeouts: vec![("open".into(), 5000), ("nip11".into(), 10000)],
+        checks: vec!["open".into(), "nip11".into()],
+        geohash: None,
+        networks: vec!["clearnet".into(), "tor".into()],
+    };
+    let events: Vec<Event> = [
+        build_30166(&discovery, pk, 1_760_000_000),
+        build_10166(&announcement, pk, 1_760_000_001),
+        build_relay_list(&["wss://a.example.com".into()], pk, 1_760_000_002),
+    ]
+    .into_iter()
+    .map(|u| u.sign_with_keys(&keys).expect("sign"))
+    .collect();
+    if Tool::NostrTools.path().is_some() {
+        assert_eq!(verify_with_nostr_tools(&events), vec![true; 3]);
+        assert_hashes_match(
+            &check_with_nostr_tools(&events),
+            &events[..2],
+            "nostr-tools",
+        );
+    }
+    if Tool::GoNostr.path().is_some() {
+        assert_eq!(verify_with_go_nostr(&events), vec![true; 3]);
+        assert_hashes_match(&check_with_go_nostr(&events), &events[..2], "go-nostr");
+    }
+}

@@ -206,7 +206,17 @@ pub trait Store: Send + Sync {
         relay: &NewRelay,
         generated_at: i64,
         items: &[Metadata],
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let rows: Vec<CheckRow> = items
+            .iter()
+            .map(|m| CheckRow {
+                metadata: m.clone(),
+                success: true,
+                reason: None,
+            })
+            .collect();
+        self.insert_checks(relay, generated_at, &rows).await
+    }
 
     /// Stores monitor check results for `relay` at `generated_at`: identical documents share
     /// one `metadata` row; each result's outcome and reason are kept on its `relay_metadata`

@@ -21,7 +21,7 @@ use super::{
     IngestStats, NewRelay, Result, StateEntry, Store, StoreError, StoredEvent,
     candidate_from_state, query_err, stored_relay,
 };
-use crate::model::{Candidate, EventRow, Metadata, Network, Schema};
+use crate::model::{Candidate, EventRow, Network, Schema};
 
 static FULL: Migrator = sqlx::migrate!("../migrations/postgres/full");
 static LITE: Migrator = sqlx::migrate!("../migrations/postgres/lite");
@@ -376,51 +376,6 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("event relays read"))
-    }
-
-    async fn insert_metadata(
-        &self,
-        relay: &NewRelay,
-        generated_at: i64,
-        items: &[Metadata],
-    ) -> Result<u64> {
-        if items.is_empty() {
-            return Ok(0);
-        }
-        let relay_id = self.relay_id(relay).await?;
-        let ids: Vec<Vec<u8>> = items.iter().map(|m| m.id().to_vec()).collect();
-        let types: Vec<&str> = items.iter().map(|m| m.kind().as_str()).collect();
-        let data: Vec<&str> = items.iter().map(|m| m.canonical_json()).collect();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_err("metadata insert"))?;
-        sqlx::query(
-            "INSERT INTO metadata (id, type, data) \
-             SELECT i, t, d::jsonb FROM unnest($1::bytea[], $2::text[], $3::text[]) AS u(i, t, d) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&ids)
-        .bind(&types)
-        .bind(&data)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err("metadata insert"))?;
-        let n: i64 = sqlx::query_scalar(
-            "WITH ins AS (INSERT INTO relay_metadata (generated_at, relay_id, metadata_type, metadata_id) \
-             SELECT $1, $2, t, i FROM unnest($3::text[], $4::bytea[]) AS u(t, i) \
-             ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
-        )
-        .bind(generated_at)
-        .bind(relay_id)
-        .bind(&types)
-        .bind(&ids)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(query_err("relay_metadata insert"))?;
-        tx.commit().await.map_err(query_err("metadata commit"))?;
-        Ok(count(n))
     }
 
     async fn insert_checks(

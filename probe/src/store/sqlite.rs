@@ -21,7 +21,7 @@ use super::{
     Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CheckRow, Counts, IngestStats, NewRelay, Result,
     StateEntry, Store, StoreError, StoredEvent, candidate_from_state, query_err, stored_relay,
 };
-use crate::model::{Candidate, EventRow, Metadata, Network, Schema};
+use crate::model::{Candidate, EventRow, Network, Schema};
 
 static FULL: Migrator = sqlx::migrate!("../migrations/sqlite/full");
 static LITE: Migrator = sqlx::migrate!("../migrations/sqlite/lite");
@@ -385,47 +385,6 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("event relays read"))
-    }
-
-    async fn insert_metadata(
-        &self,
-        relay: &NewRelay,
-        generated_at: i64,
-        items: &[Metadata],
-    ) -> Result<u64> {
-        if items.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_err("metadata insert"))?;
-        let relay_id = self.relay_id(&mut tx, relay).await?;
-        let mut total = 0;
-        for m in items {
-            sqlx::query("INSERT OR IGNORE INTO metadata (id, type, data) VALUES (?, ?, ?)")
-                .bind(&m.id()[..])
-                .bind(m.kind().as_str())
-                .bind(m.canonical_json())
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err("metadata insert"))?;
-            total += sqlx::query(
-                "INSERT OR IGNORE INTO relay_metadata \
-                 (relay_id, generated_at, metadata_type, metadata_id) VALUES (?, ?, ?, ?)",
-            )
-            .bind(relay_id)
-            .bind(generated_at)
-            .bind(m.kind().as_str())
-            .bind(&m.id()[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("relay_metadata insert"))?
-            .rows_affected();
-        }
-        tx.commit().await.map_err(query_err("metadata commit"))?;
-        Ok(total)
     }
 
     async fn insert_checks(

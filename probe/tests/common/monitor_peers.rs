@@ -301,13 +301,21 @@ pub async fn closing_tcp() -> SocketAddr {
     addr
 }
 
-/// Path of the MaxMind test databases (`BROTR_GEOIP_TEST_DIR`, else `shared/` beside the repo).
+/// Path of the MaxMind test databases: `BROTR_GEOIP_TEST_DIR` (set by `e2e/tools.sh`, which takes
+/// them from the `maxminddb` sdist on PyPI), else `shared/` beside the repo.
 pub fn geoip_dir() -> std::path::PathBuf {
-    std::env::var("BROTR_GEOIP_TEST_DIR")
+    let dir = std::env::var("BROTR_GEOIP_TEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test")
-        })
+        });
+    assert!(
+        dir.join("GeoLite2-City-Test.mmdb").exists(),
+        "MaxMind test databases not found in {}: run `bash e2e/tools.sh` and set \
+         BROTR_GEOIP_TEST_DIR to the directory it prints",
+        dir.display()
+    );
+    dir
 }
 
 pub fn ip(s: &str) -> IpAddr {
