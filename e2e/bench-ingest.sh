@@ -1,10 +1,3 @@
 #!/usr/bin/env bash
-# Ingest benchmark (see probe/benches/ingest.rs) against a throwaway PostgreSQL with default
-# durability settings (fsync on, synchronous_commit on).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
-source e2e/pg.sh
-trap pg_stop EXIT
-pg_start
-BROTR_BENCH_PG_URL="$BROTR_TEST_PG_URL" cargo bench -p brotr-probe --bench ingest --locked
+# Ingest benchmark (probe/benches/ingest.rs) on a throwaway PostgreSQL; see e2e/bench-pg.sh.
+exec bash "$(dirname "$0")/bench-pg.sh" ingest

@@ -5,6 +5,8 @@
 //! `BROTR_BENCH_PG_URL` (admin URL; PostgreSQL cases are skipped without it),
 //! `BROTR_BENCH_EVENTS` (default 100000), `BROTR_BENCH_MAX_CONTENT` (content bytes, default 2000).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -205,20 +207,6 @@ async fn raw_copy(s: &PgStore, events: &[EventRow]) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-async fn fresh_pg(admin: &str, tag: &str) -> String {
-    let name = format!(
-        "brotr_bench_{tag}_{}",
-        hex::encode(rand::random::<[u8; 4]>())
-    );
-    let pool = sqlx::PgPool::connect(admin).await.expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .expect("create db");
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    format!("{base}/{name}")
-}
-
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("BROTR_BENCH_EVENTS")
@@ -265,7 +253,7 @@ async fn main() {
     let mut figures = Vec::new();
     if let Ok(admin) = std::env::var("BROTR_BENCH_PG_URL") {
         for schema in [Schema::Full, Schema::Lite] {
-            let url = fresh_pg(&admin, &format!("{schema}_copy")).await;
+            let url = common::fresh_pg(&admin, &format!("{schema}_copy")).await;
             let s = PgStore::open(&url, Some(schema)).await.expect("open");
             let secs = raw_copy(&s, &events).await;
             let bytes = s.event_storage_bytes().await.expect("size");
@@ -275,7 +263,7 @@ async fn main() {
                 bytes,
             });
 
-            let url = fresh_pg(&admin, &schema.to_string()).await;
+            let url = common::fresh_pg(&admin, &schema.to_string()).await;
             let url_for_sizes = url.clone();
             let s: Arc<dyn Store> = store::open(&DatabaseUrl::Postgres(url), Some(schema))
                 .await

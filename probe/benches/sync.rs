@@ -12,6 +12,8 @@
 //! Env: `BROTR_BENCH_PG_URL` (admin URL, required), `BROTR_BENCH_EVENTS` (default 100000; the
 //! doubled run uses twice as many).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -164,17 +166,7 @@ fn spawn_relays(count: usize, n: usize) -> RelayProcess {
 }
 
 async fn fresh_pg(admin: &str) -> Arc<dyn Store> {
-    let name = format!(
-        "brotr_bench_sync_{}",
-        hex::encode(rand::random::<[u8; 4]>())
-    );
-    let pool = sqlx::PgPool::connect(admin).await.expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .expect("create db");
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    let url = DatabaseUrl::Postgres(format!("{base}/{name}"));
+    let url = DatabaseUrl::Postgres(common::fresh_pg(admin, "sync").await);
     store::open(&url, Some(brotr_probe::model::Schema::Full))
         .await
         .expect("open")

@@ -71,11 +71,7 @@ impl CycleReport {
         self.relays_failed += u64::from(r.error.is_some());
         self.events_new += r.events_new;
         self.links_new += r.links_new;
-        self.wire.requests += r.wire.requests;
-        self.wire.frames += r.wire.frames;
-        self.wire.bytes_in += r.wire.bytes_in;
-        self.wire.bytes_out += r.wire.bytes_out;
-        self.wire.events_received += r.wire.events_received;
+        self.wire.add(&r.wire);
         self.rejected.add(&r.rejected);
         self.overflows += r.overflows;
         self.candidates += r.candidates;
@@ -214,23 +210,14 @@ pub async fn sync_relay(
     };
     let reader = read_relay(store.as_ref(), ctx, &relay.url, now, tx);
     let (written, read) = tokio::join!(writer, reader);
-    let mut report = written?;
-    let read = read?;
-    report.wire = read.wire;
-    report.rejected = read.rejected;
-    report.overflows = read.overflows;
-    report.negentropy_windows = read.negentropy_windows;
-    report.error = read.error;
-    Ok(report)
-}
-
-#[derive(Default)]
-struct ReadReport {
-    negentropy_windows: u64,
-    wire: WireStats,
-    rejected: Rejected,
-    overflows: u64,
-    error: Option<String>,
+    let written = written?;
+    // The reader reports the wire side, the writer what was stored.
+    Ok(RelayReport {
+        events_new: written.events_new,
+        links_new: written.links_new,
+        candidates: written.candidates,
+        ..read?
+    })
 }
 
 /// The reader side of [`sync_relay`]: sessions, planners, batches.
@@ -240,44 +227,41 @@ async fn read_relay(
     url: &RelayUrl,
     now: i64,
     tx: mpsc::Sender<Batch>,
-) -> Result<ReadReport, StoreError> {
+) -> Result<RelayReport, StoreError> {
     let cfg = &ctx.cfg;
     let ov = cfg.override_for(url.as_str());
     let specs = ov
         .and_then(|o| o.filters.clone())
         .unwrap_or_else(|| cfg.filters.clone());
     let limit = ov.and_then(|o| o.limit).unwrap_or(cfg.limit);
-    let limits = SessionLimits {
-        idle: Duration::from_secs_f64(cfg.idle_timeout_secs),
-        page: Duration::from_secs_f64(cfg.page_timeout_secs),
-        max_event_bytes: cfg.max_event_bytes,
-    };
+    let limits = session_limits(cfg);
+    let mut out = RelayReport::default();
+    // Checked at config load; a filter that no longer parses is reported and skipped.
+    let mut filters: Vec<(String, Filter)> = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let key = cursor_key(url.as_str(), spec);
+        match Filter::from_json(Value::Object(spec.clone()).to_string()) {
+            Ok(f) => filters.push((key, f)),
+            Err(e) => out.error = Some(format!("filter {key}: {e}")),
+        }
+    }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(cfg.max_relay_secs);
     let end = now - cfg.end_lag_secs;
-    let mut out = ReadReport::default();
     let mut session: Option<Session> = None;
     let mut reconnects = 0u32;
-    'filters: for spec in &specs {
+    'filters: for (key, base) in &filters {
         if tx.is_closed() {
             break;
         }
-        let key = cursor_key(url.as_str(), spec);
-        // Checked at config load; a filter that no longer parses skips this relay's filter.
-        let base = match Filter::from_json(Value::Object(spec.clone()).to_string()) {
-            Ok(f) => f,
-            Err(e) => {
-                out.error = Some(format!("filter {key}: {e}"));
-                continue;
-            }
-        };
-        let progress = load_progress(store, &key).await?;
+        let (key, base) = (key.as_str(), base);
+        let progress = load_progress(store, key).await?;
         let Some(window) = progress.next_window(cfg.since, cfg.lookback_secs, end) else {
             continue;
         };
         let done_until = progress.done_until;
         if cfg.negentropy
-            && negentropy_applies(&base)
+            && negentropy_applies(base)
             && !nip77_known_unsupported(store, url, now).await?
         {
             if session.is_none() {
@@ -293,10 +277,10 @@ async fn read_relay(
                 let neg = NegRun {
                     store,
                     url,
-                    base: &base,
+                    base,
                     window,
                     limit,
-                    key: &key,
+                    key,
                     done_until,
                     now,
                 };
@@ -305,7 +289,7 @@ async fn read_relay(
                     NegOutcome::Skipped => {}
                     NegOutcome::Failed(e) => {
                         if let Some(old) = session.take() {
-                            add_wire(&mut out.wire, &old.stats);
+                            out.wire.add(&old.stats);
                         }
                         out.error = Some(e);
                         break 'filters;
@@ -322,7 +306,7 @@ async fn read_relay(
                     "time budget of {}s used up; resuming next cycle",
                     cfg.max_relay_secs
                 ));
-                flush(&tx, &mut buffer, &key, pending(done_until, &planner)).await;
+                flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
                 break 'filters;
             }
             let step = planner.next();
@@ -331,7 +315,7 @@ async fn read_relay(
                     done_until: Some(planner.window().end.max(done_until.unwrap_or(i64::MIN))),
                     pending: None,
                 };
-                flush(&tx, &mut buffer, &key, done).await;
+                flush(&tx, &mut buffer, key, done).await;
                 break;
             }
             if session.is_none() {
@@ -339,7 +323,7 @@ async fn read_relay(
                     Ok(s) => session = Some(s),
                     Err(e) => {
                         out.error = Some(e.to_string());
-                        flush(&tx, &mut buffer, &key, pending(done_until, &planner)).await;
+                        flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
                         break 'filters;
                     }
                 }
@@ -356,15 +340,15 @@ async fn read_relay(
                 Step::Probe { since, until } => (since, until, 1),
                 Step::Done => break,
             };
-            let fetched = s.fetch(&base, since, until, page_limit).await;
+            let fetched = s.fetch(base, since, until, page_limit).await;
             let page = match fetched {
                 Ok(p) => p,
                 Err(e) => {
                     // What is buffered is complete per the planner; keep it, then retry on a
                     // fresh connection or give up for this cycle.
-                    flush(&tx, &mut buffer, &key, pending(done_until, &planner)).await;
+                    flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
                     if let Some(old) = session.take() {
-                        add_wire(&mut out.wire, &old.stats);
+                        out.wire.add(&old.stats);
                     }
                     reconnects += 1;
                     if reconnects > RECONNECTS || matches!(e, SessionError::Refused { .. }) {
@@ -394,7 +378,7 @@ async fn read_relay(
                         Ok(None) => {}
                         Err(e) => {
                             out.error = Some(format!("{url}: {e}"));
-                            flush(&tx, &mut buffer, &key, pending(done_until, &planner)).await;
+                            flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
                             break 'filters;
                         }
                     }
@@ -402,7 +386,7 @@ async fn read_relay(
             }
             buffer.extend(page.events);
             if buffer.len() >= cfg.batch_size {
-                flush(&tx, &mut buffer, &key, pending(done_until, &planner)).await;
+                flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
                 if tx.is_closed() {
                     // The writer failed (its error is the relay's result): stop reading.
                     break 'filters;
@@ -416,7 +400,7 @@ async fn read_relay(
         if let Err(e) = live_tail(
             ctx,
             url,
-            &specs,
+            &filters,
             end,
             clock,
             live_until,
@@ -430,7 +414,7 @@ async fn read_relay(
         }
     }
     if let Some(s) = session.take() {
-        add_wire(&mut out.wire, &s.stats);
+        out.wire.add(&s.stats);
         s.close().await;
     }
     Ok(out)
@@ -444,31 +428,21 @@ async fn read_relay(
 async fn live_tail(
     ctx: &SyncContext,
     url: &RelayUrl,
-    specs: &[serde_json::Map<String, Value>],
+    keyed: &[(String, Filter)],
     end: i64,
     clock: (i64, Instant),
     until: Instant,
     session: &mut Option<Session>,
     tx: &mpsc::Sender<Batch>,
-    out: &mut ReadReport,
+    out: &mut RelayReport,
 ) -> Result<(), SessionError> {
-    let cfg = &ctx.cfg;
-    let mut keyed: Vec<(String, Filter)> = Vec::new();
-    for spec in specs {
-        if let Ok(f) = Filter::from_json(Value::Object(spec.clone()).to_string()) {
-            keyed.push((cursor_key(url.as_str(), spec), f));
-        }
-    }
-    let Some((first_key, _)) = keyed.first().cloned() else {
+    let Some((first_key, _)) = keyed.first() else {
         return Ok(());
     };
     let filters: Vec<Filter> = keyed.iter().map(|(_, f)| f.clone()).collect();
+    let cfg = &ctx.cfg;
     if session.is_none() {
-        let limits = SessionLimits {
-            idle: Duration::from_secs_f64(cfg.idle_timeout_secs),
-            page: Duration::from_secs_f64(cfg.page_timeout_secs),
-            max_event_bytes: cfg.max_event_bytes,
-        };
+        let limits = session_limits(cfg);
         *session = Some(Session::open(&ctx.dialer, url, ctx.keys.clone(), limits).await?);
     }
     let Some(s) = session.as_mut() else {
@@ -491,12 +465,12 @@ async fn live_tail(
             Ok(Some(row)) => {
                 buffer.push(row);
                 if buffer.len() >= cfg.batch_size {
-                    flush(tx, &mut buffer, &first_key, unchanged).await;
+                    flush(tx, &mut buffer, first_key, unchanged).await;
                 }
             }
             Ok(None) => {
                 if !buffer.is_empty() {
-                    flush(tx, &mut buffer, &first_key, unchanged).await;
+                    flush(tx, &mut buffer, first_key, unchanged).await;
                 }
             }
             Err(e) => break Err(e),
@@ -504,7 +478,7 @@ async fn live_tail(
     };
     out.rejected.add(&rejected);
     if let Err(e) = result {
-        flush(tx, &mut buffer, &first_key, unchanged).await;
+        flush(tx, &mut buffer, first_key, unchanged).await;
         return Err(e);
     }
     let _ = s.send_text(format!(r#"["CLOSE","{sub}"]"#)).await;
@@ -515,7 +489,7 @@ async fn live_tail(
         done_until: Some(closed_at.max(end)),
         pending: None,
     };
-    for (key, _) in &keyed {
+    for (key, _) in keyed {
         flush(tx, &mut buffer, key, done).await;
     }
     Ok(())
@@ -597,7 +571,7 @@ async fn sync_by_negentropy(
     run: &NegRun<'_>,
     cfg: &SyncConfig,
     tx: &mpsc::Sender<Batch>,
-    out: &mut ReadReport,
+    out: &mut RelayReport,
 ) -> Result<NegOutcome, StoreError> {
     let end = run.window.end;
     let kinds: Option<Vec<i32>> = run
@@ -689,12 +663,12 @@ async fn sync_by_negentropy(
     Ok(NegOutcome::Done)
 }
 
-fn add_wire(total: &mut WireStats, s: &WireStats) {
-    total.requests += s.requests;
-    total.frames += s.frames;
-    total.bytes_in += s.bytes_in;
-    total.bytes_out += s.bytes_out;
-    total.events_received += s.events_received;
+fn session_limits(cfg: &SyncConfig) -> SessionLimits {
+    SessionLimits {
+        idle: Duration::from_secs_f64(cfg.idle_timeout_secs),
+        page: Duration::from_secs_f64(cfg.page_timeout_secs),
+        max_event_bytes: cfg.max_event_bytes,
+    }
 }
 
 fn pending(done_until: Option<i64>, planner: &Planner) -> Progress {

@@ -48,6 +48,16 @@ pub struct WireStats {
     pub events_received: u64,
 }
 
+impl WireStats {
+    pub fn add(&mut self, o: &WireStats) {
+        self.requests += o.requests;
+        self.frames += o.frames;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.events_received += o.events_received;
+    }
+}
+
 /// Events dropped while reading a page, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rejected {
