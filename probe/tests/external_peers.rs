@@ -254,6 +254,23 @@ async fn nostr_rs_relay_returns_every_match_oldest_first_and_a_limit_newest_firs
     }
     let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()).collect();
     let author = keys.public_key().to_hex();
+    // nostr-rs-relay says OK before its batched write commits (and then broadcasts the event
+    // to open subscriptions): wait until every event is stored, on a connection of its own.
+    let mut probe = connect(&relay.url).await;
+    for i in 0..100 {
+        let seen = req_ids(
+            &mut probe,
+            &format!("wait{i}"),
+            json!({"authors": [author]}),
+        )
+        .await;
+        send(&mut probe, json!(["CLOSE", format!("wait{i}")])).await;
+        if seen.len() == events.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(probe);
 
     let all = req_ids(&mut ws, "all", json!({"authors": [author]})).await;
     assert_eq!(all, ids, "no limit: every match, oldest first");
