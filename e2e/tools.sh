@@ -16,14 +16,19 @@
 #   BROTR_GEOIP_TEST_DIR  MaxMind's small test databases (GeoLite2-City-Test.mmdb,
 #                         GeoLite2-ASN-Test.mmdb; Apache-2.0/MIT), taken from the `maxminddb`
 #                         sdist on PyPI — never committed
+#   BROTR_PY_RELAY        the `nostr-relay` executable of a venv holding PyPI nostr-relay
+#                         (Python, SQLite): `$BROTR_PY_RELAY -c CONFIG serve --use-uvicorn`
+#   BROTR_TS_RELAY        e2e/ts-relay/server.mjs, copied next to its npm install (@nostr-relay/core
+#                         with SQLite storage), run with node: `node $BROTR_TS_RELAY --port 0`
 #
 # Environment:
 #   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
 #   BROTR_NOSTR_RS_RELAY_VERSION  crates.io version               (default 0.8.12)
 #   BROTR_NAK_VERSION           nak module version                (default v0.20.6)
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
-#   BROTR_TOOLS                 tools to install, comma-separated
-#                               (default nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay,geoip-test)
+#   BROTR_PY_RELAY_VERSION      PyPI nostr-relay version          (default 1.14)
+#   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,nak,
+#                               nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
 # See e2e/README-tools.md.
 set -euo pipefail
@@ -32,6 +37,7 @@ TOOLS_CACHE=${BROTR_TOOLS_CACHE:-$HOME/.cache/brotr}
 NOSTR_RS_RELAY_VERSION=${BROTR_NOSTR_RS_RELAY_VERSION:-0.8.12}
 NAK_VERSION=${BROTR_NAK_VERSION:-v0.20.6}
 NOSTR_TOOLS_VERSION=${BROTR_NOSTR_TOOLS_VERSION:-2.25.2}
+PY_RELAY_VERSION=${BROTR_PY_RELAY_VERSION:-1.14}
 TOOLS_E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 tools_log() { echo "tools: $*" >&2; }
@@ -188,11 +194,89 @@ tools_geoip_test() {
   export BROTR_GEOIP_TEST_DIR="$dir"
 }
 
+# py-relay: PyPI nostr-relay (Dave St.Germain's Python relay: falcon + uvicorn, SQLite through
+# SQLAlchemy/aiosqlite) in a venv of its own, py/nostr-relay-<version>/. Its dependencies are
+# pinned by the constraints below (what nostr-relay 1.14 resolved to on 2026-11-30, Python 3.11);
+# the venv is rebuilt when the version or the constraints change. See e2e/README-tools.md for how
+# to start it (config file, `serve --use-uvicorn`) and how it behaves.
+PY_RELAY_CONSTRAINTS="aiodns==4.0.4 aiohappyeyeballs==2.7.1 aiohttp==3.14.5 aionostr==0.20.0
+aiosignal==1.4.0 aiosqlite==0.22.1 alembic==1.20.1 annotated-types==0.8.0 anyio==4.16.0
+attrs==26.1.0 backports.zstd==1.8.0 brotli==1.2.1 cffi==2.1.1 click==8.5.1 coincurve==21.0.0
+cryptography==50.0.2 falcon==4.4.0 frozenlist==1.8.0 greenlet==3.5.6 gunicorn==27.0.1 h11==0.16.0
+httptools==0.9.0 idna==3.20 Mako==1.4.3 MarkupSafe==3.0.4 multidict==7.2.1 propcache==0.5.4
+pycares==5.2.1 pycparser==3.12 pydantic==2.14.4 pydantic_core==2.50.5 python-dotenv==1.2.4
+python-rapidjson==1.25 PyYAML==6.0.4 setproctitle==1.3.8 SQLAlchemy==2.1.9
+typing-inspection==0.4.5 typing_extensions==4.16.0 uvicorn==0.54.0 uvloop==0.23.0
+watchfiles==1.3.0 websockets==17.4 yarl==1.25.1"
+tools_py_relay() {
+  local v=$PY_RELAY_VERSION venv="$TOOLS_CACHE/py/nostr-relay-$PY_RELAY_VERSION" key
+  key=$(printf '%s\n' "$v" $PY_RELAY_CONSTRAINTS | sha256sum | cut -c1-12)
+  # Rebuilt when the marker is missing or stale, or the base interpreter it links to is gone.
+  if [ "$(cat "$venv/.brotr-installed" 2>/dev/null)" != "$key" ] ||
+      ! "$venv/bin/python" -c '' 2>/dev/null; then
+    command -v python3 >/dev/null 2>&1 || { tools_die "py-relay: no python3 on PATH"; return 1; }
+    python3 -c 'import venv, ensurepip' 2>/dev/null || tools_apt python3-venv ||
+      tools_die "py-relay: python3 has no venv/ensurepip" || return 1
+    local log="$TOOLS_CACHE/py/nostr-relay-$v.log"
+    mkdir -p "$TOOLS_CACHE/py"
+    # A venv is not relocatable (its scripts name its own path): built in place, marked when done.
+    rm -rf "$venv"
+    tools_log "installing nostr-relay $v into a venv with pip (log: $log)"
+    if ! { python3 -m venv "$venv" &&
+        printf '%s\n' $PY_RELAY_CONSTRAINTS >"$venv/constraints.txt" &&
+        "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
+          -c "$venv/constraints.txt" "nostr-relay==$v" &&
+        "$venv/bin/nostr-relay" --help; } >"$log" 2>&1; then
+      tail -5 "$log" >&2
+      rm -rf "$venv"
+      tools_die "nostr-relay $v: venv or pip install failed (log: $log)"
+      return 1
+    fi
+    echo "$key" >"$venv/.brotr-installed"
+  fi
+  export BROTR_PY_RELAY="$venv/bin/nostr-relay"
+}
+
+# ts-relay: e2e/ts-relay (server.mjs, a `ws` server around @nostr-relay/core with its SQLite event
+# repository) installed with `npm ci` from the committed package.json and package-lock.json into
+# node/ts-relay-<sha of both>/; better-sqlite3 compiles from source there (node-gyp against the
+# distribution's node headers in /usr/include/node: its prebuilt download is not reachable), about
+# a minute. server.mjs is copied beside that node_modules as server-<sha of server.mjs>.mjs, so an
+# edit of it needs no reinstall and two worktrees' versions do not clash.
+tools_ts_relay() {
+  local src="$TOOLS_E2E_DIR/ts-relay" key skey dir
+  command -v node >/dev/null 2>&1 || { tools_die "ts-relay: no node on PATH"; return 1; }
+  key=$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -c1-12)
+  dir="$TOOLS_CACHE/node/ts-relay-$key"
+  if [ ! -f "$dir/.brotr-installed" ]; then
+    command -v npm >/dev/null 2>&1 || { tools_die "ts-relay: no npm on PATH"; return 1; }
+    local log="$TOOLS_CACHE/node/ts-relay-$key.log" nodedir=()
+    [ -f /usr/include/node/node_api.h ] && nodedir=(--nodedir=/usr)
+    tools_apt make g++ || tools_die "ts-relay: apt dependencies failed" || return 1
+    rm -rf "$dir" && mkdir -p "$dir" && cp "$src/package.json" "$src/package-lock.json" "$dir/" ||
+      return 1
+    tools_log "installing ts-relay with npm ci (better-sqlite3 compiles, ≈ 1 min; log: $log)"
+    if ! (cd "$dir" && nice -n 10 npm ci --no-audit --no-fund --loglevel=error "${nodedir[@]}" &&
+        node -e 'new (require("better-sqlite3"))(":memory:").close()') >"$log" 2>&1; then
+      tail -5 "$log" >&2
+      tools_die "ts-relay: npm ci failed (log: $log)"
+      return 1
+    fi
+    touch "$dir/.brotr-installed"
+  fi
+  skey=$(sha256sum <"$src/server.mjs" | cut -c1-12)
+  if [ ! -f "$dir/server-$skey.mjs" ]; then
+    cp "$src/server.mjs" "$dir/server-$skey.mjs.tmp" &&
+      mv "$dir/server-$skey.mjs.tmp" "$dir/server-$skey.mjs" || return 1
+  fi
+  export BROTR_TS_RELAY="$dir/server-$skey.mjs"
+}
+
 # tools_install: every tool in BROTR_TOOLS; a failure is an error unless the tool is listed in
 # BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
 tools_install() {
   local t fn failed=0 lock_fd
-  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay,geoip-test}"
+  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay}"
   # One install at a time per cache (two worktrees may run their tests at once).
   mkdir -p "$TOOLS_CACHE"
   exec {lock_fd}>"$TOOLS_CACHE/.tools.lock"
@@ -205,6 +289,8 @@ tools_install() {
       go-nostr) fn=tools_go_verify ;;
       neg-relay) fn=tools_neg_relay ;;
       geoip-test) fn=tools_geoip_test ;;
+      py-relay) fn=tools_py_relay ;;
+      ts-relay) fn=tools_ts_relay ;;
       *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
     esac
     if [[ ",${BROTR_TOOLS_OPTIONAL:-}," != *",$t,"* ]]; then
@@ -228,7 +314,7 @@ tools_install() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
   for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
-    BROTR_GO_VERIFY BROTR_NEG_RELAY; do
+    BROTR_GO_VERIFY BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done
   true
