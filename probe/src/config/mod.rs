@@ -1,34 +1,47 @@
-//! Probe configuration shared by every service (and, later, rendered by the operator).
+//! Probe configuration: one typed definition of every setting, shared with the operator.
 //!
-//! Defaults follow the reference system (spec §6.3) unless noted.
+//! Every bound is declared once, as a `#[garde(...)]` attribute on the field. The runtime check
+//! ([`ProbeConfig::from_yaml`] → `garde::Validate`) and the JSON schema (schemars reads the same
+//! attributes; the operator's CRDs embed these types) are both derived from it, so the API server
+//! cannot accept a value the probe rejects. Checks a schema cannot express (a filter that parses
+//! as NIP-01, a shard `i/n`) are `custom` rules; they run in the probe only.
+//!
+//! Defaults follow the reference system unless noted.
 
 use std::time::Duration;
 
+use garde::Validate;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Network;
 
+pub mod maintain;
 pub mod monitor;
 pub mod sync;
 
+pub use maintain::MaintainConfig;
 pub use monitor::{CheckConfig, ChecksConfig, MonitorConfig};
 pub use sync::{RelayOverride, Shard, SyncConfig};
 
 /// How to reach relays on one network.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkConfig {
     /// Whether relays on this network are contacted at all.
+    #[garde(skip)]
     pub enabled: bool,
     /// SOCKS5 proxy (`socks5://host:port`; names are resolved by the proxy). Required for
     /// overlays, ignored for clearnet.
     #[serde(default)]
+    #[garde(pattern(r"^socks5h?://[^/@]+$"))]
     pub proxy_url: Option<String>,
     /// Connections at once on this network.
+    #[garde(range(min = 1, max = 200))]
     pub max_tasks: usize,
     /// Seconds allowed for connecting (TCP or proxy, TLS, WebSocket handshake) and for the first
     /// answer.
+    #[garde(range(min = 0.1, max = 120.0))]
     pub timeout_secs: f64,
 }
 
@@ -40,12 +53,16 @@ impl NetworkConfig {
 
 /// Per-network settings.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworksConfig {
+    #[garde(dive)]
     pub clearnet: NetworkConfig,
+    #[garde(dive)]
     pub tor: NetworkConfig,
+    #[garde(dive)]
     pub i2p: NetworkConfig,
+    #[garde(dive)]
     pub loki: NetworkConfig,
 }
 
@@ -96,13 +113,15 @@ impl NetworksConfig {
 
 /// Hard limits on what is read from a relay.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsConfig {
     /// Largest WebSocket message accepted, in bytes; larger frames end the connection.
+    #[garde(range(min = 1024, max = 67_108_864))]
     pub max_message_bytes: usize,
     /// Connections to loopback/private/reserved addresses are refused unless this is set
     /// (tests and private deployments only): the SSRF guard.
+    #[garde(skip)]
     pub allow_private: bool,
 }
 
@@ -115,28 +134,46 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Validator settings (defaults from the reference system, spec §6).
+/// When a long-running service runs its cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Seconds from the start of one cycle to the start of the next.
+    pub interval_secs: u64,
+    /// Stop (exit code 1) after this many failed cycles in a row; 0 = never.
+    pub max_consecutive_failures: u32,
+}
+
+/// Validator settings (defaults from the reference system).
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ValidatorConfig {
     /// Seconds from the start of one cycle to the start of the next.
+    #[garde(range(min = 1, max = 604_800))]
     pub interval_secs: u64,
     /// Exit (code 1) after this many failed cycles in a row; 0 = never.
+    #[garde(range(max = 1000))]
     pub max_consecutive_failures: u32,
     /// Candidates fetched and validated together.
+    #[garde(range(min = 1, max = 10_000))]
     pub chunk_size: u32,
     /// At most this many candidates per cycle (`None`: all that are due).
+    #[garde(range(min = 1))]
     pub max_candidates: Option<u64>,
     /// A failed candidate is retried after this many seconds.
+    #[garde(range(min = 0, max = 31_536_000))]
     pub retry_after_secs: i64,
     /// Candidates failing this many times are dropped (720 ≈ a month of hourly attempts).
+    #[garde(range(min = 1, max = 100_000))]
     pub max_failures: u32,
     /// Promoted relays are re-checked this often while healthy (seconds).
+    #[garde(range(min = 60, max = 31_536_000))]
     pub recheck_secs: i64,
     /// Longest wait between checks of a failing relay (seconds).
+    #[garde(range(min = 60, max = 31_536_000))]
     pub max_backoff_secs: i64,
     /// Failed re-checks in a row after which a relay is dormant (skipped by services).
+    #[garde(range(min = 1, max = 1000))]
     pub dormant_after: u32,
 }
 
@@ -146,6 +183,13 @@ impl ValidatorConfig {
             recheck_secs: self.recheck_secs,
             max_backoff_secs: self.max_backoff_secs,
             dormant_after: self.dormant_after,
+        }
+    }
+
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            interval_secs: self.interval_secs,
+            max_consecutive_failures: self.max_consecutive_failures,
         }
     }
 }
@@ -168,21 +212,19 @@ impl Default for ValidatorConfig {
 
 /// One external API listing relay URLs.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiSource {
     /// `https://…` (or `http://…`) returning JSON.
-    #[cfg_attr(
-        feature = "schemars",
-        schemars(regex(pattern = r"^https?://"), length(max = 2048))
-    )]
+    #[garde(pattern(r"^https?://"), length(max = 2048))]
     pub url: String,
     /// JMESPath selecting a list of URL strings from the response (e.g. `[*]`, `[*].url`,
     /// `data.relays`). Also accepted as `expression` (the reference system's name).
     #[serde(alias = "expression")]
-    #[cfg_attr(feature = "schemars", schemars(length(min = 1, max = 256)))]
+    #[garde(length(min = 1, max = 256))]
     pub select: String,
     #[serde(default = "yes")]
+    #[garde(skip)]
     pub enabled: bool,
 }
 
@@ -190,22 +232,37 @@ fn yes() -> bool {
     true
 }
 
-/// Finder settings (defaults from the reference system, spec §5).
+/// Finder settings (defaults from the reference system).
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FinderConfig {
     /// Seconds from the start of one cycle to the start of the next.
+    #[garde(range(min = 1, max = 604_800))]
     pub interval_secs: u64,
     /// Exit (code 1) after this many failed cycles in a row; 0 = never.
+    #[garde(range(max = 1000))]
     pub max_consecutive_failures: u32,
     /// A source fetched successfully is not fetched again for this many seconds.
+    #[garde(range(min = 0, max = 31_536_000))]
     pub cooldown_secs: i64,
     /// Largest response accepted from a source, in bytes.
+    #[garde(range(min = 1024, max = 52_428_800))]
     pub max_response_bytes: usize,
     /// Seconds allowed for one source request (connect, redirects, body).
+    #[garde(range(min = 0.1, max = 120.0))]
     pub timeout_secs: f64,
+    #[garde(length(max = 100), dive)]
     pub sources: Vec<ApiSource>,
+}
+
+impl FinderConfig {
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            interval_secs: self.interval_secs,
+            max_consecutive_failures: self.max_consecutive_failures,
+        }
+    }
 }
 
 impl Default for FinderConfig {
@@ -232,15 +289,23 @@ impl Default for FinderConfig {
 /// The whole probe configuration (`--config FILE`, YAML or JSON). Every key is optional;
 /// unknown keys are errors naming the key.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProbeConfig {
+    #[garde(dive)]
     pub networks: NetworksConfig,
+    #[garde(dive)]
     pub limits: LimitsConfig,
+    #[garde(dive)]
     pub validator: ValidatorConfig,
+    #[garde(dive)]
     pub finder: FinderConfig,
+    #[garde(dive)]
     pub monitor: MonitorConfig,
+    #[garde(dive)]
     pub sync: SyncConfig,
+    #[garde(dive)]
+    pub maintain: MaintainConfig,
 }
 
 /// A configuration file that cannot be used.
@@ -252,101 +317,51 @@ pub struct ConfigError {
 }
 
 impl ProbeConfig {
-    /// Parses YAML (or JSON) text; `source_name` names it in errors.
+    /// Parses YAML (or JSON) text and checks every bound; `source_name` names it in errors.
     pub fn from_yaml(source_name: &str, text: &str) -> Result<Self, ConfigError> {
         let cfg: ProbeConfig = serde_yaml_ng::from_str(text).map_err(|e| ConfigError {
             source_name: source_name.to_owned(),
             reason: e.to_string(),
         })?;
-        cfg.validate().map_err(|reason| ConfigError {
+        cfg.check().map_err(|reason| ConfigError {
             source_name: source_name.to_owned(),
             reason,
         })?;
         Ok(cfg)
     }
 
-    /// Range checks that serde cannot express; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        for n in Network::ALL {
-            let c = self.networks.get(n);
-            if !(1..=200).contains(&c.max_tasks) {
-                return Err(format!(
-                    "networks.{n}.maxTasks must be 1..=200, got {}",
-                    c.max_tasks
-                ));
-            }
-            if !(c.timeout_secs >= 0.1 && c.timeout_secs <= 120.0) {
-                return Err(format!(
-                    "networks.{n}.timeoutSecs must be 0.1..=120, got {}",
-                    c.timeout_secs
-                ));
-            }
-        }
-        self.sync.check()?;
-        let v = &self.validator;
-        if !(1..=604_800).contains(&v.interval_secs) {
-            return Err(format!(
-                "validator.intervalSecs must be 1..=604800, got {}",
-                v.interval_secs
-            ));
-        }
-        if !(1..=10_000).contains(&v.chunk_size) {
-            return Err(format!(
-                "validator.chunkSize must be 1..=10000, got {}",
-                v.chunk_size
-            ));
-        }
-        if v.recheck_secs < 60 || v.max_backoff_secs < 60 {
-            return Err(format!(
-                "validator.recheckSecs and maxBackoffSecs must be ≥ 60, got {} and {}",
-                v.recheck_secs, v.max_backoff_secs
-            ));
-        }
-        if v.dormant_after == 0 {
-            return Err("validator.dormantAfter must be ≥ 1, got 0".to_owned());
-        }
-        if v.retry_after_secs < 0 {
-            return Err(format!(
-                "validator.retryAfterSecs must be ≥ 0, got {}",
-                v.retry_after_secs
-            ));
-        }
-        let f = &self.finder;
-        if !(1024..=(50 << 20)).contains(&f.max_response_bytes) {
-            return Err(format!(
-                "finder.maxResponseBytes must be 1024..=52428800, got {}",
-                f.max_response_bytes
-            ));
-        }
-        if !(f.timeout_secs >= 0.1 && f.timeout_secs <= 120.0) {
-            return Err(format!(
-                "finder.timeoutSecs must be 0.1..=120, got {}",
-                f.timeout_secs
-            ));
-        }
-        if !(1..=604_800).contains(&f.interval_secs) {
-            return Err(format!(
-                "finder.intervalSecs must be 1..=604800, got {}",
-                f.interval_secs
-            ));
-        }
-        for (i, src) in f.sources.iter().enumerate() {
-            if !(src.url.starts_with("https://") || src.url.starts_with("http://")) {
-                return Err(format!(
-                    "finder.sources[{i}].url must be http(s)://, got {:?}",
-                    src.url
-                ));
-            }
-        }
-        self.monitor.validate()?;
-        if self.limits.max_message_bytes < 1024 {
-            return Err(format!(
-                "limits.maxMessageBytes must be ≥ 1024, got {}",
-                self.limits.max_message_bytes
-            ));
-        }
-        Ok(())
+    /// Every bound and rule of every section; the error names the keys as written in the file
+    /// (`networks.tor.maxTasks`).
+    pub fn check(&self) -> Result<(), String> {
+        self.validate().map_err(|r| report_to_string(&r))
     }
+}
+
+/// A garde report with camelCase paths (the keys users write), one problem per line.
+pub fn report_to_string(report: &garde::Report) -> String {
+    report
+        .iter()
+        .map(|(path, error)| format!("{}: {}", camel_path(&path.to_string()), error))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `sync.overrides[0].max_event_bytes` → `sync.overrides[0].maxEventBytes`: every section is
+/// `rename_all = "camelCase"`, so the Rust path maps to the file's key mechanically.
+fn camel_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -354,12 +369,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_match_the_reference_system() {
+    fn defaults_match_the_reference_system_and_pass_every_check() {
         let n = NetworksConfig::default();
         assert_eq!(n.enabled(), vec![Network::Clearnet]);
         assert_eq!((n.clearnet.max_tasks, n.clearnet.timeout_secs), (30, 10.0));
         assert_eq!(n.tor.proxy_url.as_deref(), Some("socks5://tor:9050"));
         assert_eq!((n.i2p.max_tasks, n.i2p.timeout_secs), (5, 45.0));
+        ProbeConfig::default().check().unwrap();
     }
 
     #[test]
@@ -381,12 +397,17 @@ mod tests {
             ("validator:\n  chunkSiz: 7\n", "unknown field `chunkSiz`"),
             (
                 "validator:\n  chunkSize: 0\n",
-                "validator.chunkSize must be 1..=10000, got 0",
+                "validator.chunkSize: lower than 1",
             ),
             (
                 "networks:\n  tor:\n    enabled: true\n    maxTasks: 0\n    timeoutSecs: 30\n",
                 "networks.tor.maxTasks",
             ),
+            (
+                "networks:\n  tor:\n    enabled: true\n    maxTasks: 1\n    timeoutSecs: 30\n    proxyUrl: http://x\n",
+                "networks.tor.proxyUrl",
+            ),
+            ("finder:\n  sources: [{url: 'ftp://x', select: '[*]'}]\n", "finder.sources[0].url"),
             ("- a list\n", "invalid type"),
         ];
         for (text, want) in cases {
@@ -405,5 +426,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `proxy`"), "{err}");
+    }
+
+    #[test]
+    fn rust_paths_become_file_keys() {
+        assert_eq!(
+            camel_path("sync.overrides[0].max_event_bytes"),
+            "sync.overrides[0].maxEventBytes"
+        );
+        assert_eq!(camel_path("limits"), "limits");
     }
 }

@@ -5,19 +5,24 @@
 
 use std::time::Duration;
 
+use garde::Validate;
 use serde::{Deserialize, Serialize};
 
 /// One check's policy: whether it runs, how long one attempt may take, how often it is retried.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct CheckConfig {
+    #[garde(skip)]
     pub enabled: bool,
     /// Seconds one attempt may take (overlay relays get at least their network's timeout).
+    #[garde(range(min = 0.1, max = 120.0))]
     pub timeout_secs: f64,
     /// Extra attempts after a failed one (0 = try once).
+    #[garde(range(max = 10))]
     pub retries: u32,
     /// Seconds before the first retry; doubles per retry, capped at 10 s, plus up to 25% jitter.
+    #[garde(range(min = 0.0, max = 60.0))]
     pub retry_delay_secs: f64,
 }
 
@@ -49,24 +54,32 @@ impl Default for CheckConfig {
 
 /// Every check the monitor runs, each with its own policy.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChecksConfig {
     /// NIP-11 relay information document.
+    #[garde(dive)]
     pub nip11: CheckConfig,
     /// WebSocket open / REQ read / EVENT write round trips, and whether read or write need AUTH.
+    #[garde(dive)]
     pub rtt: CheckConfig,
     /// Does NEG-OPEN (NIP-77) get a NEG-MSG back?
+    #[garde(dive)]
     pub nip77: CheckConfig,
     /// TLS certificate and session (clearnet `wss://` only).
+    #[garde(dive)]
     pub ssl: CheckConfig,
     /// A, AAAA, CNAME, NS, PTR records (clearnet only).
+    #[garde(dive)]
     pub dns: CheckConfig,
     /// Location from the GeoLite2 City database (clearnet only).
+    #[garde(dive)]
     pub geo: CheckConfig,
     /// Autonomous system from the GeoLite2 ASN database (clearnet only).
+    #[garde(dive)]
     pub net: CheckConfig,
     /// `Server` / `X-Powered-By` of the WebSocket handshake response.
+    #[garde(dive)]
     pub http: CheckConfig,
 }
 
@@ -89,14 +102,17 @@ impl Default for ChecksConfig {
 
 /// GeoLite2 database files. A missing file skips its check with a warning.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct GeoIpConfig {
     /// Path of `GeoLite2-City.mmdb`.
+    #[garde(length(min = 1, max = 4096))]
     pub city_db: Option<String>,
     /// Path of `GeoLite2-ASN.mmdb`.
+    #[garde(length(min = 1, max = 4096))]
     pub asn_db: Option<String>,
     /// Characters of the published geohash (1-12; 9 ≈ 5 m).
+    #[garde(range(min = 1, max = 12))]
     pub geohash_precision: u8,
 }
 
@@ -112,11 +128,13 @@ impl Default for GeoIpConfig {
 
 /// One replaceable event published on its own interval (kind 10166, 0 or 10002).
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct PeriodicEventConfig {
+    #[garde(skip)]
     pub enabled: bool,
     /// Seconds between two publications.
+    #[garde(range(min = 60, max = 31_536_000))]
     pub interval_secs: i64,
 }
 
@@ -131,17 +149,26 @@ impl Default for PeriodicEventConfig {
 
 /// The monitor's kind 0 profile (empty fields are left out).
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProfileConfig {
+    #[garde(skip)]
     pub enabled: bool,
+    #[garde(range(min = 60, max = 31_536_000))]
     pub interval_secs: i64,
+    #[garde(length(max = 256))]
     pub name: String,
+    #[garde(length(max = 4096))]
     pub about: String,
+    #[garde(length(max = 2048))]
     pub picture: String,
+    #[garde(length(max = 256))]
     pub nip05: String,
+    #[garde(length(max = 2048))]
     pub website: String,
+    #[garde(length(max = 2048))]
     pub banner: String,
+    #[garde(length(max = 256))]
     pub lud16: String,
 }
 
@@ -163,20 +190,25 @@ impl Default for ProfileConfig {
 
 /// When a checked relay's kind 30166 is published.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct DiscoveryConfig {
+    #[garde(skip)]
     pub enabled: bool,
     /// Publish only when the event's tags or content differ from the last one published for
     /// that relay (RTT values are rounded so jitter does not count as a change)...
+    #[garde(skip)]
     pub only_on_change: bool,
     /// ...or when the last one is older than this many seconds (keeps relays' copies fresh).
+    #[garde(range(min = 60, max = 31_536_000))]
     pub max_age_secs: i64,
     /// Never publish a relay's 30166 more often than this many seconds, changed or not
     /// (0 = no limit).
+    #[garde(range(min = 0, max = 31_536_000))]
     pub min_interval_secs: i64,
     /// Also publish the reference system's non-standard tags (`ssl`, `ssl-*`, `geo-*`,
     /// `net-*`, `dns-*`, `http-*`) for consumers that read them.
+    #[garde(skip)]
     pub extra_tags: bool,
 }
 
@@ -196,26 +228,35 @@ impl Default for DiscoveryConfig {
 /// variable named by `keyEnv` (hex or `nsec`); it is never logged. Without a key, nothing is
 /// published and the checks still run and are stored.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct PublishConfig {
     /// Relays the events go to; a publication succeeds if at least one answers OK true.
+    #[garde(length(max = 50), inner(pattern(r"^wss?://"), length(max = 2048)))]
     pub relays: Vec<String>,
     /// File holding the monitor's secret key (hex or nsec), e.g. a mounted Secret.
+    #[garde(length(min = 1, max = 4096))]
     pub key_file: Option<String>,
     /// Environment variable holding the secret key when `keyFile` is not set.
+    #[garde(pattern(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"))]
     pub key_env: String,
     /// Seconds allowed to connect to a publishing relay and get its OK.
+    #[garde(range(min = 0.1, max = 120.0))]
     pub timeout_secs: f64,
     /// Kind 30166 per checked relay.
+    #[garde(dive)]
     pub discovery: DiscoveryConfig,
     /// Kind 10166 monitor announcement.
+    #[garde(dive)]
     pub announcement: PeriodicEventConfig,
     /// Optional geohash of the monitor's vantage point (10166 `g`).
+    #[garde(pattern(r"^[0-9bcdefghjkmnpqrstuvwxyz]{1,12}$"))]
     pub geohash: Option<String>,
     /// Kind 0 profile.
+    #[garde(dive)]
     pub profile: ProfileConfig,
     /// Kind 10002 relay list (the publishing relays, marked `write`).
+    #[garde(dive)]
     pub relay_list: PeriodicEventConfig,
 }
 
@@ -244,27 +285,38 @@ impl Default for PublishConfig {
 
 /// Monitor settings.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct MonitorConfig {
     /// Seconds from the start of one cycle to the start of the next.
+    #[garde(range(min = 1, max = 604_800))]
     pub interval_secs: u64,
     /// Exit (code 1) after this many failed cycles in a row; 0 = never.
+    #[garde(range(max = 1000))]
     pub max_consecutive_failures: u32,
     /// A relay is checked again this many seconds after its last check (spec: 4 h).
+    #[garde(range(min = 0, max = 31_536_000))]
     pub recheck_secs: i64,
     /// Relays checked together and stored in one write.
+    #[garde(range(min = 1, max = 10_000))]
     pub chunk_size: u32,
     /// At most this many relays per cycle (`None`: all that are due).
+    #[garde(range(min = 1))]
     pub max_relays: Option<u64>,
     /// Largest NIP-11 document accepted, in bytes.
+    #[garde(range(min = 1024, max = 10_485_760))]
     pub nip11_max_bytes: usize,
     /// Kind of the RTT write probe event (ephemeral by default: relays need not store it).
+    #[garde(skip)]
     pub write_kind: u16,
     /// DNS server (`ip:port`) for the DNS, geo and net checks; default: the system resolver.
+    #[garde(pattern(r"^(\[[0-9a-fA-F:.]+\]|[0-9.]+):[0-9]{1,5}$"))]
     pub dns_server: Option<String>,
+    #[garde(dive)]
     pub checks: ChecksConfig,
+    #[garde(dive)]
     pub geoip: GeoIpConfig,
+    #[garde(dive)]
     pub publish: PublishConfig,
 }
 
@@ -287,87 +339,11 @@ impl Default for MonitorConfig {
 }
 
 impl MonitorConfig {
-    /// Range checks that serde cannot express; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(1..=604_800).contains(&self.interval_secs) {
-            return Err(format!(
-                "monitor.intervalSecs must be 1..=604800, got {}",
-                self.interval_secs
-            ));
+    pub fn schedule(&self) -> super::Schedule {
+        super::Schedule {
+            interval_secs: self.interval_secs,
+            max_consecutive_failures: self.max_consecutive_failures,
         }
-        if !(1..=10_000).contains(&self.chunk_size) {
-            return Err(format!(
-                "monitor.chunkSize must be 1..=10000, got {}",
-                self.chunk_size
-            ));
-        }
-        if self.recheck_secs < 0 {
-            return Err(format!(
-                "monitor.recheckSecs must be ≥ 0, got {}",
-                self.recheck_secs
-            ));
-        }
-        if !(1024..=(10 << 20)).contains(&self.nip11_max_bytes) {
-            return Err(format!(
-                "monitor.nip11MaxBytes must be 1024..=10485760, got {}",
-                self.nip11_max_bytes
-            ));
-        }
-        if !(1..=12).contains(&self.geoip.geohash_precision) {
-            return Err(format!(
-                "monitor.geoip.geohashPrecision must be 1..=12, got {}",
-                self.geoip.geohash_precision
-            ));
-        }
-        let c = &self.checks;
-        for (name, check) in [
-            ("nip11", &c.nip11),
-            ("rtt", &c.rtt),
-            ("nip77", &c.nip77),
-            ("ssl", &c.ssl),
-            ("dns", &c.dns),
-            ("geo", &c.geo),
-            ("net", &c.net),
-            ("http", &c.http),
-        ] {
-            if !(check.timeout_secs >= 0.1 && check.timeout_secs <= 120.0) {
-                return Err(format!(
-                    "monitor.checks.{name}.timeoutSecs must be 0.1..=120, got {}",
-                    check.timeout_secs
-                ));
-            }
-            if check.retries > 10 {
-                return Err(format!(
-                    "monitor.checks.{name}.retries must be 0..=10, got {}",
-                    check.retries
-                ));
-            }
-            if !(check.retry_delay_secs >= 0.0 && check.retry_delay_secs <= 60.0) {
-                return Err(format!(
-                    "monitor.checks.{name}.retryDelaySecs must be 0..=60, got {}",
-                    check.retry_delay_secs
-                ));
-            }
-        }
-        let p = &self.publish;
-        if !(p.timeout_secs >= 0.1 && p.timeout_secs <= 120.0) {
-            return Err(format!(
-                "monitor.publish.timeoutSecs must be 0.1..=120, got {}",
-                p.timeout_secs
-            ));
-        }
-        if let Some(g) = &p.geohash
-            && (g.is_empty()
-                || g.len() > 12
-                || !g
-                    .bytes()
-                    .all(|b| b"0123456789bcdefghjkmnpqrstuvwxyz".contains(&b)))
-        {
-            return Err(format!(
-                "monitor.publish.geohash must be 1-12 geohash characters, got {g:?}"
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -375,10 +351,18 @@ impl MonitorConfig {
 mod tests {
     use super::*;
 
+    fn check(c: &MonitorConfig) -> Result<(), String> {
+        super::super::ProbeConfig {
+            monitor: c.clone(),
+            ..Default::default()
+        }
+        .check()
+    }
+
     #[test]
     fn defaults_are_valid_and_every_check_has_its_own_timeout() {
         let cfg = MonitorConfig::default();
-        cfg.validate().unwrap();
+        check(&cfg).unwrap();
         assert_eq!(cfg.checks.ssl.timeout_ms(), 5000);
         assert_eq!(cfg.checks.rtt.timeout_ms(), 10_000);
         assert_eq!(cfg.recheck_secs, 14_400);
@@ -389,16 +373,16 @@ mod tests {
         let mut cfg = MonitorConfig::default();
         cfg.checks.dns.timeout_secs = 0.0;
         assert!(
-            cfg.validate()
+            check(&cfg)
                 .unwrap_err()
-                .contains("checks.dns.timeoutSecs")
+                .contains("monitor.checks.dns.timeoutSecs")
         );
         let mut cfg = MonitorConfig::default();
         cfg.geoip.geohash_precision = 13;
-        assert!(cfg.validate().unwrap_err().contains("geohashPrecision"));
+        assert!(check(&cfg).unwrap_err().contains("geohashPrecision"));
         let mut cfg = MonitorConfig::default();
         cfg.publish.geohash = Some("abc!".into());
-        assert!(cfg.validate().unwrap_err().contains("publish.geohash"));
+        assert!(check(&cfg).unwrap_err().contains("publish.geohash"));
     }
 
     #[test]

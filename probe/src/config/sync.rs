@@ -1,6 +1,7 @@
 //! Synchronizer settings (spec §8, with its weaknesses 7 and 8 fixed: `since` is honoured for new
 //! relays, `endLag` defaults to 0, resumption looks back, filters can be overridden per relay).
 
+use garde::Validate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -10,74 +11,88 @@ pub type FilterSpec = Map<String, Value>;
 
 /// Per-relay settings that replace the global ones.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RelayOverride {
     /// The relay, as stored (`wss://relay.example.com`).
-    #[cfg_attr(feature = "schemars", schemars(length(min = 6, max = 2048)))]
+    #[garde(length(min = 6, max = 2048))]
     pub url: String,
     /// Filters for this relay instead of `filters`.
     #[serde(default)]
+    #[garde(custom(check_filters))]
     pub filters: Option<Vec<FilterSpec>>,
     /// Events per REQ for this relay instead of `limit`.
     #[serde(default)]
-    #[cfg_attr(feature = "schemars", schemars(range(min = 1, max = 5000)))]
+    #[garde(range(min = 1, max = 5000))]
     pub limit: Option<usize>,
     /// Skip this relay entirely.
     #[serde(default)]
+    #[garde(skip)]
     pub disabled: bool,
 }
 
 /// Synchronizer settings.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct SyncConfig {
     /// Seconds from the start of one cycle to the start of the next.
+    #[garde(range(min = 1, max = 604_800))]
     pub interval_secs: u64,
     /// Exit (code 1) after this many failed cycles in a row; 0 = never.
+    #[garde(range(max = 1000))]
     pub max_consecutive_failures: u32,
     /// NIP-01 filters to archive (default: one empty filter = every event). Each filter is paged
     /// and has a cursor of its own.
+    #[garde(custom(check_filters))]
     pub filters: Vec<FilterSpec>,
     /// Unix time a relay without a cursor is synced from.
+    #[garde(range(min = 0))]
     pub since: i64,
     /// Events newer than `now - endLag` seconds are left for the next cycle (0: up to now).
-    #[cfg_attr(feature = "schemars", schemars(range(min = 0, max = 604800)))]
+    #[garde(range(min = 0, max = 604_800))]
     pub end_lag_secs: i64,
     /// On resume, re-read this many seconds before the cursor, so events that arrive late or are
     /// backdated are still caught (duplicates are dropped by the store).
-    #[cfg_attr(feature = "schemars", schemars(range(min = 0, max = 2592000)))]
+    #[garde(range(min = 0, max = 2_592_000))]
     pub lookback_secs: i64,
     /// Events asked for per REQ. Lowered automatically to a relay's own cap when it truncates
     /// earlier.
-    #[cfg_attr(feature = "schemars", schemars(range(min = 10, max = 5000)))]
+    #[garde(range(min = 1, max = 5000))]
     pub limit: usize,
     /// Events written per database transaction.
-    #[cfg_attr(feature = "schemars", schemars(range(min = 100, max = 10000)))]
+    #[garde(range(min = 1, max = 10_000))]
     pub batch_size: usize,
     /// Events whose JSON is larger than this many bytes are not stored.
-    #[cfg_attr(feature = "schemars", schemars(range(min = 1024)))]
+    #[garde(range(min = 1024, max = 67_108_864))]
     pub max_event_bytes: usize,
     /// Seconds a relay may stay silent in the middle of an answer before the page is abandoned.
+    #[garde(range(min = 0.1, max = 3600.0))]
     pub idle_timeout_secs: f64,
     /// Seconds one page (REQ → EOSE) may take at most, however the relay drips it.
+    #[garde(range(min = 0.1, max = 3600.0))]
     pub page_timeout_secs: f64,
     /// Seconds one relay may be synced per cycle; the cursor keeps what was done.
+    #[garde(range(min = 1, max = 86_400))]
     pub max_relay_secs: u64,
     /// Use NIP-77 negentropy on relays that really support it (probed), REQ paging otherwise.
+    #[garde(skip)]
     pub negentropy: bool,
     /// After catching up, stay subscribed this many seconds per cycle and store new events as
     /// they arrive (0: off).
+    #[garde(range(max = 86_400))]
     pub live_secs: u64,
     /// Relays handled by this replica: `i/n` takes the relays whose URL hash is `i` mod `n`
     /// (also `--shard`).
     #[serde(default)]
+    #[garde(pattern(r"^[0-9]{1,4}/[0-9]{1,4}$"), custom(check_shard))]
     pub shard: Option<String>,
     /// Per-relay replacements of `filters`/`limit`.
+    #[garde(length(max = 10_000), dive)]
     pub overrides: Vec<RelayOverride>,
     /// Add relay URLs found in archived events (NIP-65 `r` tags, kind 3/2 content, tag hints,
     /// NIP-66 `d` tags) as validator candidates, once per stored event.
+    #[garde(skip)]
     pub extract_hints: bool,
 }
 
@@ -146,78 +161,96 @@ impl std::str::FromStr for Shard {
 const RESERVED: [&str; 3] = ["since", "until", "limit"];
 
 impl SyncConfig {
-    /// Checks what serde cannot: filters are NIP-01 filters without reserved keys, the shard
-    /// parses, ranges hold. Messages name the offending setting.
-    pub fn check(&self) -> Result<(), String> {
-        check_filters("sync.filters", &self.filters)?;
-        for (i, o) in self.overrides.iter().enumerate() {
-            if let Some(f) = &o.filters {
-                check_filters(&format!("sync.overrides[{i}].filters ({})", o.url), f)?;
-            }
-            if o.limit == Some(0) {
-                return Err(format!("sync.overrides[{i}].limit must be at least 1"));
-            }
-        }
-        if !(1..=5000).contains(&self.limit) {
-            return Err(format!("sync.limit {} must be 1..=5000", self.limit));
-        }
-        if self.batch_size == 0 {
-            return Err("sync.batchSize must be at least 1".into());
-        }
-        if !(0..=604_800).contains(&self.end_lag_secs) {
-            return Err(format!(
-                "sync.endLagSecs {} must be 0..=604800",
-                self.end_lag_secs
-            ));
-        }
-        if self.lookback_secs < 0 {
-            return Err("sync.lookbackSecs must not be negative".into());
-        }
-        if !(self.idle_timeout_secs > 0.0 && self.page_timeout_secs > 0.0) {
-            return Err("sync.idleTimeoutSecs and sync.pageTimeoutSecs must be positive".into());
-        }
-        if let Some(s) = &self.shard {
-            s.parse::<Shard>().map_err(|e| format!("sync.shard: {e}"))?;
-        }
-        Ok(())
-    }
-
     /// The override for `url`, if any.
     pub fn override_for(&self, url: &str) -> Option<&RelayOverride> {
         self.overrides.iter().find(|o| o.url == url)
     }
+
+    /// The configured shard (`Shard::ALL` when none). The config was checked, so it parses.
+    pub fn shard(&self) -> Shard {
+        self.shard
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Shard::ALL)
+    }
+
+    pub fn schedule(&self) -> super::Schedule {
+        super::Schedule {
+            interval_secs: self.interval_secs,
+            max_consecutive_failures: self.max_consecutive_failures,
+        }
+    }
 }
 
-fn check_filters(what: &str, filters: &[FilterSpec]) -> Result<(), String> {
-    if filters.is_empty() {
+/// Parses a filter as written in the config into a NIP-01 filter.
+pub fn parse_filter(spec: &FilterSpec) -> Result<nostr::Filter, String> {
+    if let Some(k) = RESERVED.iter().find(|k| spec.contains_key(**k)) {
         return Err(format!(
-            "{what} must hold at least one filter ({{}} = everything)"
+            "sets {k:?}; the synchronizer sets since/until/limit itself \
+             (use sync.since and sync.endLagSecs)"
+        ));
+    }
+    let json = Value::Object(spec.clone()).to_string();
+    <nostr::Filter as nostr::JsonUtil>::from_json(&json)
+        .map_err(|e| format!("is not a NIP-01 filter: {e}"))
+}
+
+fn check_filters<T: AsFilters + ?Sized>(filters: &T, _: &()) -> garde::Result {
+    let Some(filters) = filters.as_filters() else {
+        return Ok(());
+    };
+    if filters.is_empty() {
+        return Err(garde::Error::new(
+            "must hold at least one filter ({} = everything)",
         ));
     }
     for (i, f) in filters.iter().enumerate() {
-        if let Some(k) = RESERVED.iter().find(|k| f.contains_key(**k)) {
-            return Err(format!(
-                "{what}[{i}] sets {k:?}; the synchronizer sets since/until/limit itself \
-                 (use sync.since and sync.endLagSecs)"
-            ));
-        }
-        let json = Value::Object(f.clone()).to_string();
-        <nostr::Filter as nostr::JsonUtil>::from_json(&json)
-            .map_err(|e| format!("{what}[{i}] is not a NIP-01 filter: {e}"))?;
+        parse_filter(f).map_err(|e| garde::Error::new(format!("[{i}] {e}")))?;
     }
     Ok(())
+}
+
+/// `Vec<FilterSpec>` and `Option<Vec<FilterSpec>>` for [`check_filters`].
+trait AsFilters {
+    fn as_filters(&self) -> Option<&[FilterSpec]>;
+}
+impl AsFilters for Vec<FilterSpec> {
+    fn as_filters(&self) -> Option<&[FilterSpec]> {
+        Some(self)
+    }
+}
+impl AsFilters for Option<Vec<FilterSpec>> {
+    fn as_filters(&self) -> Option<&[FilterSpec]> {
+        self.as_deref()
+    }
+}
+
+fn check_shard(shard: &Option<String>, _: &()) -> garde::Result {
+    match shard {
+        Some(s) => s.parse::<Shard>().map(|_| ()).map_err(garde::Error::new),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn check(c: &SyncConfig) -> Result<(), String> {
+        super::super::ProbeConfig {
+            sync: c.clone(),
+            ..Default::default()
+        }
+        .check()
+    }
+
     #[test]
-    fn defaults_check_and_follow_the_issue() {
+    fn defaults_check() {
         let c = SyncConfig::default();
-        c.check().unwrap();
+        check(&c).unwrap();
         assert_eq!(c.end_lag_secs, 0);
         assert_eq!(c.filters, vec![Map::new()]);
+        assert_eq!(c.shard(), Shard::ALL);
     }
 
     #[test]
@@ -226,13 +259,13 @@ mod tests {
             filters: vec![serde_json::from_str(r#"{"limit":5}"#).unwrap()],
             ..Default::default()
         };
-        let e = c.check().unwrap_err();
-        assert!(e.contains("sync.filters[0]") && e.contains("limit"), "{e}");
+        let e = check(&c).unwrap_err();
+        assert!(e.contains("sync.filters: [0]") && e.contains("limit"), "{e}");
         c.filters = vec![serde_json::from_str(r#"{"kinds":"one"}"#).unwrap()];
-        let e = c.check().unwrap_err();
+        let e = check(&c).unwrap_err();
         assert!(e.contains("not a NIP-01 filter"), "{e}");
         c.filters = vec![];
-        assert!(c.check().unwrap_err().contains("at least one filter"));
+        assert!(check(&c).unwrap_err().contains("at least one filter"));
         c.filters = vec![Map::new()];
         c.overrides = vec![RelayOverride {
             url: "wss://a.example".into(),
@@ -240,11 +273,13 @@ mod tests {
             limit: None,
             disabled: false,
         }];
-        let e = c.check().unwrap_err();
-        assert!(
-            e.contains("overrides[0]") && e.contains("wss://a.example"),
-            "{e}"
-        );
+        let e = check(&c).unwrap_err();
+        assert!(e.contains("sync.overrides[0].filters"), "{e}");
+        c.overrides.clear();
+        c.shard = Some("3/3".into());
+        assert!(check(&c).unwrap_err().contains("sync.shard"));
+        c.shard = Some("1/3".into());
+        assert_eq!(c.shard(), Shard { index: 1, count: 3 });
     }
 
     #[test]
