@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use brotr_probe::model::{EventRow, RelayUrl, Schema};
-use brotr_probe::store::{self, BATCH_SIZE, DatabaseUrl, NewRelay, PgStore, Store, encode_events};
+use brotr_probe::store::{self, BATCH_SIZE, DatabaseUrl, PgStore, RelayRow, Store, encode_events};
 use nostr::{EventBuilder, Keys, Kind, Tag};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -145,9 +145,9 @@ fn generate(n: usize, max_content: f64) -> Vec<EventRow> {
     out
 }
 
-fn relays() -> Vec<NewRelay> {
+fn relays() -> Vec<RelayRow> {
     (0..10)
-        .map(|i| NewRelay {
+        .map(|i| RelayRow {
             url: RelayUrl::parse(&format!("wss://relay{i}.bench.example.com")).expect("url"),
             discovered_at: 1,
         })

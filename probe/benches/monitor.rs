@@ -16,7 +16,7 @@ use brotr_probe::config::{LimitsConfig, MonitorConfig, NetworksConfig, Validator
 use brotr_probe::model::{RelayUrl, Schema};
 use brotr_probe::monitor::Prober;
 use brotr_probe::monitor::service::run_cycle;
-use brotr_probe::store::{self, DatabaseUrl, NewRelay};
+use brotr_probe::store::{self, DatabaseUrl, RelayRow};
 use futures_util::{SinkExt, StreamExt};
 use nostr_relay_builder::prelude::*;
 use serde_json::{Value, json};
@@ -225,9 +225,9 @@ async fn main() {
     )
     .await
     .expect("store");
-    let relays: Vec<NewRelay> = classes
+    let relays: Vec<RelayRow> = classes
         .iter()
-        .map(|(_, u)| NewRelay {
+        .map(|(_, u)| RelayRow {
             url: RelayUrl::parse_allowing_local(u).unwrap(),
             discovered_at: 1,
         })

@@ -25,7 +25,7 @@ use brotr_probe::net::Dialer;
 use brotr_probe::net::dial::tls_config;
 use brotr_probe::services::synchronizer::{CycleReport, SyncContext, run_cycle};
 use brotr_probe::services::validator::ValidatorConfig;
-use brotr_probe::store::{self, DatabaseUrl, NewRelay, Store};
+use brotr_probe::store::{self, DatabaseUrl, RelayRow, Store};
 use futures_util::{SinkExt, StreamExt};
 use nostr_relay_builder::prelude::*;
 
@@ -197,9 +197,9 @@ fn context(negentropy: bool) -> SyncContext {
 }
 
 async fn add(store: &dyn Store, urls: &[String]) {
-    let relays: Vec<NewRelay> = urls
+    let relays: Vec<RelayRow> = urls
         .iter()
-        .map(|u| NewRelay {
+        .map(|u| RelayRow {
             url: RelayUrl::parse_allowing_local(u).expect("url"),
             discovered_at: NOW,
         })

@@ -1,4 +1,5 @@
-//! Command-line interface (clap). `main.rs` maps [`CliError`] to exit codes.
+//! Command-line interface (clap): parses the command, builds the services from the one
+//! configuration, and runs them through the one loop. `main.rs` maps [`CliError`] to exit codes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,21 +8,21 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use tracing::info;
 
 use crate::config::{ConfigError, ProbeConfig, Shard};
-use crate::metrics::Metrics;
-use crate::model::RelayUrl;
-use crate::model::Schema;
-use crate::monitor::publish::Publisher;
-use crate::monitor::service as monitor_service;
-use crate::monitor::{Prober, keys, render};
-use crate::net::Dialer;
-use crate::net::HttpClient;
-use crate::net::dial::tls_config;
-use crate::runtime::{LoopConfig, Shutdown, TooManyFailures, run_loop, unix_now};
+use crate::identity::{Identity, KeyError};
+use crate::model::{RelayUrl, Schema};
+use crate::monitor::{Prober, SetupError, render};
+use crate::progress::Progress;
+use crate::runtime::{Health, ServiceError, Shutdown, run_service};
 use crate::seed::DEFAULT_SEED_LIST;
+use crate::services::finder::{Finder, SourceError};
+use crate::services::maintainer::{self, Step};
+use crate::services::monitor::Monitor;
 use crate::services::seeder::{self, SeedOptions};
-use crate::services::synchronizer::{self, SyncContext};
-use crate::services::{finder, validator};
+use crate::services::synchronizer::{FilterError, Synchronizer};
+use crate::services::validator::Validator;
+use crate::services::{Ctx, Service};
 use crate::store::{self, DatabaseUrl, Store, StoreError};
+use crate::telemetry::Telemetry;
 
 /// Brotr probe: maps, checks and archives Nostr relays.
 #[derive(Debug, Parser)]
@@ -49,7 +50,7 @@ pub struct Cli {
     /// Configuration file (YAML or JSON, see `brotr_probe::config::ProbeConfig`).
     #[arg(long, global = true, env = "BROTR_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (e.g. `0.0.0.0:8000`) at `/metrics`.
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this address (e.g. `0.0.0.0:8000`).
     #[arg(long, global = true, env = "BROTR_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Allow loopback/private relay addresses (tests and private networks only; disables the
@@ -68,7 +69,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or upgrade the database schema.
+    /// Create or upgrade the database schema (the only command that changes it).
     Migrate,
     /// Load relay URLs from a seed list (one per line; `#` comments).
     Seed(SeedArgs),
@@ -83,14 +84,17 @@ pub enum Command {
     Monitor(OnceArgs),
     /// Archive the events of every active relay (config `sync`), resuming from per-relay cursors.
     Sync(SyncArgs),
-    /// Run the pipeline in one process: migrate if needed, seed, then every service until
-    /// SIGTERM (`--once`: one cycle of each, then exit).
+    /// Database maintenance: refresh the statistics views, apply the retention policy, or
+    /// delete orphaned rows (one step per run; safe while the services run).
+    Maintain(MaintainArgs),
+    /// Run the pipeline in one process: migrate, seed, then every service until SIGTERM
+    /// (`--once`: one cycle of each, then exit).
     Run(RunArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct OnceArgs {
-    /// Run one cycle and exit (exit code 1 if it failed).
+    /// Run one cycle and exit (exit code 1 if it failed, or if every relay or source failed).
     #[arg(long)]
     pub once: bool,
 }
@@ -112,6 +116,13 @@ pub struct SyncArgs {
     /// `sync.shard`.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<Shard>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MaintainArgs {
+    /// The step to run.
+    #[arg(value_enum)]
+    pub step: Step,
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,19 +164,19 @@ pub enum CliError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Service(#[from] TooManyFailures),
+    Service(#[from] ServiceError),
     #[error("bad finder config: {0}")]
-    Finder(#[from] finder::SourceError),
-    #[error("{0}")]
-    Setup(String),
+    Finder(#[from] SourceError),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
     #[error("bad relay URL {url:?}: {reason}")]
     BadRelay { url: String, reason: String },
     #[error("{0} is not reachable")]
     Unreachable(String),
     #[error(transparent)]
-    Key(#[from] crate::monitor::keys::KeyError),
+    Key(#[from] KeyError),
     #[error(transparent)]
-    MonitorSetup(#[from] crate::monitor::SetupError),
+    MonitorSetup(#[from] SetupError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -181,15 +192,26 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// 2 for bad usage or configuration, 1 for runtime failures.
+    /// 2 for bad usage or configuration (never worth a retry), 1 for runtime failures.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Store(e) if e.is_config_error() => 2,
-            CliError::SeedFile { .. } | CliError::Config(_) | CliError::ConfigFile { .. } => 2,
-            CliError::Metrics { .. } | CliError::Finder(_) => 2,
-            CliError::Setup(_) | CliError::Unreachable(_) => 1,
-            CliError::BadRelay { .. } | CliError::Key(_) | CliError::MonitorSetup(_) => 2,
-            CliError::Store(_) | CliError::Service(_) => 1,
+            CliError::Store(e) => {
+                if e.is_config_error() {
+                    2
+                } else {
+                    1
+                }
+            }
+            CliError::Service(_) | CliError::Unreachable(_) => 1,
+            CliError::Config(_)
+            | CliError::ConfigFile { .. }
+            | CliError::Finder(_)
+            | CliError::Filter(_)
+            | CliError::BadRelay { .. }
+            | CliError::Key(_)
+            | CliError::MonitorSetup(_)
+            | CliError::Metrics { .. }
+            | CliError::SeedFile { .. } => 2,
         }
     }
 }
@@ -209,18 +231,94 @@ fn load_config(cli: &Cli) -> Result<ProbeConfig, CliError> {
     if cli.allow_private {
         cfg.limits.allow_private = true;
     }
-    finder::check_expressions(&cfg.finder)?;
     Ok(cfg)
 }
 
-async fn open(cli: &Cli) -> Result<Arc<dyn Store>, CliError> {
-    let url: DatabaseUrl = cli.database.parse()?;
-    let store = store::open(&url, cli.schema).await?;
-    info!(database = %url.redacted(), schema = %store.schema(), "database ready");
-    Ok(store)
+/// The services of the pipeline, built once from the configuration (every setting checked
+/// here: a bad one exits with code 2 before anything runs).
+struct Pipeline {
+    finder: Finder,
+    validator: Validator,
+    monitor: Monitor,
+    synchronizer: Synchronizer,
 }
 
-async fn seed(store: &dyn Store, args: &SeedArgs, allow_local: bool) -> Result<(), CliError> {
+fn validator(cfg: &ProbeConfig) -> Validator {
+    Validator::new(
+        cfg.validator.clone(),
+        cfg.networks.clone(),
+        cfg.limits.clone(),
+    )
+}
+
+fn finder(cfg: &ProbeConfig) -> Result<Finder, CliError> {
+    Ok(Finder::new(cfg.finder.clone(), cfg.limits.allow_private)?)
+}
+
+fn monitor(cfg: &ProbeConfig, identity: &Identity) -> Result<Monitor, CliError> {
+    Ok(Monitor::new(
+        cfg.monitor.clone(),
+        cfg.networks.clone(),
+        cfg.limits.clone(),
+        identity.clone(),
+        cfg.validator.lifecycle(),
+    )?)
+}
+
+fn synchronizer(
+    cfg: &ProbeConfig,
+    identity: &Identity,
+    shard: Option<Shard>,
+) -> Result<Synchronizer, CliError> {
+    Ok(Synchronizer::new(
+        cfg.sync.clone(),
+        cfg.networks.clone(),
+        cfg.limits.clone(),
+        identity.clone(),
+        cfg.validator.lifecycle(),
+        shard,
+    )?)
+}
+
+impl Pipeline {
+    fn new(cfg: &ProbeConfig, shard: Option<Shard>) -> Result<Self, CliError> {
+        let identity = Identity::load(&cfg.monitor.publish)?;
+        Ok(Pipeline {
+            finder: finder(cfg)?,
+            validator: validator(cfg),
+            monitor: monitor(cfg, &identity)?,
+            synchronizer: synchronizer(cfg, &identity, shard)?,
+        })
+    }
+
+    /// One cycle of each, finder first so what it finds is validated in the same run. Every
+    /// service runs; the first failure is reported.
+    async fn once(&self, ctx: &Ctx, health: &Health) -> Result<(), CliError> {
+        let sd = Shutdown::on_signals();
+        let results = [
+            run_service(&self.finder, ctx, true, sd.clone(), health).await,
+            run_service(&self.validator, ctx, true, sd.clone(), health).await,
+            run_service(&self.monitor, ctx, true, sd.clone(), health).await,
+            run_service(&self.synchronizer, ctx, true, sd, health).await,
+        ];
+        results.into_iter().collect::<Result<(), _>>()?;
+        Ok(())
+    }
+
+    /// Every service until SIGTERM.
+    async fn forever(&self, ctx: &Ctx, health: &Health) -> Result<(), CliError> {
+        let sd = Shutdown::on_signals();
+        tokio::try_join!(
+            run_service(&self.finder, ctx, false, sd.clone(), health),
+            run_service(&self.validator, ctx, false, sd.clone(), health),
+            run_service(&self.monitor, ctx, false, sd.clone(), health),
+            run_service(&self.synchronizer, ctx, false, sd, health),
+        )?;
+        Ok(())
+    }
+}
+
+async fn seed(ctx: &Ctx, args: &SeedArgs, allow_local: bool) -> Result<(), CliError> {
     let (source, text) = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| CliError::SeedFile {
@@ -237,239 +335,150 @@ async fn seed(store: &dyn Store, args: &SeedArgs, allow_local: bool) -> Result<(
     let opts = SeedOptions {
         to_validate: args.to_validate,
         allow_local,
-        now: unix_now(),
+        now: ctx.now(),
     };
-    seeder::seed(store, &source, &text, opts).await?;
+    let r = seeder::seed(ctx.store.as_ref(), &source, &text, opts).await?;
+    if !args.to_validate && r.inserted > 0 {
+        ctx.wake.relays_promoted();
+    }
     Ok(())
 }
 
-/// Runs the parsed command.
-pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let cfg = load_config(&cli)?;
-    if let Command::Check(args) = &cli.command {
-        // No database: a one-relay diagnostic.
-        return check_one(&cfg, args).await;
-    }
-    let store = open(&cli).await?;
-    let metrics = Metrics::new();
-    let long_running = match &cli.command {
-        Command::Validate(o)
-        | Command::Find(o)
-        | Command::Monitor(o)
-        | Command::Sync(SyncArgs { once: o, .. })
-        | Command::Run(RunArgs { once: o, .. }) => !o.once,
-        _ => false,
-    };
-    if let (Some(addr), true) = (cli.metrics_addr, long_running) {
+/// What a long-running command needs besides its services: the metrics port, and promotions
+/// from other processes waking this one's services.
+async fn start_background(cli: &Cli, ctx: &Ctx, health: &Health) -> Result<(), CliError> {
+    if let Some(addr) = cli.metrics_addr {
         // Bind now so a taken port is a clear startup error, then serve in the background.
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| CliError::Metrics { addr, source })?;
-        drop(listener);
-        let m = metrics.clone();
+        let telemetry = Telemetry {
+            metrics: ctx.metrics.clone(),
+            health: health.clone(),
+            store: ctx.store.clone(),
+        };
         tokio::spawn(async move {
-            if let Err(e) = m.serve(addr).await {
+            if let Err(e) = telemetry.serve(listener).await {
                 tracing::error!(%addr, error = %e, "metrics endpoint stopped");
             }
         });
-        info!(%addr, "serving metrics at /metrics");
+        info!(%addr, "serving /metrics, /healthz and /readyz");
     }
-    let allow_local = cfg.limits.allow_private;
-    match &cli.command {
-        Command::Migrate => Ok(()),
-        Command::Seed(args) => seed(store.as_ref(), args, allow_local).await,
-        Command::Validate(o) => validate_loop(store, &cfg, &metrics, o.once).await,
-        Command::Find(o) => find_loop(store, &cfg, &metrics, o.once).await,
-        Command::Monitor(o) => monitor_loop(store, &cfg, &metrics, o.once).await,
-        Command::Check(_) => Ok(()),
-        Command::Sync(a) => sync_loop(store, &cfg, &metrics, a.once.once, a.shard).await,
-        Command::Run(args) => {
-            seed(store.as_ref(), &args.seed, allow_local).await?;
-            if args.once.once {
-                // Finder first, so what it finds is validated in the same run.
-                find_loop(store.clone(), &cfg, &metrics, true).await?;
-                validate_loop(store.clone(), &cfg, &metrics, true).await?;
-                monitor_loop(store.clone(), &cfg, &metrics, true).await?;
-                sync_loop(store.clone(), &cfg, &metrics, true, args.shard).await?;
-            } else {
-                tokio::try_join!(
-                    find_loop(store.clone(), &cfg, &metrics, false),
-                    validate_loop(store.clone(), &cfg, &metrics, false),
-                    monitor_loop(store.clone(), &cfg, &metrics, false),
-                    sync_loop(store.clone(), &cfg, &metrics, false, args.shard),
-                )?;
+    if let Some(mut rx) = ctx.store.listen_promotions().await? {
+        let wake = ctx.wake.clone();
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                wake.relays_promoted();
             }
-            let c = store.counts().await?;
+        });
+    }
+    Ok(())
+}
+
+async fn open_store(cli: &Cli, migrate: bool) -> Result<Arc<dyn Store>, CliError> {
+    let url: DatabaseUrl = cli.database.parse()?;
+    let store = if migrate {
+        store::migrate(&url, cli.schema).await?
+    } else {
+        store::open(&url, cli.schema).await?
+    };
+    info!(database = %url.redacted(), schema = %store.schema(), "database ready");
+    Ok(store)
+}
+
+/// Runs one service command (`validate`, `find`, `monitor`, `sync`).
+async fn serve<S: Service>(
+    cli: &Cli,
+    svc: S,
+    ctx: &Ctx,
+    once: bool,
+    health: &Health,
+) -> Result<(), CliError> {
+    if !once {
+        start_background(cli, ctx, health).await?;
+    }
+    run_service(&svc, ctx, once, Shutdown::on_signals(), health).await?;
+    Ok(())
+}
+
+/// What a command runs, built before the database is opened: a bad setting exits with code 2
+/// before anything is touched.
+enum Job {
+    Seed,
+    Maintain(Step),
+    Validate(Validator, bool),
+    Find(Finder, bool),
+    Monitor(Box<Monitor>, bool),
+    Sync(Box<Synchronizer>, bool),
+    Run(Box<Pipeline>, bool),
+}
+
+impl Job {
+    fn build(cli: &Cli, cfg: &ProbeConfig) -> Result<Option<Job>, CliError> {
+        let identity = || Identity::load(&cfg.monitor.publish);
+        Ok(Some(match &cli.command {
+            Command::Migrate | Command::Check(_) => return Ok(None),
+            Command::Seed(_) => Job::Seed,
+            Command::Maintain(a) => Job::Maintain(a.step),
+            Command::Validate(o) => Job::Validate(validator(cfg), o.once),
+            Command::Find(o) => Job::Find(finder(cfg)?, o.once),
+            Command::Monitor(o) => Job::Monitor(Box::new(monitor(cfg, &identity()?)?), o.once),
+            Command::Sync(a) => Job::Sync(
+                Box::new(synchronizer(cfg, &identity()?, a.shard)?),
+                a.once.once,
+            ),
+            Command::Run(a) => Job::Run(Box::new(Pipeline::new(cfg, a.shard)?), a.once.once),
+        }))
+    }
+}
+
+/// Runs the parsed command; `progress` shows live progress lines (or nothing).
+pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
+    let cfg = load_config(&cli)?;
+    let job = match &cli.command {
+        // No database: a one-relay diagnostic.
+        Command::Check(args) => return check_one(&cfg, args).await,
+        Command::Migrate => {
+            open_store(&cli, true).await?;
+            return Ok(());
+        }
+        _ => Job::build(&cli, &cfg)?,
+    };
+    let Some(job) = job else { return Ok(()) };
+    // Only `migrate` changes the schema; `run` is the laptop mode and migrates first.
+    let store = open_store(&cli, matches!(job, Job::Run(..))).await?;
+    let ctx = Ctx::new(store).with_progress(progress);
+    let health = Health::default();
+    let allow_local = cfg.limits.allow_private;
+    match (job, &cli.command) {
+        (Job::Seed, Command::Seed(args)) => seed(&ctx, args, allow_local).await,
+        (Job::Maintain(step), _) => {
+            maintainer::run(&ctx, &cfg.maintain, step).await?;
+            Ok(())
+        }
+        (Job::Validate(svc, once), _) => serve(&cli, svc, &ctx, once, &health).await,
+        (Job::Find(svc, once), _) => serve(&cli, svc, &ctx, once, &health).await,
+        (Job::Monitor(svc, once), _) => serve(&cli, *svc, &ctx, once, &health).await,
+        (Job::Sync(svc, once), _) => serve(&cli, *svc, &ctx, once, &health).await,
+        (Job::Run(pipeline, once), Command::Run(args)) => {
+            seed(&ctx, &args.seed, allow_local).await?;
+            let result = if once {
+                pipeline.once(&ctx, &health).await
+            } else {
+                start_background(&cli, &ctx, &health).await?;
+                pipeline.forever(&ctx, &health).await
+            };
+            let c = ctx.store.counts().await?;
             info!(
                 relays = c.relays,
                 candidates = c.candidates,
                 events = c.events,
                 "run finished"
             );
-            Ok(())
+            result
         }
+        _ => Ok(()),
     }
-}
-
-async fn find_loop(
-    store: Arc<dyn Store>,
-    cfg: &ProbeConfig,
-    metrics: &Metrics,
-    once: bool,
-) -> Result<(), CliError> {
-    let f = cfg.finder.clone();
-    let http = HttpClient::new(
-        tls_config(&[]),
-        cfg.limits.allow_private,
-        std::time::Duration::from_secs_f64(f.timeout_secs),
-    )
-    .map_err(|e| CliError::Setup(e.to_string()))?;
-    let allow_local = cfg.limits.allow_private;
-    let loop_cfg = LoopConfig {
-        interval_secs: f.interval_secs,
-        max_consecutive_failures: f.max_consecutive_failures,
-    };
-    run_loop(
-        "finder",
-        &loop_cfg,
-        once,
-        metrics,
-        Shutdown::on_signals(),
-        || {
-            let (store, http, f, m) = (store.clone(), http.clone(), f.clone(), metrics.clone());
-            async move {
-                let r =
-                    finder::run_cycle(store.as_ref(), &http, &f, allow_local, unix_now()).await?;
-                m.items
-                    .with_label_values(&["finder", "candidates"])
-                    .inc_by(r.candidates);
-                m.items
-                    .with_label_values(&["finder", "rejected"])
-                    .inc_by(r.rejected);
-                m.items
-                    .with_label_values(&["finder", "source_failed"])
-                    .inc_by(r.sources_failed);
-                Ok::<(), StoreError>(())
-            }
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-async fn validate_loop(
-    store: Arc<dyn Store>,
-    cfg: &ProbeConfig,
-    metrics: &Metrics,
-    once: bool,
-) -> Result<(), CliError> {
-    let dialer = Dialer::new(cfg.networks.clone(), cfg.limits.clone(), tls_config(&[]));
-    let v = cfg.validator.clone();
-    let loop_cfg = LoopConfig {
-        interval_secs: v.interval_secs,
-        max_consecutive_failures: v.max_consecutive_failures,
-    };
-    run_loop(
-        "validator",
-        &loop_cfg,
-        once,
-        metrics,
-        Shutdown::on_signals(),
-        || {
-            let (store, dialer, v, m) = (store.clone(), dialer.clone(), v.clone(), metrics.clone());
-            async move {
-                let r = validator::run_cycle(store.as_ref(), &dialer, &v, unix_now()).await?;
-                m.items
-                    .with_label_values(&["validator", "promoted"])
-                    .inc_by(r.promoted);
-                m.items
-                    .with_label_values(&["validator", "failed"])
-                    .inc_by(r.failed);
-                m.items
-                    .with_label_values(&["validator", "pruned"])
-                    .inc_by(r.pruned);
-                Ok::<(), StoreError>(())
-            }
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// The key the synchronizer answers NIP-42 AUTH with: the probe's one identity, the monitor's
-/// configured key (`monitor.publish.keyFile` / `keyEnv`), or a fresh ephemeral key when none is
-/// set. Never logged.
-fn probe_keys(cfg: &ProbeConfig) -> Result<nostr::Keys, CliError> {
-    Ok(keys::load(&cfg.monitor.publish)?.unwrap_or_else(nostr::Keys::generate))
-}
-
-async fn sync_loop(
-    store: Arc<dyn Store>,
-    cfg: &ProbeConfig,
-    metrics: &Metrics,
-    once: bool,
-    shard: Option<Shard>,
-) -> Result<(), CliError> {
-    let shard = match (shard, &cfg.sync.shard) {
-        (Some(s), _) => s,
-        // Checked when the config was loaded.
-        (None, Some(s)) => s.parse().map_err(CliError::Setup)?,
-        (None, None) => Shard::ALL,
-    };
-    let ctx = SyncContext {
-        dialer: Dialer::new(cfg.networks.clone(), cfg.limits.clone(), tls_config(&[])),
-        keys: probe_keys(cfg)?,
-        cfg: cfg.sync.clone(),
-        shard,
-        lifecycle: cfg.validator.lifecycle(),
-        allow_local: cfg.limits.allow_private,
-    };
-    let loop_cfg = LoopConfig {
-        interval_secs: cfg.sync.interval_secs,
-        max_consecutive_failures: cfg.sync.max_consecutive_failures,
-    };
-    run_loop(
-        "synchronizer",
-        &loop_cfg,
-        once,
-        metrics,
-        Shutdown::on_signals(),
-        || {
-            let (store, ctx, m) = (store.clone(), ctx.clone(), metrics.clone());
-            async move {
-                let r = synchronizer::run_cycle(store, &ctx, unix_now()).await?;
-                let count = |what: &str, n: u64| {
-                    m.items.with_label_values(&["synchronizer", what]).inc_by(n)
-                };
-                count("events_new", r.events_new);
-                count("events_received", r.wire.events_received);
-                count("events_rejected", r.rejected.total());
-                count("requests", r.wire.requests);
-                count("bytes_in", r.wire.bytes_in);
-                count("relays_failed", r.relays_failed);
-                count("overflow_seconds", r.overflows);
-                count("candidates", r.candidates);
-                Ok::<(), StoreError>(())
-            }
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// The monitor's prober: the configured key (or a throwaway one for AUTH when none is set).
-fn prober(cfg: &ProbeConfig) -> Result<(Prober, bool), CliError> {
-    let configured = keys::load(&cfg.monitor.publish)?;
-    let has_key = configured.is_some();
-    let keys = configured.unwrap_or_else(nostr::Keys::generate);
-    let p = Prober::new(
-        cfg.monitor.clone(),
-        cfg.networks.clone(),
-        cfg.limits.clone(),
-        keys,
-        &[],
-    )?;
-    Ok((p, has_key))
 }
 
 async fn check_one(cfg: &ProbeConfig, args: &CheckArgs) -> Result<(), CliError> {
@@ -482,8 +491,15 @@ async fn check_one(cfg: &ProbeConfig, args: &CheckArgs) -> Result<(), CliError> 
         url: args.relay.clone(),
         reason: e.to_string(),
     })?;
-    let (prober, _) = prober(cfg)?;
-    let report = prober.check_relay(&url, unix_now()).await;
+    let identity = Identity::load(&cfg.monitor.publish)?;
+    let prober = Prober::new(
+        cfg.monitor.clone(),
+        cfg.networks.clone(),
+        cfg.limits.clone(),
+        identity.keys().clone(),
+        &[],
+    )?;
+    let report = prober.check_relay(&url, crate::runtime::unix_now()).await;
     if args.json {
         println!(
             "{}",
@@ -497,103 +513,4 @@ async fn check_one(cfg: &ProbeConfig, args: &CheckArgs) -> Result<(), CliError> 
     } else {
         Err(CliError::Unreachable(url.as_str().to_owned()))
     }
-}
-
-/// The publishing relays that parse (others are logged and skipped).
-fn publish_relays(cfg: &ProbeConfig) -> Vec<RelayUrl> {
-    cfg.monitor
-        .publish
-        .relays
-        .iter()
-        .filter_map(|r| {
-            let parsed = if cfg.limits.allow_private {
-                RelayUrl::parse_allowing_local(r)
-            } else {
-                RelayUrl::parse(r)
-            };
-            parsed
-                .map_err(|e| tracing::warn!(relay = %r, error = %e, "publishing relay skipped"))
-                .ok()
-        })
-        .collect()
-}
-
-async fn monitor_loop(
-    store: Arc<dyn Store>,
-    cfg: &ProbeConfig,
-    metrics: &Metrics,
-    once: bool,
-) -> Result<(), CliError> {
-    let (prober, has_key) = prober(cfg)?;
-    if !has_key {
-        tracing::warn!(
-            env = %cfg.monitor.publish.key_env,
-            "no monitor key configured: checks are stored but nothing is published"
-        );
-    }
-    let publish_timeout = std::time::Duration::from_secs_f64(cfg.monitor.publish.timeout_secs);
-    let relays = publish_relays(cfg);
-    let policy = cfg.validator.lifecycle();
-    let loop_cfg = LoopConfig {
-        interval_secs: cfg.monitor.interval_secs,
-        max_consecutive_failures: cfg.monitor.max_consecutive_failures,
-    };
-    run_loop(
-        "monitor",
-        &loop_cfg,
-        once,
-        metrics,
-        Shutdown::on_signals(),
-        || {
-            let (store, prober, m, relays) = (
-                store.clone(),
-                prober.clone(),
-                metrics.clone(),
-                relays.clone(),
-            );
-            async move {
-                // Connections to publishing relays live for one cycle.
-                let mut publisher = (has_key && !relays.is_empty()).then(|| {
-                    Publisher::new(
-                        prober.dialer.clone(),
-                        prober.keys.clone(),
-                        relays,
-                        publish_timeout,
-                    )
-                });
-                let r = monitor_service::run_cycle(
-                    store.as_ref(),
-                    &prober,
-                    publisher.as_mut(),
-                    &policy,
-                    unix_now(),
-                )
-                .await;
-                if let Some(p) = publisher {
-                    p.close().await;
-                }
-                let r = r?;
-                for (outcome, n) in [
-                    ("checked", r.checked),
-                    ("reachable", r.reachable),
-                    ("published", r.published),
-                    ("publish_failed", r.publish_failed),
-                ] {
-                    m.items.with_label_values(&["monitor", outcome]).inc_by(n);
-                }
-                // Outcome labels stay bounded: 8 checks × ok/failed.
-                for (check, (ok, failed)) in &r.checks {
-                    m.items
-                        .with_label_values(&["monitor", &format!("{check}_ok")])
-                        .inc_by(*ok);
-                    m.items
-                        .with_label_values(&["monitor", &format!("{check}_failed")])
-                        .inc_by(*failed);
-                }
-                Ok::<(), StoreError>(())
-            }
-        },
-    )
-    .await?;
-    Ok(())
 }

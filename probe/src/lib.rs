@@ -1,22 +1,35 @@
 //! Brotr probe: the pipeline that talks to Nostr relays and the database.
 //!
-//! * [`model`] — pure types (no I/O): relay URLs, events, metadata, candidates, cursors.
-//! * [`seed`] — pure seed-list parsing.
+//! * [`model`] — pure types (no I/O): relay URLs, events, metadata, candidates, health.
+//! * [`config`] — every setting, its default and its bounds, declared once (the operator embeds
+//!   these types in its CRDs).
+//! * [`nips`] — Nostr protocol code without I/O, one file per NIP.
+//! * `net` — everything that opens a socket: dialing with the SSRF guard, HTTP, one relay
+//!   session type.
 //! * `store` — the [`store::Store`] trait with PostgreSQL and SQLite implementations.
-//! * `services` — the services (seeder so far), each one cycle of work over a store.
+//! * `monitor` — what the monitor measures about one relay; `sync` — reading and reconciling
+//!   relays for the archive.
+//! * `services` — seeder, finder, validator, monitor, synchronizer, maintenance; each one cycle
+//!   of work over a store, run by `runtime`.
 
 pub mod config;
 pub mod model;
-#[cfg(feature = "runtime")]
-pub mod monitor;
 pub mod seed;
 
 #[cfg(feature = "runtime")]
 pub mod cli;
 #[cfg(feature = "runtime")]
+pub mod identity;
+#[cfg(feature = "runtime")]
 pub mod metrics;
 #[cfg(feature = "runtime")]
+pub mod monitor;
+#[cfg(feature = "runtime")]
 pub mod net;
+#[cfg(feature = "runtime")]
+pub mod nips;
+#[cfg(feature = "runtime")]
+pub mod progress;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 #[cfg(feature = "runtime")]
@@ -25,3 +38,5 @@ pub mod services;
 pub mod store;
 #[cfg(feature = "runtime")]
 pub mod sync;
+#[cfg(feature = "runtime")]
+pub mod telemetry;

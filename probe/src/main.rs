@@ -1,5 +1,5 @@
-//! `brotr-probe` binary: parses the CLI, sets up logging, runs, maps errors to exit codes
-//! (0 ok, 1 runtime failure, 2 bad usage or configuration).
+//! `brotr-probe` binary: parses the CLI, sets up logging (and progress lines on a terminal),
+//! runs, maps errors to exit codes (0 ok, 1 runtime failure, 2 bad usage or configuration).
 
 use std::io::IsTerminal;
 
@@ -7,14 +7,15 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use brotr_probe::cli::{self, Cli, LogFormat};
+use brotr_probe::progress::Progress;
 
-fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+fn init_logging(format: LogFormat, level: &str, progress: &Progress) -> Result<(), String> {
     let filter =
         EnvFilter::try_new(level).map_err(|e| format!("bad --log-level {level:?}: {e}"))?;
     // Colours only on a terminal: logs piped to files or collectors stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress.writer())
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
@@ -25,7 +26,13 @@ fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(msg) = init_logging(cli.log_format, &cli.log_level) {
+    // Progress lines for a person at a terminal; plain structured logs otherwise.
+    let progress = if std::io::stderr().is_terminal() && cli.log_format == LogFormat::Text {
+        Progress::terminal()
+    } else {
+        Progress::hidden()
+    };
+    if let Err(msg) = init_logging(cli.log_format, &cli.log_level, &progress) {
         eprintln!("error: {msg}");
         std::process::exit(2);
     }
@@ -39,7 +46,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(err) = runtime.block_on(cli::run(cli)) {
+    if let Err(err) = runtime.block_on(cli::run(cli, progress)) {
         eprintln!("error: {err}");
         std::process::exit(err.exit_code());
     }

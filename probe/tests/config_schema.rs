@@ -18,10 +18,22 @@ struct Bound {
 
 #[derive(Debug, Clone)]
 enum BoundKind {
-    Integer { min: Option<i128>, max: Option<i128> },
-    Number { min: Option<f64>, max: Option<f64> },
-    Length { min: Option<usize>, max: Option<usize> },
-    Items { min: Option<usize>, max: Option<usize> },
+    Integer {
+        min: Option<i128>,
+        max: Option<i128>,
+    },
+    Number {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Length {
+        min: Option<usize>,
+        max: Option<usize>,
+    },
+    Items {
+        min: Option<usize>,
+        max: Option<usize>,
+    },
 }
 
 /// Valid elements for arrays of objects (the schema says what they must hold; this says what
@@ -69,12 +81,7 @@ fn collect(root: &Value, schema: &Value, path: &mut Vec<String>, out: &mut Vec<B
     }
     let t = types(schema);
     let num = |k: &str| schema.get(k).and_then(Value::as_f64);
-    let len = |k: &str| {
-        schema
-            .get(k)
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-    };
+    let len = |k: &str| schema.get(k).and_then(Value::as_u64).map(|v| v as usize);
     if t.iter().any(|t| t == "integer") && (num("minimum").is_some() || num("maximum").is_some()) {
         out.push(Bound {
             path: path.clone(),

@@ -286,7 +286,7 @@ async fn nostr_rs_relay_returns_every_match_oldest_first_and_a_limit_newest_firs
 async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging() {
     use brotr_probe::config::SyncConfig;
     use brotr_probe::services::synchronizer::{self};
-    use brotr_probe::store::NewRelay;
+    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     let Some(relay) = NostrRsRelay::start(&NostrRsRelayConfig::default()).await else {
@@ -312,7 +312,7 @@ async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging
     let (db, _dir) = fresh_sqlite_url();
     let store = open(&db, Schema::Full).await;
     store
-        .insert_relays(&[NewRelay {
+        .insert_relays(&[RelayRow {
             url: local(&relay.url),
             discovered_at: NOW,
         }])
@@ -393,7 +393,7 @@ fn notes_before(now: i64, n: i64, offset: impl Fn(i64) -> i64) -> Vec<Event> {
 async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a_few_bytes() {
     use brotr_probe::config::SyncConfig;
     use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE};
-    use brotr_probe::store::NewRelay;
+    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     const N: i64 = 1_500;
@@ -422,7 +422,7 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
         let store = open(&db, Schema::Full).await;
         let url = local(&relay.url);
         store
-            .insert_relays(&[NewRelay {
+            .insert_relays(&[RelayRow {
                 url: url.clone(),
                 discovered_at: NOW,
             }])
@@ -505,7 +505,7 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
 async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
     use brotr_probe::config::SyncConfig;
     use brotr_probe::services::synchronizer::{self, NIP77_STATE, SERVICE};
-    use brotr_probe::store::NewRelay;
+    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     let config = NegRelayConfig {
@@ -521,7 +521,7 @@ async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
     let store = open(&db, Schema::Full).await;
     let url = local(&relay.url);
     store
-        .insert_relays(&[NewRelay {
+        .insert_relays(&[RelayRow {
             url: url.clone(),
             discovered_at: NOW,
         }])

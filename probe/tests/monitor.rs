@@ -15,7 +15,7 @@ use brotr_probe::monitor::publish::Publisher;
 use brotr_probe::monitor::report::RelayReport;
 use brotr_probe::monitor::service::{self, run_cycle};
 use brotr_probe::monitor::tags::{DiscoveryOptions, build_30166, discovery_from_report};
-use brotr_probe::store::NewRelay;
+use brotr_probe::store::RelayRow;
 use common::monitor_peers::{
     HttpAnswer, Rec, Script, closing_tcp, dns_server, geoip_dir, nip11_front, scripted_relay,
     silent_dns,
@@ -590,11 +590,11 @@ async fn a_monitor_cycle_stores_checks_with_outcomes_and_publishes() {
     let (db, _dir) = common::fresh_sqlite_url();
     let store = common::open(&db, brotr_probe::model::Schema::Full).await;
     let relays = vec![
-        NewRelay {
+        RelayRow {
             url: local(&healthy_url),
             discovered_at: 1,
         },
-        NewRelay {
+        RelayRow {
             url: local(&format!("ws://{dead}")),
             discovered_at: 2,
         },
@@ -845,7 +845,7 @@ async fn check_rows_behave(db: &brotr_probe::store::DatabaseUrl) {
     use brotr_probe::monitor::report::Check;
     use brotr_probe::store::CheckRow;
     let store = common::open(db, brotr_probe::model::Schema::Full).await;
-    let relay = NewRelay {
+    let relay = RelayRow {
         url: local("wss://relay.example.com"),
         discovered_at: 1,
     };
@@ -929,7 +929,7 @@ async fn monitor_once_checks_stores_and_publishes_with_a_key_from_the_environmen
     )
     .await;
     store
-        .insert_relays(&[NewRelay {
+        .insert_relays(&[RelayRow {
             url: local(&target_url),
             discovered_at: 1,
         }])

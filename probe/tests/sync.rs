@@ -10,7 +10,7 @@ use brotr_probe::net::dial::tls_config;
 use brotr_probe::services::synchronizer::{
     CURSOR_STATE, OVERFLOW_STATE, SERVICE, SyncContext, cursor_key, run_cycle,
 };
-use brotr_probe::store::{DatabaseUrl, NewRelay, Store};
+use brotr_probe::store::{DatabaseUrl, RelayRow, Store};
 use brotr_probe::sync::Progress;
 use common::evil::{Misbehaviour, evil_relay};
 use common::peers::nostr_relay;
@@ -64,9 +64,9 @@ fn context(cfg: SyncConfig) -> SyncContext {
 }
 
 async fn add_relays(store: &dyn Store, urls: &[&str]) {
-    let relays: Vec<NewRelay> = urls
+    let relays: Vec<RelayRow> = urls
         .iter()
-        .map(|u| NewRelay {
+        .map(|u| RelayRow {
             url: RelayUrl::parse_allowing_local(u).expect("url"),
             discovered_at: NOW,
         })

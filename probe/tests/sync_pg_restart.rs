@@ -9,7 +9,7 @@ use std::time::Duration;
 use brotr_probe::config::SyncConfig;
 use brotr_probe::model::{RelayUrl, Schema};
 use brotr_probe::services::synchronizer::{CURSOR_STATE, SERVICE, run_cycle};
-use brotr_probe::store::NewRelay;
+use brotr_probe::store::RelayRow;
 use brotr_probe::sync::Progress;
 use common::peers::nostr_relay;
 use common::*;
@@ -46,7 +46,7 @@ async fn postgres_restarting_mid_sync_loses_and_duplicates_nothing() {
     let (_relay, url) = nostr_relay(RelayBuilder::default().database(mem)).await;
     let store = open(&db, Schema::Full).await;
     store
-        .insert_relays(&[NewRelay {
+        .insert_relays(&[RelayRow {
             url: RelayUrl::parse_allowing_local(&url).unwrap(),
             discovered_at: NOW,
         }])

@@ -164,14 +164,14 @@ async fn an_overlay_without_a_proxy_is_refused_clearly() {
 #[tokio::test]
 async fn dead_relays_back_off_and_go_dormant() {
     use brotr_probe::services::validator::{active_relays, relay_health};
-    use brotr_probe::store::NewRelay;
+    use brotr_probe::store::RelayRow;
     let (dead, dead_url) = nostr_relay(RelayBuilder::default()).await;
     let (_alive, alive_url) = nostr_relay(RelayBuilder::default()).await;
     let (url, _dir) = fresh_sqlite_url();
     let store = open(&url, Schema::Full).await;
-    let relays: Vec<NewRelay> = [&dead_url, &alive_url]
+    let relays: Vec<RelayRow> = [&dead_url, &alive_url]
         .iter()
-        .map(|u| NewRelay {
+        .map(|u| RelayRow {
             url: local(u),
             discovered_at: 0,
         })

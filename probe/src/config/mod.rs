@@ -407,7 +407,10 @@ mod tests {
                 "networks:\n  tor:\n    enabled: true\n    maxTasks: 1\n    timeoutSecs: 30\n    proxyUrl: http://x\n",
                 "networks.tor.proxyUrl",
             ),
-            ("finder:\n  sources: [{url: 'ftp://x', select: '[*]'}]\n", "finder.sources[0].url"),
+            (
+                "finder:\n  sources: [{url: 'ftp://x', select: '[*]'}]\n",
+                "finder.sources[0].url",
+            ),
             ("- a list\n", "invalid type"),
         ];
         for (text, want) in cases {

@@ -260,7 +260,10 @@ mod tests {
             ..Default::default()
         };
         let e = check(&c).unwrap_err();
-        assert!(e.contains("sync.filters: [0]") && e.contains("limit"), "{e}");
+        assert!(
+            e.contains("sync.filters: [0]") && e.contains("limit"),
+            "{e}"
+        );
         c.filters = vec![serde_json::from_str(r#"{"kinds":"one"}"#).unwrap()];
         let e = check(&c).unwrap_err();
         assert!(e.contains("not a NIP-01 filter"), "{e}");

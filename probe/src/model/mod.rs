@@ -2,8 +2,8 @@
 //! types is always well-formed ("parse, don't re-check").
 
 pub mod candidate;
-pub mod cursor;
 pub mod event;
+pub mod geohash;
 pub mod health;
 pub mod metadata;
 pub mod network;
@@ -12,7 +12,6 @@ pub mod relay_url;
 pub mod schema;
 
 pub use candidate::Candidate;
-pub use cursor::Cursor;
 pub use event::{EventRow, EventRowError, MAX_TAGVALUE_BYTES, tagvalues};
 pub use health::{LifecyclePolicy, RelayHealth};
 pub use metadata::{Metadata, MetadataError, MetadataType};

@@ -15,13 +15,12 @@ use rustls::RootCertStore;
 use tracing::warn;
 
 use super::checks::geo::{GeoDb, open_db};
-use super::checks::nip11::Nip11Fetcher;
 use super::checks::ssl::SslProbe;
-use super::checks::{dns, geo, http, nip77, rtt};
+use super::checks::{dns, geo, http, nip11, nip77, rtt};
 use super::report::{Check, RelayReport};
 use crate::config::{CheckConfig, LimitsConfig, MonitorConfig, NetworksConfig};
 use crate::model::{Network, RelayUrl};
-use crate::net::Dialer;
+use crate::net::{Dialer, HttpClient};
 
 /// Why the monitor cannot start (bad setup, not a relay's fault).
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +40,7 @@ pub struct Prober {
     pub networks: NetworksConfig,
     pub dialer: Dialer,
     pub keys: Keys,
-    nip11: Nip11Fetcher,
+    http: HttpClient,
     ssl: SslProbe,
     resolver: TokioResolver,
     city: Option<GeoDb>,
@@ -61,15 +60,11 @@ impl Prober {
         keys: Keys,
         extra_roots: &[rustls::pki_types::CertificateDer<'static>],
     ) -> Result<Self, SetupError> {
-        let tls = crate::net::dial::tls_config(extra_roots);
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for c in extra_roots {
-            let _ = roots.add(c.clone());
-        }
+        let tls = crate::net::tls_config(extra_roots);
+        let roots: RootCertStore = crate::net::tls::roots(extra_roots);
         let dialer = Dialer::new(networks.clone(), limits.clone(), tls.clone());
-        let nip11 =
-            Nip11Fetcher::new(&networks, tls, limits.allow_private).map_err(SetupError::Clients)?;
+        let http = HttpClient::new(&networks, tls, limits.allow_private)
+            .map_err(|e| SetupError::Clients(e.to_string()))?;
         let ssl = SslProbe::new(Arc::new(roots)).map_err(SetupError::Clients)?;
         let server = match &cfg.dns_server {
             Some(s) => Some(
@@ -105,7 +100,7 @@ impl Prober {
             networks,
             dialer,
             keys,
-            nip11,
+            http,
             ssl,
             resolver,
             city,
@@ -139,7 +134,12 @@ impl Prober {
             }
             let t = self.timeout(&c.nip11, net);
             let cap = self.cfg.nip11_max_bytes;
-            Some(retry(&c.nip11, transient, || self.nip11.check(url, cap, t)).await)
+            Some(
+                retry(&c.nip11, transient, || {
+                    nip11::check(&self.http, url, cap, t)
+                })
+                .await,
+            )
         }
         .shared();
         let pow = {

@@ -6,19 +6,18 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use nostr::{Event, Keys};
-use serde_json::json;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::checks::session::{RelayMsg, Session};
 use super::report::Refusal;
 use crate::model::RelayUrl;
-use crate::net::Dialer;
+use crate::net::{AuthMode, Dialer, RelaySession, SessionOptions};
+use crate::nips::nip01::{self, RelayMessage};
 
 /// A publishing relay's connection for this cycle.
 enum Conn {
     NotYet,
-    Open(Box<Session>),
+    Open(Box<RelaySession>),
     Failed,
 }
 
@@ -58,8 +57,11 @@ impl Publisher {
         let (dialer, keys, timeout) = (&self.dialer, &self.keys, self.timeout);
         let results = join_all(self.relays.iter_mut().map(|(url, conn)| async move {
             if matches!(conn, Conn::NotYet) {
-                *conn = match tokio::time::timeout(timeout, Session::open(dialer, url)).await {
-                    Ok(Ok((s, _))) => Conn::Open(Box::new(s)),
+                let opts = SessionOptions::new(keys.clone(), AuthMode::OnRequest);
+                *conn = match tokio::time::timeout(timeout, RelaySession::open(dialer, url, opts))
+                    .await
+                {
+                    Ok(Ok(s)) => Conn::Open(Box::new(s)),
                     Ok(Err(e)) => {
                         warn!(relay = %url, error = %e, "publishing relay unreachable this cycle");
                         Conn::Failed
@@ -73,7 +75,7 @@ impl Publisher {
             let Conn::Open(session) = conn else {
                 return vec![false; events.len()];
             };
-            match send_all(session, keys, events, timeout).await {
+            match send_all(session, events, timeout).await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     warn!(relay = %url, error = %e, "publishing relay failed; dropped for this cycle");
@@ -101,8 +103,7 @@ impl Publisher {
 /// Sends every event, then collects the OKs; events refused with `auth-required` are sent
 /// again after one AUTH.
 async fn send_all(
-    s: &mut Session,
-    keys: &Keys,
+    s: &mut RelaySession,
     events: &[Event],
     timeout: Duration,
 ) -> Result<Vec<bool>, String> {
@@ -111,7 +112,7 @@ async fn send_all(
     let mut tried_auth = false;
     loop {
         for i in &pending {
-            s.send(&json!(["EVENT", events[*i]]))
+            s.send(nip01::event(&events[*i]))
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -120,29 +121,26 @@ async fn send_all(
         let mut left = pending.len();
         while left > 0 {
             let msg = match s.recv(deadline).await {
-                Ok(m) => m,
+                Ok(r) => r.message,
                 Err(e) => {
                     debug!(error = %e, missing = left, "OKs missing");
                     break;
                 }
             };
-            if let RelayMsg::Ok {
-                id,
-                accepted: ok,
+            if let Ok(RelayMessage::Ok {
+                event_id,
+                status,
                 message,
-            } = msg
-                && let Some(i) = pending
-                    .iter()
-                    .copied()
-                    .find(|i| events[*i].id.to_hex() == id)
+            }) = msg
+                && let Some(i) = pending.iter().copied().find(|i| events[*i].id == event_id)
             {
                 left -= 1;
-                if ok {
+                if status {
                     accepted[i] = true;
                 } else if Refusal::parse(&message).is_auth() {
                     auth_needed.push(i);
                 } else {
-                    debug!(event = %id, reason = %message, "event refused");
+                    debug!(event = %event_id, reason = %message, "event refused");
                 }
             }
         }
@@ -150,8 +148,7 @@ async fn send_all(
             return Ok(accepted);
         }
         tried_auth = true;
-        let deadline = Instant::now() + timeout;
-        if !s.authenticate(keys, deadline).await.unwrap_or(false) {
+        if !s.authenticate(timeout).await.is_ok_and(|o| o.may_retry()) {
             return Ok(accepted);
         }
         pending = auth_needed;

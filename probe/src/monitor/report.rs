@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::model::{Metadata, MetadataError, MetadataType, RelayUrl};
 
-use super::nip11::Nip11;
+use crate::nips::nip11::Nip11;
 
 /// One check's result: what was measured, whether the check succeeded and why not.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,38 +83,7 @@ impl Serialize for Nip11Data {
     }
 }
 
-/// How a relay answered a write or a read it refused: the machine-readable prefix of its
-/// `OK false` / `CLOSED` message (`auth-required`, `pow`, `restricted`, ...).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Refusal {
-    pub prefix: String,
-    /// Mentions payment ("pay", "paid"): a paid relay.
-    pub payment: bool,
-}
-
-impl Refusal {
-    /// Parses `"<prefix>: <text>"`; a message without `:` has the prefix `error`.
-    pub fn parse(message: &str) -> Self {
-        let prefix = match message.split_once(':') {
-            Some((p, _)) if !p.is_empty() && p.len() <= 32 && !p.contains(' ') => {
-                p.trim().to_ascii_lowercase()
-            }
-            _ => "error".to_owned(),
-        };
-        let lower = message.to_ascii_lowercase();
-        Refusal {
-            payment: lower.contains("pay") || lower.contains("paid"),
-            prefix,
-        }
-    }
-
-    pub fn is_auth(&self) -> bool {
-        self.prefix == "auth-required"
-    }
-    pub fn is_pow(&self) -> bool {
-        self.prefix == "pow"
-    }
-}
+pub use crate::nips::nip01::Refusal;
 
 /// Round trips and what the relay required (spec §7.4 RTT, plus NIP-42 observations).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -149,6 +118,10 @@ pub struct RttData {
     /// Kind of the write event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_kind: Option<u16>,
+    /// What confirmed the write: `ok` (an `OK true`) or `echo` (the event came back on a
+    /// subscription to its id first; some relays send no OK for ephemeral events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_ack: Option<String>,
 }
 
 /// NIP-77 probe: does NEG-OPEN get a NEG-MSG?
@@ -157,6 +130,10 @@ pub struct Nip77Data {
     /// `true`: NEG-MSG came back; `false`: NEG-ERR, NOTICE, CLOSED or silence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negentropy: Option<bool>,
+    /// What answered NEG-OPEN: `NEG-MSG`, `NEG-ERR`, `CLOSED`, `NOTICE`, or `none` (silence
+    /// while the relay answered a request sent after it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     /// Prefix of a NEG-ERR/CLOSED answer (`blocked`, `closed`, `auth-required`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,

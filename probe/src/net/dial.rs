@@ -14,8 +14,8 @@ use crate::config::{LimitsConfig, NetworksConfig};
 use crate::model::{Network, RelayUrl, is_local_ip};
 
 /// A byte stream: plain TCP or a SOCKS5 tunnel.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
 /// The HTTP response that completed a WebSocket handshake.
 pub type HandshakeResponse = tokio_tungstenite::tungstenite::handshake::client::Response;
@@ -61,6 +61,8 @@ pub enum DialError {
     },
     #[error("{host} did not complete the connection within {after:?}")]
     Timeout { host: String, after: Duration },
+    #[error("{host}: {reason}")]
+    Tls { host: String, reason: String },
 }
 
 /// Opens WebSockets to relays according to the network and limit settings. Cheap to clone.
@@ -73,28 +75,6 @@ struct Inner {
     networks: NetworksConfig,
     limits: LimitsConfig,
     tls: Arc<rustls::ClientConfig>,
-}
-
-/// TLS client config trusting the web PKI (Mozilla's roots) plus `extra_roots` (tests' local CA).
-pub fn tls_config(
-    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
-) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in extra_roots {
-        // A malformed extra root is the caller's test bug; skip it rather than fail dialing.
-        let _ = roots.add(cert.clone());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    // The ring provider supports the default versions, so the builder cannot fail.
-    Arc::new(config.unwrap_or_else(|_| unreachable_tls()))
-}
-
-fn unreachable_tls() -> rustls::ClientConfig {
-    unreachable!("ring supports the safe default TLS versions")
 }
 
 impl Dialer {
@@ -114,6 +94,15 @@ impl Dialer {
 
     pub fn networks(&self) -> &NetworksConfig {
         &self.inner.networks
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.inner.limits
+    }
+
+    /// The TLS configuration `wss://` connections verify with.
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.inner.tls.clone()
     }
 
     /// The connect timeout of `url`'s network.
@@ -221,7 +210,8 @@ impl Dialer {
     }
 
     /// Opens a SOCKS5 tunnel; the proxy resolves `host` (remote DNS), so overlay names never leak
-    /// to the local resolver.
+    /// to the local resolver. The socket to the proxy has `TCP_NODELAY` like direct connections:
+    /// without it every small request on an overlay waits on Nagle's algorithm.
     async fn socks(
         &self,
         network: Network,
@@ -239,13 +229,19 @@ impl Dialer {
             network,
             url: raw.to_owned(),
         })?;
-        tokio_socks::tcp::Socks5Stream::connect(proxy.as_str(), (host, port))
+        let proxy_err = |source| DialError::Proxy {
+            proxy: proxy.clone(),
+            host: host.to_owned(),
+            source,
+        };
+        // The proxy is configured by the operator, not found in the wild: no SSRF guard here.
+        let socket = TcpStream::connect(proxy.as_str())
             .await
-            .map_err(|source| DialError::Proxy {
-                proxy: proxy.clone(),
-                host: host.to_owned(),
-                source,
-            })
+            .map_err(|e| proxy_err(tokio_socks::Error::Io(e)))?;
+        let _ = socket.set_nodelay(true);
+        tokio_socks::tcp::Socks5Stream::connect_with_socket(socket, (host, port))
+            .await
+            .map_err(proxy_err)
     }
 }
 

@@ -1,15 +1,20 @@
-//! Finder: relay URLs from external HTTP JSON APIs (spec §5.1). Relay hints inside events are
-//! extracted once per event by [`crate::model::relay_hints`] where events are ingested.
+//! Finder: relay URLs from external HTTP JSON APIs. Relay hints inside events are extracted once
+//! per event by [`crate::model::relay_hints`] where events are ingested.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use super::{Ctx, CycleReport, Service};
 pub use crate::config::{ApiSource, FinderConfig};
+use crate::config::{NetworksConfig, Schedule};
+use crate::metrics::Metrics;
 use crate::model::{Candidate, RelayUrl};
-use crate::net::{HttpClient, HttpError};
-use crate::store::{StateEntry, Store, StoreError};
+use crate::net::{HttpClient, HttpError, tls_config};
+use crate::store::{StateEntry, StoreError};
 
 const SERVICE: &str = "finder";
 const CHECKPOINT: &str = "checkpoint";
@@ -89,7 +94,7 @@ pub fn select_urls(src: &ApiSource, body: &[u8]) -> Result<Vec<String>, SourceEr
 }
 
 /// What one cycle did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FinderReport {
     pub sources_fetched: u64,
     pub sources_failed: u64,
@@ -98,84 +103,166 @@ pub struct FinderReport {
     pub rejected: u64,
     /// New candidates stored.
     pub candidates: u64,
+    /// Per source URL: (new candidates, failed).
+    pub by_source: Vec<(String, u64, bool)>,
 }
 
-/// One finder cycle at `now`: fetches every enabled source past its cooldown, stores the relay
-/// URLs as candidates and checkpoints the sources that succeeded (failed ones retry next cycle).
-pub async fn run_cycle(
-    store: &dyn Store,
-    http: &HttpClient,
-    cfg: &FinderConfig,
-    allow_local: bool,
-    now: i64,
-) -> Result<FinderReport, StoreError> {
-    let mut report = FinderReport::default();
-    let last: HashMap<String, i64> = store
-        .state_get(SERVICE, CHECKPOINT, None)
-        .await?
-        .into_iter()
-        .map(|(k, v)| (k, v.get("timestamp").and_then(Value::as_i64).unwrap_or(0)))
-        .collect();
-    let mut seen = HashSet::new();
-    let mut candidates = Vec::new();
-    let mut checkpoints = Vec::new();
-    for src in cfg.sources.iter().filter(|s| s.enabled) {
-        if last
-            .get(&src.url)
-            .is_some_and(|t| now - t < cfg.cooldown_secs)
-        {
-            report.sources_cooling += 1;
-            continue;
-        }
-        let fetched = match http
-            .get_capped(&src.url, "application/json", cfg.max_response_bytes)
-            .await
-        {
-            Ok(body) => select_urls(src, &body),
-            Err(e) => Err(e.into()),
-        };
-        match fetched {
-            Ok(urls) => {
-                report.sources_fetched += 1;
-                for raw in &urls {
-                    let parsed = if allow_local {
-                        RelayUrl::parse_allowing_local(raw)
-                    } else {
-                        RelayUrl::parse(raw)
-                    };
-                    match parsed {
-                        Ok(url) if seen.insert(url.clone()) => {
-                            candidates.push(Candidate::new(url, now))
-                        }
-                        Ok(_) => {}
-                        Err(_) => report.rejected += 1,
-                    }
-                }
-                info!(source = %src.url, urls = urls.len(), "fetched relay list");
-                checkpoints.push(StateEntry {
-                    service: SERVICE.into(),
-                    kind: CHECKPOINT.into(),
-                    key: src.url.clone(),
-                    value: serde_json::json!({ "timestamp": now }),
-                });
-            }
-            Err(e) => {
-                report.sources_failed += 1;
-                warn!(source = %src.url, reason = %e, "relay list source failed");
+impl CycleReport for FinderReport {
+    fn attempted(&self) -> u64 {
+        self.sources_fetched + self.sources_failed
+    }
+    fn failed(&self) -> u64 {
+        self.sources_failed
+    }
+    fn record(&self, m: &Metrics) {
+        for (source, found, failed) in &self.by_source {
+            m.finder
+                .urls_found
+                .with_label_values(&[source.as_str()])
+                .inc_by(*found);
+            if *failed {
+                m.finder
+                    .source_failures
+                    .with_label_values(&[source.as_str()])
+                    .inc();
             }
         }
     }
-    report.candidates = store.insert_candidates(&candidates).await?;
-    store.state_upsert(&checkpoints).await?;
-    info!(
-        fetched = report.sources_fetched,
-        failed = report.sources_failed,
-        cooling = report.sources_cooling,
-        rejected = report.rejected,
-        candidates = report.candidates,
-        "finder cycle done"
-    );
-    Ok(report)
+}
+
+/// The finder service.
+pub struct Finder {
+    cfg: FinderConfig,
+    http: HttpClient,
+    allow_local: bool,
+}
+
+impl Finder {
+    /// Checks every source's expression (a bad one is a configuration error) and builds the
+    /// guarded HTTP client.
+    pub fn new(cfg: FinderConfig, allow_local: bool) -> Result<Self, SourceError> {
+        check_expressions(&cfg)?;
+        let http = HttpClient::new(&NetworksConfig::default(), tls_config(&[]), allow_local)?;
+        Ok(Finder {
+            cfg,
+            http,
+            allow_local,
+        })
+    }
+
+    /// URLs of one source's answer, as candidates not seen yet this cycle.
+    fn candidates(
+        &self,
+        urls: &[String],
+        seen: &mut HashSet<RelayUrl>,
+        now: i64,
+        report: &mut FinderReport,
+    ) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        for raw in urls {
+            let parsed = if self.allow_local {
+                RelayUrl::parse_allowing_local(raw)
+            } else {
+                RelayUrl::parse(raw)
+            };
+            match parsed {
+                Ok(url) if seen.insert(url.clone()) => out.push(Candidate::new(url, now)),
+                Ok(_) => {}
+                Err(_) => report.rejected += 1,
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Service for Finder {
+    type Report = FinderReport;
+
+    fn name(&self) -> &'static str {
+        "finder"
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.cfg.schedule()
+    }
+
+    /// Fetches every enabled source past its cooldown, stores the relay URLs as candidates and
+    /// checkpoints the sources that succeeded (failed ones retry next cycle).
+    async fn run_cycle(&self, ctx: &Ctx) -> Result<FinderReport, StoreError> {
+        let (store, now, cfg) = (ctx.store.as_ref(), ctx.now(), &self.cfg);
+        let mut report = FinderReport::default();
+        let last: HashMap<String, i64> = store
+            .state_get(SERVICE, CHECKPOINT, None)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, v.get("timestamp").and_then(Value::as_i64).unwrap_or(0)))
+            .collect();
+        let due: Vec<&ApiSource> = cfg
+            .sources
+            .iter()
+            .filter(|s| s.enabled)
+            .filter(|s| {
+                !last
+                    .get(&s.url)
+                    .is_some_and(|t| now - t < cfg.cooldown_secs)
+            })
+            .collect();
+        report.sources_cooling =
+            cfg.sources.iter().filter(|s| s.enabled).count() as u64 - due.len() as u64;
+        let tracker = ctx.progress.start("finder", due.len() as u64, "sources");
+        let mut seen = HashSet::new();
+        let mut checkpoints = Vec::new();
+        let timeout = Duration::from_secs_f64(cfg.timeout_secs);
+        for src in due {
+            let fetched = match self
+                .http
+                .get_ok(
+                    &src.url,
+                    "application/json",
+                    cfg.max_response_bytes,
+                    timeout,
+                )
+                .await
+            {
+                Ok(body) => select_urls(src, &body),
+                Err(e) => Err(e.into()),
+            };
+            tracker.done(fetched.is_ok());
+            let urls = match fetched {
+                Ok(urls) => urls,
+                Err(e) => {
+                    report.sources_failed += 1;
+                    report.by_source.push((src.url.clone(), 0, true));
+                    warn!(source = %src.url, reason = %e, "relay list source failed");
+                    continue;
+                }
+            };
+            report.sources_fetched += 1;
+            let candidates = self.candidates(&urls, &mut seen, now, &mut report);
+            let new = store.insert_candidates(&candidates).await?;
+            report.candidates += new;
+            report.by_source.push((src.url.clone(), new, false));
+            info!(source = %src.url, urls = urls.len(), new, "fetched relay list");
+            checkpoints.push(StateEntry {
+                service: SERVICE.into(),
+                kind: CHECKPOINT.into(),
+                key: src.url.clone(),
+                value: serde_json::json!({ "timestamp": now }),
+            });
+        }
+        tracker.finish();
+        store.state_upsert(&checkpoints).await?;
+        info!(
+            fetched = report.sources_fetched,
+            failed = report.sources_failed,
+            cooling = report.sources_cooling,
+            rejected = report.rejected,
+            candidates = report.candidates,
+            "finder cycle done"
+        );
+        Ok(report)
+    }
 }
 
 #[cfg(test)]

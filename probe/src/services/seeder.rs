@@ -4,7 +4,7 @@ use tracing::{info, warn};
 
 use crate::model::Candidate;
 use crate::seed::parse_seed_list;
-use crate::store::{NewRelay, Store, StoreError};
+use crate::store::{RelayRow, Store, StoreError};
 
 /// What one seeding did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,10 +50,10 @@ pub async fn seed(
             .collect();
         store.insert_candidates(&candidates).await?
     } else {
-        let relays: Vec<NewRelay> = list
+        let relays: Vec<RelayRow> = list
             .urls
             .iter()
-            .map(|u| NewRelay {
+            .map(|u| RelayRow {
                 url: u.clone(),
                 discovered_at: opts.now,
             })

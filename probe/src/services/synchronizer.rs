@@ -1,34 +1,44 @@
-//! Synchronizer: archives the events of every active relay, incrementally (spec §8, beating its
-//! weaknesses 7 and 8).
+//! Synchronizer: archives the events of every active relay, incrementally.
 //!
-//! Per relay and per filter, a [`Planner`] decides the REQs and a [`Progress`] in `service_state`
-//! (service `synchronizer`, type `cursor`) says what is archived. Fetching and writing overlap:
-//! a reader pages the relay while a writer commits the previous batch, then persists the progress
-//! that batch completes — so a crash anywhere re-reads at most one batch and stores nothing
-//! twice (inserts are idempotent). Memory per relay is one page plus one batch.
+//! Per relay and per filter, a cursor ([`Progress`] in `service_state`, service `synchronizer`,
+//! type `cursor`) says what is archived; the sync driver ([`crate::sync::driver`]) turns each
+//! window into batches by NIP-77 reconciliation (when the monitor found the relay speaks it) or
+//! REQ paging. Reading and writing overlap: a reader drives the relay while a writer commits the
+//! previous batch, then persists the progress that batch completes — so a crash anywhere
+//! re-reads at most one batch and stores nothing twice (inserts are idempotent). Memory per
+//! relay is one page plus one batch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures_util::StreamExt;
-use nostr::{Filter, JsonUtil, Keys};
+use nostr::Filter;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::config::{NetworksConfig, Shard, SyncConfig};
+use super::{Ctx, CycleReport, Service};
+use crate::config::sync::{FilterSpec, parse_filter};
+use crate::config::{LimitsConfig, NetworksConfig, Schedule, Shard, SyncConfig};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
 use crate::model::relay_hints::relay_hints_from_row;
-use crate::model::{Candidate, EventRow, LifecyclePolicy, Network, RelayUrl};
-use crate::net::Dialer;
-use crate::services::validator::active_relays;
-use crate::store::{NewRelay, StateEntry, Store, StoreError};
-use crate::sync::negentropy::NegError;
-use crate::sync::{
-    Planner, Progress, Rejected, Session, SessionError, SessionLimits, Step, WireStats,
+use crate::model::{Candidate, EventRow, LifecyclePolicy, MetadataType, RelayUrl};
+use crate::net::{
+    AuthMode, Dialer, NetworkLimits, RelaySession, SessionOptions, WireStats, tls_config,
 };
+use crate::nips::nip77;
+use crate::progress::Tracker;
+use crate::store::{RelayRow, StateEntry, Store, StoreError, active_relays};
+use crate::sync::driver::{
+    self, BatchSink, DriveOptions, DriveReport, LiveOptions, NegEnd, NegWindow, PageEnd,
+    SessionPages, Target,
+};
+use crate::sync::{Planner, Progress, ReadLimits, Rejected};
 
 /// `service_state` service name and type of the cursors.
 pub const SERVICE: &str = "synchronizer";
@@ -37,22 +47,32 @@ pub const CURSOR_STATE: &str = "cursor";
 pub const OVERFLOW_STATE: &str = "overflow";
 /// Reconnections per relay per cycle after a broken session.
 const RECONNECTS: u32 = 2;
+/// Windows with more archived events than this are paged with REQs instead (bounded memory).
+const MAX_NEG_ITEMS: usize = 500_000;
+/// The monitor's NIP-77 verdict is trusted this long.
+const NIP77_VERDICT_SECS: i64 = 7 * 86_400;
 
-/// What the synchronizer needs besides a store.
-#[derive(Clone)]
-pub struct SyncContext {
-    pub dialer: Dialer,
-    pub keys: Keys,
-    pub cfg: SyncConfig,
-    pub shard: Shard,
-    pub lifecycle: LifecyclePolicy,
-    /// Relay hints pointing at local addresses become candidates (tests, private deployments).
-    pub allow_local: bool,
+/// What syncing one relay did.
+#[derive(Debug, Clone, Default)]
+pub struct RelaySyncReport {
+    pub events_new: u64,
+    pub links_new: u64,
+    pub wire: WireStats,
+    pub rejected: Rejected,
+    pub overflows: u64,
+    pub candidates: u64,
+    /// Windows completed, by method.
+    pub req_windows: u64,
+    pub negentropy_windows: u64,
+    pub live: bool,
+    /// Seconds between now and the oldest cursor of the relay after its sync.
+    pub lag: Option<i64>,
+    pub error: Option<String>,
 }
 
 /// What one cycle did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CycleReport {
+pub struct SyncReport {
     pub relays: u64,
     pub relays_failed: u64,
     pub events_new: u64,
@@ -61,12 +81,16 @@ pub struct CycleReport {
     pub rejected: Rejected,
     pub overflows: u64,
     pub candidates: u64,
-    /// (relay, filter) windows archived by NIP-77 reconciliation instead of REQ paging.
+    /// (relay, filter) windows archived by REQ paging, NIP-77 reconciliation, live.
+    pub req_windows: u64,
     pub negentropy_windows: u64,
+    pub live_windows: u64,
+    /// Each relay's lag after its sync (seconds).
+    pub lags: Vec<i64>,
 }
 
-impl CycleReport {
-    fn add(&mut self, r: &RelayReport) {
+impl SyncReport {
+    fn add(&mut self, r: &RelaySyncReport) {
         self.relays += 1;
         self.relays_failed += u64::from(r.error.is_some());
         self.events_new += r.events_new;
@@ -75,81 +99,237 @@ impl CycleReport {
         self.rejected.add(&r.rejected);
         self.overflows += r.overflows;
         self.candidates += r.candidates;
+        self.req_windows += r.req_windows;
         self.negentropy_windows += r.negentropy_windows;
+        self.live_windows += u64::from(r.live);
+        self.lags.extend(r.lag);
     }
 }
 
-/// What syncing one relay did.
-#[derive(Debug, Clone, Default)]
-pub struct RelayReport {
-    pub events_new: u64,
-    pub links_new: u64,
-    pub wire: WireStats,
-    pub rejected: Rejected,
-    pub overflows: u64,
-    pub candidates: u64,
-    pub negentropy_windows: u64,
-    pub error: Option<String>,
-}
-
-/// One cycle over every active relay of this shard, each network under its own concurrency
-/// limit. A failing relay is reported and skipped; only store failures fail the cycle.
-pub async fn run_cycle(
-    store: Arc<dyn Store>,
-    ctx: &SyncContext,
-    now: i64,
-) -> Result<CycleReport, StoreError> {
-    let relays: Vec<NewRelay> = active_relays(store.as_ref(), &ctx.lifecycle)
-        .await?
-        .into_iter()
-        .filter(|r| ctx.shard.owns(r.url.as_str()))
-        .filter(|r| {
-            let networks: &NetworksConfig = ctx.dialer.networks();
-            networks.get(r.url.network()).enabled
-        })
-        .filter(|r| {
-            !ctx.cfg
-                .override_for(r.url.as_str())
-                .is_some_and(|o| o.disabled)
-        })
-        .collect();
-    let mut by_net: BTreeMap<Network, Vec<NewRelay>> = BTreeMap::new();
-    for r in relays {
-        by_net.entry(r.url.network()).or_default().push(r);
+impl CycleReport for SyncReport {
+    fn attempted(&self) -> u64 {
+        self.relays
     }
-    let per_net = by_net.into_iter().map(|(net, relays)| {
-        let tasks = ctx.dialer.networks().get(net).max_tasks.max(1);
-        let store = store.clone();
-        async move {
-            futures_util::stream::iter(relays)
-                .map(|r| {
-                    let store = store.clone();
-                    async move { (sync_relay(store, ctx, &r, now).await, r) }
-                })
-                .buffer_unordered(tasks)
-                .collect::<Vec<_>>()
-                .await
+    fn failed(&self) -> u64 {
+        self.relays_failed
+    }
+    fn record(&self, m: &Metrics) {
+        let s = &m.synchronizer;
+        s.events_stored.inc_by(self.events_new);
+        s.events_received.inc_by(self.wire.events_received);
+        s.bytes_received.inc_by(self.wire.bytes_in);
+        let r = &self.rejected;
+        for (reason, n) in [
+            ("malformed", r.malformed),
+            ("bad_signature", r.bad_signature),
+            ("off_filter", r.off_filter),
+            ("oversized", r.oversized),
+            ("unstorable", r.unstorable),
+        ] {
+            s.events_rejected.with_label_values(&[reason]).inc_by(n);
         }
-    });
-    let mut report = CycleReport::default();
-    for results in futures_util::future::join_all(per_net).await {
-        for (result, relay) in results {
+        s.requests.inc_by(self.wire.requests);
+        s.windows
+            .with_label_values(&["req"])
+            .inc_by(self.req_windows);
+        s.windows
+            .with_label_values(&["negentropy"])
+            .inc_by(self.negentropy_windows);
+        s.windows
+            .with_label_values(&["live"])
+            .inc_by(self.live_windows);
+        s.relays_behind
+            .set(i64::try_from(self.relays_failed).unwrap_or(i64::MAX));
+        for lag in &self.lags {
+            s.relay_lag_seconds.observe(*lag as f64);
+        }
+        s.overflow_seconds.inc_by(self.overflows);
+        s.hints.inc_by(self.candidates);
+    }
+}
+
+/// A configured filter: as written (its cursor key hashes it) and parsed.
+#[derive(Debug, Clone)]
+struct SyncFilter {
+    spec: FilterSpec,
+    filter: Filter,
+}
+
+/// The synchronizer service.
+pub struct Synchronizer {
+    dialer: Dialer,
+    identity: Identity,
+    cfg: SyncConfig,
+    filters: Vec<SyncFilter>,
+    overrides: HashMap<String, (Vec<SyncFilter>, usize)>,
+    shard: Shard,
+    lifecycle: LifecyclePolicy,
+    /// Relay hints pointing at local addresses become candidates (tests, private deployments).
+    allow_local: bool,
+}
+
+/// Why the synchronizer cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("bad sync filter {what}: {reason}")]
+pub struct FilterError {
+    what: String,
+    reason: String,
+}
+
+fn parse_all(what: &str, specs: &[FilterSpec]) -> Result<Vec<SyncFilter>, FilterError> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let filter = parse_filter(spec).map_err(|reason| FilterError {
+                what: format!("{what}[{i}]"),
+                reason,
+            })?;
+            Ok(SyncFilter {
+                spec: spec.clone(),
+                filter,
+            })
+        })
+        .collect()
+}
+
+impl Synchronizer {
+    /// Parses every filter once; `shard` overrides `sync.shard`.
+    pub fn new(
+        cfg: SyncConfig,
+        networks: NetworksConfig,
+        limits: LimitsConfig,
+        identity: Identity,
+        lifecycle: LifecyclePolicy,
+        shard: Option<Shard>,
+    ) -> Result<Self, FilterError> {
+        let filters = parse_all("sync.filters", &cfg.filters)?;
+        let mut overrides = HashMap::new();
+        for (i, o) in cfg.overrides.iter().enumerate() {
+            let f = match &o.filters {
+                Some(specs) => parse_all(&format!("sync.overrides[{i}].filters"), specs)?,
+                None => filters.clone(),
+            };
+            overrides.insert(o.url.clone(), (f, o.limit.unwrap_or(cfg.limit)));
+        }
+        Ok(Synchronizer {
+            allow_local: limits.allow_private,
+            dialer: Dialer::new(networks, limits, tls_config(&[])),
+            identity,
+            shard: shard.unwrap_or_else(|| cfg.shard()),
+            filters,
+            overrides,
+            cfg,
+            lifecycle,
+        })
+    }
+
+    /// The relays this replica syncs: active, in its shard, on an enabled network, not disabled.
+    async fn relays(&self, store: &dyn Store) -> Result<Vec<RelayRow>, StoreError> {
+        Ok(active_relays(store, &self.lifecycle)
+            .await?
+            .into_iter()
+            .filter(|r| self.shard.owns(r.url.as_str()))
+            .filter(|r| self.dialer.networks().get(r.url.network()).enabled)
+            .filter(|r| {
+                !self
+                    .cfg
+                    .override_for(r.url.as_str())
+                    .is_some_and(|o| o.disabled)
+            })
+            .collect())
+    }
+
+    fn read_limits(&self) -> ReadLimits {
+        ReadLimits {
+            page: Duration::from_secs_f64(self.cfg.page_timeout_secs),
+            max_event_bytes: self.cfg.max_event_bytes,
+        }
+    }
+
+    /// Syncs one relay: a writer commits what the reader hands on. Relay failures land in the
+    /// report; store failures are errors.
+    pub async fn sync_relay(
+        &self,
+        ctx: &Ctx,
+        relay: &RelayRow,
+        tracker: &Tracker,
+    ) -> Result<RelaySyncReport, StoreError> {
+        let (tx, rx) = mpsc::channel::<Batch>(2);
+        let writer = Writer {
+            store: ctx.store.clone(),
+            relay: relay.clone(),
+            now: ctx.now(),
+            hints: self.cfg.extract_hints.then_some(self.allow_local),
+        };
+        let reader = RelayReader::new(self, ctx, &relay.url);
+        let (written, read) = tokio::join!(writer.run(rx, tracker), reader.run(tx));
+        let written = written?;
+        let mut report = read?;
+        report.events_new = written.events_new;
+        report.links_new = written.links_new;
+        report.candidates = written.candidates;
+        report.lag = written.lag;
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl Service for Synchronizer {
+    type Report = SyncReport;
+
+    fn name(&self) -> &'static str {
+        "synchronizer"
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.cfg.schedule()
+    }
+
+    fn wakes_on_promotion(&self) -> bool {
+        true
+    }
+
+    /// One cycle over every relay of this shard, each network under its own concurrency
+    /// limit. A failing relay is reported and skipped; only store failures fail the cycle.
+    async fn run_cycle(&self, ctx: &Ctx) -> Result<SyncReport, StoreError> {
+        let relays = self.relays(ctx.store.as_ref()).await?;
+        let limits = NetworkLimits::new(self.dialer.networks());
+        let tracker = ctx
+            .progress
+            .start("synchronizer", relays.len() as u64, "relays");
+        let in_flight = limits.total(&self.dialer.networks().enabled());
+        let mut results = futures_util::stream::iter(relays.into_iter())
+            .map(|r| {
+                let (limits, tracker) = (limits.clone(), tracker.clone());
+                async move {
+                    let _permit = limits.acquire(r.url.network()).await;
+                    let result = self.sync_relay(ctx, &r, &tracker).await;
+                    tracker.done(result.as_ref().is_ok_and(|x| x.error.is_none()));
+                    (result, r)
+                }
+            })
+            .buffer_unordered(in_flight);
+        let mut report = SyncReport::default();
+        while let Some((result, relay)) = results.next().await {
             let r = result?;
             if let Some(e) = &r.error {
                 warn!(relay = %relay.url, error = %e, "relay not fully synced this cycle");
             }
             report.add(&r);
         }
+        drop(results);
+        tracker.finish();
+        info!(
+            relays = report.relays,
+            failed = report.relays_failed,
+            events_new = report.events_new,
+            received = report.wire.events_received,
+            requests = report.wire.requests,
+            "sync cycle done"
+        );
+        Ok(report)
     }
-    info!(
-        relays = report.relays,
-        failed = report.relays_failed,
-        events_new = report.events_new,
-        received = report.wire.events_received,
-        requests = report.wire.requests,
-        "sync cycle done"
-    );
-    Ok(report)
 }
 
 /// The `service_state` key of a (relay, filter) cursor: the URL for the default empty filter,
@@ -169,531 +349,368 @@ struct Batch {
     progress: Progress,
 }
 
-/// Syncs one relay: every filter to completion or until the relay's time budget runs out.
-/// Relay failures land in the report; store failures are errors.
-pub async fn sync_relay(
-    store: Arc<dyn Store>,
-    ctx: &SyncContext,
-    relay: &NewRelay,
-    now: i64,
-) -> Result<RelayReport, StoreError> {
-    let (tx, mut rx) = mpsc::channel::<Batch>(2);
-    let writer = {
-        let store = store.clone();
-        let relay = relay.clone();
-        let cfg = &ctx.cfg;
-        let allow_local = ctx.allow_local;
-        async move {
-            let mut out = RelayReport::default();
-            while let Some(b) = rx.recv().await {
-                if !b.events.is_empty() {
-                    let s = store.insert_events(&relay, now, &b.events).await?;
-                    out.events_new += s.events_new;
-                    out.links_new += s.links_new;
-                    if cfg.extract_hints {
-                        out.candidates +=
-                            add_hints(store.as_ref(), &b.events, allow_local, now).await?;
-                    }
-                }
-                let value = serde_json::to_value(b.progress).unwrap_or(Value::Null);
-                store
-                    .state_upsert(&[StateEntry {
-                        service: SERVICE.into(),
-                        kind: CURSOR_STATE.into(),
-                        key: b.key,
-                        value,
-                    }])
-                    .await?;
-            }
-            Ok::<RelayReport, StoreError>(out)
-        }
-    };
-    let reader = read_relay(store.as_ref(), ctx, &relay.url, now, tx);
-    let (written, read) = tokio::join!(writer, reader);
-    let written = written?;
-    // The reader reports the wire side, the writer what was stored.
-    Ok(RelayReport {
-        events_new: written.events_new,
-        links_new: written.links_new,
-        candidates: written.candidates,
-        ..read?
-    })
-}
+/// The reader's side of the channel.
+struct ChannelSink(mpsc::Sender<Batch>);
 
-/// The reader side of [`sync_relay`]: sessions, planners, batches.
-async fn read_relay(
-    store: &dyn Store,
-    ctx: &SyncContext,
-    url: &RelayUrl,
-    now: i64,
-    tx: mpsc::Sender<Batch>,
-) -> Result<RelayReport, StoreError> {
-    let cfg = &ctx.cfg;
-    let ov = cfg.override_for(url.as_str());
-    let specs = ov
-        .and_then(|o| o.filters.clone())
-        .unwrap_or_else(|| cfg.filters.clone());
-    let limit = ov.and_then(|o| o.limit).unwrap_or(cfg.limit);
-    let limits = session_limits(cfg);
-    let mut out = RelayReport::default();
-    // Checked at config load; a filter that no longer parses is reported and skipped.
-    let mut filters: Vec<(String, Filter)> = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let key = cursor_key(url.as_str(), spec);
-        match Filter::from_json(Value::Object(spec.clone()).to_string()) {
-            Ok(f) => filters.push((key, f)),
-            Err(e) => out.error = Some(format!("filter {key}: {e}")),
-        }
-    }
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(cfg.max_relay_secs);
-    let end = now - cfg.end_lag_secs;
-    let mut session: Option<Session> = None;
-    let mut reconnects = 0u32;
-    'filters: for (key, base) in &filters {
-        if tx.is_closed() {
-            break;
-        }
-        let (key, base) = (key.as_str(), base);
-        let progress = load_progress(store, key).await?;
-        let Some(window) = progress.next_window(cfg.since, cfg.lookback_secs, end) else {
-            continue;
-        };
-        let done_until = progress.done_until;
-        if cfg.negentropy
-            && negentropy_applies(base)
-            && !nip77_known_unsupported(store, url, now).await?
-        {
-            if session.is_none() {
-                match Session::open(&ctx.dialer, url, ctx.keys.clone(), limits).await {
-                    Ok(s) => session = Some(s),
-                    Err(e) => {
-                        out.error = Some(e.to_string());
-                        break 'filters;
-                    }
-                }
-            }
-            if let Some(s) = session.as_mut() {
-                let neg = NegRun {
-                    store,
-                    url,
-                    base,
-                    window,
-                    limit,
-                    key,
-                    done_until,
-                    now,
-                };
-                match sync_by_negentropy(s, &neg, cfg, &tx, &mut out).await? {
-                    NegOutcome::Done => continue 'filters,
-                    NegOutcome::Skipped => {}
-                    NegOutcome::Failed(e) => {
-                        if let Some(old) = session.take() {
-                            out.wire.add(&old.stats);
-                        }
-                        out.error = Some(e);
-                        break 'filters;
-                    }
-                }
-            }
-        }
-        let mut planner = Planner::new(window, limit);
-        let mut buffer: Vec<EventRow> = Vec::new();
-        let mut last_received = 0usize;
-        loop {
-            if Instant::now() > deadline {
-                out.error = Some(format!(
-                    "time budget of {}s used up; resuming next cycle",
-                    cfg.max_relay_secs
-                ));
-                flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
-                break 'filters;
-            }
-            let step = planner.next();
-            if step == Step::Done {
-                let done = Progress {
-                    done_until: Some(planner.window().end.max(done_until.unwrap_or(i64::MIN))),
-                    pending: None,
-                };
-                flush(&tx, &mut buffer, key, done).await;
-                break;
-            }
-            if session.is_none() {
-                match Session::open(&ctx.dialer, url, ctx.keys.clone(), limits).await {
-                    Ok(s) => session = Some(s),
-                    Err(e) => {
-                        out.error = Some(e.to_string());
-                        flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
-                        break 'filters;
-                    }
-                }
-            }
-            let Some(s) = session.as_mut() else {
-                break 'filters;
-            };
-            let (since, until, page_limit) = match step {
-                Step::Fetch {
-                    since,
-                    until,
-                    limit,
-                } => (since, until, limit),
-                Step::Probe { since, until } => (since, until, 1),
-                Step::Done => break,
-            };
-            let fetched = s.fetch(base, since, until, page_limit).await;
-            let page = match fetched {
-                Ok(p) => p,
-                Err(e) => {
-                    // What is buffered is complete per the planner; keep it, then retry on a
-                    // fresh connection or give up for this cycle.
-                    flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
-                    if let Some(old) = session.take() {
-                        out.wire.add(&old.stats);
-                    }
-                    reconnects += 1;
-                    if reconnects > RECONNECTS || matches!(e, SessionError::Refused { .. }) {
-                        out.error = Some(e.to_string());
-                        break 'filters;
-                    }
-                    warn!(relay = %url, error = %e, "session broke; reconnecting");
-                    continue;
-                }
-            };
-            out.rejected.add(&page.rejected);
-            match step {
-                Step::Probe { .. } => {
-                    planner.on_probe(!page.events.is_empty(), last_received);
-                }
-                _ => {
-                    let summary = page.summary;
-                    last_received = summary.received;
-                    match planner.on_page(&summary) {
-                        Ok(Some(o)) => {
-                            out.overflows += 1;
-                            warn!(relay = %url, second = o.second, limit = o.limit,
-                                "one second holds at least `limit` events; REQ paging cannot \
-                                 fetch all of them (recorded in service_state synchronizer/overflow)");
-                            record_overflow(store, url, o.second).await?;
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            out.error = Some(format!("{url}: {e}"));
-                            flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
-                            break 'filters;
-                        }
-                    }
-                }
-            }
-            buffer.extend(page.events);
-            if buffer.len() >= cfg.batch_size {
-                flush(&tx, &mut buffer, key, pending(done_until, &planner)).await;
-                if tx.is_closed() {
-                    // The writer failed (its error is the relay's result): stop reading.
-                    break 'filters;
-                }
-            }
-        }
-    }
-    if cfg.live_secs > 0 && out.error.is_none() && !tx.is_closed() {
-        let live_until = deadline.min(Instant::now() + Duration::from_secs(cfg.live_secs));
-        let clock = (now, started);
-        if let Err(e) = live_tail(
-            ctx,
-            url,
-            &filters,
-            end,
-            clock,
-            live_until,
-            &mut session,
-            &tx,
-            &mut out,
-        )
-        .await
-        {
-            out.error = Some(format!("live subscription ended: {e}"));
-        }
-    }
-    if let Some(s) = session.take() {
-        out.wire.add(&s.stats);
-        s.close().await;
-    }
-    Ok(out)
-}
-
-/// After catching up: one subscription for every filter from `end + 1` on, storing events as
-/// they arrive (flushed at least every second) until `until`. A clean end moves every cursor to
-/// the close time; a broken one leaves them where the catch-up put them (the events stored are
-/// kept, and the next cycle re-reads the gap).
-#[allow(clippy::too_many_arguments)]
-async fn live_tail(
-    ctx: &SyncContext,
-    url: &RelayUrl,
-    keyed: &[(String, Filter)],
-    end: i64,
-    clock: (i64, Instant),
-    until: Instant,
-    session: &mut Option<Session>,
-    tx: &mpsc::Sender<Batch>,
-    out: &mut RelayReport,
-) -> Result<(), SessionError> {
-    let Some((first_key, _)) = keyed.first() else {
-        return Ok(());
-    };
-    let filters: Vec<Filter> = keyed.iter().map(|(_, f)| f.clone()).collect();
-    let cfg = &ctx.cfg;
-    if session.is_none() {
-        let limits = session_limits(cfg);
-        *session = Some(Session::open(&ctx.dialer, url, ctx.keys.clone(), limits).await?);
-    }
-    let Some(s) = session.as_mut() else {
-        return Ok(());
-    };
-    let sub = s.live_open(&filters, end + 1).await?;
-    let unchanged = Progress {
-        done_until: Some(end),
-        pending: None,
-    };
-    let mut buffer: Vec<EventRow> = Vec::new();
-    let mut rejected = Rejected::default();
-    let result = loop {
-        let now = Instant::now();
-        if now >= until || tx.is_closed() {
-            break Ok(());
-        }
-        let tick = until.min(now + Duration::from_secs(1));
-        match s.live_next(&sub, &filters, tick, &mut rejected).await {
-            Ok(Some(row)) => {
-                buffer.push(row);
-                if buffer.len() >= cfg.batch_size {
-                    flush(tx, &mut buffer, first_key, unchanged).await;
-                }
-            }
-            Ok(None) => {
-                if !buffer.is_empty() {
-                    flush(tx, &mut buffer, first_key, unchanged).await;
-                }
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    out.rejected.add(&rejected);
-    if let Err(e) = result {
-        flush(tx, &mut buffer, first_key, unchanged).await;
-        return Err(e);
-    }
-    let _ = s.send_text(format!(r#"["CLOSE","{sub}"]"#)).await;
-    // Everything created before the close arrived live (late clocks are what look-back is for).
-    let elapsed = i64::try_from(clock.1.elapsed().as_secs()).unwrap_or(0);
-    let closed_at = clock.0 + elapsed - 1;
-    let done = Progress {
-        done_until: Some(closed_at.max(end)),
-        pending: None,
-    };
-    for (key, _) in keyed {
-        flush(tx, &mut buffer, key, done).await;
-    }
-    Ok(())
-}
-
-/// Seconds after which a relay found without NIP-77 is probed again.
-const NIP77_RECHECK_SECS: i64 = 7 * 86_400;
-/// `service_state` type recording whether a relay really supports NIP-77.
-pub const NIP77_STATE: &str = "nip77";
-/// Windows with more archived events than this are paged with REQs instead (bounded memory).
-const MAX_NEG_ITEMS: usize = 500_000;
-
-/// Negentropy reconciles by id, time and (here) kind; filters on authors or tags would need the
-/// same selection on the local side, so they are paged with REQs.
-fn negentropy_applies(base: &Filter) -> bool {
-    base.ids.is_none()
-        && base.authors.is_none()
-        && base.generic_tags.is_empty()
-        && base.search.is_none()
-}
-
-async fn nip77_known_unsupported(
-    store: &dyn Store,
-    url: &RelayUrl,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let rows = store
-        .state_get(SERVICE, NIP77_STATE, Some(url.as_str()))
-        .await?;
-    Ok(rows.first().is_some_and(|(_, v)| {
-        v.get("supported") == Some(&Value::Bool(false))
-            && v.get("checkedAt")
-                .and_then(Value::as_i64)
-                .is_some_and(|t| now - t < NIP77_RECHECK_SECS)
-    }))
-}
-
-async fn record_nip77(
-    store: &dyn Store,
-    url: &RelayUrl,
-    supported: bool,
-    reason: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    store
-        .state_upsert(&[StateEntry {
-            service: SERVICE.into(),
-            kind: NIP77_STATE.into(),
-            key: url.as_str().into(),
-            value: serde_json::json!({"supported": supported, "checkedAt": now, "reason": reason}),
-        }])
-        .await?;
-    Ok(())
-}
-
-struct NegRun<'a> {
-    store: &'a dyn Store,
-    url: &'a RelayUrl,
-    base: &'a Filter,
-    window: crate::sync::Window,
-    limit: usize,
-    key: &'a str,
-    done_until: Option<i64>,
-    now: i64,
-}
-
-enum NegOutcome {
-    /// The window is archived.
-    Done,
-    /// Use REQ paging (unsupported, or too many local items).
-    Skipped,
-    /// The session broke.
-    Failed(String),
-}
-
-/// Reconciles the window, then fetches the missing events by id.
-async fn sync_by_negentropy(
-    s: &mut Session,
-    run: &NegRun<'_>,
-    cfg: &SyncConfig,
-    tx: &mpsc::Sender<Batch>,
-    out: &mut RelayReport,
-) -> Result<NegOutcome, StoreError> {
-    let end = run.window.end;
-    let kinds: Option<Vec<i32>> = run
-        .base
-        .kinds
-        .as_ref()
-        .map(|ks| ks.iter().map(|k| i32::from(k.as_u16())).collect());
-    // Reconciling costs ids, not events: check the whole history (so events backdated far below
-    // the cursor are caught too), or only the current window when the history is too large.
-    let mut since = cfg.since.min(run.window.since);
-    let mut local = run
-        .store
-        .relay_event_keys(run.url.as_str(), since, end, kinds.as_deref())
-        .await?;
-    if local.len() > MAX_NEG_ITEMS {
-        since = run.window.since;
-        local = run
-            .store
-            .relay_event_keys(run.url.as_str(), since, end, kinds.as_deref())
-            .await?;
-        if local.len() > MAX_NEG_ITEMS {
-            return Ok(NegOutcome::Skipped);
-        }
-    }
-    let filter = crate::sync::session::window_filter(run.base, since, end, 0);
-    let filter = Filter {
-        limit: None,
-        ..filter
-    };
-    let idle = Duration::from_secs_f64(cfg.idle_timeout_secs);
-    let rec = match s.reconcile(&filter, &local, idle).await {
-        Ok(r) => r,
-        Err(NegError::Unsupported(reason)) => {
-            info!(relay = %run.url, %reason, "no NIP-77; paging with REQ");
-            record_nip77(run.store, run.url, false, &reason, run.now).await?;
-            return Ok(NegOutcome::Skipped);
-        }
-        Err(NegError::Session(e)) => return Ok(NegOutcome::Failed(e.to_string())),
-    };
-    record_nip77(run.store, run.url, true, "", run.now).await?;
-    let keep = Progress {
-        done_until: run.done_until,
-        pending: None,
-    };
-    let mut buffer: Vec<EventRow> = Vec::new();
-    let mut missing = 0usize;
-    for chunk in rec.need.chunks(run.limit.clamp(1, 500)) {
-        // A relay may cap the answer below the number of ids: ask again for the rest until an
-        // answer brings nothing new.
-        let mut wanted: Vec<[u8; 32]> = chunk.to_vec();
-        while !wanted.is_empty() {
-            let ids = wanted
-                .iter()
-                .filter_map(|id| nostr::EventId::from_slice(id).ok());
-            let by_id = run.base.clone().ids(ids);
-            let page = match s.fetch(&by_id, since, end, wanted.len()).await {
-                Ok(p) => p,
-                Err(e) => {
-                    flush(tx, &mut buffer, run.key, keep).await;
-                    return Ok(NegOutcome::Failed(e.to_string()));
-                }
-            };
-            out.rejected.add(&page.rejected);
-            let got: HashSet<[u8; 32]> = page.events.iter().map(|e| e.id).collect();
-            let before = wanted.len();
-            wanted.retain(|id| !got.contains(id));
-            buffer.extend(page.events);
-            if buffer.len() >= cfg.batch_size {
-                flush(tx, &mut buffer, run.key, keep).await;
-                if tx.is_closed() {
-                    return Ok(NegOutcome::Failed("the writer stopped".into()));
-                }
-            }
-            if wanted.len() == before {
-                missing += wanted.len();
-                break;
-            }
-        }
-    }
-    if missing > 0 {
-        warn!(relay = %run.url, missing, "relay listed events in NIP-77 that it did not serve");
-    }
-    let done = Progress {
-        done_until: Some(end.max(run.done_until.unwrap_or(i64::MIN))),
-        pending: None,
-    };
-    flush(tx, &mut buffer, run.key, done).await;
-    out.negentropy_windows += 1;
-    Ok(NegOutcome::Done)
-}
-
-fn session_limits(cfg: &SyncConfig) -> SessionLimits {
-    SessionLimits {
-        idle: Duration::from_secs_f64(cfg.idle_timeout_secs),
-        page: Duration::from_secs_f64(cfg.page_timeout_secs),
-        max_event_bytes: cfg.max_event_bytes,
-    }
-}
-
-fn pending(done_until: Option<i64>, planner: &Planner) -> Progress {
-    Progress {
-        done_until,
-        pending: (!planner.is_done()).then(|| planner.window()),
-    }
-}
-
-/// Hands the buffer and the progress it completes to the writer. A closed channel means the
-/// writer failed; its error is what the caller reports.
-async fn flush(
-    tx: &mpsc::Sender<Batch>,
-    buffer: &mut Vec<EventRow>,
-    key: &str,
-    progress: Progress,
-) {
-    let events = std::mem::take(buffer);
-    let _ = tx
-        .send(Batch {
+impl BatchSink for ChannelSink {
+    async fn flush(&mut self, key: &str, events: Vec<EventRow>, progress: Progress) -> bool {
+        let batch = Batch {
             events,
             key: key.to_owned(),
             progress,
+        };
+        self.0.send(batch).await.is_ok()
+    }
+}
+
+/// What the writer stored.
+#[derive(Debug, Default)]
+struct Written {
+    events_new: u64,
+    links_new: u64,
+    candidates: u64,
+    lag: Option<i64>,
+}
+
+/// Commits batches, then the progress they complete.
+struct Writer {
+    store: Arc<dyn Store>,
+    relay: RelayRow,
+    now: i64,
+    /// `Some(allow_local)` when relay hints become candidates.
+    hints: Option<bool>,
+}
+
+impl Writer {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Batch>,
+        tracker: &Tracker,
+    ) -> Result<Written, StoreError> {
+        let mut out = Written::default();
+        let mut done: BTreeMap<String, Option<i64>> = BTreeMap::new();
+        while let Some(b) = rx.recv().await {
+            if !b.events.is_empty() {
+                let s = self
+                    .store
+                    .insert_events(&self.relay, self.now, &b.events)
+                    .await?;
+                out.events_new += s.events_new;
+                out.links_new += s.links_new;
+                tracker.events(s.events_new);
+                if let Some(allow_local) = self.hints {
+                    out.candidates +=
+                        add_hints(self.store.as_ref(), &b.events, allow_local, self.now).await?;
+                }
+            }
+            done.insert(b.key.clone(), b.progress.done_until);
+            let value = serde_json::to_value(b.progress).unwrap_or(Value::Null);
+            self.store
+                .state_upsert(&[StateEntry {
+                    service: SERVICE.into(),
+                    kind: CURSOR_STATE.into(),
+                    key: b.key,
+                    value,
+                }])
+                .await?;
+        }
+        out.lag = done
+            .values()
+            .map(|d| d.map_or(self.now, |t| self.now - t))
+            .max()
+            .map(|l| l.max(0));
+        Ok(out)
+    }
+}
+
+/// The reader of one relay: its session (reopened after a failure), filters and budget.
+struct RelayReader<'a> {
+    sync: &'a Synchronizer,
+    ctx: &'a Ctx,
+    url: &'a RelayUrl,
+    filters: Vec<(String, SyncFilter)>,
+    limit: usize,
+    session: Option<RelaySession>,
+    reconnects: u32,
+    deadline: Instant,
+    out: RelaySyncReport,
+    drive: DriveReport,
+}
+
+impl<'a> RelayReader<'a> {
+    fn new(sync: &'a Synchronizer, ctx: &'a Ctx, url: &'a RelayUrl) -> Self {
+        let (filters, limit) = match sync.overrides.get(url.as_str()) {
+            Some((f, limit)) => (f.clone(), *limit),
+            None => (sync.filters.clone(), sync.cfg.limit),
+        };
+        let filters = filters
+            .into_iter()
+            .map(|f| (cursor_key(url.as_str(), &f.spec), f))
+            .collect();
+        RelayReader {
+            sync,
+            ctx,
+            url,
+            filters,
+            limit,
+            session: None,
+            reconnects: 0,
+            deadline: Instant::now() + Duration::from_secs(sync.cfg.max_relay_secs),
+            out: RelaySyncReport::default(),
+            drive: DriveReport::default(),
+        }
+    }
+
+    /// The open session (opened when needed) and the drive report, borrowed apart.
+    async fn session(&mut self) -> Result<(&mut RelaySession, &mut DriveReport), String> {
+        if self.session.is_none() {
+            let opts = SessionOptions::new(self.sync.identity.keys().clone(), AuthMode::Eager)
+                .idle(Duration::from_secs_f64(self.sync.cfg.idle_timeout_secs));
+            let s = RelaySession::open(&self.sync.dialer, self.url, opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.session = Some(s);
+        }
+        match self.session.as_mut() {
+            Some(s) => Ok((s, &mut self.drive)),
+            None => Err("no session".to_owned()),
+        }
+    }
+
+    /// Drops the session after a failure; whether another attempt is allowed.
+    fn broke(&mut self) -> bool {
+        if let Some(old) = self.session.take() {
+            self.out.wire.add(&old.stats);
+        }
+        self.reconnects += 1;
+        self.reconnects <= RECONNECTS
+    }
+
+    async fn run(mut self, tx: mpsc::Sender<Batch>) -> Result<RelaySyncReport, StoreError> {
+        let mut sink = ChannelSink(tx);
+        let end = self.ctx.now() - self.sync.cfg.end_lag_secs;
+        let filters = self.filters.clone();
+        for (key, f) in &filters {
+            match self.sync_filter(key, &f.filter, end, &mut sink).await? {
+                Step::Next => {}
+                Step::Stop(e) => {
+                    self.out.error = e;
+                    break;
+                }
+            }
+        }
+        if self.sync.cfg.live_secs > 0 && self.out.error.is_none() && !sink.0.is_closed() {
+            self.live(end, &mut sink).await;
+        }
+        let overflows = std::mem::take(&mut self.drive.overflows);
+        self.out.overflows = overflows.len() as u64;
+        for second in overflows {
+            record_overflow(self.ctx.store.as_ref(), self.url, second).await?;
+        }
+        if self.drive.missing > 0 {
+            warn!(relay = %self.url, missing = self.drive.missing, "relay listed events in NIP-77 that it did not serve");
+        }
+        self.out.rejected = self.drive.rejected;
+        if let Some(s) = self.session.take() {
+            self.out.wire.add(&s.stats);
+            s.close().await;
+        }
+        Ok(self.out)
+    }
+
+    /// One filter's window: reconciled when the relay speaks NIP-77, paged otherwise.
+    async fn sync_filter(
+        &mut self,
+        key: &str,
+        filter: &Filter,
+        end: i64,
+        sink: &mut ChannelSink,
+    ) -> Result<Step, StoreError> {
+        if sink.0.is_closed() {
+            return Ok(Step::Stop(None));
+        }
+        let store = self.ctx.store.as_ref();
+        let progress = load_progress(store, key).await?;
+        let Some(window) =
+            progress.next_window(self.sync.cfg.since, self.sync.cfg.lookback_secs, end)
+        else {
+            return Ok(Step::Next);
+        };
+        let target = Target {
+            key,
+            base: filter,
+            done_until: progress.done_until,
+        };
+        if self.use_negentropy(filter).await? {
+            match self.negentropy(target, window.since, end, sink).await? {
+                Some(step) => return Ok(step),
+                None => {} // unsupported: page with REQs
+            }
+        }
+        Ok(self
+            .page(target, Planner::new(window, self.limit), sink)
+            .await)
+    }
+
+    /// Whether to reconcile: configured, a reconcilable filter, and the monitor did not find
+    /// the relay without NIP-77 (its verdict is the one answer; unknown means try).
+    async fn use_negentropy(&self, filter: &Filter) -> Result<bool, StoreError> {
+        if !self.sync.cfg.negentropy || !nip77::reconcilable(filter) {
+            return Ok(false);
+        }
+        let verdict = self
+            .ctx
+            .store
+            .latest_metadata(self.url.as_str(), MetadataType::Nip77Probe)
+            .await?;
+        let says_no = verdict.is_some_and(|(at, doc)| {
+            self.ctx.now() - at < NIP77_VERDICT_SECS
+                && doc.get("negentropy") == Some(&Value::Bool(false))
+        });
+        Ok(!says_no)
+    }
+
+    /// `None` when the relay does not really speak NIP-77 (page with REQs instead).
+    async fn negentropy(
+        &mut self,
+        target: Target<'_>,
+        window_since: i64,
+        end: i64,
+        sink: &mut ChannelSink,
+    ) -> Result<Option<Step>, StoreError> {
+        let cfg = &self.sync.cfg;
+        let kinds: Option<Vec<i32>> = target
+            .base
+            .kinds
+            .as_ref()
+            .map(|ks| ks.iter().map(|k| i32::from(k.as_u16())).collect());
+        let store = self.ctx.store.as_ref();
+        // Reconciling costs ids, not events: check the whole history (so events backdated far
+        // below the cursor are caught too), or only the current window when it is too large.
+        let mut since = cfg.since.min(window_since);
+        let mut local = store
+            .relay_event_keys(self.url.as_str(), since, end, kinds.as_deref())
+            .await?;
+        if local.len() > MAX_NEG_ITEMS {
+            since = window_since;
+            local = store
+                .relay_event_keys(self.url.as_str(), since, end, kinds.as_deref())
+                .await?;
+            if local.len() > MAX_NEG_ITEMS {
+                return Ok(None);
+            }
+        }
+        let (limits, limit) = (self.sync.read_limits(), self.limit);
+        let round = Duration::from_secs_f64(cfg.idle_timeout_secs);
+        let batch_size = cfg.batch_size;
+        let (s, drive) = match self.session().await {
+            Ok(s) => s,
+            Err(e) => return Ok(Some(Step::Stop(Some(e)))),
+        };
+        let w = NegWindow {
+            target,
+            since,
+            end,
+            local: &local,
+            ids_per_req: limit,
+        };
+        let end = driver::negentropy_window(s, &w, limits, round, batch_size, sink, drive).await;
+        Ok(match end {
+            NegEnd::Done => {
+                self.out.negentropy_windows += 1;
+                Some(Step::Next)
+            }
+            NegEnd::Unsupported(reason) => {
+                info!(relay = %self.url, %reason, "no NIP-77; paging with REQ");
+                None
+            }
+            NegEnd::Stopped => Some(Step::Stop(None)),
+            NegEnd::Failed(e) => {
+                self.broke();
+                Some(Step::Stop(Some(e.to_string())))
+            }
         })
-        .await;
+    }
+
+    /// REQ paging of one window, reconnecting after a broken session.
+    async fn page(
+        &mut self,
+        target: Target<'_>,
+        mut planner: Planner,
+        sink: &mut ChannelSink,
+    ) -> Step {
+        let opts = DriveOptions {
+            batch_size: self.sync.cfg.batch_size,
+            deadline: Some(self.deadline),
+        };
+        let limits = self.sync.read_limits();
+        loop {
+            let (session, drive) = match self.session().await {
+                Ok(s) => s,
+                Err(e) => return Step::Stop(Some(e)),
+            };
+            let mut src = SessionPages { session, limits };
+            let end = driver::page_window(&mut src, target, &mut planner, opts, sink, drive).await;
+            match end {
+                PageEnd::Done => {
+                    self.out.req_windows += 1;
+                    return Step::Next;
+                }
+                PageEnd::OutOfTime => {
+                    return Step::Stop(Some(format!(
+                        "time budget of {}s used up; resuming next cycle",
+                        self.sync.cfg.max_relay_secs
+                    )));
+                }
+                PageEnd::Stopped => return Step::Stop(None),
+                PageEnd::Invalid(e) => return Step::Stop(Some(format!("{}: {e}", self.url))),
+                PageEnd::Failed(e) => {
+                    let refused = matches!(e, crate::net::RelayError::Refused { .. });
+                    if !self.broke() || refused {
+                        return Step::Stop(Some(e.to_string()));
+                    }
+                    warn!(relay = %self.url, error = %e, "session broke; reconnecting");
+                }
+            }
+        }
+    }
+
+    /// The live tail after catching up.
+    async fn live(&mut self, end: i64, sink: &mut ChannelSink) {
+        let cfg = &self.sync.cfg;
+        let live = LiveOptions {
+            end,
+            clock: (self.ctx.now(), Instant::now()),
+            until: self
+                .deadline
+                .min(Instant::now() + Duration::from_secs(cfg.live_secs)),
+            max_event_bytes: cfg.max_event_bytes,
+            batch_size: cfg.batch_size,
+        };
+        let keyed: Vec<(String, Filter)> = self
+            .filters
+            .iter()
+            .map(|(k, f)| (k.clone(), f.filter.clone()))
+            .collect();
+        let result = match self.session().await {
+            Ok((s, drive)) => driver::live_tail(s, &keyed, live, sink, drive)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => self.out.live = true,
+            Err(e) => self.out.error = Some(format!("live subscription ended: {e}")),
+        }
+    }
+}
+
+/// What to do after a filter.
+enum Step {
+    Next,
+    /// Stop this relay, with the error to report (`None`: the writer stopped; its error is the
+    /// relay's result).
+    Stop(Option<String>),
 }
 
 async fn load_progress(store: &dyn Store, key: &str) -> Result<Progress, StoreError> {
@@ -708,6 +725,9 @@ async fn load_progress(store: &dyn Store, key: &str) -> Result<Progress, StoreEr
 /// Remembers a second that overflowed the relay's limit (for operators and a later
 /// reconciliation), as a sorted list per relay.
 async fn record_overflow(store: &dyn Store, url: &RelayUrl, second: i64) -> Result<(), StoreError> {
+    warn!(relay = %url, second,
+        "one second holds at least `limit` events; REQ paging cannot fetch all of them \
+         (recorded in service_state synchronizer/overflow)");
     let rows = store
         .state_get(SERVICE, OVERFLOW_STATE, Some(url.as_str()))
         .await?;

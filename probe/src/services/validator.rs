@@ -1,26 +1,27 @@
 //! Validator: candidates → relays. A candidate becomes a relay when a Nostr answer arrives
-//! (see [`crate::net::answer`]); failures are counted and retried after `retry_after_secs`;
-//! candidates failing `max_failures` times are dropped. Promoted relays are re-checked on the
-//! schedule of [`crate::model::health`]; repeated failures make them dormant.
+//! (see [`crate::net::relay::speaks_nostr`]); failures are counted and retried after
+//! `retry_after_secs`; candidates failing `max_failures` times are dropped. Promoted relays are
+//! re-checked on the schedule of [`crate::model::health`]; repeated failures make them dormant.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 
-use futures_util::future::join_all;
-use tokio::sync::Semaphore;
+use async_trait::async_trait;
 use tracing::{debug, info};
 
+use super::{Ctx, CycleReport, Service};
 pub use crate::config::ValidatorConfig;
-use crate::model::{Candidate, LifecyclePolicy, Network, RelayHealth, RelayUrl};
-use crate::net::{Answer, Dialer, ProbeError, probe_nostr};
-use crate::store::{CANDIDATE_SERVICE, NewRelay, StateEntry, Store, StoreError};
-
-/// `service_state` type of relay health rows (service `validator`, key = relay URL).
-pub const HEALTH_STATE: &str = "health";
+use crate::config::{LimitsConfig, NetworksConfig, Schedule};
+use crate::metrics::Metrics;
+use crate::model::{Candidate, RelayHealth, RelayUrl};
+use crate::net::relay::{Answer, speaks_nostr};
+use crate::net::{Dialer, NetworkLimits, RelayError, tls_config};
+use crate::progress::Tracker;
+use crate::store::health::HEALTH_STATE;
+use crate::store::{CANDIDATE_SERVICE, RelayRow, StateEntry, Store, StoreError, relay_health};
 
 /// What one cycle did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CycleReport {
+pub struct ValidatorReport {
     pub checked: u64,
     pub promoted: u64,
     pub failed: u64,
@@ -32,157 +33,185 @@ pub struct CycleReport {
     pub dormant: u64,
 }
 
-/// Probes `urls` concurrently, at most each network's `max_tasks` at once.
-async fn probe_all(
-    dialer: &Dialer,
-    semaphores: &HashMap<Network, Arc<Semaphore>>,
-    urls: &[&RelayUrl],
-) -> Vec<Result<Answer, ProbeError>> {
-    join_all(urls.iter().map(|url| {
-        let sem = semaphores.get(&url.network()).cloned();
-        async move {
-            // Only URLs of enabled networks get here, and each has a semaphore.
-            let _permit = match &sem {
-                Some(s) => s.acquire().await.ok(),
-                None => None,
-            };
-            probe_nostr(dialer, url).await
-        }
-    }))
-    .await
+impl CycleReport for ValidatorReport {
+    fn attempted(&self) -> u64 {
+        self.checked + self.rechecked
+    }
+    /// Rejecting a candidate is the validator's job, not a failure of the cycle.
+    fn failed(&self) -> u64 {
+        0
+    }
+    fn record(&self, m: &Metrics) {
+        let v = &m.validator;
+        v.checked.inc_by(self.checked);
+        v.promoted.inc_by(self.promoted);
+        v.rejected.inc_by(self.failed);
+        v.pruned.inc_by(self.pruned);
+        v.rechecked.inc_by(self.rechecked);
+        v.dormant
+            .set(i64::try_from(self.dormant).unwrap_or(i64::MAX));
+    }
 }
 
-/// Every relay with its health (`None`: never re-checked since promotion).
-pub async fn relay_health(
-    store: &dyn Store,
-) -> Result<Vec<(NewRelay, Option<RelayHealth>)>, StoreError> {
-    let health: HashMap<String, RelayHealth> = store
-        .state_get(CANDIDATE_SERVICE, HEALTH_STATE, None)
-        .await?
-        .into_iter()
-        // A malformed row counts as "never checked": it is rewritten at the next check.
-        .filter_map(|(k, v)| serde_json::from_value(v).ok().map(|h| (k, h)))
-        .collect();
-    Ok(store
-        .relays()
-        .await?
-        .into_iter()
-        .map(|r| {
-            let h = health.get(r.url.as_str()).copied();
-            (r, h)
-        })
-        .collect())
+/// The validator service.
+pub struct Validator {
+    cfg: ValidatorConfig,
+    dialer: Dialer,
 }
 
-/// The relays other services should contact: every relay that is not dormant.
-pub async fn active_relays(
-    store: &dyn Store,
-    policy: &LifecyclePolicy,
-) -> Result<Vec<NewRelay>, StoreError> {
-    Ok(relay_health(store)
-        .await?
-        .into_iter()
-        .filter(|(_, h)| !h.is_some_and(|h| h.is_dormant(policy)))
-        .map(|(r, _)| r)
-        .collect())
-}
+impl Validator {
+    pub fn new(cfg: ValidatorConfig, networks: NetworksConfig, limits: LimitsConfig) -> Self {
+        Validator {
+            cfg,
+            dialer: Dialer::new(networks, limits, tls_config(&[])),
+        }
+    }
 
-/// One validation cycle at time `now` (unix seconds).
-pub async fn run_cycle(
-    store: &dyn Store,
-    dialer: &Dialer,
-    cfg: &ValidatorConfig,
-    now: i64,
-) -> Result<CycleReport, StoreError> {
-    let mut report = CycleReport {
-        pruned: store.prune_candidates(cfg.max_failures).await?,
-        ..Default::default()
-    };
-    let networks = dialer.networks().enabled();
-    let semaphores: HashMap<Network, Arc<Semaphore>> = networks
-        .iter()
-        .map(|n| {
-            (
-                *n,
-                Arc::new(Semaphore::new(dialer.networks().get(*n).max_tasks.max(1))),
-            )
-        })
-        .collect();
-    let mut attempted: HashSet<String> = HashSet::new();
-    loop {
-        let budget = cfg.max_candidates.map(|m| m.saturating_sub(report.checked));
-        let limit = budget.map_or(cfg.chunk_size, |b| b.min(u64::from(cfg.chunk_size)) as u32);
-        if limit == 0 {
-            break;
-        }
-        let due = store
-            .due_candidates(&networks, now - cfg.retry_after_secs, limit)
-            .await?;
-        // A candidate tried in this cycle is not tried again, even with retry_after_secs = 0.
-        let batch: Vec<Candidate> = due
-            .into_iter()
-            .filter(|c| attempted.insert(c.url.as_str().to_owned()))
-            .collect();
-        if batch.is_empty() {
-            break;
-        }
-        let urls: Vec<&RelayUrl> = batch.iter().map(|c| &c.url).collect();
-        let results = probe_all(dialer, &semaphores, &urls).await;
-        let mut valid = Vec::new();
-        let mut failed = Vec::new();
-        for (c, result) in batch.into_iter().zip(results) {
-            match result {
-                Ok(answer) => {
-                    debug!(relay = %c.url, answer = answer.as_str(), "valid relay");
-                    valid.push(NewRelay {
-                        url: c.url,
-                        discovered_at: now,
-                    });
-                }
-                Err(e) => {
-                    debug!(relay = %c.url, failures = c.failures + 1, reason = %e, "not a relay (yet)");
-                    failed.push(Candidate {
-                        url: c.url,
-                        failures: c.failures + 1,
-                        timestamp: now,
-                    });
-                }
+    /// Probes `urls` concurrently, each network at most its `max_tasks` at once.
+    async fn probe_all(
+        &self,
+        urls: &[&RelayUrl],
+        tracker: &Tracker,
+    ) -> Vec<Result<Answer, RelayError>> {
+        let limits = NetworkLimits::new(self.dialer.networks());
+        futures_util::future::join_all(urls.iter().map(|url| {
+            let limits = &limits;
+            async move {
+                let _permit = limits.acquire(url.network()).await;
+                let r = speaks_nostr(&self.dialer, url).await;
+                tracker.done(r.is_ok());
+                r
+            }
+        }))
+        .await
+    }
+
+    /// Validates due candidates in chunks; promoted relays are announced on `ctx.wake`.
+    async fn validate_candidates(
+        &self,
+        ctx: &Ctx,
+        report: &mut ValidatorReport,
+    ) -> Result<(), StoreError> {
+        let (store, now, cfg) = (ctx.store.as_ref(), ctx.now(), &self.cfg);
+        let networks = self.dialer.networks().enabled();
+        let tracker = ctx.progress.start("validator", 0, "candidates");
+        let mut attempted: HashSet<String> = HashSet::new();
+        loop {
+            let budget = cfg.max_candidates.map(|m| m.saturating_sub(report.checked));
+            let limit = budget.map_or(cfg.chunk_size, |b| b.min(u64::from(cfg.chunk_size)) as u32);
+            if limit == 0 {
+                break;
+            }
+            let due = store
+                .due_candidates(&networks, now - cfg.retry_after_secs, limit)
+                .await?;
+            // A candidate tried in this cycle is not tried again, even with retry_after_secs = 0.
+            let batch: Vec<Candidate> = due
+                .into_iter()
+                .filter(|c| attempted.insert(c.url.as_str().to_owned()))
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            tracker.add_total(batch.len() as u64);
+            let urls: Vec<&RelayUrl> = batch.iter().map(|c| &c.url).collect();
+            let results = self.probe_all(&urls, &tracker).await;
+            let (valid, failed) = judge(batch, results, now);
+            report.checked += (valid.len() + failed.len()) as u64;
+            report.failed += failed.len() as u64;
+            report.promoted += valid.len() as u64;
+            store.promote_candidates(&valid).await?;
+            store.record_candidate_attempts(&failed).await?;
+            if !valid.is_empty() {
+                ctx.wake.relays_promoted();
             }
         }
-        report.checked += (valid.len() + failed.len()) as u64;
-        report.failed += failed.len() as u64;
-        report.promoted += valid.len() as u64;
-        store.promote_candidates(&valid).await?;
-        store.record_candidate_attempts(&failed).await?;
+        tracker.finish();
+        Ok(())
     }
-    recheck_relays(store, dialer, cfg, &semaphores, now, &mut report).await?;
-    info!(
-        rechecked = report.rechecked,
-        dormant = report.dormant,
-        checked = report.checked,
-        promoted = report.promoted,
-        failed = report.failed,
-        pruned = report.pruned,
-        "validator cycle done"
-    );
-    Ok(report)
+
+    /// Re-checks promoted relays that are due (at most `chunk_size` per cycle, most overdue
+    /// first) and records their health.
+    async fn recheck_relays(
+        &self,
+        ctx: &Ctx,
+        report: &mut ValidatorReport,
+    ) -> Result<(), StoreError> {
+        let (store, now) = (ctx.store.as_ref(), ctx.now());
+        let policy = self.cfg.lifecycle();
+        let due = due_rechecks(store, &self.dialer, &policy, now, self.cfg.chunk_size).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let tracker = ctx.progress.start("re-check", due.len() as u64, "relays");
+        let urls: Vec<&RelayUrl> = due.iter().map(|(r, _)| &r.url).collect();
+        let results = self.probe_all(&urls, &tracker).await;
+        tracker.finish();
+        let mut entries = Vec::with_capacity(due.len());
+        for ((relay, health), result) in due.iter().zip(results) {
+            let next = health.after_check(result.is_ok(), now, &policy);
+            if let Err(e) = &result {
+                debug!(relay = %relay.url, failures = next.failures, reason = %e, "relay re-check failed");
+            }
+            if next.is_dormant(&policy) {
+                report.dormant += 1;
+            }
+            entries.push(StateEntry {
+                service: CANDIDATE_SERVICE.into(),
+                kind: HEALTH_STATE.into(),
+                key: relay.url.as_str().into(),
+                value: serde_json::to_value(next).unwrap_or_default(),
+            });
+        }
+        report.rechecked += entries.len() as u64;
+        store.state_upsert(&entries).await?;
+        Ok(())
+    }
 }
 
-/// Re-checks promoted relays that are due (at most `chunk_size` per cycle, most overdue first)
-/// and records their health.
-async fn recheck_relays(
+/// Splits a chunk's results into relays to promote and candidates that failed again (pure).
+fn judge(
+    batch: Vec<Candidate>,
+    results: Vec<Result<Answer, RelayError>>,
+    now: i64,
+) -> (Vec<RelayRow>, Vec<Candidate>) {
+    let mut valid = Vec::new();
+    let mut failed = Vec::new();
+    for (c, result) in batch.into_iter().zip(results) {
+        match result {
+            Ok(answer) => {
+                debug!(relay = %c.url, answer = answer.as_str(), "valid relay");
+                valid.push(RelayRow {
+                    url: c.url,
+                    discovered_at: now,
+                });
+            }
+            Err(e) => {
+                debug!(relay = %c.url, failures = c.failures + 1, reason = %e, "not a relay (yet)");
+                failed.push(Candidate {
+                    url: c.url,
+                    failures: c.failures + 1,
+                    timestamp: now,
+                });
+            }
+        }
+    }
+    (valid, failed)
+}
+
+/// Relays of enabled networks whose re-check is due, most overdue first, at most `max`.
+async fn due_rechecks(
     store: &dyn Store,
     dialer: &Dialer,
-    cfg: &ValidatorConfig,
-    semaphores: &HashMap<Network, Arc<Semaphore>>,
+    policy: &crate::model::LifecyclePolicy,
     now: i64,
-    report: &mut CycleReport,
-) -> Result<(), StoreError> {
-    let policy = cfg.lifecycle();
-    let mut due: Vec<(NewRelay, RelayHealth)> = relay_health(store)
+    max: u32,
+) -> Result<Vec<(RelayRow, RelayHealth)>, StoreError> {
+    let networks = dialer.networks();
+    let mut due: Vec<(RelayRow, RelayHealth)> = relay_health(store)
         .await?
         .into_iter()
-        .filter(|(r, _)| semaphores.contains_key(&r.url.network()))
+        .filter(|(r, _)| networks.get(r.url.network()).enabled)
         .filter_map(|(r, h)| {
             let h = h.unwrap_or(RelayHealth {
                 failures: 0,
@@ -193,29 +222,38 @@ async fn recheck_relays(
         })
         .collect();
     due.sort_by_key(|(_, h)| h.next_check);
-    due.truncate(cfg.chunk_size as usize);
-    if due.is_empty() {
-        return Ok(());
+    due.truncate(max as usize);
+    Ok(due)
+}
+
+#[async_trait]
+impl Service for Validator {
+    type Report = ValidatorReport;
+
+    fn name(&self) -> &'static str {
+        "validator"
     }
-    let urls: Vec<&RelayUrl> = due.iter().map(|(r, _)| &r.url).collect();
-    let results = probe_all(dialer, semaphores, &urls).await;
-    let mut entries = Vec::with_capacity(due.len());
-    for ((relay, health), result) in due.iter().zip(results) {
-        let next = health.after_check(result.is_ok(), now, &policy);
-        if let Err(e) = &result {
-            debug!(relay = %relay.url, failures = next.failures, reason = %e, "relay re-check failed");
-        }
-        if next.is_dormant(&policy) {
-            report.dormant += 1;
-        }
-        entries.push(StateEntry {
-            service: CANDIDATE_SERVICE.into(),
-            kind: HEALTH_STATE.into(),
-            key: relay.url.as_str().into(),
-            value: serde_json::to_value(next).unwrap_or_default(),
-        });
+
+    fn schedule(&self) -> Schedule {
+        self.cfg.schedule()
     }
-    report.rechecked += entries.len() as u64;
-    store.state_upsert(&entries).await?;
-    Ok(())
+
+    async fn run_cycle(&self, ctx: &Ctx) -> Result<ValidatorReport, StoreError> {
+        let mut report = ValidatorReport {
+            pruned: ctx.store.prune_candidates(self.cfg.max_failures).await?,
+            ..Default::default()
+        };
+        self.validate_candidates(ctx, &mut report).await?;
+        self.recheck_relays(ctx, &mut report).await?;
+        info!(
+            rechecked = report.rechecked,
+            dormant = report.dormant,
+            checked = report.checked,
+            promoted = report.promoted,
+            failed = report.failed,
+            pruned = report.pruned,
+            "validator cycle done"
+        );
+        Ok(report)
+    }
 }

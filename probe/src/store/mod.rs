@@ -2,19 +2,24 @@
 //! default). Both run the same test suite (`probe/tests/store_suite.rs`).
 
 mod copy_text;
+pub mod health;
+mod maintain;
 mod open;
 mod postgres;
 mod sqlite;
+pub mod version;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::model::{Candidate, EventRow, Metadata, Network, RelayUrl, Schema};
+use crate::model::{Candidate, EventRow, Metadata, MetadataType, Network, RelayUrl, Schema};
 
 pub use copy_text::CopyWriter;
-pub use open::{DatabaseUrl, open};
+pub use health::{active_relays, relay_health};
+pub use open::{DatabaseUrl, OpenMode, migrate, open};
 pub use postgres::{PgStore, encode_events};
 pub use sqlite::SqliteStore;
+pub use version::VersionError;
 
 /// Rows per statement for bulk writes; callers may pass more, stores chunk internally.
 pub const BATCH_SIZE: usize = 1000;
@@ -53,6 +58,8 @@ pub enum StoreError {
     },
     #[error("stored {what} is malformed: {reason}")]
     Corrupt { what: String, reason: String },
+    #[error(transparent)]
+    Version(#[from] VersionError),
 }
 
 impl StoreError {
@@ -60,7 +67,13 @@ impl StoreError {
     pub fn is_config_error(&self) -> bool {
         matches!(
             self,
-            StoreError::BadUrl { .. } | StoreError::SchemaMismatch { .. }
+            StoreError::BadUrl { .. } | StoreError::SchemaMismatch { .. } | StoreError::Version(_)
+        ) || matches!(
+            self,
+            StoreError::Migrate {
+                source: sqlx::migrate::MigrateError::VersionMissing(_),
+                ..
+            }
         )
     }
 }
@@ -79,9 +92,9 @@ pub enum Backend {
     Sqlite,
 }
 
-/// A relay to add to the `relay` table.
+/// A row of the `relay` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewRelay {
+pub struct RelayRow {
     pub url: RelayUrl,
     pub discovered_at: i64,
 }
@@ -150,9 +163,9 @@ pub trait Store: Send + Sync {
     fn schema(&self) -> Schema;
 
     /// Adds relays; returns how many were new.
-    async fn insert_relays(&self, relays: &[NewRelay]) -> Result<u64>;
+    async fn insert_relays(&self, relays: &[RelayRow]) -> Result<u64>;
     /// All relays, ordered by URL.
-    async fn relays(&self) -> Result<Vec<NewRelay>>;
+    async fn relays(&self) -> Result<Vec<RelayRow>>;
 
     /// Adds candidates whose URL is neither a relay nor already a candidate (existing candidates
     /// keep their failure counts); returns how many were new.
@@ -171,7 +184,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Candidate>>;
     /// Adds validated candidates to `relay` and removes their candidate rows, atomically.
     /// Returns how many relays were new.
-    async fn promote_candidates(&self, relays: &[NewRelay]) -> Result<u64>;
+    async fn promote_candidates(&self, relays: &[RelayRow]) -> Result<u64>;
     /// Removes candidates that are already relays or have failed `max_failures` times or more.
     async fn prune_candidates(&self, max_failures: u32) -> Result<u64>;
     /// Records validation attempts (failure counts and times) of existing candidates.
@@ -191,7 +204,7 @@ pub trait Store: Send + Sync {
     /// Stores verified events seen on `relay` at `seen_at` (adding the relay if needed).
     async fn insert_events(
         &self,
-        relay: &NewRelay,
+        relay: &RelayRow,
         seen_at: i64,
         events: &[EventRow],
     ) -> Result<IngestStats>;
@@ -199,11 +212,11 @@ pub trait Store: Send + Sync {
     /// URLs of the relays an event was seen on, sorted.
     async fn event_relays(&self, id: &[u8; 32]) -> Result<Vec<String>>;
 
-    /// Stores check results for `relay` at `generated_at`; identical documents share one row.
-    /// Returns how many time-series rows were new.
+    /// Stores check results for `relay` at `generated_at` as measured by the keyless monitor;
+    /// identical documents share one row. Returns how many time-series rows were new.
     async fn insert_metadata(
         &self,
-        relay: &NewRelay,
+        relay: &RelayRow,
         generated_at: i64,
         items: &[Metadata],
     ) -> Result<u64> {
@@ -215,18 +228,27 @@ pub trait Store: Send + Sync {
                 reason: None,
             })
             .collect();
-        self.insert_checks(relay, generated_at, &rows).await
+        self.insert_checks(relay, generated_at, &[], &rows).await
     }
 
-    /// Stores monitor check results for `relay` at `generated_at`: identical documents share
-    /// one `metadata` row; each result's outcome and reason are kept on its `relay_metadata`
-    /// row. Returns how many time-series rows were new.
+    /// Stores monitor check results for `relay` at `generated_at`, measured by `monitor` (its
+    /// 32-byte public key; empty for a monitor without a key): identical documents share one
+    /// `metadata` row; each result's outcome and reason are kept on its `relay_metadata` row.
+    /// Returns how many time-series rows were new.
     async fn insert_checks(
         &self,
-        relay: &NewRelay,
+        relay: &RelayRow,
         generated_at: i64,
+        monitor: &[u8],
         rows: &[CheckRow],
     ) -> Result<u64>;
+
+    /// The newest document of type `kind` for `relay` by any monitor, with its time.
+    async fn latest_metadata(
+        &self,
+        relay: &str,
+        kind: MetadataType,
+    ) -> Result<Option<(i64, Value)>>;
 
     async fn state_upsert(&self, entries: &[StateEntry]) -> Result<u64>;
     /// One key, or every key of (service, kind) ordered by key when `key` is `None`.
@@ -249,18 +271,35 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<(i64, [u8; 32])>>;
 
     async fn counts(&self) -> Result<Counts>;
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+    /// Connections of the pool: (in use, idle).
+    fn pool_usage(&self) -> (u32, u32);
+    /// A receiver that gets a message whenever any process promotes relays (PostgreSQL
+    /// `LISTEN`); `None` where the store cannot tell (SQLite: one process, in-process signal).
+    async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>>;
+
+    /// Refreshes the statistics views (concurrently where the database can); their names.
+    async fn refresh_views(&self) -> Result<Vec<&'static str>>;
+    /// Deletes monitor results generated before `cutoff`, keeping the newest of every (relay,
+    /// check, monitor), `batch` rows per statement.
+    async fn delete_expired_metadata(&self, cutoff: i64, batch: u32) -> Result<u64>;
+    /// Deletes events seen at no relay, `batch` per statement.
+    async fn delete_orphan_events(&self, batch: u32) -> Result<u64>;
+    /// Deletes documents no result points at, `batch` per statement.
+    async fn delete_orphan_metadata(&self, batch: u32) -> Result<u64>;
     /// Bytes on disk of the event and event↔relay tables with their indexes.
     async fn event_storage_bytes(&self) -> Result<u64>;
 }
 
 /// A `relay` row read back. Stored URLs were canonical when written; local hosts are accepted
 /// so a test or private deployment's relays read back.
-pub(crate) fn stored_relay(url: &str, discovered_at: i64) -> Result<NewRelay> {
+pub(crate) fn stored_relay(url: &str, discovered_at: i64) -> Result<RelayRow> {
     let url = RelayUrl::parse_allowing_local(url).map_err(|e| StoreError::Corrupt {
         what: format!("relay {url:?}"),
         reason: e.to_string(),
     })?;
-    Ok(NewRelay { url, discovered_at })
+    Ok(RelayRow { url, discovered_at })
 }
 
 /// Parses a candidate's `service_state` row back into a [`Candidate`].

@@ -88,24 +88,76 @@ impl FromStr for DatabaseUrl {
     }
 }
 
-/// Opens the database, creating and migrating it when new.
+/// Whether opening may change the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create or upgrade the schema (`migrate`, and `run`'s laptop mode).
+    Migrate,
+    /// Only check that this binary can work with the schema as it is (every other command).
+    Check,
+}
+
+/// Creates or upgrades the database's schema and opens it.
 ///
 /// `schema`: the schema the caller wants; `None` accepts whatever the database holds (a new
-/// database gets `full`). A database created with one schema refuses the other. Pending
-/// migrations of the database's own schema are applied.
+/// database gets `full`). A database created with one schema refuses the other.
+pub async fn migrate(
+    url: &DatabaseUrl,
+    schema: Option<Schema>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, schema, OpenMode::Migrate).await
+}
+
+/// Opens the database without changing its schema: fails (a configuration error, exit code 2)
+/// when the schema is missing, behind this binary, or ahead by migrations not marked compatible.
 pub async fn open(url: &DatabaseUrl, schema: Option<Schema>) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, schema, OpenMode::Check).await
+}
+
+async fn open_with(
+    url: &DatabaseUrl,
+    schema: Option<Schema>,
+    mode: OpenMode,
+) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match url {
-        DatabaseUrl::Postgres(u) => Arc::new(PgStore::open(u, schema).await?),
-        DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema).await?),
+        DatabaseUrl::Postgres(u) => Arc::new(PgStore::open(u, schema, mode).await?),
+        DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema, mode).await?),
     })
 }
 
-/// The schema to migrate to, given what the database holds and what the caller asked for.
+/// The schema to use and the migrations to check against, after `mode`'s step: migrate, or
+/// verify the applied versions.
+pub(crate) fn check_versions(
+    target: &str,
+    migrator: &sqlx::migrate::Migrator,
+    applied: &[(i64, String)],
+) -> Result<(), StoreError> {
+    let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    let compatible = super::version::judge(target, &known, applied)?;
+    if !compatible.is_empty() {
+        tracing::warn!(
+            database = target,
+            migrations = ?compatible,
+            "the database has newer migrations marked compatible; working with it"
+        );
+    }
+    Ok(())
+}
+
+/// The schema to use, given what the database holds and what the caller asked for. Without
+/// migrating, a database must already hold one.
 pub(crate) fn resolve_schema(
     target: &str,
     existing: Option<Schema>,
     requested: Option<Schema>,
+    mode: OpenMode,
 ) -> Result<Schema, StoreError> {
+    if existing.is_none() && mode == OpenMode::Check {
+        return Err(super::VersionError::Empty {
+            target: target.to_owned(),
+        }
+        .into());
+    }
     match (existing, requested) {
         (Some(db), Some(req)) if db != req => Err(StoreError::SchemaMismatch {
             target: target.to_owned(),
@@ -174,12 +226,25 @@ mod tests {
 
     #[test]
     fn schema_resolution() {
+        use OpenMode::*;
         use Schema::*;
-        assert_eq!(resolve_schema("t", None, None).unwrap(), Full);
-        assert_eq!(resolve_schema("t", None, Some(Lite)).unwrap(), Lite);
-        assert_eq!(resolve_schema("t", Some(Lite), None).unwrap(), Lite);
-        assert_eq!(resolve_schema("t", Some(Full), Some(Full)).unwrap(), Full);
-        let err = resolve_schema("t", Some(Full), Some(Lite)).unwrap_err();
+        assert_eq!(resolve_schema("t", None, None, Migrate).unwrap(), Full);
+        assert_eq!(
+            resolve_schema("t", None, Some(Lite), Migrate).unwrap(),
+            Lite
+        );
+        assert_eq!(resolve_schema("t", Some(Lite), None, Check).unwrap(), Lite);
+        assert_eq!(
+            resolve_schema("t", Some(Full), Some(Full), Check).unwrap(),
+            Full
+        );
+        let empty = resolve_schema("t", None, None, Check).unwrap_err();
+        assert!(
+            empty.to_string().contains("run `brotr-probe migrate`"),
+            "{empty}"
+        );
+        assert!(empty.is_config_error());
+        let err = resolve_schema("t", Some(Full), Some(Lite), Migrate).unwrap_err();
         assert!(
             err.to_string()
                 .contains("holds the full schema but lite was requested")

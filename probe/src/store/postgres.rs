@@ -15,13 +15,16 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
-use super::open::{DatabaseUrl, resolve_schema};
+use super::open::{DatabaseUrl, OpenMode, check_versions, resolve_schema};
 use super::{
     BATCH_SIZE, Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CheckRow, CopyWriter, Counts,
-    IngestStats, NewRelay, Result, StateEntry, Store, StoreError, StoredEvent,
+    IngestStats, RelayRow, Result, StateEntry, Store, StoreError, StoredEvent,
     candidate_from_state, query_err, stored_relay,
 };
-use crate::model::{Candidate, EventRow, Network, Schema};
+use crate::model::{Candidate, EventRow, MetadataType, Network, Schema};
+
+/// The channel promotions are announced on (`NOTIFY`), so every process's services wake.
+const PROMOTED_CHANNEL: &str = "brotr_relays_promoted";
 
 static FULL: Migrator = sqlx::migrate!("../migrations/postgres/full");
 static LITE: Migrator = sqlx::migrate!("../migrations/postgres/lite");
@@ -42,8 +45,8 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects, then creates or upgrades the schema (see [`super::open`]).
-    pub async fn open(url: &str, requested: Option<Schema>) -> Result<Self> {
+    /// Connects, then creates or upgrades the schema, or checks it (see [`super::open`]).
+    pub async fn open(url: &str, requested: Option<Schema>, mode: OpenMode) -> Result<Self> {
         let target = DatabaseUrl::Postgres(url.to_owned()).redacted();
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::BadUrl {
@@ -61,18 +64,32 @@ impl PgStore {
                 source,
             })?;
         let existing = read_schema(&pool).await?;
-        let schema = resolve_schema(&target, existing, requested)?;
+        let schema = resolve_schema(&target, existing, requested, mode)?;
         let migrator = match schema {
             Schema::Full => &FULL,
             Schema::Lite => &LITE,
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                target: target.clone(),
-                source,
-            })?;
+        match mode {
+            OpenMode::Migrate => {
+                migrator
+                    .run(&pool)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        target: target.clone(),
+                        source,
+                    })?;
+            }
+            OpenMode::Check => {
+                let applied: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT version, description FROM _sqlx_migrations WHERE success \
+                     ORDER BY version",
+                )
+                .fetch_all(&pool)
+                .await
+                .map_err(query_err("migration check"))?;
+                check_versions(&target, migrator, &applied)?;
+            }
+        }
         Ok(PgStore {
             pool,
             schema,
@@ -85,7 +102,7 @@ impl PgStore {
         &self.pool
     }
 
-    async fn relay_id(&self, relay: &NewRelay) -> Result<i32> {
+    async fn relay_id(&self, relay: &RelayRow) -> Result<i32> {
         if let Some(id) = self.cached_relay_id(relay.url.as_str()) {
             return Ok(id);
         }
@@ -169,7 +186,7 @@ impl Store for PgStore {
         self.schema
     }
 
-    async fn insert_relays(&self, relays: &[NewRelay]) -> Result<u64> {
+    async fn insert_relays(&self, relays: &[RelayRow]) -> Result<u64> {
         let mut total = 0;
         for chunk in relays.chunks(BATCH_SIZE) {
             let urls: Vec<&str> = chunk.iter().map(|r| r.url.as_str()).collect();
@@ -187,7 +204,7 @@ impl Store for PgStore {
         Ok(total)
     }
 
-    async fn relays(&self) -> Result<Vec<NewRelay>> {
+    async fn relays(&self) -> Result<Vec<RelayRow>> {
         let rows = sqlx::query("SELECT url, discovered_at FROM relay ORDER BY url")
             .fetch_all(&self.pool)
             .await
@@ -252,7 +269,7 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn promote_candidates(&self, relays: &[NewRelay]) -> Result<u64> {
+    async fn promote_candidates(&self, relays: &[RelayRow]) -> Result<u64> {
         let mut total = 0;
         for chunk in relays.chunks(BATCH_SIZE) {
             let urls: Vec<&str> = chunk.iter().map(|r| r.url.as_str()).collect();
@@ -276,6 +293,15 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(query_err("promote"))?;
+            if n > 0 {
+                // Delivered at commit to every process listening (their services wake).
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(PROMOTED_CHANNEL)
+                    .bind(n.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_err("promote notify"))?;
+            }
             tx.commit().await.map_err(query_err("promote commit"))?;
             total += count(n);
         }
@@ -299,7 +325,7 @@ impl Store for PgStore {
 
     async fn insert_events(
         &self,
-        relay: &NewRelay,
+        relay: &RelayRow,
         seen_at: i64,
         events: &[EventRow],
     ) -> Result<IngestStats> {
@@ -380,8 +406,9 @@ impl Store for PgStore {
 
     async fn insert_checks(
         &self,
-        relay: &NewRelay,
+        relay: &RelayRow,
         generated_at: i64,
+        monitor: &[u8],
         rows: &[CheckRow],
     ) -> Result<u64> {
         if rows.is_empty() {
@@ -411,8 +438,8 @@ impl Store for PgStore {
         .map_err(query_err("metadata insert"))?;
         let n: i64 = sqlx::query_scalar(
             "WITH ins AS (INSERT INTO relay_metadata \
-             (generated_at, relay_id, metadata_type, metadata_id, success, reason) \
-             SELECT $1, $2, t, i, s, r FROM unnest($3::text[], $4::bytea[], $5::bool[], $6::text[]) \
+             (generated_at, relay_id, monitor, metadata_type, metadata_id, success, reason) \
+             SELECT $1, $2, $7, t, i, s, r FROM unnest($3::text[], $4::bytea[], $5::bool[], $6::text[]) \
              AS u(t, i, s, r) ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
         )
         .bind(generated_at)
@@ -421,11 +448,32 @@ impl Store for PgStore {
         .bind(&ids)
         .bind(&success)
         .bind(&reasons)
+        .bind(monitor)
         .fetch_one(&mut *tx)
         .await
         .map_err(query_err("relay_metadata insert"))?;
         tx.commit().await.map_err(query_err("metadata commit"))?;
         Ok(count(n))
+    }
+
+    async fn latest_metadata(
+        &self,
+        relay: &str,
+        kind: MetadataType,
+    ) -> Result<Option<(i64, Value)>> {
+        let row: Option<(i64, Value)> = sqlx::query_as(
+            "SELECT rm.generated_at, m.data FROM relay_metadata rm \
+             JOIN relay r ON r.id = rm.relay_id \
+             JOIN metadata m ON m.id = rm.metadata_id AND m.type = rm.metadata_type \
+             WHERE r.url = $1 AND rm.metadata_type = $2 \
+             ORDER BY rm.generated_at DESC LIMIT 1",
+        )
+        .bind(relay)
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("latest metadata"))?;
+        Ok(row)
     }
 
     async fn state_upsert(&self, entries: &[StateEntry]) -> Result<u64> {
@@ -529,6 +577,56 @@ impl Store for PgStore {
             metadata: c(4),
             relay_metadata: c(5),
         })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("ping"))?;
+        Ok(())
+    }
+
+    fn pool_usage(&self) -> (u32, u32) {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        (self.pool.size().saturating_sub(idle), idle)
+    }
+
+    async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(query_err("listen"))?;
+        listener
+            .listen(PROMOTED_CHANNEL)
+            .await
+            .map_err(query_err("listen"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            // PgListener reconnects by itself after a lost connection.
+            while let Ok(_n) = listener.recv().await {
+                if tx.is_closed() {
+                    break;
+                }
+                let _ = tx.try_send(());
+            }
+        });
+        Ok(Some(rx))
+    }
+
+    async fn refresh_views(&self) -> Result<Vec<&'static str>> {
+        super::maintain::pg_refresh_views(&self.pool).await
+    }
+
+    async fn delete_expired_metadata(&self, cutoff: i64, batch: u32) -> Result<u64> {
+        super::maintain::pg_delete_expired_metadata(&self.pool, cutoff, batch).await
+    }
+
+    async fn delete_orphan_events(&self, batch: u32) -> Result<u64> {
+        super::maintain::pg_delete_orphan_events(&self.pool, batch).await
+    }
+
+    async fn delete_orphan_metadata(&self, batch: u32) -> Result<u64> {
+        super::maintain::pg_delete_orphan_metadata(&self.pool, batch).await
     }
 
     async fn event_storage_bytes(&self) -> Result<u64> {

@@ -15,13 +15,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::open::resolve_schema;
+use super::open::{OpenMode, check_versions, resolve_schema};
 use super::postgres::last_per_key;
 use super::{
-    Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CheckRow, Counts, IngestStats, NewRelay, Result,
+    Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CheckRow, Counts, IngestStats, RelayRow, Result,
     StateEntry, Store, StoreError, StoredEvent, candidate_from_state, query_err, stored_relay,
 };
-use crate::model::{Candidate, EventRow, Network, Schema};
+use crate::model::{Candidate, EventRow, MetadataType, Network, Schema};
 
 static FULL: Migrator = sqlx::migrate!("../migrations/sqlite/full");
 static LITE: Migrator = sqlx::migrate!("../migrations/sqlite/lite");
@@ -36,16 +36,20 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the file, then creates or upgrades the schema.
-    pub async fn open(path: &Path, requested: Option<Schema>) -> Result<Self> {
+    /// Opens the file (created only when migrating), then creates or upgrades the schema, or
+    /// checks it.
+    pub async fn open(path: &Path, requested: Option<Schema>, mode: OpenMode) -> Result<Self> {
         let target = format!("sqlite:{}", path.display());
+        if mode == OpenMode::Check && !path.exists() {
+            return Err(super::VersionError::Empty { target }.into());
+        }
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| StoreError::BadUrl {
                 url: target.clone(),
                 reason: e.to_string(),
             })?
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(mode == OpenMode::Migrate)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
@@ -60,19 +64,31 @@ impl SqliteStore {
                 source,
             })?;
         let existing = read_schema(&pool).await?;
-        let schema = resolve_schema(&target, existing, requested)?;
+        let schema = resolve_schema(&target, existing, requested, mode)?;
         let migrator = match schema {
             Schema::Full => &FULL,
             Schema::Lite => &LITE,
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { target, source })?;
+        match mode {
+            OpenMode::Migrate => migrator
+                .run(&pool)
+                .await
+                .map_err(|source| StoreError::Migrate { target, source })?,
+            OpenMode::Check => {
+                let applied: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT version, description FROM _sqlx_migrations WHERE success \
+                     ORDER BY version",
+                )
+                .fetch_all(&pool)
+                .await
+                .map_err(query_err("migration check"))?;
+                check_versions(&target, migrator, &applied)?;
+            }
+        }
         Ok(SqliteStore { pool, schema })
     }
 
-    async fn relay_id(&self, tx: &mut sqlx::SqliteConnection, relay: &NewRelay) -> Result<i64> {
+    async fn relay_id(&self, tx: &mut sqlx::SqliteConnection, relay: &RelayRow) -> Result<i64> {
         sqlx::query(
             "INSERT INTO relay (url, network, discovered_at) VALUES (?, ?, ?) \
              ON CONFLICT (url) DO NOTHING",
@@ -134,7 +150,7 @@ impl Store for SqliteStore {
         self.schema
     }
 
-    async fn insert_relays(&self, relays: &[NewRelay]) -> Result<u64> {
+    async fn insert_relays(&self, relays: &[RelayRow]) -> Result<u64> {
         let mut tx = self.pool.begin().await.map_err(query_err("relay insert"))?;
         let mut total = 0;
         for chunk in relays.chunks(ROWS_PER_STATEMENT) {
@@ -159,7 +175,7 @@ impl Store for SqliteStore {
         Ok(total)
     }
 
-    async fn relays(&self) -> Result<Vec<NewRelay>> {
+    async fn relays(&self) -> Result<Vec<RelayRow>> {
         let rows = sqlx::query("SELECT url, discovered_at FROM relay ORDER BY url")
             .fetch_all(&self.pool)
             .await
@@ -231,7 +247,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn promote_candidates(&self, relays: &[NewRelay]) -> Result<u64> {
+    async fn promote_candidates(&self, relays: &[RelayRow]) -> Result<u64> {
         let mut tx = self.pool.begin().await.map_err(query_err("promote"))?;
         let mut total = 0;
         for r in relays {
@@ -276,7 +292,7 @@ impl Store for SqliteStore {
 
     async fn insert_events(
         &self,
-        relay: &NewRelay,
+        relay: &RelayRow,
         seen_at: i64,
         events: &[EventRow],
     ) -> Result<IngestStats> {
@@ -389,8 +405,9 @@ impl Store for SqliteStore {
 
     async fn insert_checks(
         &self,
-        relay: &NewRelay,
+        relay: &RelayRow,
         generated_at: i64,
+        monitor: &[u8],
         rows: &[CheckRow],
     ) -> Result<u64> {
         if rows.is_empty() {
@@ -414,11 +431,12 @@ impl Store for SqliteStore {
                 .map_err(query_err("metadata insert"))?;
             total += sqlx::query(
                 "INSERT OR IGNORE INTO relay_metadata \
-                 (relay_id, generated_at, metadata_type, metadata_id, success, reason) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                 (relay_id, generated_at, monitor, metadata_type, metadata_id, success, reason) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(relay_id)
             .bind(generated_at)
+            .bind(monitor)
             .bind(m.kind().as_str())
             .bind(&m.id()[..])
             .bind(row.success)
@@ -430,6 +448,27 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(query_err("metadata commit"))?;
         Ok(total)
+    }
+
+    async fn latest_metadata(
+        &self,
+        relay: &str,
+        kind: MetadataType,
+    ) -> Result<Option<(i64, Value)>> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT rm.generated_at, m.data FROM relay_metadata rm \
+             JOIN relay r ON r.id = rm.relay_id \
+             JOIN metadata m ON m.id = rm.metadata_id AND m.type = rm.metadata_type \
+             WHERE r.url = ? AND rm.metadata_type = ? \
+             ORDER BY rm.generated_at DESC LIMIT 1",
+        )
+        .bind(relay)
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("latest metadata"))?;
+        row.map(|(t, d)| Ok((t, parse_json("metadata", &d)?)))
+            .transpose()
     }
 
     async fn state_upsert(&self, entries: &[StateEntry]) -> Result<u64> {
@@ -554,6 +593,40 @@ impl Store for SqliteStore {
             metadata: c(4),
             relay_metadata: c(5),
         })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("ping"))?;
+        Ok(())
+    }
+
+    fn pool_usage(&self) -> (u32, u32) {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        (self.pool.size().saturating_sub(idle), idle)
+    }
+
+    async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        Ok(None)
+    }
+
+    async fn refresh_views(&self) -> Result<Vec<&'static str>> {
+        // SQLite's views are plain views: always current, nothing to refresh.
+        Ok(Vec::new())
+    }
+
+    async fn delete_expired_metadata(&self, cutoff: i64, batch: u32) -> Result<u64> {
+        super::maintain::sqlite_delete_expired_metadata(&self.pool, cutoff, batch).await
+    }
+
+    async fn delete_orphan_events(&self, batch: u32) -> Result<u64> {
+        super::maintain::sqlite_delete_orphan_events(&self.pool, batch).await
+    }
+
+    async fn delete_orphan_metadata(&self, batch: u32) -> Result<u64> {
+        super::maintain::sqlite_delete_orphan_metadata(&self.pool, batch).await
     }
 
     async fn event_storage_bytes(&self) -> Result<u64> {

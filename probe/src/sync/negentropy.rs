@@ -1,4 +1,4 @@
-//! NIP-77 reconciliation over an open [`Session`]: which events of a window does the relay hold
+//! NIP-77 reconciliation over a [`RelaySession`]: which events of a window does the relay hold
 //! that we have not archived from it? Only the ids travel, so re-syncing an unchanged relay costs
 //! a few fingerprints instead of re-reading events.
 //!
@@ -6,15 +6,17 @@
 //! reconciles. `NEG-ERR`, `CLOSED`, a `NOTICE`, garbage or silence all mean "unsupported", and
 //! the caller falls back to REQ paging.
 
-use negentropy::{Id, Negentropy, NegentropyStorageVector};
-use nostr::{Filter, JsonUtil};
-use serde_json::Value;
+use std::time::Duration;
+
+use negentropy::Id;
+use nostr::Filter;
 use tokio::time::Instant;
 
-use super::session::{Session, SessionError, shorten};
+use crate::net::relay::NegAnswer;
+use crate::net::{RelayError, RelaySession};
+use crate::nips::nip01::{self, RelayMessage};
+use crate::nips::nip77;
 
-/// Largest negentropy message we send (bytes before hex); relays commonly accept far more.
-const FRAME_LIMIT: u64 = 60_000;
 /// Reconciliation rounds before giving up: a safety net against a relay that never finishes
 /// (time is bounded separately by the round timeout and the relay's time budget). Listing
 /// 200,000 ids we lack in 60 kB frames alone takes over 100 rounds.
@@ -37,92 +39,81 @@ pub enum NegError {
     #[error("NIP-77 not supported: {0}")]
     Unsupported(String),
     #[error(transparent)]
-    Session(#[from] SessionError),
+    Relay(#[from] RelayError),
 }
 
-impl Session {
-    /// Reconciles `filter` (with its since/until, no limit) against `local` = `(created_at, id)`
-    /// of what we archived from this relay in that window.
-    pub async fn reconcile(
-        &mut self,
-        filter: &Filter,
-        local: &[(i64, [u8; 32])],
-        round_timeout: std::time::Duration,
-    ) -> Result<Reconciled, NegError> {
-        let unsupported = |what: String| NegError::Unsupported(what);
-        let neg_err = |e: negentropy::Error| NegError::Unsupported(format!("negentropy: {e}"));
-        let mut storage = NegentropyStorageVector::with_capacity(local.len());
-        for (t, id) in local {
-            storage
-                .insert(u64::try_from(*t).unwrap_or(0), Id::from_byte_array(*id))
-                .map_err(neg_err)?;
+impl From<nip77::NegentropyError> for NegError {
+    fn from(e: nip77::NegentropyError) -> Self {
+        NegError::Unsupported(e.to_string())
+    }
+}
+
+/// Reconciles `filter` (with its since/until, no limit) against `local` = `(created_at, id)` of
+/// what we archived from this relay in that window. Every round gets `round_timeout`.
+pub async fn reconcile(
+    s: &mut RelaySession,
+    filter: &Filter,
+    local: &[(i64, [u8; 32])],
+    round_timeout: Duration,
+) -> Result<Reconciled, NegError> {
+    let unsupported = |what: String| NegError::Unsupported(what);
+    let mut neg = nip77::client(local)?;
+    let init = neg.initiate().map_err(nip77::NegentropyError::from)?;
+    let sub = s.new_sub("brotr-neg");
+    let (first, _) = s.neg_open(&sub, filter, &init, round_timeout).await?;
+    let mut msg = match first {
+        NegAnswer::Msg(m) => m,
+        NegAnswer::BadMsg(m) => return Err(unsupported(format!("bad NEG-MSG: {m}"))),
+        NegAnswer::Refused(r) => return Err(unsupported(nip01::shorten(&r, 120))),
+        NegAnswer::Notice(n) => {
+            return Err(unsupported(format!("NOTICE {}", nip01::shorten(&n, 120))));
         }
-        storage.seal().map_err(neg_err)?;
-        let mut neg = Negentropy::owned(storage, FRAME_LIMIT).map_err(neg_err)?;
-        let init = neg.initiate().map_err(neg_err)?;
-        let sub = self.new_sub();
-        self.stats.requests += 1;
-        self.send_text(format!(
-            r#"["NEG-OPEN","{sub}",{},"{}"]"#,
-            filter.as_json(),
-            hex::encode(init)
-        ))
-        .await?;
-        let mut out = Reconciled::default();
-        let mut have: Vec<Id> = Vec::new();
-        let mut need: Vec<Id> = Vec::new();
-        loop {
-            let deadline = Instant::now() + round_timeout;
-            let text = match self.recv_text(deadline).await {
-                Ok(t) => t,
-                // Silence is the commonest way of not supporting a message type.
-                Err(SessionError::Idle { .. } | SessionError::PageTimeout { .. }) => {
-                    return Err(unsupported("no answer to NEG-OPEN".into()));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let Ok(Value::Array(items)) = serde_json::from_str::<Value>(&text) else {
-                if text.is_empty() {
-                    continue;
-                }
-                return Err(unsupported(format!("not JSON: {}", shorten(&text))));
-            };
-            let for_us = items.get(1).and_then(Value::as_str) == Some(sub.as_str());
-            match items.first().and_then(Value::as_str) {
-                Some("NEG-MSG") if for_us => {
-                    let msg = items
-                        .get(2)
-                        .and_then(Value::as_str)
-                        .and_then(|h| hex::decode(h).ok())
-                        .ok_or_else(|| unsupported(format!("bad NEG-MSG: {}", shorten(&text))))?;
-                    out.rounds += 1;
-                    let next = neg
-                        .reconcile_with_ids(&msg, &mut have, &mut need)
-                        .map_err(neg_err)?;
-                    match next {
-                        None => break,
-                        Some(_) if out.rounds >= MAX_ROUNDS => {
-                            return Err(unsupported(format!("over {MAX_ROUNDS} rounds")));
-                        }
-                        Some(next) => {
-                            self.send_text(format!(
-                                r#"["NEG-MSG","{sub}","{}"]"#,
-                                hex::encode(next)
-                            ))
-                            .await?;
-                        }
-                    }
-                }
-                Some("NEG-ERR") | Some("CLOSED") if for_us => {
-                    return Err(unsupported(shorten(&text)));
-                }
-                Some("NOTICE") => return Err(unsupported(shorten(&text))),
-                _ => continue,
+        NegAnswer::Silent => return Err(unsupported("no answer to NEG-OPEN".into())),
+    };
+    let mut out = Reconciled::default();
+    let mut have: Vec<Id> = Vec::new();
+    let mut need: Vec<Id> = Vec::new();
+    loop {
+        out.rounds += 1;
+        let next = neg
+            .reconcile_with_ids(&msg, &mut have, &mut need)
+            .map_err(nip77::NegentropyError::from)?;
+        let Some(next) = next else { break };
+        if out.rounds >= MAX_ROUNDS {
+            return Err(unsupported(format!("over {MAX_ROUNDS} rounds")));
+        }
+        s.send(nip77::neg_msg(&sub, &next)).await?;
+        msg = next_message(s, &sub, round_timeout).await?;
+    }
+    let _ = s.send(nip77::neg_close(&sub)).await;
+    out.have = have.len();
+    out.need = need.into_iter().map(|id| *id).collect();
+    Ok(out)
+}
+
+/// The next NEG-MSG of `sub`; NEG-ERR, CLOSED or garbage end the reconciliation.
+async fn next_message(
+    s: &mut RelaySession,
+    sub: &str,
+    round_timeout: Duration,
+) -> Result<Vec<u8>, NegError> {
+    let deadline = Instant::now() + round_timeout;
+    loop {
+        let r = s.recv(deadline).await?;
+        let Ok(m) = r.message else { continue };
+        if nip01::subscription_of(&m) != Some(sub) {
+            continue;
+        }
+        match m {
+            RelayMessage::NegMsg { message, .. } => {
+                return hex::decode(message.as_ref()).map_err(|_| {
+                    NegError::Unsupported(format!("bad NEG-MSG: {}", nip01::shorten(&message, 80)))
+                });
             }
+            RelayMessage::NegErr { message, .. } | RelayMessage::Closed { message, .. } => {
+                return Err(NegError::Unsupported(nip01::shorten(&message, 120)));
+            }
+            _ => {}
         }
-        let _ = self.send_text(format!(r#"["NEG-CLOSE","{sub}"]"#)).await;
-        out.have = have.len();
-        out.need = need.into_iter().map(|id| *id).collect();
-        Ok(out)
     }
 }

@@ -9,7 +9,7 @@ pub mod peers;
 use std::sync::Arc;
 
 use brotr_probe::model::{EventRow, RelayUrl, Schema};
-use brotr_probe::store::{self, DatabaseUrl, NewRelay, Store};
+use brotr_probe::store::{self, DatabaseUrl, RelayRow, Store};
 use nostr::{EventBuilder, Keys, Kind, Tag};
 
 /// Env var with an admin URL of a throwaway PostgreSQL server (set by `e2e/run-tests.sh`).
@@ -49,8 +49,8 @@ pub async fn open(url: &DatabaseUrl, schema: Schema) -> Arc<dyn Store> {
     store::open(url, Some(schema)).await.expect("open store")
 }
 
-pub fn relay(url: &str) -> NewRelay {
-    NewRelay {
+pub fn relay(url: &str) -> RelayRow {
+    RelayRow {
         url: RelayUrl::parse(url).expect("test relay url"),
         discovered_at: 1_700_000_000,
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::monitor::geohash;
+use crate::model::geohash;
 use crate::monitor::report::{Check, GeoData, NetData};
 
 /// An open MaxMind database.

@@ -1,10 +1,13 @@
-//! HTTP check: `Server` and `X-Powered-By` of the WebSocket handshake response.
+//! HTTP check: `Server` and `X-Powered-By` of the WebSocket handshake response. A response
+//! without them is data ("none"), not a failed check.
 
 use std::time::Duration;
 
+use nostr::Keys;
+
 use crate::model::RelayUrl;
 use crate::monitor::report::{Check, HttpData};
-use crate::net::{Dialer, HandshakeResponse};
+use crate::net::{AuthMode, Dialer, HandshakeResponse, RelaySession, SessionOptions};
 
 /// Header fields of a handshake response (pure).
 pub fn from_response(resp: &HandshakeResponse) -> HttpData {
@@ -23,15 +26,11 @@ pub fn from_response(resp: &HandshakeResponse) -> HttpData {
 
 /// One attempt within `timeout`.
 pub async fn check(dialer: &Dialer, url: &RelayUrl, timeout: Duration) -> Check<HttpData> {
-    match tokio::time::timeout(timeout, dialer.connect_with_response(url)).await {
-        Ok(Ok((mut ws, resp))) => {
-            let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
-            let data = from_response(&resp);
-            if data == HttpData::default() {
-                Check::definite("no Server or X-Powered-By header")
-            } else {
-                Check::ok(data)
-            }
+    let opts = SessionOptions::new(Keys::generate(), AuthMode::OnRequest);
+    match tokio::time::timeout(timeout, RelaySession::open_with_response(dialer, url, opts)).await {
+        Ok(Ok((s, resp))) => {
+            s.close().await;
+            Check::ok(from_response(&resp))
         }
         Ok(Err(e)) => Check::failed(e.to_string()),
         Err(_) => Check::failed(format!("no handshake within {timeout:?}")),

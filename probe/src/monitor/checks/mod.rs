@@ -7,5 +7,4 @@ pub mod http;
 pub mod nip11;
 pub mod nip77;
 pub mod rtt;
-pub mod session;
 pub mod ssl;

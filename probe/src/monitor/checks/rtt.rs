@@ -2,31 +2,44 @@
 //!
 //! * open: dial to completed WebSocket handshake.
 //! * read: `REQ {limit:1}` to the first EVENT **or EOSE** (an empty relay still reads).
-//! * write: EVENT to `OK` — judged by the OK message alone. The reference system re-reads its
-//!   ephemeral event and so marks every compliant relay write-failed (spec weakness 5); NIP-01
-//!   says relays answer every EVENT with OK, so OK true is the proof.
+//! * write: EVENT to whichever comes first of `OK` for it and the event itself on a subscription
+//!   to its id opened just before. NIP-01 makes OK mandatory, but some relays (nostr-rs-relay)
+//!   only broadcast ephemeral events and never OK them; the echo proves the write as well, and
+//!   nothing is stored on the relay. `write_ack` records which it was.
 //!
-//! When the relay refuses with `auth-required:` and has sent a challenge, the probe
-//! authenticates once with the monitor's key and tries again: `read_auth` / `write_auth` record
-//! that AUTH was needed, the RTT is of the successful attempt.
+//! When the relay refuses and has sent a challenge, the probe authenticates once with the
+//! monitor's key and tries again: `read_auth` / `write_auth` record that AUTH was needed, the
+//! RTT is of the successful attempt.
 
 use std::time::Duration;
 
-use nostr::{EventBuilder, Keys, Kind, Tag};
-use serde_json::json;
+use nostr::{EventBuilder, EventId, Filter, Keys, Kind, Tag};
 use tokio::time::Instant;
 
-use super::session::{RelayMsg, Session};
 use crate::model::RelayUrl;
 use crate::monitor::report::{Check, Refusal, RttData};
-use crate::net::Dialer;
+use crate::net::{AuthMode, Dialer, RelaySession, SessionOptions};
+use crate::nips::nip01::{self, ParseError, RelayMessage};
 
-const READ_SUB: &str = "brotr-rtt";
 /// Content of the write probe (as the reference system).
 pub const WRITE_CONTENT: &str = "nip66-test";
 /// Highest NIP-13 difficulty the probe mines (≈ 2^28 hashes is seconds of CPU; beyond that
 /// the relay is recorded as refusing our write rather than stalling the monitor).
 pub const MAX_POW: u8 = 24;
+
+async fn open(
+    dialer: &Dialer,
+    keys: &Keys,
+    url: &RelayUrl,
+    timeout: Duration,
+) -> Result<RelaySession, String> {
+    let opts = SessionOptions::new(keys.clone(), AuthMode::OnRequest);
+    match tokio::time::timeout(timeout, RelaySession::open(dialer, url, opts)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!("open: {e}")),
+        Err(_) => Err(format!("open: no connection within {timeout:?}")),
+    }
+}
 
 /// Runs one RTT attempt: each phase gets `timeout`. The write waits for `pow`, the NIP-13
 /// difficulty the relay's NIP-11 document asks for (so NIP-11 can be fetched meanwhile).
@@ -38,39 +51,32 @@ pub async fn check(
     pow: impl std::future::Future<Output = u8>,
     timeout: Duration,
 ) -> Check<RttData> {
-    let (mut s, open_ms) = match tokio::time::timeout(timeout, Session::open(dialer, url)).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return Check::failed(format!("open: {e}")),
-        Err(_) => return Check::failed(format!("open: no connection within {timeout:?}")),
+    let mut s = match open(dialer, keys, url, timeout).await {
+        Ok(s) => s,
+        Err(e) => return Check::failed(e),
     };
     let mut data = RttData {
-        rtt_open: Some(open_ms),
+        rtt_open: Some(s.opened_in().as_millis() as u64),
         ..Default::default()
     };
     let mut reasons = Vec::new();
-    if let Err(r) = read(&mut s, keys, &mut data, timeout).await {
+    if let Err(r) = read(&mut s, &mut data, timeout).await {
         reasons.push(format!("read: {r}"));
     }
-    if s.challenge.is_some() {
+    if s.challenge().is_some() {
         data.auth_challenge = Some(true);
     }
     // After AUTH for reading, the write is tried on a fresh connection: whether writing needs
     // AUTH on its own is what `write_auth` records.
-    if s.authed {
+    if s.is_authed() || data.read_auth == Some(true) {
         s.close().await;
-        s = match tokio::time::timeout(timeout, Session::open(dialer, url)).await {
-            Ok(Ok((fresh, _))) => fresh,
-            Ok(Err(e)) => return Check::partial(data, format!("write: reopen: {e}")),
-            Err(_) => {
-                return Check::partial(
-                    data,
-                    format!("write: reopen: no connection within {timeout:?}"),
-                );
-            }
+        s = match open(dialer, keys, url, timeout).await {
+            Ok(s) => s,
+            Err(e) => return Check::partial(data, format!("write: re{e}")),
         };
     }
     let pow = pow.await;
-    if let Err(r) = write_phase(&mut s, keys, url, write_kind, pow, &mut data, timeout).await {
+    if let Err(r) = write(&mut s, keys, url, write_kind, pow, &mut data, timeout).await {
         reasons.push(format!("write: {r}"));
     }
     s.close().await;
@@ -81,27 +87,58 @@ pub async fn check(
     }
 }
 
-async fn read(
-    s: &mut Session,
-    keys: &Keys,
-    data: &mut RttData,
-    timeout: Duration,
-) -> Result<(), String> {
+/// How long an AUTH's OK is awaited: a few round trips, as some relays never send it.
+fn auth_wait(s: &RelaySession, timeout: Duration) -> Duration {
+    (s.opened_in() * 4).clamp(Duration::from_millis(500), timeout)
+}
+
+/// After a refusal: authenticate once when the relay challenged us (now or within a moment).
+/// Whether the request is worth sending again.
+async fn try_auth(s: &mut RelaySession, timeout: Duration) -> bool {
+    if !s.await_challenge(Duration::from_millis(500)).await {
+        return false;
+    }
+    let wait = auth_wait(s, timeout);
+    s.authenticate(wait)
+        .await
+        .is_ok_and(|outcome| outcome.may_retry())
+}
+
+/// A refusal by NOTICE: some relays refuse with a NOTICE instead of CLOSED/OK. Only a message
+/// with a machine-readable prefix counts.
+fn notice_refusal(text: &str) -> Option<String> {
+    let r = Refusal::parse(text);
+    (r.prefix != "error").then(|| text.to_owned())
+}
+
+async fn read(s: &mut RelaySession, data: &mut RttData, timeout: Duration) -> Result<(), String> {
     let mut tried_auth = false;
     loop {
+        let sub = s.new_sub("brotr-rtt");
         let start = Instant::now();
         let deadline = start + timeout;
-        s.send(&json!(["REQ", READ_SUB, {"limit": 1}]))
+        s.send_request(nip01::req(&sub, &[Filter::new().limit(1)]))
             .await
             .map_err(|e| e.to_string())?;
         let refusal = loop {
-            match s.recv(deadline).await.map_err(|e| e.to_string())? {
-                RelayMsg::Event { sub } | RelayMsg::Eose { sub } if sub == READ_SUB => {
+            let r = s.recv(deadline).await.map_err(|e| e.to_string())?;
+            let Ok(m) = r.message else { continue };
+            let ours = nip01::subscription_of(&m) == Some(sub.as_str());
+            match m {
+                RelayMessage::Event { .. } | RelayMessage::EndOfStoredEvents(_) if ours => {
                     data.rtt_read = Some(start.elapsed().as_millis() as u64);
-                    let _ = s.send(&json!(["CLOSE", READ_SUB])).await;
+                    let _ = s.send(nip01::close(&sub)).await;
+                    if tried_auth {
+                        data.read_auth = Some(true);
+                    }
                     return Ok(());
                 }
-                RelayMsg::Closed { sub, message } if sub == READ_SUB => break message,
+                RelayMessage::Closed { message, .. } if ours => break message.into_owned(),
+                RelayMessage::Notice(n) => {
+                    if let Some(r) = notice_refusal(&n) {
+                        break r;
+                    }
+                }
                 _ => {}
             }
         };
@@ -109,31 +146,70 @@ async fn read(
         if r.is_auth() {
             data.read_auth = Some(true);
         }
-        data.read_refused = Some(r.clone());
-        if r.is_auth() && !tried_auth && wait_challenge(s, deadline).await {
+        data.read_refused = Some(r);
+        if !tried_auth && try_auth(s, timeout).await {
             tried_auth = true;
-            if s.authenticate(keys, deadline).await.unwrap_or(false) {
-                continue;
-            }
+            data.read_refused = None;
+            continue;
         }
         return Err(format!("refused: {refusal}"));
     }
 }
 
-/// Waits briefly for an AUTH challenge when none arrived yet (relays send it on connect or with
-/// the refusal).
-async fn wait_challenge(s: &mut Session, deadline: Instant) -> bool {
-    let short = (Instant::now() + Duration::from_millis(500)).min(deadline);
-    while s.challenge.is_none() {
-        if s.recv(short).await.is_err() {
-            break;
-        }
-    }
-    s.challenge.is_some()
+/// The answer to our write.
+enum WriteAnswer {
+    Accepted { echo: bool },
+    Refused(String),
 }
 
-async fn write_phase(
-    s: &mut Session,
+async fn await_write(
+    s: &mut RelaySession,
+    id: EventId,
+    sub: &str,
+    deadline: Instant,
+) -> Result<WriteAnswer, String> {
+    loop {
+        let r = s.recv(deadline).await.map_err(|e| e.to_string())?;
+        match r.message {
+            Ok(RelayMessage::Ok {
+                event_id,
+                status,
+                message,
+            }) if event_id == id => {
+                return Ok(if status {
+                    WriteAnswer::Accepted { echo: false }
+                } else {
+                    WriteAnswer::Refused(message.into_owned())
+                });
+            }
+            // Our event is the only one in flight, so an OK without an id answers it.
+            Err(ParseError::OkWithoutId {
+                accepted, message, ..
+            }) => {
+                return Ok(if accepted {
+                    WriteAnswer::Accepted { echo: false }
+                } else {
+                    WriteAnswer::Refused(message)
+                });
+            }
+            Ok(RelayMessage::Event {
+                subscription_id,
+                event,
+            }) if subscription_id.as_str() == sub && event.id == id => {
+                return Ok(WriteAnswer::Accepted { echo: true });
+            }
+            Ok(RelayMessage::Notice(n)) => {
+                if let Some(r) = notice_refusal(&n) {
+                    return Ok(WriteAnswer::Refused(r));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn write(
+    s: &mut RelaySession,
     keys: &Keys,
     url: &RelayUrl,
     kind: u16,
@@ -147,39 +223,39 @@ async fn write_phase(
         data.write_pow = Some(pow);
     }
     let event = build_write_event(keys, url, kind, pow).await?;
-    let id = event.id.to_hex();
     let mut tried_auth = false;
     loop {
+        let sub = s.new_sub("brotr-write");
         let start = Instant::now();
-        let deadline = start + timeout;
-        s.send(&json!(["EVENT", event]))
+        // Subscribed before sending, so the event coming back is seen.
+        s.send(nip01::req(&sub, &[Filter::new().id(event.id)]))
             .await
             .map_err(|e| e.to_string())?;
-        let (accepted, message) = loop {
-            match s.recv(deadline).await.map_err(|e| e.to_string())? {
-                RelayMsg::Ok {
-                    id: got,
-                    accepted,
-                    message,
-                } if got == id => break (accepted, message),
-                _ => {}
+        s.send(nip01::event(&event))
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = await_write(s, event.id, &sub, start + timeout).await;
+        let _ = s.send(nip01::close(&sub)).await;
+        let message = match answer? {
+            WriteAnswer::Accepted { echo } => {
+                data.rtt_write = Some(start.elapsed().as_millis() as u64);
+                data.write_ack = Some(if echo { "echo" } else { "ok" }.to_owned());
+                data.write_refused = None;
+                if tried_auth {
+                    data.write_auth = Some(true);
+                }
+                return Ok(());
             }
+            WriteAnswer::Refused(m) => m,
         };
-        if accepted {
-            data.rtt_write = Some(start.elapsed().as_millis() as u64);
-            data.write_refused = None;
-            return Ok(());
-        }
         let r = Refusal::parse(&message);
         if r.is_auth() {
             data.write_auth = Some(true);
         }
-        data.write_refused = Some(r.clone());
-        if r.is_auth() && !tried_auth && wait_challenge(s, deadline).await {
+        data.write_refused = Some(r);
+        if !tried_auth && try_auth(s, timeout).await {
             tried_auth = true;
-            if s.authenticate(keys, deadline).await.unwrap_or(false) {
-                continue;
-            }
+            continue;
         }
         return Err(format!("refused: {message}"));
     }

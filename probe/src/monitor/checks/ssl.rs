@@ -5,83 +5,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::model::RelayUrl;
 use crate::monitor::report::{Check, SslData};
 use crate::net::Dialer;
+use crate::net::tls::TlsSession;
 
-/// Accepts every certificate (signatures of the handshake itself are still checked): the
-/// check must describe bad certificates, not refuse them.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A client config that accepts any certificate (overlay NIP-11 fetches: onion services are
-/// authenticated by their address, and their certificates are usually self-signed).
-pub fn accept_any_config() -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-            .with_no_client_auth(),
-    )
-}
-
-/// The TLS pieces of the SSL check: a capturing client config and a web-PKI verifier.
+/// Verifies captured chains offline against the web PKI (plus any extra roots).
 #[derive(Clone)]
 pub struct SslProbe {
-    capture: Arc<rustls::ClientConfig>,
     verifier: Arc<WebPkiServerVerifier>,
 }
 
@@ -89,14 +27,10 @@ impl SslProbe {
     /// `roots`: the trust anchors `ssl_valid` is judged against (web PKI plus any extra roots).
     pub fn new(roots: Arc<RootCertStore>) -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let capture = accept_any_config()?;
         let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(SslProbe {
-            capture: Arc::new(capture),
-            verifier,
-        })
+        Ok(SslProbe { verifier })
     }
 
     /// One attempt within `timeout` (TCP connect and handshake together).
@@ -109,46 +43,35 @@ impl SslProbe {
         if !url.is_tls() {
             return Check::definite("not a TLS relay (ws://)");
         }
-        match tokio::time::timeout(timeout, self.handshake(dialer, url)).await {
-            Ok(Ok(data)) => Check::ok(data),
-            Ok(Err(e)) => Check::failed(e),
+        match tokio::time::timeout(timeout, dialer.tls_capture(url)).await {
+            Ok(Ok(session)) => match self.describe(&session) {
+                Ok(data) => Check::ok(data),
+                Err(e) => Check::failed(e),
+            },
+            Ok(Err(e)) => Check::failed(e.to_string()),
             Err(_) => Check::failed(format!("TLS handshake not done within {timeout:?}")),
         }
     }
 
-    async fn handshake(&self, dialer: &Dialer, url: &RelayUrl) -> Result<SslData, String> {
-        let host = url
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = url.port().unwrap_or(443);
-        let tcp = dialer.tcp(&host, port).await.map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(host.clone()).map_err(|e| format!("bad TLS name: {e}"))?;
-        let connector = tokio_rustls::TlsConnector::from(self.capture.clone());
-        let tls = connector
-            .connect(name.clone(), tcp)
-            .await
-            .map_err(|e| format!("TLS handshake failed: {e}"))?;
-        let conn = tls.get_ref().1;
-        let chain: Vec<CertificateDer<'static>> = conn
-            .peer_certificates()
-            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
-            .unwrap_or_default();
+    /// What the session's certificate says, and whether its chain is valid now (pure).
+    fn describe(&self, session: &TlsSession) -> Result<SslData, String> {
+        let chain = &session.chain;
         let Some(leaf) = chain.first() else {
             return Err("no certificate data extracted".to_owned());
         };
         let mut data = describe_certificate(leaf)?;
-        data.ssl_protocol = conn.protocol_version().map(protocol_name);
-        if let Some(suite) = conn.negotiated_cipher_suite() {
-            let name = format!("{:?}", suite.suite());
-            data.ssl_cipher_bits = cipher_bits(&name);
-            data.ssl_cipher = Some(name);
+        data.ssl_protocol = session.protocol.map(protocol_name);
+        if let Some(name) = &session.cipher {
+            data.ssl_cipher_bits = cipher_bits(name);
+            data.ssl_cipher = Some(name.clone());
         }
-        match self
-            .verifier
-            .verify_server_cert(leaf, &chain[1..], &name, &[], UnixTime::now())
-        {
+        match self.verifier.verify_server_cert(
+            leaf,
+            &chain[1..],
+            &session.server_name,
+            &[],
+            UnixTime::now(),
+        ) {
             Ok(_) => data.ssl_valid = Some(true),
             Err(e) => {
                 data.ssl_valid = Some(false);

@@ -1,0 +1,85 @@
+//! Maintenance, run as one-shot steps (the operator schedules them as CronJobs):
+//!
+//! * `refresh` — the statistics views, concurrently where the database can (readers keep the
+//!   old contents meanwhile);
+//! * `retention` — monitor results older than `maintain.metadataRetentionSecs`, keeping the
+//!   newest of every (relay, check, monitor);
+//! * `cleanup` — events seen at no relay and documents no result points at.
+//!
+//! Every delete runs in bounded batches of separate statements, so each step is safe while the
+//! services run, and idempotent.
+
+use std::time::Instant;
+
+use tracing::info;
+
+use super::Ctx;
+use crate::config::MaintainConfig;
+use crate::store::StoreError;
+
+/// One maintenance step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Step {
+    Refresh,
+    Retention,
+    Cleanup,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Refresh => "refresh",
+            Step::Retention => "retention",
+            Step::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// What a step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintainReport {
+    /// Views refreshed.
+    pub views: Vec<&'static str>,
+    /// Rows deleted, by table.
+    pub deleted: Vec<(&'static str, u64)>,
+}
+
+/// Runs `step` once.
+pub async fn run(
+    ctx: &Ctx,
+    cfg: &MaintainConfig,
+    step: Step,
+) -> Result<MaintainReport, StoreError> {
+    let start = Instant::now();
+    let store = ctx.store.as_ref();
+    let mut report = MaintainReport::default();
+    match step {
+        Step::Refresh => report.views = store.refresh_views().await?,
+        Step::Retention => {
+            let cutoff = ctx.now() - cfg.metadata_retention_secs;
+            let n = store
+                .delete_expired_metadata(cutoff, cfg.batch_size)
+                .await?;
+            report.deleted.push(("relay_metadata", n));
+        }
+        Step::Cleanup => {
+            let events = store.delete_orphan_events(cfg.batch_size).await?;
+            let metadata = store.delete_orphan_metadata(cfg.batch_size).await?;
+            report
+                .deleted
+                .extend([("event", events), ("metadata", metadata)]);
+        }
+    }
+    let m = &ctx.metrics.maintain;
+    m.step_seconds
+        .with_label_values(&[step.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    for (table, n) in &report.deleted {
+        m.rows_deleted
+            .with_label_values(&[step.as_str(), table])
+            .inc_by(*n);
+    }
+    info!(step = step.as_str(), views = ?report.views, deleted = ?report.deleted,
+        took = ?start.elapsed(), "maintenance step done");
+    Ok(report)
+}
