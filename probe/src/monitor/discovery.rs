@@ -245,7 +245,9 @@ fn extra_tags(r: &RelayReport) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::RelayUrl;
     use crate::monitor::report::{Check, Nip11Data, Nip77Data, Refusal};
+    use serde_json::json;
 
     fn report(rtt: Option<RttData>, nip11: Option<serde_json::Value>) -> RelayReport {
         let url = RelayUrl::parse("wss://relay.example.com").unwrap();

@@ -292,7 +292,6 @@ mod tests {
         );
     }
 
-    use crate::model::RelayUrl;
     use serde_json::json;
 
     #[test]

@@ -399,7 +399,7 @@ mod tests {
     //! The planner and the driver against simulated relays: every event is fetched, however the
     //! relay truncates, orders or crowds its answers.
     use super::*;
-    use crate::sync::paging::PageSummary;
+    use crate::sync::paging::{PageSummary, Window};
 
     /// A simulated relay: events are `(created_at, id)`; answers follow NIP-01 (newest `limit`
     /// first) unless `oldest_first`, and never more than `cap`.
