@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use brotr_probe::model::{Candidate, Metadata, MetadataType, RelayUrl, Schema};
-use brotr_probe::store::{self, DatabaseUrl, StateEntry, Store, StoreError};
+use brotr_probe::store::{self, DatabaseUrl, RelayRow, StateEntry, Store, StoreError};
 use common::*;
 use nostr::Keys;
 use serde_json::json;
@@ -30,9 +30,10 @@ macro_rules! suite {
             use super::*;
             $(
                 #[tokio::test]
+                #[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
                 async fn $case() {
                     for schema in [Schema::Full, Schema::Lite] {
-                        let Some(url) = fresh_pg_url().await else { return };
+                        let url = fresh_pg_url().await;
                         let s = open(&url, schema).await;
                         super::cases::$case(s, &url).await;
                     }
@@ -54,6 +55,13 @@ suite!(
     identical_metadata_is_stored_once,
     service_state_upsert_get_delete,
     reopening_with_the_other_schema_is_refused_and_loses_nothing,
+    candidate_queue_is_due_promoted_and_pruned,
+    monitors_keep_separate_series_and_the_latest_is_found,
+    retention_keeps_the_newest_result_of_every_series,
+    cleanup_removes_orphans_in_batches_and_nothing_else,
+    views_refresh_and_refresh_again,
+    only_migrate_changes_the_schema_and_newer_migrations_are_judged,
+    promotions_are_announced_to_listeners,
 );
 
 mod cases {
@@ -417,5 +425,305 @@ mod cases {
         let again = store::open(url, None).await.unwrap();
         assert_eq!(again.schema(), s.schema());
         assert_eq!(again.counts().await.unwrap().events, 3);
+    }
+
+    pub async fn candidate_queue_is_due_promoted_and_pruned(s: Arc<dyn Store>, _: &DatabaseUrl) {
+        use brotr_probe::model::Network;
+        let url = |u: &str| RelayUrl::parse(u).unwrap();
+        let onion = format!("ws://{}d.onion", "a".repeat(55));
+        let cands = vec![
+            Candidate::new(url("wss://fresh.example.com"), 100),
+            Candidate::new(url("wss://tried.example.com"), 100),
+            Candidate::new(url("wss://worn.example.com"), 100),
+            Candidate::new(url(&onion), 100),
+        ];
+        s.insert_candidates(&cands).await.unwrap();
+        let attempt = |u: &str, failures: u32, timestamp: i64| Candidate {
+            url: url(u),
+            failures,
+            timestamp,
+        };
+        s.record_candidate_attempts(&[
+            attempt("wss://tried.example.com", 1, 500),
+            attempt("wss://worn.example.com", 9, 100),
+        ])
+        .await
+        .unwrap();
+        // Due: never failed, or last tried before the retry horizon; per network.
+        let due = s
+            .due_candidates(&[Network::Clearnet], 400, 10)
+            .await
+            .unwrap();
+        let names: Vec<&str> = due.iter().map(|c| c.url.as_str()).collect();
+        assert_eq!(names, ["wss://fresh.example.com", "wss://worn.example.com"]);
+        let due = s.due_candidates(&[Network::Clearnet], 600, 10).await.unwrap();
+        assert_eq!(due.len(), 3, "tried at 500 is due again after the horizon");
+        assert_eq!(due[1].url.as_str(), "wss://tried.example.com", "fewest failures first");
+        let tor = s.due_candidates(&[Network::Tor], 600, 10).await.unwrap();
+        assert_eq!(tor.len(), 1);
+        assert_eq!(s.due_candidates(&[Network::Clearnet], 600, 1).await.unwrap().len(), 1);
+        // Promotion moves a candidate to `relay` atomically, once.
+        let promoted = RelayRow {
+            url: url("wss://fresh.example.com"),
+            discovered_at: 700,
+        };
+        assert_eq!(s.promote_candidates(std::slice::from_ref(&promoted)).await.unwrap(), 1);
+        assert_eq!(s.promote_candidates(&[promoted]).await.unwrap(), 0);
+        assert_eq!(s.counts().await.unwrap().relays, 1);
+        assert!(
+            s.candidates(10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|c| c.url.as_str() != "wss://fresh.example.com")
+        );
+        // Pruning drops candidates out of attempts and nothing else.
+        assert_eq!(s.prune_candidates(5).await.unwrap(), 1);
+        let left: Vec<String> = s
+            .candidates(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.url.as_str().to_owned())
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(!left.contains(&"wss://worn.example.com".to_owned()));
+    }
+
+    fn doc(kind: MetadataType, v: serde_json::Value) -> brotr_probe::store::CheckRow {
+        brotr_probe::store::CheckRow {
+            metadata: Metadata::new(kind, &v).unwrap(),
+            success: true,
+            reason: None,
+        }
+    }
+
+    pub async fn monitors_keep_separate_series_and_the_latest_is_found(
+        s: Arc<dyn Store>,
+        _: &DatabaseUrl,
+    ) {
+        let r = relay("wss://r.example.com");
+        let (eu, us) = ([1u8; 32], [2u8; 32]);
+        let rtt = |ms: u64| doc(MetadataType::Nip66Rtt, json!({"rtt_open": ms}));
+        // Both monitors measure the same relay at the same second: two rows, not one.
+        assert_eq!(s.insert_checks(&r, 100, &eu, &[rtt(20)]).await.unwrap(), 1);
+        assert_eq!(s.insert_checks(&r, 100, &us, &[rtt(90)]).await.unwrap(), 1);
+        assert_eq!(s.insert_checks(&r, 100, &us, &[rtt(90)]).await.unwrap(), 0, "replay");
+        assert_eq!(s.insert_checks(&r, 100, &[], &[rtt(50)]).await.unwrap(), 1, "keyless");
+        assert_eq!(s.counts().await.unwrap().relay_metadata, 3);
+        let nip77 = |ok: bool| doc(MetadataType::Nip77Probe, json!({"negentropy": ok}));
+        s.insert_checks(&r, 200, &eu, &[nip77(false)]).await.unwrap();
+        s.insert_checks(&r, 300, &us, &[nip77(true)]).await.unwrap();
+        let (at, latest) = s
+            .latest_metadata("wss://r.example.com", MetadataType::Nip77Probe)
+            .await
+            .unwrap()
+            .expect("a result");
+        assert_eq!((at, latest), (300, json!({"negentropy": true})));
+        assert!(
+            s.latest_metadata("wss://other.example.com", MetadataType::Nip77Probe)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    pub async fn retention_keeps_the_newest_result_of_every_series(
+        s: Arc<dyn Store>,
+        _: &DatabaseUrl,
+    ) {
+        let (a, b) = (relay("wss://a.example.com"), relay("wss://b.example.com"));
+        let rtt = |ms: u64| doc(MetadataType::Nip66Rtt, json!({"rtt_open": ms}));
+        for t in [100, 200, 300] {
+            s.insert_checks(&a, t, &[1; 32], &[rtt(t as u64)]).await.unwrap();
+            s.insert_checks(&a, t, &[2; 32], &[rtt(t as u64 + 1)]).await.unwrap();
+        }
+        // b was last checked long ago: its only result is kept however old.
+        s.insert_checks(&b, 50, &[1; 32], &[rtt(7)]).await.unwrap();
+        assert_eq!(s.counts().await.unwrap().relay_metadata, 7);
+        // Everything before 250, in batches of 1: two monitors × two old rows of a.
+        assert_eq!(s.delete_expired_metadata(250, 1).await.unwrap(), 4);
+        assert_eq!(s.counts().await.unwrap().relay_metadata, 3);
+        assert_eq!(s.delete_expired_metadata(250, 1).await.unwrap(), 0, "idempotent");
+        assert_eq!(s.delete_expired_metadata(i64::MAX, 100).await.unwrap(), 0, "newest kept");
+    }
+
+    pub async fn cleanup_removes_orphans_in_batches_and_nothing_else(
+        s: Arc<dyn Store>,
+        url: &DatabaseUrl,
+    ) {
+        s.insert_events(&relay("wss://keep.example.com"), 1, &notes(3))
+            .await
+            .unwrap();
+        s.insert_events(&relay("wss://gone.example.com"), 1, &notes(5))
+            .await
+            .unwrap();
+        let r = relay("wss://gone.example.com");
+        s.insert_checks(&r, 1, &[], &[doc(MetadataType::Nip66Rtt, json!({"rtt_open": 1}))])
+            .await
+            .unwrap();
+        s.insert_checks(
+            &relay("wss://keep.example.com"),
+            1,
+            &[],
+            &[doc(MetadataType::Nip66Rtt, json!({"rtt_open": 2}))],
+        )
+        .await
+        .unwrap();
+        // A relay deleted by hand: its junction and results cascade, leaving orphans.
+        delete_relay(url, "wss://gone.example.com").await;
+        assert_eq!(s.delete_orphan_events(2).await.unwrap(), 5, "three batches");
+        assert_eq!(s.delete_orphan_metadata(2).await.unwrap(), 1);
+        assert_eq!(s.delete_orphan_events(2).await.unwrap(), 0, "idempotent");
+        let c = s.counts().await.unwrap();
+        assert_eq!((c.events, c.metadata, c.relay_metadata), (3, 1, 1));
+    }
+
+    /// Deletes a relay row directly (no API does: relays are never deleted by the services).
+    async fn delete_relay(url: &DatabaseUrl, relay: &str) {
+        match url {
+            DatabaseUrl::Sqlite(p) => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(p)
+                    .foreign_keys(true);
+                let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+                sqlx::query("DELETE FROM relay WHERE url = ?")
+                    .bind(relay)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            DatabaseUrl::Postgres(u) => {
+                let pool = sqlx::PgPool::connect(u).await.unwrap();
+                sqlx::query("DELETE FROM relay WHERE url = $1")
+                    .bind(relay)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Records a migration as applied, as a newer binary would.
+    async fn add_migration(url: &DatabaseUrl, version: i64, description: &str) {
+        let sql = "INSERT INTO _sqlx_migrations \
+                   (version, description, success, checksum, execution_time) \
+                   VALUES ($1, $2, true, $3, 1)";
+        match url {
+            DatabaseUrl::Sqlite(p) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", p.display()))
+                    .await
+                    .unwrap();
+                sqlx::query(sql)
+                    .bind(version)
+                    .bind(description)
+                    .bind(vec![0u8])
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            DatabaseUrl::Postgres(u) => {
+                let pool = sqlx::PgPool::connect(u).await.unwrap();
+                sqlx::query(sql)
+                    .bind(version)
+                    .bind(description)
+                    .bind(vec![0u8])
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Runs `sql` on the database directly.
+    async fn execute(url: &DatabaseUrl, sql: &str) {
+        match url {
+            DatabaseUrl::Sqlite(p) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", p.display()))
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            DatabaseUrl::Postgres(u) => {
+                let pool = sqlx::PgPool::connect(u).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    pub async fn views_refresh_and_refresh_again(s: Arc<dyn Store>, _: &DatabaseUrl) {
+        s.insert_events(&relay("wss://r.example.com"), 1, &notes(4))
+            .await
+            .unwrap();
+        let first = s.refresh_views().await.unwrap();
+        let again = s.refresh_views().await.unwrap();
+        assert_eq!(first, again);
+        match s.backend() {
+            store::Backend::Postgres => {
+                assert!(first.contains(&"relay_metadata_latest_by_monitor"));
+                assert!(first.contains(&"event_stats"));
+            }
+            store::Backend::Sqlite => assert!(first.is_empty(), "plain views need no refresh"),
+        }
+    }
+
+    pub async fn only_migrate_changes_the_schema_and_newer_migrations_are_judged(
+        s: Arc<dyn Store>,
+        url: &DatabaseUrl,
+    ) {
+        drop(s);
+        // The database is migrated: opening without migrating works.
+        store::open(url, None).await.unwrap();
+        // A newer binary added a migration marked compatible: this one keeps working.
+        add_migration(url, 9001, "compat add an index").await;
+        store::open(url, None).await.unwrap();
+        // ...and one that is not: refused with a configuration error, nothing changed.
+        add_migration(url, 9002, "drop a column").await;
+        let err = match store::open(url, None).await {
+            Err(e) => e,
+            Ok(_) => panic!("an unknown incompatible migration must be refused"),
+        };
+        assert!(err.is_config_error(), "{err}");
+        assert!(err.to_string().contains("9002") && err.to_string().contains("upgrade"), "{err}");
+        // A database behind this binary is refused until migrated.
+        execute(url, "DELETE FROM _sqlx_migrations WHERE version >= 3").await;
+        let err = match store::open(url, None).await {
+            Err(e) => e,
+            Ok(_) => panic!("a database behind this binary must be refused"),
+        };
+        assert!(err.to_string().contains("run `brotr-probe migrate`"), "{err}");
+        assert!(err.is_config_error());
+    }
+
+    pub async fn promotions_are_announced_to_listeners(s: Arc<dyn Store>, url: &DatabaseUrl) {
+        let rx = s.listen_promotions().await.unwrap();
+        match url {
+            DatabaseUrl::Sqlite(_) => assert!(rx.is_none(), "SQLite wakes in process only"),
+            DatabaseUrl::Postgres(_) => {
+                let mut rx = rx.expect("PostgreSQL listens");
+                // Another process's store promotes.
+                let other = store::open(url, None).await.unwrap();
+                let url = RelayUrl::parse("wss://new.example.com").unwrap();
+                other
+                    .insert_candidates(&[Candidate::new(url.clone(), 1)])
+                    .await
+                    .unwrap();
+                other
+                    .promote_candidates(&[RelayRow {
+                        url,
+                        discovered_at: 1,
+                    }])
+                    .await
+                    .unwrap();
+                let got = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await;
+                assert!(matches!(got, Ok(Some(()))), "notified: {got:?}");
+            }
+        }
     }
 }

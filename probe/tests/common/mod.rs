@@ -8,24 +8,28 @@ pub mod peers;
 
 use std::sync::Arc;
 
+use brotr_probe::config::{LimitsConfig, NetworksConfig, SyncConfig, ValidatorConfig};
+use brotr_probe::identity::Identity;
 use brotr_probe::model::{EventRow, RelayUrl, Schema};
+use brotr_probe::net::{Dialer, tls_config};
+use brotr_probe::services::Ctx;
+use brotr_probe::services::synchronizer::Synchronizer;
+use brotr_probe::services::validator::Validator;
 use brotr_probe::store::{self, DatabaseUrl, RelayRow, Store};
 use nostr::{EventBuilder, Keys, Kind, Tag};
 
 /// Env var with an admin URL of a throwaway PostgreSQL server (set by `e2e/run-tests.sh`).
 pub const PG_URL_ENV: &str = "BROTR_TEST_PG_URL";
 
-/// A fresh, empty PostgreSQL database URL, or `None` when no test server is configured.
-/// With `BROTR_REQUIRE_POSTGRES=1` (as in CI) a missing server is a failure, not a skip.
-pub async fn fresh_pg_url() -> Option<DatabaseUrl> {
-    let Ok(admin) = std::env::var(PG_URL_ENV) else {
-        assert!(
-            std::env::var("BROTR_REQUIRE_POSTGRES").is_err(),
-            "{PG_URL_ENV} is not set but BROTR_REQUIRE_POSTGRES is"
-        );
-        eprintln!("skipping PostgreSQL case: {PG_URL_ENV} not set");
-        return None;
-    };
+/// Why a PostgreSQL test is ignored by a plain `cargo test` (CI runs it with
+/// `--include-ignored` and a server).
+pub const NEEDS_PG: &str = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)";
+
+/// A fresh, empty PostgreSQL database URL. A test that asks for one runs only with a server:
+/// it is `#[ignore]`d by default and fails (never skips) when run without `BROTR_TEST_PG_URL`.
+pub async fn fresh_pg_url() -> DatabaseUrl {
+    let admin = std::env::var(PG_URL_ENV)
+        .unwrap_or_else(|_| panic!("{PG_URL_ENV} is not set: run e2e/run-tests.sh"));
     let name = format!("brotr_test_{}", hex::encode(rand::random::<[u8; 6]>()));
     let pool = sqlx::PgPool::connect(&admin)
         .await
@@ -36,7 +40,7 @@ pub async fn fresh_pg_url() -> Option<DatabaseUrl> {
         .expect("create db");
     pool.close().await;
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(DatabaseUrl::Postgres(format!("{base}/{name}")))
+    DatabaseUrl::Postgres(format!("{base}/{name}"))
 }
 
 /// A fresh SQLite database in a temporary directory (kept alive by the returned guard).
@@ -45,8 +49,9 @@ pub fn fresh_sqlite_url() -> (DatabaseUrl, tempfile::TempDir) {
     (DatabaseUrl::Sqlite(dir.path().join("brotr.db")), dir)
 }
 
+/// Creates (migrates) and opens a store.
 pub async fn open(url: &DatabaseUrl, schema: Schema) -> Arc<dyn Store> {
-    store::open(url, Some(schema)).await.expect("open store")
+    store::migrate(url, Some(schema)).await.expect("open store")
 }
 
 pub fn relay(url: &str) -> RelayRow {
@@ -86,30 +91,62 @@ pub fn notes(n: usize) -> Vec<EventRow> {
         .collect()
 }
 
-/// A dialer for loopback peers (SSRF guard off) with a short clearnet timeout.
-pub fn local_dialer(timeout_secs: f64) -> brotr_probe::net::Dialer {
-    let mut networks = brotr_probe::config::NetworksConfig::default();
+/// Loopback networks (SSRF guard off) with a short clearnet timeout.
+pub fn local_networks(timeout_secs: f64) -> (NetworksConfig, LimitsConfig) {
+    let mut networks = NetworksConfig::default();
     networks.clearnet.timeout_secs = timeout_secs;
-    brotr_probe::net::Dialer::new(
-        networks,
-        brotr_probe::config::LimitsConfig {
-            allow_private: true,
-            ..Default::default()
-        },
-        brotr_probe::net::dial::tls_config(&[]),
-    )
+    let limits = LimitsConfig {
+        allow_private: true,
+        ..Default::default()
+    };
+    (networks, limits)
 }
 
-/// A synchronizer context for loopback relays: ephemeral key, every relay, local hints allowed.
-pub fn sync_context(
-    cfg: brotr_probe::config::SyncConfig,
-) -> brotr_probe::services::synchronizer::SyncContext {
-    brotr_probe::services::synchronizer::SyncContext {
-        dialer: local_dialer(5.0),
-        keys: Keys::generate(),
+/// A dialer for loopback peers (SSRF guard off) with a short clearnet timeout.
+pub fn local_dialer(timeout_secs: f64) -> Dialer {
+    let (networks, limits) = local_networks(timeout_secs);
+    Dialer::new(networks, limits, tls_config(&[]))
+}
+
+/// A synchronizer for loopback relays: ephemeral key, every relay, local hints allowed.
+pub fn synchronizer(cfg: SyncConfig) -> Synchronizer {
+    let (networks, limits) = local_networks(5.0);
+    Synchronizer::new(
         cfg,
-        shard: brotr_probe::config::Shard::ALL,
-        lifecycle: brotr_probe::services::validator::ValidatorConfig::default().lifecycle(),
-        allow_local: true,
+        networks,
+        limits,
+        Identity::ephemeral(),
+        ValidatorConfig::default().lifecycle(),
+        None,
+    )
+    .expect("valid sync config")
+}
+
+/// A validator for loopback candidates.
+pub fn validator(cfg: ValidatorConfig, timeout_secs: f64) -> Validator {
+    let (networks, limits) = local_networks(timeout_secs);
+    Validator::new(cfg, networks, limits)
+}
+
+/// A context over `store` with the clock at `now`.
+pub fn ctx(store: &Arc<dyn Store>, now: i64) -> Ctx {
+    Ctx::new(store.clone()).at(now)
+}
+
+/// Polls `cond` every 20 ms until it holds or `within` passes; whether it held.
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
