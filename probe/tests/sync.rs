@@ -3,12 +3,14 @@
 
 mod common;
 
-use brotr_probe::config::{LimitsConfig, RelayOverride, Shard, SyncConfig};
-use brotr_probe::model::{RelayUrl, Schema};
-use brotr_probe::net::Dialer;
-use brotr_probe::net::dial::tls_config;
+use std::sync::Arc;
+
+use brotr_probe::config::{RelayOverride, Shard, SyncConfig, ValidatorConfig};
+use brotr_probe::identity::Identity;
+use brotr_probe::model::{Metadata, MetadataType, RelayUrl, Schema};
+use brotr_probe::services::Service;
 use brotr_probe::services::synchronizer::{
-    CURSOR_STATE, OVERFLOW_STATE, SERVICE, SyncContext, cursor_key, run_cycle,
+    CURSOR_STATE, OVERFLOW_STATE, SERVICE, SyncReport, Synchronizer, cursor_key,
 };
 use brotr_probe::store::{DatabaseUrl, RelayRow, Store};
 use brotr_probe::sync::Progress;
@@ -59,8 +61,9 @@ async fn builder_relay(
     nostr_relay(b).await
 }
 
-fn context(cfg: SyncConfig) -> SyncContext {
-    sync_context(cfg)
+/// One cycle of `sync` at `now`.
+async fn cycle(store: &Arc<dyn Store>, sync: &Synchronizer, now: i64) -> SyncReport {
+    sync.run_cycle(&ctx(store, now)).await.expect("cycle")
 }
 
 async fn add_relays(store: &dyn Store, urls: &[&str]) {
@@ -99,18 +102,37 @@ async fn progress(store: &dyn Store, key: &str) -> Progress {
     serde_json::from_value(rows[0].1.clone()).expect("progress")
 }
 
-async fn backends() -> Vec<(DatabaseUrl, Option<tempfile::TempDir>)> {
-    let (sqlite, dir) = fresh_sqlite_url();
-    let mut out = vec![(sqlite, Some(dir))];
-    if let Some(pg) = fresh_pg_url().await {
-        out.push((pg, None));
-    }
-    out
+/// A case on SQLite, and on PostgreSQL when run with a server (`--include-ignored` in CI).
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (db, _dir) = super::fresh_sqlite_url();
+                    super::$case(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+                async fn $case() {
+                    super::$case(super::fresh_pg_url().await).await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test]
-async fn archives_a_capping_relay_completely_then_resumes_incrementally() {
-    for (db, _guard) in backends().await {
+on_both_backends!(
+    archives_a_capping_relay_completely_then_resumes_incrementally,
+    negentropy_archives_a_nip77_relay_and_resyncs_it_for_a_few_bytes,
+);
+
+async fn archives_a_capping_relay_completely_then_resumes_incrementally(db: DatabaseUrl) {
+    {
         let evs = events(3_000, 2 * 86_400, 1);
         let (_relay, url) = builder_relay(&evs, Some(100), RelayBuilder::default()).await;
         let store = open(&db, Schema::Full).await;
@@ -121,8 +143,8 @@ async fn archives_a_capping_relay_completely_then_resumes_incrementally() {
             negentropy: false,
             ..Default::default()
         };
-        let ctx = context(cfg);
-        let r = run_cycle(store.clone(), &ctx, NOW).await.expect("cycle");
+        let sync = synchronizer(cfg);
+        let r = cycle(&store, &sync, NOW).await;
         assert_eq!(r.relays_failed, 0, "{r:?}");
         let c = store.counts().await.unwrap();
         assert_eq!((c.events, c.event_relays), (3_000, 3_000), "{db:?}");
@@ -165,9 +187,7 @@ async fn archives_a_capping_relay_completely_then_resumes_incrementally() {
             }])
             .await
             .unwrap();
-        let r2 = run_cycle(store.clone(), &ctx, NOW + 7200)
-            .await
-            .expect("cycle 2");
+        let r2 = cycle(&store, &sync, NOW + 7200).await;
         assert_eq!(r2.relays_failed, 0);
         assert_eq!(
             stored_of(store.as_ref(), &url2, &late).await,
@@ -197,9 +217,7 @@ async fn answers_nip42_auth_and_archives_an_auth_required_relay() {
     let (db, _g) = fresh_sqlite_url();
     let store = open(&db, Schema::Full).await;
     add_relays(store.as_ref(), &[&url]).await;
-    let r = run_cycle(store.clone(), &context(SyncConfig::default()), NOW)
-        .await
-        .unwrap();
+    let r = cycle(&store, &synchronizer(SyncConfig::default()), NOW).await;
     assert_eq!(r.relays_failed, 0, "{r:?}");
     assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 120);
 }
@@ -224,9 +242,7 @@ async fn a_second_with_more_events_than_the_cap_is_reported_not_lost_silently() 
         negentropy: false,
         ..Default::default()
     };
-    let r = run_cycle(store.clone(), &context(paging), NOW)
-        .await
-        .unwrap();
+    let r = cycle(&store, &synchronizer(paging), NOW).await;
     assert_eq!(r.overflows, 1, "{r:?}");
     let rows = store
         .state_get(SERVICE, OVERFLOW_STATE, Some(&url))
@@ -242,9 +258,7 @@ async fn a_second_with_more_events_than_the_cap_is_reported_not_lost_silently() 
     let (db, _g2) = fresh_sqlite_url();
     let store = open(&db, Schema::Full).await;
     add_relays(store.as_ref(), &[&url]).await;
-    let r = run_cycle(store.clone(), &context(SyncConfig::default()), NOW)
-        .await
-        .unwrap();
+    let r = cycle(&store, &synchronizer(SyncConfig::default()), NOW).await;
     assert_eq!((r.negentropy_windows, r.overflows), (1, 0), "{r:?}");
     assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 70);
 }
@@ -271,9 +285,13 @@ async fn filters_overrides_and_shards_choose_what_is_synced() {
     // Two shards together sync each relay exactly once.
     let mut synced = 0;
     for i in 0..2 {
-        let mut ctx = context(cfg.clone());
-        ctx.shard = Shard { index: i, count: 2 };
-        synced += run_cycle(store.clone(), &ctx, NOW).await.unwrap().relays;
+        let (networks, limits) = local_networks(5.0);
+        let shard = Some(Shard { index: i, count: 2 });
+        let lifecycle = ValidatorConfig::default().lifecycle();
+        let identity = Identity::ephemeral();
+        let sync = Synchronizer::new(cfg.clone(), networks, limits, identity, lifecycle, shard)
+            .unwrap();
+        synced += cycle(&store, &sync, NOW).await.relays;
     }
     assert_eq!(synced, 2);
     assert_eq!(stored_of(store.as_ref(), &url_a, &evs[..50]).await, 50);
@@ -323,14 +341,9 @@ async fn misbehaving_relays_store_nothing_wrong_and_do_not_hurt_others() {
             page_timeout_secs: 2.0,
             ..Default::default()
         };
-        let mut ctx = context(cfg);
-        let mut limits = LimitsConfig {
-            allow_private: true,
-            ..Default::default()
-        };
-        limits.max_message_bytes = 1 << 20;
-        ctx.dialer = Dialer::new(ctx.dialer.networks().clone(), limits, tls_config(&[]));
-        let r = run_cycle(store.clone(), &ctx, NOW)
+        let sync = synchronizer(cfg);
+        let r = sync
+            .run_cycle(&ctx(&store, NOW))
             .await
             .unwrap_or_else(|e| panic!("{how:?}: cycle failed: {e}"));
         assert_eq!(
@@ -391,35 +404,32 @@ async fn a_relay_already_in_sync_costs_almost_nothing() {
     let (db, _g) = fresh_sqlite_url();
     let store = open(&db, Schema::Full).await;
     add_relays(store.as_ref(), &[&url]).await;
-    let ctx = context(SyncConfig {
+    let sync = synchronizer(SyncConfig {
         lookback_secs: 0,
         ..Default::default()
     });
-    run_cycle(store.clone(), &ctx, NOW).await.unwrap();
-    let again = run_cycle(store.clone(), &ctx, NOW + 60).await.unwrap();
+    cycle(&store, &sync, NOW).await;
+    let again = cycle(&store, &sync, NOW + 60).await;
     assert_eq!(again.events_new, 0);
     assert_eq!(again.wire.events_received, 0);
     assert!(again.wire.requests <= 1, "{again:?}");
 }
 
-#[tokio::test]
-async fn negentropy_archives_a_nip77_relay_and_resyncs_it_for_a_few_bytes() {
-    for (db, _guard) in backends().await {
+async fn negentropy_archives_a_nip77_relay_and_resyncs_it_for_a_few_bytes(db: DatabaseUrl) {
+    {
         let evs = events(2_000, 86_400, 1);
         let (_relay, url) = builder_relay(&evs, None, RelayBuilder::default()).await;
         let store = open(&db, Schema::Full).await;
         add_relays(store.as_ref(), &[&url]).await;
-        let ctx = context(SyncConfig::default());
-        let first = run_cycle(store.clone(), &ctx, NOW).await.unwrap();
+        let sync = synchronizer(SyncConfig::default());
+        let first = cycle(&store, &sync, NOW).await;
         assert_eq!(first.relays_failed, 0, "{first:?}");
         assert_eq!(first.negentropy_windows, 1, "{first:?}");
         assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 2_000);
         assert_eq!(first.wire.events_received, 2_000, "each event fetched once");
-        let state = store.state_get(SERVICE, "nip77", Some(&url)).await.unwrap();
-        assert_eq!(state[0].1["supported"], serde_json::json!(true));
 
         // Unchanged relay: fingerprints only.
-        let again = run_cycle(store.clone(), &ctx, NOW + 60).await.unwrap();
+        let again = cycle(&store, &sync, NOW + 60).await;
         assert_eq!(again.wire.events_received, 0);
         let ratio = again.wire.bytes_in as f64 / first.wire.bytes_in as f64;
         assert!(
@@ -436,7 +446,7 @@ async fn negentropy_archives_a_nip77_relay_and_resyncs_it_for_a_few_bytes() {
         all.push(old.clone());
         let (_relay2, url2) = builder_relay(&all, None, RelayBuilder::default()).await;
         add_relays(store.as_ref(), &[&url2]).await;
-        let r = run_cycle(store.clone(), &ctx, NOW + 120).await.unwrap();
+        let r = cycle(&store, &sync, NOW + 120).await;
         assert_eq!(r.relays_failed, 0);
         assert_eq!(stored_of(store.as_ref(), &url2, &all).await, 2_001);
     }
@@ -450,23 +460,49 @@ async fn garbage_or_refused_negentropy_falls_back_to_req_paging() {
         let (db, _g) = fresh_sqlite_url();
         let store = open(&db, Schema::Full).await;
         add_relays(store.as_ref(), &[&url]).await;
-        let ctx = context(SyncConfig {
+        let sync = synchronizer(SyncConfig {
             limit: 100,
             ..Default::default()
         });
-        let r = run_cycle(store.clone(), &ctx, NOW).await.unwrap();
+        let r = cycle(&store, &sync, NOW).await;
         assert_eq!(
             (r.relays_failed, r.negentropy_windows),
             (0, 0),
             "{how:?}: {r:?}"
         );
         assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 250, "{how:?}");
-        let state = store.state_get(SERVICE, "nip77", Some(&url)).await.unwrap();
-        assert_eq!(state[0].1["supported"], serde_json::json!(false), "{how:?}");
-        // Known unsupported: the next cycle does not probe again.
-        let again = run_cycle(store.clone(), &ctx, NOW + 60).await.unwrap();
-        assert_eq!(again.relays_failed, 0);
     }
+}
+
+/// The monitor's NIP-77 probe is the one answer: a relay it found without NIP-77 is paged at
+/// once, without a NEG-OPEN of the synchronizer's own.
+#[tokio::test]
+async fn the_monitors_nip77_verdict_spares_the_negentropy_attempt() {
+    let evs = events(250, 5_000, 1);
+    let url = evil_relay(evs.clone(), Misbehaviour::None).await;
+    let sync = synchronizer(SyncConfig {
+        limit: 100,
+        ..Default::default()
+    });
+    let mut requests = Vec::new();
+    for verdict in [None, Some(false)] {
+        let (db, _g) = fresh_sqlite_url();
+        let store = open(&db, Schema::Full).await;
+        add_relays(store.as_ref(), &[&url]).await;
+        if let Some(v) = verdict {
+            let doc = Metadata::new(MetadataType::Nip77Probe, &serde_json::json!({"negentropy": v}))
+                .unwrap();
+            let relay = RelayRow {
+                url: RelayUrl::parse_allowing_local(&url).unwrap(),
+                discovered_at: NOW,
+            };
+            store.insert_metadata(&relay, NOW - 60, &[doc]).await.unwrap();
+        }
+        let r = cycle(&store, &sync, NOW).await;
+        assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 250);
+        requests.push(r.wire.requests);
+    }
+    assert_eq!(requests[1] + 1, requests[0], "one NEG-OPEN less: {requests:?}");
 }
 
 #[tokio::test]
@@ -476,7 +512,7 @@ async fn live_tail_stores_events_as_they_arrive_and_moves_the_cursor() {
     let (db, _g) = fresh_sqlite_url();
     let store = open(&db, Schema::Full).await;
     add_relays(store.as_ref(), &[&url]).await;
-    let ctx = context(SyncConfig {
+    let sync = synchronizer(SyncConfig {
         live_secs: 3,
         ..Default::default()
     });
@@ -490,11 +526,17 @@ async fn live_tail_stores_events_as_they_arrive_and_moves_the_cursor() {
                 .unwrap()
         })
         .collect();
+    // Published once the catch-up is stored, while the synchronizer stays subscribed; events
+    // stored before its subscription opens come back as stored events, so no timing matters.
     let publisher = {
-        let (url, fresh) = (url.clone(), fresh.clone());
+        let (url, fresh, store) = (url.clone(), fresh.clone(), store.clone());
         tokio::spawn(async move {
-            use futures_util::SinkExt;
-            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+            use futures_util::{SinkExt, StreamExt};
+            let caught_up = eventually(std::time::Duration::from_secs(10), || async {
+                store.counts().await.unwrap().events >= 100
+            })
+            .await;
+            assert!(caught_up, "the catch-up is stored");
             let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
             for e in &fresh {
                 ws.send(tokio_tungstenite::tungstenite::Message::text(format!(
@@ -504,10 +546,15 @@ async fn live_tail_stores_events_as_they_arrive_and_moves_the_cursor() {
                 .await
                 .unwrap();
             }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            // The relay has them once it said OK to each.
+            let mut oks = 0;
+            while oks < fresh.len() {
+                let m = ws.next().await.unwrap().unwrap();
+                oks += usize::from(m.to_text().unwrap_or("").starts_with("[\"OK\""));
+            }
         })
     };
-    let r = run_cycle(store.clone(), &ctx, NOW).await.unwrap();
+    let r = cycle(&store, &sync, NOW).await;
     publisher.await.unwrap();
     assert_eq!(r.relays_failed, 0, "{r:?}");
     assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 100);
@@ -527,12 +574,12 @@ async fn a_rate_limited_relay_allowing_one_subscription_at_a_time_is_archived() 
     let (db, _g) = fresh_sqlite_url();
     let store = open(&db, Schema::Full).await;
     add_relays(store.as_ref(), &[&url]).await;
-    let ctx = context(SyncConfig {
+    let sync = synchronizer(SyncConfig {
         limit: 100,
         negentropy: false,
         ..Default::default()
     });
-    let r = run_cycle(store.clone(), &ctx, NOW).await.unwrap();
+    let r = cycle(&store, &sync, NOW).await;
     assert_eq!(r.relays_failed, 0, "{r:?}");
     assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 1_000);
     assert!(r.wire.requests >= 10, "paged: {r:?}");

@@ -4,11 +4,12 @@ mod common;
 
 use std::time::Duration;
 
-use brotr_probe::config::{LimitsConfig, NetworksConfig};
+use brotr_probe::config::{LimitsConfig, NetworksConfig, ValidatorConfig};
 use brotr_probe::model::{Candidate, RelayUrl, Schema};
-use brotr_probe::net::dial::tls_config;
-use brotr_probe::net::{DialError, Dialer, ProbeError, probe_nostr};
-use brotr_probe::services::validator::{ValidatorConfig, run_cycle};
+use brotr_probe::net::relay::speaks_nostr;
+use brotr_probe::net::{DialError, Dialer, RelayError, tls_config};
+use brotr_probe::services::Service;
+use brotr_probe::store::{active_relays, relay_health};
 use common::peers::*;
 use common::*;
 use nostr_relay_builder::prelude::*;
@@ -24,6 +25,10 @@ fn dialer(allow_private: bool, timeout_secs: f64) -> Dialer {
         },
         tls_config(&[]),
     )
+}
+
+async fn speaks_nostr_fails(d: &Dialer, url: &RelayUrl) -> bool {
+    speaks_nostr(d, url).await.is_err()
 }
 
 fn local(url: &str) -> RelayUrl {
@@ -56,10 +61,13 @@ async fn promotes_real_relays_and_rejects_every_decoy() {
     cands.push(Candidate::new(local(&auth_url), 1000));
     assert_eq!(store.insert_candidates(&cands).await.unwrap(), 8);
 
-    let d = dialer(true, 2.0);
     let cfg = ValidatorConfig::default();
-    let report = run_cycle(store.as_ref(), &d, &cfg, 2000).await.unwrap();
+    let v = validator(cfg.clone(), 2.0);
+    let ctx2000 = ctx(&store, 2000);
+    let woken = ctx2000.wake.subscribe();
+    let report = v.run_cycle(&ctx2000).await.unwrap();
     assert_eq!((report.checked, report.promoted, report.failed), (8, 2, 6));
+    assert!(woken.has_changed().unwrap(), "promotions wake the monitor and synchronizer");
 
     let relays: Vec<String> = store
         .relays()
@@ -79,20 +87,17 @@ async fn promotes_real_relays_and_rejects_every_decoy() {
     );
 
     // Not due again before retry_after_secs.
-    let again = run_cycle(store.as_ref(), &d, &cfg, 2100).await.unwrap();
+    let again = v.run_cycle(&ctx(&store, 2100)).await.unwrap();
     assert_eq!(again.checked, 0);
     // Due after it; dropped once out of attempts.
     let cfg2 = ValidatorConfig {
         max_failures: 2,
         ..cfg.clone()
     };
-    let third = run_cycle(store.as_ref(), &d, &cfg2, 2000 + 3601)
-        .await
-        .unwrap();
+    let v2 = validator(cfg2, 2.0);
+    let third = v2.run_cycle(&ctx(&store, 2000 + 3601)).await.unwrap();
     assert_eq!((third.checked, third.failed), (6, 6));
-    let fourth = run_cycle(store.as_ref(), &d, &cfg2, 2000 + 3602)
-        .await
-        .unwrap();
+    let fourth = v2.run_cycle(&ctx(&store, 2000 + 3602)).await.unwrap();
     assert_eq!(
         fourth.pruned, 6,
         "candidates with max_failures attempts are dropped"
@@ -112,7 +117,7 @@ async fn each_decoy_fails_with_its_own_reason() {
         ),
         (
             format!("ws://{}", silent_ws().await),
-            "no Nostr answer within",
+            "did not answer within",
         ),
         (
             format!("ws://{}", silent_tcp().await),
@@ -121,7 +126,7 @@ async fn each_decoy_fails_with_its_own_reason() {
         (format!("ws://{}", closed_port().await), "cannot connect"),
     ];
     for (url, reason) in cases {
-        let err = probe_nostr(&d, &local(&url)).await.unwrap_err();
+        let err = speaks_nostr(&d, &local(&url)).await.unwrap_err();
         assert!(err.to_string().contains(reason), "{url}: {err}");
     }
 }
@@ -132,15 +137,15 @@ async fn the_ssrf_guard_refuses_loopback_unless_allowed() {
     let port = url.rsplit(':').next().unwrap().to_owned();
     let guarded = dialer(false, 2.0);
     for u in [url.clone(), format!("ws://localhost:{port}")] {
-        let err = probe_nostr(&guarded, &local(&u)).await.unwrap_err();
+        let err = speaks_nostr(&guarded, &local(&u)).await.unwrap_err();
         assert!(
-            matches!(err, ProbeError::Dial(DialError::Refused { .. })),
+            matches!(err, RelayError::Dial(DialError::Refused { .. })),
             "{u}: {err}"
         );
         assert!(err.to_string().contains("SSRF guard"), "{err}");
     }
     let open = dialer(true, 2.0);
-    assert!(probe_nostr(&open, &local(&url)).await.is_ok());
+    assert!(speaks_nostr(&open, &local(&url)).await.is_ok());
 }
 
 #[tokio::test]
@@ -150,7 +155,7 @@ async fn an_overlay_without_a_proxy_is_refused_clearly() {
     networks.tor.proxy_url = None;
     let d = Dialer::new(networks, LimitsConfig::default(), tls_config(&[]));
     let onion = RelayUrl::parse(&format!("ws://{}d.onion", "a".repeat(55))).unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(5), probe_nostr(&d, &onion))
+    let err = tokio::time::timeout(Duration::from_secs(5), speaks_nostr(&d, &onion))
         .await
         .unwrap()
         .unwrap_err();
@@ -163,7 +168,6 @@ async fn an_overlay_without_a_proxy_is_refused_clearly() {
 
 #[tokio::test]
 async fn dead_relays_back_off_and_go_dormant() {
-    use brotr_probe::services::validator::{active_relays, relay_health};
     use brotr_probe::store::RelayRow;
     let (dead, dead_url) = nostr_relay(RelayBuilder::default()).await;
     let (_alive, alive_url) = nostr_relay(RelayBuilder::default()).await;
@@ -178,7 +182,12 @@ async fn dead_relays_back_off_and_go_dormant() {
         .collect();
     store.insert_relays(&relays).await.unwrap();
     dead.shutdown();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let d = dialer(true, 2.0);
+    let dead_relay = local(&dead_url);
+    assert!(
+        eventually(Duration::from_secs(5), || speaks_nostr_fails(&d, &dead_relay)).await,
+        "the shut-down relay stops answering"
+    );
 
     let cfg = ValidatorConfig {
         recheck_secs: 1000,
@@ -187,8 +196,8 @@ async fn dead_relays_back_off_and_go_dormant() {
         ..Default::default()
     };
     let policy = cfg.lifecycle();
-    let d = dialer(true, 2.0);
-    let first = run_cycle(store.as_ref(), &d, &cfg, 1000).await.unwrap();
+    let v = validator(cfg, 2.0);
+    let first = v.run_cycle(&ctx(&store, 1000)).await.unwrap();
     assert_eq!((first.rechecked, first.dormant), (2, 0));
     assert_eq!(
         active_relays(store.as_ref(), &policy).await.unwrap().len(),
@@ -208,9 +217,9 @@ async fn dead_relays_back_off_and_go_dormant() {
         "backs off from recheck/24 (min 60 s)"
     );
 
-    let early = run_cycle(store.as_ref(), &d, &cfg, 1030).await.unwrap();
+    let early = v.run_cycle(&ctx(&store, 1030)).await.unwrap();
     assert_eq!(early.rechecked, 0, "nothing due yet");
-    let second = run_cycle(store.as_ref(), &d, &cfg, 1060).await.unwrap();
+    let second = v.run_cycle(&ctx(&store, 1060)).await.unwrap();
     assert_eq!(
         (second.rechecked, second.dormant),
         (1, 1),
