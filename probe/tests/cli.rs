@@ -21,6 +21,12 @@ fn probe(db: &Path, args: &[&str]) -> Output {
         .expect("run brotr-probe")
 }
 
+/// `migrate`, which every test database needs first (only `migrate` and `run` change a schema).
+fn migrate(db: &Path) {
+    let out = probe(db, &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -37,6 +43,7 @@ async fn counts(db: &Path) -> brotr_probe::store::Counts {
 async fn seeding_the_bundled_list_twice_adds_nothing_the_second_time() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("brotr.db");
+    migrate(&db);
     let first = probe(&db, &["seed"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let c = counts(&db).await;
@@ -55,6 +62,7 @@ async fn seeding_the_bundled_list_twice_adds_nothing_the_second_time() {
 async fn malformed_seed_lines_are_skipped_with_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("brotr.db");
+    migrate(&db);
     let seeds = dir.path().join("seeds.txt");
     std::fs::write(
         &seeds,
@@ -91,6 +99,7 @@ async fn malformed_seed_lines_are_skipped_with_file_line_and_reason() {
 #[test]
 fn a_missing_seed_file_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
+    migrate(&dir.path().join("b.db"));
     let out = probe(
         &dir.path().join("b.db"),
         &["seed", "--file", "/nonexistent/seeds.txt"],
@@ -173,6 +182,7 @@ fn a_database_refuses_the_other_schema() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
+    migrate(&dir.path().join("b.db"));
     let out = probe(&dir.path().join("b.db"), &["--log-format", "json", "seed"]);
     assert!(out.status.success());
     let err = stderr(&out);
@@ -287,6 +297,7 @@ fn a_config_filter_with_a_limit_exits_2_naming_it() {
 #[test]
 fn without_allow_private_local_seeds_are_refused() {
     let dir = tempfile::tempdir().unwrap();
+    migrate(&dir.path().join("b.db"));
     let seeds = dir.path().join("local.txt");
     std::fs::write(&seeds, "ws://127.0.0.1:7777\n").unwrap();
     let out = probe(
@@ -316,4 +327,119 @@ fn a_bad_config_file_exits_2_naming_the_key() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn commands_other_than_migrate_refuse_an_unmigrated_database_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.db");
+    for args in [&["seed"][..], &["sync", "--once"], &["maintain", "cleanup"]] {
+        let out = probe(&db, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("run `brotr-probe migrate`"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!db.exists(), "{args:?} created the database");
+    }
+    migrate(&db);
+    assert!(probe(&db, &["seed"]).status.success());
+}
+
+#[tokio::test]
+async fn maintain_runs_each_step_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    migrate(&db);
+    let store = open(&DatabaseUrl::Sqlite(db.clone()), Schema::Full).await;
+    store
+        .insert_events(&relay("wss://r.example.com"), 1, &notes(3))
+        .await
+        .unwrap();
+    drop(store);
+    for step in ["refresh", "retention", "cleanup", "cleanup"] {
+        let out = probe(&db, &["maintain", step]);
+        assert!(out.status.success(), "{step}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("step=\"{step}\"")) || stderr(&out).contains(&format!("step={step}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(counts(&db).await.events, 3, "nothing of use deleted");
+    let out = probe(&db, &["maintain", "vacuum"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown step is bad usage");
+}
+
+#[tokio::test]
+async fn once_exits_1_when_every_relay_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    migrate(&db);
+    let dead = peers::closed_port().await;
+    let store = open(&DatabaseUrl::Sqlite(db.clone()), Schema::Full).await;
+    store
+        .insert_relays(&[brotr_probe::store::RelayRow {
+            url: brotr_probe::model::RelayUrl::parse_allowing_local(&format!("ws://{dead}"))
+                .unwrap(),
+            discovered_at: 1,
+        }])
+        .await
+        .unwrap();
+    drop(store);
+    let out = probe(&db, &["--allow-private", "sync", "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("all 1 attempts of the cycle failed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = probe(&db, &["--allow-private", "monitor", "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// Health endpoints of a long-running service, as a kubelet probes them.
+#[tokio::test]
+async fn healthz_and_readyz_answer_on_the_metrics_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    migrate(&db);
+    let port = common::external::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+        .env_remove("DATABASE_URL")
+        .args(["--database", db.to_str().unwrap()])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "validate"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &'static str| http_get(port, path);
+    let up = eventually(std::time::Duration::from_secs(10), || async {
+        get("/readyz").await.is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+    let healthz = get("/healthz").await;
+    let metrics = get("/metrics").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "/readyz became ready");
+    assert_eq!(healthz, Some((200, "ok\n".to_owned())));
+    let (code, text) = metrics.unwrap();
+    assert_eq!(code, 200);
+    assert!(text.contains("brotr_database_pool_connections"), "{text}");
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status, body).
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
 }

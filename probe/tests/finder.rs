@@ -10,9 +10,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use brotr_probe::model::Schema;
-use brotr_probe::net::HttpClient;
-use brotr_probe::net::dial::tls_config;
-use brotr_probe::services::finder::{ApiSource, FinderConfig, run_cycle};
+use brotr_probe::config::NetworksConfig;
+use brotr_probe::net::{HttpClient, tls_config};
+use brotr_probe::services::Service;
+use brotr_probe::services::finder::{ApiSource, Finder, FinderConfig};
 use common::*;
 
 async fn api_server() -> SocketAddr {
@@ -77,10 +78,9 @@ async fn good_sources_become_candidates_and_bad_ones_fail_alone() {
     let (url, _dir) = fresh_sqlite_url();
     let store = open(&url, Schema::Full).await;
     // The client may reach the loopback API; the URLs it returns are held to the SSRF rules.
-    let http = HttpClient::new(tls_config(&[]), true, Duration::from_secs(1)).unwrap();
-    let r = run_cycle(store.as_ref(), &http, &cfg, false, 1000)
-        .await
-        .unwrap();
+    let http = HttpClient::new(&NetworksConfig::default(), tls_config(&[]), true).unwrap();
+    let finder = Finder::with_http(cfg, http, false).unwrap();
+    let r = finder.run_cycle(&ctx(&store, 1000)).await.unwrap();
     assert_eq!((r.sources_fetched, r.sources_failed), (2, 6), "{r:?}");
     assert_eq!(r.rejected, 3, "http:// and the two private addresses");
     let mut got: Vec<String> = store
@@ -101,9 +101,7 @@ async fn good_sources_become_candidates_and_bad_ones_fail_alone() {
     );
 
     // Successful sources cool down; failed ones are retried next cycle.
-    let again = run_cycle(store.as_ref(), &http, &cfg, false, 1001)
-        .await
-        .unwrap();
+    let again = finder.run_cycle(&ctx(&store, 1001)).await.unwrap();
     assert_eq!(
         (
             again.sources_cooling,
@@ -112,9 +110,7 @@ async fn good_sources_become_candidates_and_bad_ones_fail_alone() {
         ),
         (2, 6, 0)
     );
-    let later = run_cycle(store.as_ref(), &http, &cfg, false, 1000 + 86_400)
-        .await
-        .unwrap();
+    let later = finder.run_cycle(&ctx(&store, 1000 + 86_400)).await.unwrap();
     assert_eq!(
         (later.sources_fetched, later.candidates),
         (2, 0),
@@ -125,10 +121,10 @@ async fn good_sources_become_candidates_and_bad_ones_fail_alone() {
 #[tokio::test]
 async fn the_api_client_refuses_private_addresses_unless_allowed() {
     let addr = api_server().await;
-    let guarded = HttpClient::new(tls_config(&[]), false, Duration::from_secs(2)).unwrap();
+    let guarded = HttpClient::new(&NetworksConfig::default(), tls_config(&[]), false).unwrap();
     let url = format!("http://localhost:{}/good", addr.port());
     let err = guarded
-        .get_capped(&url, "application/json", 1 << 20)
+        .get_ok(&url, "application/json", 1 << 20, Duration::from_secs(2))
         .await
         .unwrap_err();
     let chain = format!("{err} {:?}", err);

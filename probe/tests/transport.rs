@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use brotr_probe::config::{LimitsConfig, NetworksConfig};
 use brotr_probe::model::{Network, RelayUrl};
-use brotr_probe::net::dial::tls_config;
-use brotr_probe::net::{Answer, DialError, Dialer, ProbeError, probe_nostr};
+use brotr_probe::net::relay::{Answer, speaks_nostr as probe_nostr};
+use brotr_probe::net::{DialError, Dialer, RelayError, tls_config};
 use common::peers::*;
 use nostr_relay_builder::prelude::*;
 
@@ -45,13 +45,13 @@ async fn wss_through_a_local_ca_validates_and_bad_certificates_do_not() {
     let url = local(&format!("wss://localhost:{}", good.port()));
 
     let trusting = dialer(NetworksConfig::default(), std::slice::from_ref(&ca.ca_der));
-    assert_eq!(probe_nostr(&trusting, &url).await.unwrap(), Answer::Eose);
+    assert_eq!(probe_nostr(&trusting, &url).await.unwrap(), Answer("EOSE"));
 
     // Same server, but the CA is not trusted: the web PKI alone must refuse it.
     let strict = dialer(NetworksConfig::default(), &[]);
     let err = probe_nostr(&strict, &url).await.unwrap_err();
     assert!(
-        matches!(err, ProbeError::Dial(DialError::Handshake { .. })),
+        matches!(err, RelayError::Dial(DialError::Handshake { .. })),
         "{err}"
     );
     assert!(
@@ -80,7 +80,7 @@ async fn onion_relays_go_through_socks5_with_remote_dns() {
     let onion = format!("{}d.onion", "b".repeat(55));
     let url = RelayUrl::parse(&format!("ws://{onion}")).unwrap();
     assert_eq!(url.network(), Network::Tor);
-    assert_eq!(probe_nostr(&d, &url).await.unwrap(), Answer::Eose);
+    assert_eq!(probe_nostr(&d, &url).await.unwrap(), Answer("EOSE"));
     assert_eq!(
         *seen.lock().unwrap(),
         vec![format!("{onion}:80")],
@@ -98,7 +98,7 @@ async fn a_dead_proxy_is_a_clear_error() {
     let url = RelayUrl::parse(&format!("ws://{}d.onion", "c".repeat(55))).unwrap();
     let err = probe_nostr(&d, &url).await.unwrap_err();
     assert!(
-        matches!(err, ProbeError::Dial(DialError::Proxy { .. })),
+        matches!(err, RelayError::Dial(DialError::Proxy { .. })),
         "{err}"
     );
     assert!(err.to_string().contains(&closed.to_string()), "{err}");

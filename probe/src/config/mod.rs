@@ -341,7 +341,15 @@ impl ProbeConfig {
 pub fn report_to_string(report: &garde::Report) -> String {
     report
         .iter()
-        .map(|(path, error)| format!("{}: {}", camel_path(&path.to_string()), error))
+        .map(|(path, error)| {
+            let (path, msg) = (camel_path(&path.to_string()), error.to_string());
+            // A custom rule naming an element (`[0] sets "limit"`) continues the path.
+            if msg.starts_with('[') {
+                format!("{path}{msg}")
+            } else {
+                format!("{path}: {msg}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

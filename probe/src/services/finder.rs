@@ -141,8 +141,18 @@ impl Finder {
     /// Checks every source's expression (a bad one is a configuration error) and builds the
     /// guarded HTTP client.
     pub fn new(cfg: FinderConfig, allow_local: bool) -> Result<Self, SourceError> {
-        check_expressions(&cfg)?;
         let http = HttpClient::new(&NetworksConfig::default(), tls_config(&[]), allow_local)?;
+        Self::with_http(cfg, http, allow_local)
+    }
+
+    /// With a given client: tests reach a loopback API while the URLs it lists are still held
+    /// to the SSRF rules (`allow_local` false).
+    pub fn with_http(
+        cfg: FinderConfig,
+        http: HttpClient,
+        allow_local: bool,
+    ) -> Result<Self, SourceError> {
+        check_expressions(&cfg)?;
         Ok(Finder {
             cfg,
             http,
