@@ -8,13 +8,16 @@ mod common;
 use std::time::{Duration, Instant};
 
 use brotr_probe::config::{LimitsConfig, MonitorConfig, NetworksConfig};
+use brotr_probe::identity::Identity;
 use brotr_probe::model::{Network, RelayUrl};
 use brotr_probe::monitor::Prober;
 use brotr_probe::monitor::checks::dns;
+use brotr_probe::monitor::discovery::discovery_from_report;
 use brotr_probe::monitor::publish::Publisher;
 use brotr_probe::monitor::report::RelayReport;
-use brotr_probe::monitor::service::{self, run_cycle};
-use brotr_probe::monitor::tags::{DiscoveryOptions, build_30166, discovery_from_report};
+use brotr_probe::nips::nip66::{DiscoveryOptions, build_30166};
+use brotr_probe::services::Service;
+use brotr_probe::services::monitor::{CHECKPOINT, Monitor};
 use brotr_probe::store::RelayRow;
 use common::monitor_peers::{
     HttpAnswer, Rec, Script, closing_tcp, dns_server, geoip_dir, nip11_front, scripted_relay,
@@ -31,7 +34,7 @@ fn local(url: &str) -> RelayUrl {
     RelayUrl::parse_allowing_local(url).expect("test relay url")
 }
 
-/// Short timeouts, no retries, the test GeoIP databases.
+/// Short timeouts, no retries, no GeoIP databases (geo and net are skipped).
 fn cfg() -> MonitorConfig {
     let mut c = MonitorConfig::default();
     for check in [
@@ -47,6 +50,14 @@ fn cfg() -> MonitorConfig {
         check.timeout_secs = 3.0;
         check.retries = 0;
     }
+    c.geoip.city_db = None;
+    c.geoip.asn_db = None;
+    c
+}
+
+/// [`cfg`] with MaxMind's test databases (`e2e/tools.sh` fetches them).
+fn cfg_geo() -> MonitorConfig {
+    let mut c = cfg();
     let dir = geoip_dir();
     c.geoip.city_db = Some(dir.join("GeoLite2-City-Test.mmdb").display().to_string());
     c.geoip.asn_db = Some(dir.join("GeoLite2-ASN-Test.mmdb").display().to_string());
@@ -245,7 +256,7 @@ async fn bad_nip11_documents_are_failed_checks_with_reasons() {
     let cases: Vec<(HttpAnswer, Result<Value, &str>)> = vec![
         (
             HttpAnswer::raw(200, "application/nostr+json", vec![b' '; 2 << 20]),
-            Err("body larger than 1048576 bytes"),
+            Err("body larger than the 1048576-byte cap"),
         ),
         (
             HttpAnswer::raw(200, "text/html", "<html>hi</html>"),
@@ -420,9 +431,10 @@ fn only_dns_geo_net(mut c: MonitorConfig, dns: std::net::SocketAddr) -> MonitorC
 }
 
 #[tokio::test]
+#[ignore = "needs MaxMind's test databases: BROTR_GEOIP_TEST_DIR (e2e/tools.sh)"]
 async fn dns_geo_and_net_run_on_names_from_a_local_dns_server() {
     let dns_addr = dns_server(geo_dns_records()).await;
-    let p = prober(only_dns_geo_net(cfg(), dns_addr));
+    let p = prober(only_dns_geo_net(cfg_geo(), dns_addr));
     let r = check(&p, "wss://london.brotr.test").await;
     let d = r.dns.as_ref().unwrap();
     assert!(d.success, "{:?}", d.reason);
@@ -603,30 +615,26 @@ async fn a_monitor_cycle_stores_checks_with_outcomes_and_publishes() {
     let mut c = cfg();
     c.publish.discovery.only_on_change = true;
     c.publish.discovery.max_age_secs = 100_000;
-    let p = prober(c);
+    c.publish.relays = vec![pub_url.clone()];
     let keys = Keys::generate();
-    let policy = brotr_probe::config::ValidatorConfig::default().lifecycle();
+    let monitor = monitor_with(c, keys.clone());
     let now = 1_800_000_000;
-    let mut publisher = Publisher::new(
-        p.dialer.clone(),
-        keys.clone(),
-        vec![local(&pub_url)],
-        Duration::from_secs(3),
-    );
-    let r = run_cycle(store.as_ref(), &p, Some(&mut publisher), &policy, now)
+    let r = monitor
+        .run_cycle(&common::ctx(&store, now))
         .await
         .unwrap();
     assert_eq!(
-        (r.checked, r.reachable, r.published, r.periodic),
+        (r.checked, r.reachable, r.published, r.periodic.len()),
         (2, 1, 2, 3),
         "{r:?}"
     );
-    assert!(r.rows >= 8, "{r:?}");
+    assert!(r.rows >= 6, "{r:?}");
     assert_eq!(
         r.checks["rtt"],
         (1, 1),
         "per-check outcomes for metrics: {r:?}"
     );
+    assert_eq!(r.networks["clearnet"], (2, 1));
 
     // Outcome and reason are on the time-series rows.
     let DatabaseUrlSqlite(path) = sqlite_path(&db);
@@ -643,17 +651,18 @@ async fn a_monitor_cycle_stores_checks_with_outcomes_and_publishes() {
     assert!(failed[0].1.as_deref().unwrap().starts_with("open:"));
 
     // Nothing is due again until recheckSecs passed; then unchanged data is not republished.
-    let r = run_cycle(store.as_ref(), &p, Some(&mut publisher), &policy, now + 10)
+    let r = monitor
+        .run_cycle(&common::ctx(&store, now + 10))
         .await
         .unwrap();
-    assert_eq!((r.checked, r.periodic), (0, 0));
+    assert_eq!((r.checked, r.periodic.len()), (0, 0));
     let later = now + 14_400;
-    let r = run_cycle(store.as_ref(), &p, Some(&mut publisher), &policy, later)
+    let r = monitor
+        .run_cycle(&common::ctx(&store, later))
         .await
         .unwrap();
     assert_eq!(r.checked, 2);
     assert_eq!(r.unchanged, 2, "{r:?}");
-    publisher.close().await;
 
     let periodic = req(
         &pub_url,
@@ -663,15 +672,77 @@ async fn a_monitor_cycle_stores_checks_with_outcomes_and_publishes() {
     let mut kinds: Vec<u16> = periodic.iter().map(|e| e.kind.as_u16()).collect();
     kinds.sort();
     assert_eq!(kinds, vec![0, 10002, 10166]);
-    let checkpoints = store
-        .state_get(service::SERVICE, service::CHECKPOINT, None)
-        .await
-        .unwrap();
+    let service = Identity::from_keys(keys.clone()).state_service();
+    let checkpoints = store.state_get(&service, CHECKPOINT, None).await.unwrap();
     assert_eq!(
         checkpoints.len(),
         5,
         "2 relays + 3 publications: {checkpoints:?}"
     );
+}
+
+/// A monitor with `keys` over loopback relays.
+fn monitor_with(c: MonitorConfig, keys: Keys) -> Monitor {
+    let limits = LimitsConfig {
+        allow_private: true,
+        ..Default::default()
+    };
+    let policy = brotr_probe::config::ValidatorConfig::default().lifecycle();
+    Monitor::new(c, NetworksConfig::default(), limits, Identity::from_keys(keys), policy)
+        .expect("monitor")
+}
+
+/// Two monitors (one key each) share one database: both check every relay, and each result
+/// row carries the key of the monitor that measured it.
+#[tokio::test]
+async fn monitors_with_their_own_keys_share_a_database_without_splitting_or_mixing() {
+    let (_a, url_a) = nostr_relay(RelayBuilder::default()).await;
+    let (_b, url_b) = nostr_relay(RelayBuilder::default()).await;
+    let (db, _dir) = common::fresh_sqlite_url();
+    let store = common::open(&db, brotr_probe::model::Schema::Full).await;
+    let relays: Vec<RelayRow> = [&url_a, &url_b]
+        .iter()
+        .map(|u| RelayRow {
+            url: local(u),
+            discovered_at: 1,
+        })
+        .collect();
+    store.insert_relays(&relays).await.unwrap();
+    let mut c = cfg();
+    c.publish.relays.clear();
+    let (eu, us) = (Keys::generate(), Keys::generate());
+    let now = 1_800_000_000;
+    for keys in [&eu, &us] {
+        let r = monitor_with(c.clone(), keys.clone())
+            .run_cycle(&common::ctx(&store, now))
+            .await
+            .unwrap();
+        assert_eq!(r.checked, 2, "each monitor checks every relay: {r:?}");
+    }
+    let DatabaseUrlSqlite(path) = sqlite_path(&db);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let series: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT lower(hex(monitor)), count(*) FROM relay_metadata \
+         WHERE metadata_type = 'nip66_rtt' GROUP BY monitor ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut want = vec![
+        (eu.public_key().to_hex(), 2),
+        (us.public_key().to_hex(), 2),
+    ];
+    want.sort();
+    assert_eq!(series, want, "one RTT series per monitor and relay");
+    let latest: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM relay_metadata_latest_by_monitor WHERE metadata_type = 'nip66_rtt'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(latest, 4, "latest per relay and monitor");
 }
 
 struct DatabaseUrlSqlite(std::path::PathBuf);
@@ -707,7 +778,7 @@ fn vector_keys() -> Keys {
 
 #[test]
 fn the_30166_builder_reproduces_vector_3_byte_for_byte() {
-    use brotr_probe::monitor::tags::Discovery;
+    use brotr_probe::nips::nip66::Discovery;
     let d = Discovery {
         d: "wss://relay.example.com/".into(),
         network: Some("clearnet".into()),
@@ -735,7 +806,7 @@ fn the_30166_builder_reproduces_vector_3_byte_for_byte() {
 
 #[test]
 fn the_10166_builder_reproduces_vector_4_byte_for_byte() {
-    use brotr_probe::monitor::tags::{Announcement, build_10166};
+    use brotr_probe::nips::nip66::{Announcement, build_10166};
     let a = Announcement {
         frequency: 3600,
         timeouts: vec![("open".into(), 5000), ("read".into(), 3000)],
@@ -757,7 +828,7 @@ fn the_10166_builder_reproduces_vector_4_byte_for_byte() {
 
 #[test]
 fn escaping_vector_5_gives_the_frozen_id() {
-    use brotr_probe::monitor::tags::Discovery;
+    use brotr_probe::nips::nip66::Discovery;
     let d = Discovery {
         d: "wss://relay.example.com/".into(),
         rtt_open: Some(234),
@@ -775,7 +846,7 @@ fn escaping_vector_5_gives_the_frozen_id() {
 #[test]
 fn negentropy_probe_opens_with_the_empty_set_vector() {
     assert_eq!(
-        brotr_probe::monitor::checks::nip77::EMPTY_SET_MESSAGE,
+        brotr_probe::nips::nip77::EMPTY_SET_MESSAGE,
         "6100000200"
     );
 }
@@ -863,16 +934,16 @@ async fn check_rows_behave(db: &brotr_probe::store::DatabaseUrl) {
             .collect()
     };
     assert_eq!(
-        store.insert_checks(&relay, 100, &rows("a")).await.unwrap(),
+        store.insert_checks(&relay, 100, &[], &rows("a")).await.unwrap(),
         1
     );
     assert_eq!(
-        store.insert_checks(&relay, 100, &rows("a")).await.unwrap(),
+        store.insert_checks(&relay, 100, &[], &rows("a")).await.unwrap(),
         0,
         "replay"
     );
     assert_eq!(
-        store.insert_checks(&relay, 200, &rows("b")).await.unwrap(),
+        store.insert_checks(&relay, 200, &[], &rows("b")).await.unwrap(),
         1
     );
     let c = store.counts().await.unwrap();
@@ -887,14 +958,18 @@ async fn check_rows_behave(db: &brotr_probe::store::DatabaseUrl) {
 async fn check_rows_keep_documents_shared_and_outcomes_on_the_row() {
     let (db, _dir) = common::fresh_sqlite_url();
     check_rows_behave(&db).await;
-    if let Some(pg) = common::fresh_pg_url().await {
-        check_rows_behave(&pg).await;
-    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn check_rows_keep_documents_shared_and_outcomes_on_the_row_on_postgres() {
+    check_rows_behave(&common::fresh_pg_url().await).await;
 }
 
 #[tokio::test]
 async fn nip11_redirects_to_local_addresses_are_refused_by_the_ssrf_guard() {
-    use brotr_probe::monitor::checks::nip11::Nip11Fetcher;
+    use brotr_probe::monitor::checks::nip11;
+    use brotr_probe::net::{HttpClient, tls_config};
     let addr = scripted_relay(Script {
         nip11: Some(HttpAnswer {
             headers: vec!["location: http://127.0.0.1:1/internal".into()],
@@ -903,16 +978,10 @@ async fn nip11_redirects_to_local_addresses_are_refused_by_the_ssrf_guard() {
         ..Default::default()
     })
     .await;
-    let tls = brotr_probe::net::dial::tls_config(&[]);
     // Guard on: the first hop is a loopback relay only because the test put it there.
-    let fetcher = Nip11Fetcher::new(&NetworksConfig::default(), tls, false).unwrap();
-    let r = fetcher
-        .check(
-            &local(&format!("ws://{addr}")),
-            1 << 20,
-            Duration::from_secs(3),
-        )
-        .await;
+    let http = HttpClient::new(&NetworksConfig::default(), tls_config(&[]), false).unwrap();
+    let url = local(&format!("ws://{addr}"));
+    let r = nip11::check(&http, &url, 1 << 20, Duration::from_secs(3)).await;
     let reason = r.reason.unwrap_or_default();
     assert!(reason.contains("SSRF guard"), "{reason}");
 }
