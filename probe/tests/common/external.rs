@@ -1,9 +1,11 @@
-//! External peers installed by `e2e/tools.sh`: a real nostr-rs-relay, `nak serve` and
-//! `e2e/neg-relay` (NIP-77 on go-nostr's negentropy) on loopback ports, and independent event
-//! verifiers (nostr-tools under node, go-nostr, `nak verify`).
+//! External peers installed by `e2e/tools.sh`: a real nostr-rs-relay, `e2e/neg-relay` (NIP-77 on
+//! go-nostr's negentropy), PyPI's `nostr-relay` and `@nostr-relay/core` (behind
+//! `e2e/ts-relay`) on loopback ports, and independent event verifiers (nostr-tools under node,
+//! go-nostr).
 //!
-//! Each tool is found through an env var. When it is unset a test skips with a printed note;
-//! when `BROTR_REQUIRE_TOOLS` is `1` or names the tool (comma-separated), it fails instead.
+//! Each tool is found through an env var. Tests that need one are `#[ignore]`d (a plain
+//! `cargo test` reports them as ignored); run with `--include-ignored` after sourcing
+//! `e2e/tools.sh`, as CI does, and a missing tool fails the test.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -15,9 +17,6 @@ use std::time::{Duration, Instant};
 use nostr::JsonUtil;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Env var listing the tools that must be present: `1` for all, or names like `nostr-rs-relay,nak`.
-pub const REQUIRE_ENV: &str = "BROTR_REQUIRE_TOOLS";
-
 /// How long a started peer may take to answer its NIP-11 document.
 const READY_WITHIN: Duration = Duration::from_secs(20);
 
@@ -25,21 +24,23 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tool {
     NostrRsRelay,
-    Nak,
     NostrTools,
     GoNostr,
     NegRelay,
+    PyRelay,
+    TsRelay,
 }
 
 impl Tool {
-    /// Its name in `BROTR_TOOLS` / `BROTR_REQUIRE_TOOLS`.
+    /// Its name in `BROTR_TOOLS`.
     pub fn name(self) -> &'static str {
         match self {
             Tool::NostrRsRelay => "nostr-rs-relay",
-            Tool::Nak => "nak",
             Tool::NostrTools => "nostr-tools",
             Tool::GoNostr => "go-nostr",
             Tool::NegRelay => "neg-relay",
+            Tool::PyRelay => "py-relay",
+            Tool::TsRelay => "ts-relay",
         }
     }
 
@@ -47,53 +48,28 @@ impl Tool {
     pub fn env(self) -> &'static str {
         match self {
             Tool::NostrRsRelay => "BROTR_NOSTR_RS_RELAY",
-            Tool::Nak => "BROTR_NAK",
             Tool::NostrTools => "BROTR_NODE_VERIFY",
             Tool::GoNostr => "BROTR_GO_VERIFY",
             Tool::NegRelay => "BROTR_NEG_RELAY",
+            Tool::PyRelay => "BROTR_PY_RELAY",
+            Tool::TsRelay => "BROTR_TS_RELAY",
         }
     }
 
-    fn required(self) -> bool {
-        std::env::var(REQUIRE_ENV)
-            .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|t| t.trim() == self.name()))
-    }
-
-    /// Its path, or `None` (after printing why the caller skips). Panics when it is required.
-    pub fn path(self) -> Option<PathBuf> {
+    /// Its path. A test that calls this needs the tool: it fails (never skips) without it.
+    pub fn path(self) -> PathBuf {
         let env = self.env();
-        match std::env::var_os(env).filter(|v| !v.is_empty()) {
-            Some(p) => {
-                let p = PathBuf::from(p);
-                assert!(
-                    p.exists(),
-                    "{env}={} does not exist (run e2e/tools.sh)",
-                    p.display()
-                );
-                Some(p)
-            }
-            None => {
-                assert!(
-                    !self.required(),
-                    "{env} is not set but {REQUIRE_ENV} requires {} (source e2e/tools.sh)",
+        let p = std::env::var_os(env)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{env} is not set: source e2e/tools.sh (it installs {})",
                     self.name()
-                );
-                eprintln!(
-                    "skipping: {env} not set (source e2e/tools.sh to install {})",
-                    self.name()
-                );
-                None
-            }
-        }
-    }
-
-    fn expect_path(self) -> PathBuf {
-        self.path().unwrap_or_else(|| {
-            panic!(
-                "{} is not installed: check Tool::{self:?}.path() first to skip",
-                self.name()
-            )
-        })
+                )
+            });
+        assert!(p.exists(), "{env}={} does not exist (run e2e/tools.sh)", p.display());
+        p
     }
 }
 
@@ -279,10 +255,10 @@ pub struct NostrRsRelay {
 }
 
 impl NostrRsRelay {
-    /// Starts one, or returns `None` when the binary is not installed (see [`Tool::path`]).
-    pub async fn start(config: &NostrRsRelayConfig) -> Option<NostrRsRelay> {
-        let bin = Tool::NostrRsRelay.path()?;
-        Some(Self::start_with(&bin, config).await)
+    /// Starts one (the binary must be installed, see [`Tool::path`]).
+    pub async fn start(config: &NostrRsRelayConfig) -> NostrRsRelay {
+        let bin = Tool::NostrRsRelay.path();
+        Self::start_with(&bin, config).await
     }
 
     /// Starts `bin` with `config`; panics (with the relay's log) if it does not come up.
@@ -324,53 +300,6 @@ impl NostrRsRelay {
     /// The directory holding its `config.toml`, SQLite files and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-/// `nak serve`: an in-memory relay (khatru) on a loopback port, killed on drop.
-pub struct NakServe {
-    /// `ws://127.0.0.1:PORT`
-    pub url: String,
-    pub port: u16,
-    pub nip11: serde_json::Value,
-    proc: Guarded,
-    dir: tempfile::TempDir,
-}
-
-impl NakServe {
-    /// Starts one (with NIP-77 negentropy when `negentropy`), or `None` when nak is not installed.
-    pub async fn start(negentropy: bool) -> Option<NakServe> {
-        let bin = Tool::Nak.path()?;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut last = String::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let mut cmd = Command::new(&bin);
-            cmd.args(["serve", "--hostname", "127.0.0.1", "--port"])
-                .arg(port.to_string())
-                .current_dir(dir.path());
-            if negentropy {
-                cmd.arg("--negentropy");
-            }
-            let mut proc = Guarded::spawn(cmd, &dir.path().join("nak.log"));
-            match proc.wait_ready(port).await {
-                Ok(nip11) => {
-                    return Some(NakServe {
-                        url: format!("ws://127.0.0.1:{port}"),
-                        port,
-                        nip11,
-                        proc,
-                        dir,
-                    });
-                }
-                Err(e) => last = format!("{e}\n--- nak log ---\n{}", proc.log()),
-            }
-        }
-        panic!("nak serve did not start: {last}");
-    }
-
-    pub fn log(&self) -> String {
-        self.proc.log()
     }
 }
 
@@ -416,15 +345,14 @@ pub struct NegRelay {
 }
 
 impl NegRelay {
-    /// Starts one with default settings, or `None` when it is not built (see [`Tool::path`]).
-    pub async fn start() -> Option<NegRelay> {
+    /// Starts one with default settings.
+    pub async fn start() -> NegRelay {
         Self::start_with(&NegRelayConfig::default()).await
     }
 
-    /// Starts one with `config`, or `None` when it is not built; panics (with its log) if it
-    /// does not come up.
-    pub async fn start_with(config: &NegRelayConfig) -> Option<NegRelay> {
-        let bin = Tool::NegRelay.path()?;
+    /// Starts one with `config`; panics (with its log) if it does not come up.
+    pub async fn start_with(config: &NegRelayConfig) -> NegRelay {
+        let bin = Tool::NegRelay.path();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("neg-relay.log");
         let mut cmd = Command::new(&bin);
@@ -452,13 +380,13 @@ impl NegRelay {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         match proc.wait_ready(port).await {
-            Ok(nip11) => Some(NegRelay {
+            Ok(nip11) => NegRelay {
                 url: format!("ws://127.0.0.1:{port}"),
                 port,
                 nip11,
                 proc,
                 dir,
-            }),
+            },
             Err(e) => panic!("neg-relay did not answer: {e}\n{}", proc.log()),
         }
     }
@@ -501,10 +429,10 @@ fn check_with(mut cmd: Command, events: &[nostr::Event]) -> Vec<Verdict> {
     verdicts
 }
 
-/// nostr-tools' verdict on each event, in order. Check [`Tool::NostrTools`]`.path()` first.
+/// nostr-tools' verdict on each event, in order.
 pub fn check_with_nostr_tools(events: &[nostr::Event]) -> Vec<Verdict> {
     let mut cmd = Command::new("node");
-    cmd.arg(Tool::NostrTools.expect_path());
+    cmd.arg(Tool::NostrTools.path());
     check_with(cmd, events)
 }
 
@@ -516,9 +444,9 @@ pub fn verify_with_nostr_tools(events: &[nostr::Event]) -> Vec<bool> {
         .collect()
 }
 
-/// go-nostr's verdict on each event, in order. Check [`Tool::GoNostr`]`.path()` first.
+/// go-nostr's verdict on each event, in order.
 pub fn check_with_go_nostr(events: &[nostr::Event]) -> Vec<Verdict> {
-    check_with(Command::new(Tool::GoNostr.expect_path()), events)
+    check_with(Command::new(Tool::GoNostr.path()), events)
 }
 
 /// Whether go-nostr (`GetID` and `CheckSignature`) accepts each event, in order.
@@ -527,16 +455,6 @@ pub fn verify_with_go_nostr(events: &[nostr::Event]) -> Vec<bool> {
         .into_iter()
         .map(|v| v.valid)
         .collect()
-}
-
-/// Whether `nak verify` (id and signature) accepts the event. Check [`Tool::Nak`]`.path()` first.
-pub fn verify_with_nak(event: &nostr::Event) -> bool {
-    let nak = Tool::Nak.expect_path();
-    let out = run_with_stdin(
-        Command::new(nak).arg("verify"),
-        event.as_json().into_bytes(),
-    );
-    out.status.success()
 }
 
 /// Runs `cmd` with `input` on stdin (written from a thread, so a chatty child cannot deadlock).
