@@ -254,7 +254,9 @@ async fn main() {
     if let Ok(admin) = std::env::var("BROTR_BENCH_PG_URL") {
         for schema in [Schema::Full, Schema::Lite] {
             let url = common::fresh_pg(&admin, &format!("{schema}_copy")).await;
-            let s = PgStore::open(&url, Some(schema)).await.expect("open");
+            let s = PgStore::open(&url, Some(schema), store::OpenMode::Migrate)
+                .await
+                .expect("open");
             let secs = raw_copy(&s, &events).await;
             let bytes = s.event_storage_bytes().await.expect("size");
             figures.push(Figure {
@@ -265,7 +267,7 @@ async fn main() {
 
             let url = common::fresh_pg(&admin, &schema.to_string()).await;
             let url_for_sizes = url.clone();
-            let s: Arc<dyn Store> = store::open(&DatabaseUrl::Postgres(url), Some(schema))
+            let s: Arc<dyn Store> = store::migrate(&DatabaseUrl::Postgres(url), Some(schema))
                 .await
                 .expect("open");
             let secs = ingest(s.as_ref(), &events).await;
@@ -275,7 +277,9 @@ async fn main() {
                 secs,
                 bytes,
             });
-            if let Ok(pg) = store::PgStore::open(&url_for_sizes, Some(schema)).await {
+            if let Ok(pg) =
+                store::PgStore::open(&url_for_sizes, Some(schema), store::OpenMode::Migrate).await
+            {
                 let rows: Vec<(String, i64)> = sqlx::query_as(
                     "SELECT c.relname::text, pg_relation_size(c.oid) FROM pg_class c \
                      WHERE c.relname IN ('event', 'event_relay') \
@@ -308,7 +312,7 @@ async fn main() {
     for schema in [Schema::Full, Schema::Lite] {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = DatabaseUrl::Sqlite(dir.path().join("bench.db"));
-        let s = store::open(&url, Some(schema)).await.expect("open");
+        let s = store::migrate(&url, Some(schema)).await.expect("open");
         let secs = ingest(s.as_ref(), &events).await;
         let bytes = s.event_storage_bytes().await.expect("size");
         figures.push(Figure {

@@ -1,7 +1,8 @@
-//! Monitor benchmark: one cycle over 1,000 loopback relays — 700 healthy (rust-nostr
-//! `LocalRelay` behind a NIP-11 front), 200 slow (every answer delayed 250 ms, NIP-11 included), 100 dead (closed
-//! ports) — at the default concurrency and the default per-check timeouts and retries, stored in
-//! SQLite. The relays run in a child process (this binary with `--peers`) so the figures are the
+//! Monitor benchmark: one cycle over 1,100 loopback relays — 700 healthy (rust-nostr
+//! `LocalRelay` behind a NIP-11 front), 200 slow (every answer delayed 250 ms, NIP-11 included),
+//! 100 dead (closed ports), 100 that ignore NEG-OPEN as most relays without NIP-77 do
+//! (`BROTR_BENCH_NEG_SILENT`, default 100; 0 leaves them out) — at the default concurrency and
+//! the default per-check timeouts and retries, stored in SQLite. The relays run in a child process (this binary with `--peers`) so the figures are the
 //! monitor's own. Prints wall time against the ideal (relays × mean per-relay check time ÷
 //! concurrency), peak RSS and CPU time.
 //!
@@ -13,9 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use brotr_probe::config::{LimitsConfig, MonitorConfig, NetworksConfig, ValidatorConfig};
+use brotr_probe::identity::Identity;
 use brotr_probe::model::{RelayUrl, Schema};
-use brotr_probe::monitor::Prober;
-use brotr_probe::monitor::service::run_cycle;
+use brotr_probe::services::monitor::Monitor;
+use brotr_probe::services::{Ctx, Service};
 use brotr_probe::store::{self, DatabaseUrl, RelayRow};
 use futures_util::{SinkExt, StreamExt};
 use nostr_relay_builder::prelude::*;
@@ -27,6 +29,17 @@ use tokio_tungstenite::tungstenite::Message;
 // The tests' NIP-11 front (HTTP answers NIP-11, WebSocket upgrades go to the relay).
 #[path = "../tests/common/monitor_peers.rs"]
 mod monitor_peers;
+// The tests' scripted relay, here in its NEG-OPEN-ignoring mode.
+#[path = "../tests/common/evil.rs"]
+mod evil;
+
+/// Relays that ignore NEG-OPEN.
+fn neg_silent() -> usize {
+    std::env::var("BROTR_BENCH_NEG_SILENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
 
 const HEALTHY: usize = 700;
 const SLOW: usize = 200;
@@ -123,6 +136,10 @@ async fn peers() {
     for _ in 0..SLOW {
         writeln!(out, "slow ws://{}", slow_relay().await).unwrap();
     }
+    for _ in 0..neg_silent() {
+        let url = evil::evil_relay(Vec::new(), evil::Misbehaviour::NegSilent).await;
+        writeln!(out, "silent-neg {url}").unwrap();
+    }
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
     drop(out);
@@ -152,14 +169,12 @@ async fn main() {
             break;
         }
         let (class, url) = line.split_once(' ').expect("class url");
-        classes.push((
-            if class == "healthy" {
-                "healthy"
-            } else {
-                "slow"
-            },
-            url.to_owned(),
-        ));
+        let class = match class {
+            "healthy" => "healthy",
+            "silent-neg" => "silent-neg",
+            _ => "slow",
+        };
+        classes.push((class, url.to_owned()));
     }
     // Bind all before closing any, so no two dead relays share a port.
     let mut closed = Vec::new();
@@ -177,18 +192,24 @@ async fn main() {
     let networks = NetworksConfig::default();
     let concurrency = networks.clearnet.max_tasks;
     // GeoIP files are not on a loopback run's path; their lookups are memory reads anyway.
-    let prober = Prober::new(
+    let monitor = Monitor::new(
         MonitorConfig::default(),
         networks,
         limits,
-        nostr::Keys::generate(),
-        &[],
+        Identity::ephemeral(),
+        ValidatorConfig::default().lifecycle(),
     )
-    .expect("prober");
+    .expect("monitor");
+    let prober = monitor.prober();
 
     // Per-relay check time, one relay at a time, on a sample of each class.
     let mut mean = std::collections::HashMap::new();
-    for class in ["healthy", "slow", "dead"] {
+    let sampled: &[&str] = if neg_silent() > 0 {
+        &["healthy", "slow", "dead", "silent-neg"]
+    } else {
+        &["healthy", "slow", "dead"]
+    };
+    for &class in sampled {
         let sample: Vec<&String> = classes
             .iter()
             .filter(|(c, _)| *c == class)
@@ -219,7 +240,7 @@ async fn main() {
     let ideal = work / concurrency as f64;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store::open(
+    let store = store::migrate(
         &DatabaseUrl::Sqlite(dir.path().join("m.db")),
         Some(Schema::Full),
     )
@@ -242,15 +263,10 @@ async fn main() {
     let rss_before = proc_status("VmRSS:");
     let cpu_before = cpu_secs();
     let start = Instant::now();
-    let report = run_cycle(
-        store.as_ref(),
-        &prober,
-        None,
-        &ValidatorConfig::default().lifecycle(),
-        2_000_000_000,
-    )
-    .await
-    .expect("cycle");
+    let report = monitor
+        .run_cycle(&Ctx::new(store.clone()).at(2_000_000_000))
+        .await
+        .expect("cycle");
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu_before;
     let counts = store.counts().await.expect("counts");
@@ -258,12 +274,18 @@ async fn main() {
     let _ = child.wait();
 
     println!(
-        "monitor cycle over {} relays ({HEALTHY} healthy, {SLOW} slow, {DEAD} dead), concurrency {concurrency}",
-        classes.len()
+        "monitor cycle over {} relays ({HEALTHY} healthy, {SLOW} slow, {DEAD} dead, {} ignoring NEG-OPEN), concurrency {concurrency}",
+        classes.len(),
+        neg_silent()
     );
     println!(
-        "  per-relay check time (sequential sample of 10): healthy {:.3} s, slow {:.3} s, dead {:.3} s",
-        mean["healthy"], mean["slow"], mean["dead"]
+        "  per-relay check time (sequential sample of 10): healthy {:.3} s, slow {:.3} s, dead {:.3} s{}",
+        mean["healthy"],
+        mean["slow"],
+        mean["dead"],
+        mean.get("silent-neg")
+            .map(|m| format!(", ignoring NEG-OPEN {m:.3} s"))
+            .unwrap_or_default()
     );
     println!(
         "  ideal {ideal:.2} s, wall {wall:.2} s, parallel efficiency {:.0}%",

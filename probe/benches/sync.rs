@@ -1,4 +1,4 @@
-//! Synchronizer benchmark (issue 4). Run with `bash e2e/bench-sync.sh` (throwaway PostgreSQL).
+//! Synchronizer benchmark. Run with `bash e2e/bench-sync.sh` (throwaway PostgreSQL).
 //!
 //! The relays run in a child process (this binary with `BROTR_BENCH_ROLE=relay`), so the peak
 //! RSS and CPU measured here are the synchronizer's alone. Each measurement runs in its own
@@ -8,23 +8,31 @@
 //!   client reading the same events in one REQ without parsing or storing); re-sync cost with REQ
 //!   paging; first sync and re-sync with NIP-77.
 //! * 50 relays × 2,000 events at once: total time and peak RSS.
+//! * the overlay path: one relay of 50,000 events archived directly and as a `.onion` through a
+//!   SOCKS5 proxy that adds no delay of its own (`TCP_NODELAY` on both legs), alternating.
+//! * 50 relays × 2,000 events that ignore NEG-OPEN (as most relays without NIP-77 do): the
+//!   first sync with NIP-77 on (silence costs the wait) against NIP-77 off.
 //!
 //! Env: `BROTR_BENCH_PG_URL` (admin URL, required), `BROTR_BENCH_EVENTS` (default 100000; the
 //! doubled run uses twice as many).
 
 mod common;
+#[path = "../tests/common/evil.rs"]
+mod evil;
+#[path = "../tests/common/peers.rs"]
+mod peers;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use brotr_probe::config::{LimitsConfig, NetworksConfig, Shard, SyncConfig};
+use brotr_probe::config::{LimitsConfig, NetworksConfig, SyncConfig, ValidatorConfig};
+use brotr_probe::identity::Identity;
 use brotr_probe::model::RelayUrl;
-use brotr_probe::net::Dialer;
-use brotr_probe::net::dial::tls_config;
-use brotr_probe::services::synchronizer::{CycleReport, SyncContext, run_cycle};
-use brotr_probe::services::validator::ValidatorConfig;
+use brotr_probe::net::{AuthMode, Dialer, RelaySession, SessionOptions, tls_config};
+use brotr_probe::services::synchronizer::{SyncReport, Synchronizer};
+use brotr_probe::services::{Ctx, Service};
 use brotr_probe::store::{self, DatabaseUrl, RelayRow, Store};
 use futures_util::{SinkExt, StreamExt};
 use nostr_relay_builder::prelude::*;
@@ -94,13 +102,21 @@ fn generate(relay: usize, n: usize) -> Vec<Event> {
     })
 }
 
-/// Child: `count` relays of `n` events each; prints their URLs, then lives until stdin closes.
+/// Child: `count` relays of `n` events each; prints their URLs (and a SOCKS5 proxy to the first
+/// with `BROTR_BENCH_PROXY=1`), then lives until stdin closes. `BROTR_BENCH_NEG_SILENT=1`: relays
+/// that ignore NEG-OPEN instead of rust-nostr's.
 async fn relay_role() {
     let n = env_usize("BROTR_BENCH_RELAY_EVENTS", 100_000);
     let count = env_usize("BROTR_BENCH_RELAY_COUNT", 1);
     let mut relays = Vec::new();
     let mut out = std::io::stdout();
-    for r in 0..count {
+    if env_usize("BROTR_BENCH_NEG_SILENT", 0) == 1 {
+        for r in 0..count {
+            let url = evil::evil_relay(generate(r, n), evil::Misbehaviour::NegSilent).await;
+            writeln!(out, "URL {url}").expect("stdout");
+        }
+    }
+    for r in 0..count * usize::from(env_usize("BROTR_BENCH_NEG_SILENT", 0) != 1) {
         let db = MemoryDatabase::with_opts(MemoryDatabaseOptions {
             events: true,
             max_events: None,
@@ -117,7 +133,16 @@ async fn relay_role() {
             });
         let relay = LocalRelay::new(b);
         relay.run().await.expect("relay");
-        writeln!(out, "URL {}", relay.url().await).expect("stdout");
+        let url = relay.url().await;
+        writeln!(out, "URL {url}").expect("stdout");
+        if r == 0 && env_usize("BROTR_BENCH_PROXY", 0) == 1 {
+            let backend = url
+                .as_str()
+                .trim_start_matches("ws://")
+                .trim_end_matches('/');
+            let (proxy, _) = peers::socks5_proxy(backend.parse().expect("relay addr")).await;
+            writeln!(out, "PROXY {proxy}").expect("stdout");
+        }
         relays.push(relay);
     }
     writeln!(out, "READY").expect("stdout");
@@ -132,6 +157,7 @@ async fn relay_role() {
 struct RelayProcess {
     child: Child,
     urls: Vec<String>,
+    proxy: Option<String>,
 }
 
 impl Drop for RelayProcess {
@@ -142,8 +168,13 @@ impl Drop for RelayProcess {
 }
 
 fn spawn_relays(count: usize, n: usize) -> RelayProcess {
+    spawn_relays_with(count, n, &[])
+}
+
+fn spawn_relays_with(count: usize, n: usize, env: &[(&str, &str)]) -> RelayProcess {
     let exe = std::env::current_exe().expect("exe");
     let mut child = Command::new(exe)
+        .envs(env.iter().copied())
         .env("BROTR_BENCH_ROLE", "relay")
         .env("BROTR_BENCH_RELAY_EVENTS", n.to_string())
         .env("BROTR_BENCH_RELAY_COUNT", count.to_string())
@@ -152,7 +183,7 @@ fn spawn_relays(count: usize, n: usize) -> RelayProcess {
         .spawn()
         .expect("spawn relay process");
     let stdout = child.stdout.take().expect("stdout");
-    let mut urls = Vec::new();
+    let (mut urls, mut proxy) = (Vec::new(), None);
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("line");
         if line == "READY" {
@@ -161,39 +192,65 @@ fn spawn_relays(count: usize, n: usize) -> RelayProcess {
         if let Some(u) = line.strip_prefix("URL ") {
             urls.push(u.trim_end_matches('/').to_owned());
         }
+        if let Some(p) = line.strip_prefix("PROXY ") {
+            proxy = Some(p.to_owned());
+        }
     }
-    RelayProcess { child, urls }
+    RelayProcess { child, urls, proxy }
 }
 
 async fn fresh_pg(admin: &str) -> Arc<dyn Store> {
     let url = DatabaseUrl::Postgres(common::fresh_pg(admin, "sync").await);
-    store::open(&url, Some(brotr_probe::model::Schema::Full))
+    store::migrate(&url, Some(brotr_probe::model::Schema::Full))
         .await
         .expect("open")
 }
 
-fn context(negentropy: bool) -> SyncContext {
+fn networks() -> (NetworksConfig, LimitsConfig) {
     let mut networks = NetworksConfig::default();
     networks.clearnet.timeout_secs = 10.0;
     networks.clearnet.max_tasks = 50;
-    SyncContext {
-        dialer: Dialer::new(
-            networks,
-            LimitsConfig {
-                allow_private: true,
-                ..Default::default()
-            },
-            tls_config(&[]),
-        ),
-        keys: Keys::generate(),
-        cfg: SyncConfig {
-            negentropy,
-            ..Default::default()
-        },
-        shard: Shard::ALL,
-        lifecycle: ValidatorConfig::default().lifecycle(),
-        allow_local: true,
-    }
+    let limits = LimitsConfig {
+        allow_private: true,
+        ..Default::default()
+    };
+    (networks, limits)
+}
+
+fn synchronizer(networks: NetworksConfig, limits: LimitsConfig, cfg: SyncConfig) -> Synchronizer {
+    let lifecycle = ValidatorConfig::default().lifecycle();
+    Synchronizer::new(
+        cfg,
+        networks,
+        limits,
+        Identity::ephemeral(),
+        lifecycle,
+        None,
+    )
+    .expect("synchronizer")
+}
+
+fn context(negentropy: bool) -> Synchronizer {
+    let (networks, limits) = networks();
+    let cfg = SyncConfig {
+        negentropy,
+        ..Default::default()
+    };
+    synchronizer(networks, limits, cfg)
+}
+
+/// REQ paging with `.onion` relays reached through the SOCKS5 proxy at `proxy`.
+fn overlay_context(proxy: &str) -> Synchronizer {
+    let (mut networks, limits) = networks();
+    networks.tor.enabled = true;
+    networks.tor.proxy_url = Some(format!("socks5://{proxy}"));
+    networks.tor.max_tasks = 50;
+    networks.tor.timeout_secs = 10.0;
+    let cfg = SyncConfig {
+        negentropy: false,
+        ..Default::default()
+    };
+    synchronizer(networks, limits, cfg)
 }
 
 async fn add(store: &dyn Store, urls: &[String]) {
@@ -277,57 +334,73 @@ async fn paging_ceiling(url: &str, n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Our reading side alone: the same REQ paging, every event parsed and verified, nothing stored.
-async fn reader_alone(ctx: &SyncContext, url: &str, n: usize) -> f64 {
-    use brotr_probe::sync::{Planner, Session, SessionLimits, Step, Window};
+/// Counts what the driver hands on, storing nothing.
+struct CountIds(std::collections::HashSet<[u8; 32]>);
+
+impl brotr_probe::sync::BatchSink for CountIds {
+    async fn flush(
+        &mut self,
+        _key: &str,
+        events: Vec<brotr_probe::model::EventRow>,
+        _progress: brotr_probe::sync::Progress,
+    ) -> bool {
+        self.0.extend(events.iter().map(|e| e.id));
+        true
+    }
+}
+
+/// Our reading side alone: the sync driver's REQ paging, every event parsed and verified,
+/// nothing stored.
+async fn reader_alone(url: &str, n: usize) -> f64 {
+    use brotr_probe::sync::driver::{SessionPages, page_window};
+    use brotr_probe::sync::{DriveOptions, DriveReport, Planner, ReadLimits, Target, Window};
+    let (networks, limits) = networks();
+    let dialer = Dialer::new(networks, limits, tls_config(&[]));
     let relay = RelayUrl::parse_allowing_local(url).expect("url");
-    let limits = SessionLimits {
-        idle: std::time::Duration::from_secs(30),
+    let opts = SessionOptions::new(Keys::generate(), AuthMode::Eager)
+        .idle(std::time::Duration::from_secs(30));
+    let mut session = RelaySession::open(&dialer, &relay, opts)
+        .await
+        .expect("session");
+    let limits = ReadLimits {
         page: std::time::Duration::from_secs(120),
         max_event_bytes: 1 << 20,
     };
-    let mut s = Session::open(&ctx.dialer, &relay, Keys::generate(), limits)
-        .await
-        .expect("session");
     let base = Filter::new();
     let start = Instant::now();
-    let mut p = Planner::new(
-        Window {
-            since: 0,
-            end: NOW,
-            top: NOW,
-        },
-        500,
-    );
-    let mut ids = std::collections::HashSet::new();
-    let mut last = 0;
-    loop {
-        match p.next() {
-            Step::Done => break,
-            Step::Fetch {
-                since,
-                until,
-                limit,
-            } => {
-                let page = s.fetch(&base, since, until, limit).await.expect("page");
-                last = page.summary.received;
-                ids.extend(page.events.iter().map(|e| e.id));
-                p.on_page(&page.summary).expect("paging");
-            }
-            Step::Probe { since, until } => {
-                let page = s.fetch(&base, since, until, 1).await.expect("probe");
-                p.on_probe(!page.events.is_empty(), last);
-            }
-        }
-    }
-    assert_eq!(ids.len(), n);
+    let window = Window {
+        since: 0,
+        end: NOW,
+        top: NOW,
+    };
+    let mut planner = Planner::new(window, 500);
+    let mut sink = CountIds(std::collections::HashSet::new());
+    let target = Target {
+        key: "bench",
+        base: &base,
+        done_until: None,
+    };
+    let drive = DriveOptions {
+        batch_size: 1000,
+        deadline: None,
+    };
+    let mut src = SessionPages {
+        session: &mut session,
+        limits,
+    };
+    let mut out = DriveReport::default();
+    page_window(&mut src, target, &mut planner, drive, &mut sink, &mut out).await;
+    assert_eq!(sink.0.len(), n);
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn timed(store: Arc<dyn Store>, ctx: &SyncContext, now: i64) -> (CycleReport, f64, f64) {
+async fn timed(store: Arc<dyn Store>, sync: &Synchronizer, now: i64) -> (SyncReport, f64, f64) {
     let (cpu0, _) = usage();
     let t = Instant::now();
-    let r = run_cycle(store, ctx, now).await.expect("cycle");
+    let r = sync
+        .run_cycle(&Ctx::new(store).at(now))
+        .await
+        .expect("cycle");
     let secs = t.elapsed().as_secs_f64();
     let (cpu1, _) = usage();
     (r, secs, cpu1 - cpu0)
@@ -342,7 +415,7 @@ async fn sync_role(admin: &str) {
     println!(
         "sync N={n}: relay paging ceiling (same REQ pages, bare client): {paging:.0} events/s"
     );
-    let reader = reader_alone(&context(false), &url, n).await;
+    let reader = reader_alone(&url, n).await;
     println!(
         "sync N={n}: our reader alone (REQ paging, parse + verify, no store): {reader:.0} events/s"
     );
@@ -410,6 +483,61 @@ async fn many_role(admin: &str) {
     );
 }
 
+/// The same relay archived directly and as a `.onion` through the proxy, alternating (three
+/// rounds each, a fresh database every time); events/s of each run.
+async fn overlay_role(admin: &str) {
+    let n = env_usize("BROTR_BENCH_OVERLAY_EVENTS", 50_000);
+    let relays = spawn_relays_with(1, n, &[("BROTR_BENCH_PROXY", "1")]);
+    let direct_url = relays.urls[0].clone();
+    let proxy = relays.proxy.clone().expect("proxy");
+    let onion = format!("ws://{}d.onion", "q".repeat(55));
+    let (direct, overlay) = (context(false), overlay_context(&proxy));
+    let mut figures = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for (url, sync, out) in [
+            (&direct_url, &direct, &mut figures.0),
+            (&onion, &overlay, &mut figures.1),
+        ] {
+            let store = fresh_pg(admin).await;
+            add(store.as_ref(), std::slice::from_ref(url)).await;
+            let (r, secs, _) = timed(store, sync, NOW).await;
+            assert_eq!(r.events_new as usize, n, "every event archived: {r:?}");
+            out.push(n as f64 / secs);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (d, o) = (median(&mut figures.0), median(&mut figures.1));
+    println!(
+        "overlay N={n}: direct {d:.0} events/s, via SOCKS5 (.onion, TCP_NODELAY proxy) {o:.0} events/s \
+         ({:.1}% of direct); runs direct {:?}, overlay {:?}",
+        100.0 * o / d,
+        figures.0.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        figures.1.iter().map(|x| x.round()).collect::<Vec<_>>()
+    );
+}
+
+/// Relays that ignore NEG-OPEN: the first sync with NIP-77 on (no monitor verdict, so each
+/// relay is asked once and its silence waited for) against NIP-77 off.
+async fn neg_silent_role(admin: &str) {
+    let (count, per) = (50, 2_000);
+    let relays = spawn_relays_with(count, per, &[("BROTR_BENCH_NEG_SILENT", "1")]);
+    for negentropy in [true, false] {
+        let store = fresh_pg(admin).await;
+        add(store.as_ref(), &relays.urls).await;
+        let (r, secs, _) = timed(store, &context(negentropy), NOW).await;
+        assert_eq!(r.events_new as usize, count * per, "{r:?}");
+        assert_eq!(r.negentropy_windows, 0);
+        println!(
+            "{count} relays ignoring NEG-OPEN x {per} events, NIP-77 {}: {secs:.2} s, {} requests",
+            if negentropy { "on " } else { "off" },
+            r.wire.requests
+        );
+    }
+}
+
 fn run_child(role: &str, events: usize) {
     let exe = std::env::current_exe().expect("exe");
     let status = Command::new(exe)
@@ -433,11 +561,15 @@ async fn main() {
     match role.as_str() {
         "sync" => sync_role(&admin).await,
         "many" => many_role(&admin).await,
+        "overlay" => overlay_role(&admin).await,
+        "neg-silent" => neg_silent_role(&admin).await,
         _ => {
             let n = env_usize("BROTR_BENCH_EVENTS", 100_000);
             run_child("sync", n);
             run_child("sync", 2 * n);
             run_child("many", 0);
+            run_child("overlay", 0);
+            run_child("neg-silent", 0);
         }
     }
 }

@@ -8,9 +8,8 @@ use std::time::Instant;
 
 use brotr_probe::config::{LimitsConfig, NetworksConfig};
 use brotr_probe::model::{Candidate, RelayUrl, Schema};
-use brotr_probe::net::Dialer;
-use brotr_probe::net::dial::tls_config;
-use brotr_probe::services::validator::{ValidatorConfig, run_cycle};
+use brotr_probe::services::validator::{Validator, ValidatorConfig};
+use brotr_probe::services::{Ctx, Service};
 use brotr_probe::store::{self, DatabaseUrl};
 use nostr_relay_builder::prelude::*;
 
@@ -56,7 +55,7 @@ async fn main() {
         decoys.push(format!("ws://{closed}"));
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store::open(
+    let store = store::migrate(
         &DatabaseUrl::Sqlite(dir.path().join("v.db")),
         Some(Schema::Full),
     )
@@ -68,21 +67,19 @@ async fn main() {
         .map(|u| Candidate::new(RelayUrl::parse_allowing_local(u).expect("url"), 0))
         .collect();
     store.insert_candidates(&cands).await.expect("candidates");
-    let dialer = Dialer::new(
-        NetworksConfig::default(),
-        LimitsConfig {
-            allow_private: true,
-            ..Default::default()
-        },
-        tls_config(&[]),
-    );
     let cfg = ValidatorConfig {
         chunk_size: 1000,
         ..Default::default()
     };
+    let limits = LimitsConfig {
+        allow_private: true,
+        ..Default::default()
+    };
+    let validator = Validator::new(cfg, NetworksConfig::default(), limits);
     let hwm_before = vm_hwm_kib();
     let start = Instant::now();
-    let report = run_cycle(store.as_ref(), &dialer, &cfg, 1)
+    let report = validator
+        .run_cycle(&Ctx::new(store.clone()).at(1))
         .await
         .expect("cycle");
     let secs = start.elapsed().as_secs_f64();

@@ -362,7 +362,8 @@ async fn maintain_runs_each_step_idempotently() {
         let out = probe(&db, &["maintain", step]);
         assert!(out.status.success(), "{step}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains(&format!("step=\"{step}\"")) || stderr(&out).contains(&format!("step={step}")),
+            stderr(&out).contains(&format!("step=\"{step}\""))
+                || stderr(&out).contains(&format!("step={step}")),
             "{}",
             stderr(&out)
         );
@@ -432,7 +433,9 @@ async fn healthz_and_readyz_answer_on_the_metrics_port() {
 /// A plain HTTP/1.0 GET on loopback: (status, body).
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .ok()?;

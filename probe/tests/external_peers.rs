@@ -254,7 +254,7 @@ async fn nostr_rs_relay_returns_every_match_oldest_first_and_a_limit_newest_firs
 #[ignore = "needs the external peers of e2e/tools.sh"]
 async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging() {
     use brotr_probe::config::SyncConfig;
-        use brotr_probe::store::RelayRow;
+    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     let relay = NostrRsRelay::start(&NostrRsRelayConfig::default()).await;
@@ -289,9 +289,7 @@ async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging
         extract_hints: false,
         ..Default::default()
     });
-    let r = sync.run_cycle(&ctx(&store, NOW))
-        .await
-        .expect("cycle");
+    let r = sync.run_cycle(&ctx(&store, NOW)).await.expect("cycle");
     assert_eq!(r.relays_failed, 0, "{r:?}\n{}", relay.log());
     assert_eq!(
         r.negentropy_windows, 0,
@@ -359,7 +357,7 @@ fn notes_before(now: i64, n: i64, offset: impl Fn(i64) -> i64) -> Vec<Event> {
 #[ignore = "needs the external peers of e2e/tools.sh"]
 async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a_few_bytes() {
     use brotr_probe::config::SyncConfig;
-        use brotr_probe::store::RelayRow;
+    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     const N: i64 = 1_500;
@@ -397,9 +395,7 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
             ..Default::default()
         });
         let started = std::time::Instant::now();
-        let first = sync.run_cycle(&ctx(&store, NOW))
-            .await
-            .expect("cycle");
+        let first = sync.run_cycle(&ctx(&store, NOW)).await.expect("cycle");
         let first_took = started.elapsed();
         let what = format!("frame limit {frame_limit:?}: {first:?}\n{}", relay.log());
         assert_eq!(first.relays_failed, 0, "{what}");
@@ -413,9 +409,7 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
 
         // Unchanged relay: fingerprints only.
         let started = std::time::Instant::now();
-        let again = sync.run_cycle(&ctx(&store, NOW + 60))
-            .await
-            .expect("cycle");
+        let again = sync.run_cycle(&ctx(&store, NOW + 60)).await.expect("cycle");
         let again_took = started.elapsed();
         let what = format!("frame limit {frame_limit:?}: {again:?}\n{}", relay.log());
         assert_eq!(
@@ -429,7 +423,8 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
 
         // New events, old and new: exactly those are fetched.
         publish(&relay.url, &added).await;
-        let third = sync.run_cycle(&ctx(&store, NOW + 120))
+        let third = sync
+            .run_cycle(&ctx(&store, NOW + 120))
             .await
             .expect("cycle");
         let what = format!("frame limit {frame_limit:?}: {third:?}\n{}", relay.log());
@@ -464,7 +459,7 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
 #[ignore = "needs the external peers of e2e/tools.sh"]
 async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
     use brotr_probe::config::SyncConfig;
-        use brotr_probe::store::RelayRow;
+    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     let config = NegRelayConfig {
@@ -489,9 +484,7 @@ async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
         extract_hints: false,
         ..Default::default()
     });
-    let r = sync.run_cycle(&ctx(&store, NOW))
-        .await
-        .expect("cycle");
+    let r = sync.run_cycle(&ctx(&store, NOW)).await.expect("cycle");
     let what = format!("{r:?}\n{}", relay.log());
     assert_eq!((r.relays_failed, r.negentropy_windows), (0, 0), "{what}");
     assert_eq!(store.counts().await.unwrap().events, 250, "{what}");

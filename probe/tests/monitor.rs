@@ -619,10 +619,7 @@ async fn a_monitor_cycle_stores_checks_with_outcomes_and_publishes() {
     let keys = Keys::generate();
     let monitor = monitor_with(c, keys.clone());
     let now = 1_800_000_000;
-    let r = monitor
-        .run_cycle(&common::ctx(&store, now))
-        .await
-        .unwrap();
+    let r = monitor.run_cycle(&common::ctx(&store, now)).await.unwrap();
     assert_eq!(
         (r.checked, r.reachable, r.published, r.periodic.len()),
         (2, 1, 2, 3),
@@ -688,8 +685,14 @@ fn monitor_with(c: MonitorConfig, keys: Keys) -> Monitor {
         ..Default::default()
     };
     let policy = brotr_probe::config::ValidatorConfig::default().lifecycle();
-    Monitor::new(c, NetworksConfig::default(), limits, Identity::from_keys(keys), policy)
-        .expect("monitor")
+    Monitor::new(
+        c,
+        NetworksConfig::default(),
+        limits,
+        Identity::from_keys(keys),
+        policy,
+    )
+    .expect("monitor")
 }
 
 /// Two monitors (one key each) share one database: both check every relay, and each result
@@ -730,10 +733,7 @@ async fn monitors_with_their_own_keys_share_a_database_without_splitting_or_mixi
     .fetch_all(&pool)
     .await
     .unwrap();
-    let mut want = vec![
-        (eu.public_key().to_hex(), 2),
-        (us.public_key().to_hex(), 2),
-    ];
+    let mut want = vec![(eu.public_key().to_hex(), 2), (us.public_key().to_hex(), 2)];
     want.sort();
     assert_eq!(series, want, "one RTT series per monitor and relay");
     let latest: i64 = sqlx::query_scalar(
@@ -845,10 +845,7 @@ fn escaping_vector_5_gives_the_frozen_id() {
 
 #[test]
 fn negentropy_probe_opens_with_the_empty_set_vector() {
-    assert_eq!(
-        brotr_probe::nips::nip77::EMPTY_SET_MESSAGE,
-        "6100000200"
-    );
+    assert_eq!(brotr_probe::nips::nip77::EMPTY_SET_MESSAGE, "6100000200");
 }
 
 async fn brotr(args: Vec<String>) -> std::process::Output {
@@ -934,16 +931,25 @@ async fn check_rows_behave(db: &brotr_probe::store::DatabaseUrl) {
             .collect()
     };
     assert_eq!(
-        store.insert_checks(&relay, 100, &[], &rows("a")).await.unwrap(),
+        store
+            .insert_checks(&relay, 100, &[], &rows("a"))
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
-        store.insert_checks(&relay, 100, &[], &rows("a")).await.unwrap(),
+        store
+            .insert_checks(&relay, 100, &[], &rows("a"))
+            .await
+            .unwrap(),
         0,
         "replay"
     );
     assert_eq!(
-        store.insert_checks(&relay, 200, &[], &rows("b")).await.unwrap(),
+        store
+            .insert_checks(&relay, 200, &[], &rows("b"))
+            .await
+            .unwrap(),
         1
     );
     let c = store.counts().await.unwrap();

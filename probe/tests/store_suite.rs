@@ -456,18 +456,36 @@ mod cases {
             .unwrap();
         let names: Vec<&str> = due.iter().map(|c| c.url.as_str()).collect();
         assert_eq!(names, ["wss://fresh.example.com", "wss://worn.example.com"]);
-        let due = s.due_candidates(&[Network::Clearnet], 600, 10).await.unwrap();
+        let due = s
+            .due_candidates(&[Network::Clearnet], 600, 10)
+            .await
+            .unwrap();
         assert_eq!(due.len(), 3, "tried at 500 is due again after the horizon");
-        assert_eq!(due[1].url.as_str(), "wss://tried.example.com", "fewest failures first");
+        assert_eq!(
+            due[1].url.as_str(),
+            "wss://tried.example.com",
+            "fewest failures first"
+        );
         let tor = s.due_candidates(&[Network::Tor], 600, 10).await.unwrap();
         assert_eq!(tor.len(), 1);
-        assert_eq!(s.due_candidates(&[Network::Clearnet], 600, 1).await.unwrap().len(), 1);
+        assert_eq!(
+            s.due_candidates(&[Network::Clearnet], 600, 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         // Promotion moves a candidate to `relay` atomically, once.
         let promoted = RelayRow {
             url: url("wss://fresh.example.com"),
             discovered_at: 700,
         };
-        assert_eq!(s.promote_candidates(std::slice::from_ref(&promoted)).await.unwrap(), 1);
+        assert_eq!(
+            s.promote_candidates(std::slice::from_ref(&promoted))
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(s.promote_candidates(&[promoted]).await.unwrap(), 0);
         assert_eq!(s.counts().await.unwrap().relays, 1);
         assert!(
@@ -508,11 +526,21 @@ mod cases {
         // Both monitors measure the same relay at the same second: two rows, not one.
         assert_eq!(s.insert_checks(&r, 100, &eu, &[rtt(20)]).await.unwrap(), 1);
         assert_eq!(s.insert_checks(&r, 100, &us, &[rtt(90)]).await.unwrap(), 1);
-        assert_eq!(s.insert_checks(&r, 100, &us, &[rtt(90)]).await.unwrap(), 0, "replay");
-        assert_eq!(s.insert_checks(&r, 100, &[], &[rtt(50)]).await.unwrap(), 1, "keyless");
+        assert_eq!(
+            s.insert_checks(&r, 100, &us, &[rtt(90)]).await.unwrap(),
+            0,
+            "replay"
+        );
+        assert_eq!(
+            s.insert_checks(&r, 100, &[], &[rtt(50)]).await.unwrap(),
+            1,
+            "keyless"
+        );
         assert_eq!(s.counts().await.unwrap().relay_metadata, 3);
         let nip77 = |ok: bool| doc(MetadataType::Nip77Probe, json!({"negentropy": ok}));
-        s.insert_checks(&r, 200, &eu, &[nip77(false)]).await.unwrap();
+        s.insert_checks(&r, 200, &eu, &[nip77(false)])
+            .await
+            .unwrap();
         s.insert_checks(&r, 300, &us, &[nip77(true)]).await.unwrap();
         let (at, latest) = s
             .latest_metadata("wss://r.example.com", MetadataType::Nip77Probe)
@@ -535,8 +563,12 @@ mod cases {
         let (a, b) = (relay("wss://a.example.com"), relay("wss://b.example.com"));
         let rtt = |ms: u64| doc(MetadataType::Nip66Rtt, json!({"rtt_open": ms}));
         for t in [100, 200, 300] {
-            s.insert_checks(&a, t, &[1; 32], &[rtt(t as u64)]).await.unwrap();
-            s.insert_checks(&a, t, &[2; 32], &[rtt(t as u64 + 1)]).await.unwrap();
+            s.insert_checks(&a, t, &[1; 32], &[rtt(t as u64)])
+                .await
+                .unwrap();
+            s.insert_checks(&a, t, &[2; 32], &[rtt(t as u64 + 1)])
+                .await
+                .unwrap();
         }
         // b was last checked long ago: its only result is kept however old.
         s.insert_checks(&b, 50, &[1; 32], &[rtt(7)]).await.unwrap();
@@ -544,8 +576,16 @@ mod cases {
         // Everything before 250, in batches of 1: two monitors × two old rows of a.
         assert_eq!(s.delete_expired_metadata(250, 1).await.unwrap(), 4);
         assert_eq!(s.counts().await.unwrap().relay_metadata, 3);
-        assert_eq!(s.delete_expired_metadata(250, 1).await.unwrap(), 0, "idempotent");
-        assert_eq!(s.delete_expired_metadata(i64::MAX, 100).await.unwrap(), 0, "newest kept");
+        assert_eq!(
+            s.delete_expired_metadata(250, 1).await.unwrap(),
+            0,
+            "idempotent"
+        );
+        assert_eq!(
+            s.delete_expired_metadata(i64::MAX, 100).await.unwrap(),
+            0,
+            "newest kept"
+        );
     }
 
     pub async fn cleanup_removes_orphans_in_batches_and_nothing_else(
@@ -559,9 +599,14 @@ mod cases {
             .await
             .unwrap();
         let r = relay("wss://gone.example.com");
-        s.insert_checks(&r, 1, &[], &[doc(MetadataType::Nip66Rtt, json!({"rtt_open": 1}))])
-            .await
-            .unwrap();
+        s.insert_checks(
+            &r,
+            1,
+            &[],
+            &[doc(MetadataType::Nip66Rtt, json!({"rtt_open": 1}))],
+        )
+        .await
+        .unwrap();
         s.insert_checks(
             &relay("wss://keep.example.com"),
             1,
@@ -690,14 +735,20 @@ mod cases {
             Ok(_) => panic!("an unknown incompatible migration must be refused"),
         };
         assert!(err.is_config_error(), "{err}");
-        assert!(err.to_string().contains("9002") && err.to_string().contains("upgrade"), "{err}");
+        assert!(
+            err.to_string().contains("9002") && err.to_string().contains("upgrade"),
+            "{err}"
+        );
         // A database behind this binary is refused until migrated.
         execute(url, "DELETE FROM _sqlx_migrations WHERE version >= 3").await;
         let err = match store::open(url, None).await {
             Err(e) => e,
             Ok(_) => panic!("a database behind this binary must be refused"),
         };
-        assert!(err.to_string().contains("run `brotr-probe migrate`"), "{err}");
+        assert!(
+            err.to_string().contains("run `brotr-probe migrate`"),
+            "{err}"
+        );
         assert!(err.is_config_error());
     }
 

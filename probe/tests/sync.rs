@@ -289,8 +289,8 @@ async fn filters_overrides_and_shards_choose_what_is_synced() {
         let shard = Some(Shard { index: i, count: 2 });
         let lifecycle = ValidatorConfig::default().lifecycle();
         let identity = Identity::ephemeral();
-        let sync = Synchronizer::new(cfg.clone(), networks, limits, identity, lifecycle, shard)
-            .unwrap();
+        let sync =
+            Synchronizer::new(cfg.clone(), networks, limits, identity, lifecycle, shard).unwrap();
         synced += cycle(&store, &sync, NOW).await.relays;
     }
     assert_eq!(synced, 2);
@@ -490,19 +490,29 @@ async fn the_monitors_nip77_verdict_spares_the_negentropy_attempt() {
         let store = open(&db, Schema::Full).await;
         add_relays(store.as_ref(), &[&url]).await;
         if let Some(v) = verdict {
-            let doc = Metadata::new(MetadataType::Nip77Probe, &serde_json::json!({"negentropy": v}))
-                .unwrap();
+            let doc = Metadata::new(
+                MetadataType::Nip77Probe,
+                &serde_json::json!({"negentropy": v}),
+            )
+            .unwrap();
             let relay = RelayRow {
                 url: RelayUrl::parse_allowing_local(&url).unwrap(),
                 discovered_at: NOW,
             };
-            store.insert_metadata(&relay, NOW - 60, &[doc]).await.unwrap();
+            store
+                .insert_metadata(&relay, NOW - 60, &[doc])
+                .await
+                .unwrap();
         }
         let r = cycle(&store, &sync, NOW).await;
         assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 250);
         requests.push(r.wire.requests);
     }
-    assert_eq!(requests[1] + 1, requests[0], "one NEG-OPEN less: {requests:?}");
+    assert_eq!(
+        requests[1] + 1,
+        requests[0],
+        "one NEG-OPEN less: {requests:?}"
+    );
 }
 
 #[tokio::test]

@@ -67,7 +67,10 @@ async fn promotes_real_relays_and_rejects_every_decoy() {
     let woken = ctx2000.wake.subscribe();
     let report = v.run_cycle(&ctx2000).await.unwrap();
     assert_eq!((report.checked, report.promoted, report.failed), (8, 2, 6));
-    assert!(woken.has_changed().unwrap(), "promotions wake the monitor and synchronizer");
+    assert!(
+        woken.has_changed().unwrap(),
+        "promotions wake the monitor and synchronizer"
+    );
 
     let relays: Vec<String> = store
         .relays()
@@ -185,7 +188,11 @@ async fn dead_relays_back_off_and_go_dormant() {
     let d = dialer(true, 2.0);
     let dead_relay = local(&dead_url);
     assert!(
-        eventually(Duration::from_secs(5), || speaks_nostr_fails(&d, &dead_relay)).await,
+        eventually(Duration::from_secs(5), || speaks_nostr_fails(
+            &d,
+            &dead_relay
+        ))
+        .await,
         "the shut-down relay stops answering"
     );
 

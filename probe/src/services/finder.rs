@@ -213,9 +213,8 @@ impl Service for Finder {
             .iter()
             .filter(|s| s.enabled)
             .filter(|s| {
-                !last
-                    .get(&s.url)
-                    .is_some_and(|t| now - t < cfg.cooldown_secs)
+                last.get(&s.url)
+                    .is_none_or(|t| now - t >= cfg.cooldown_secs)
             })
             .collect();
         report.sources_cooling =

@@ -299,7 +299,7 @@ impl Service for Synchronizer {
             .progress
             .start("synchronizer", relays.len() as u64, "relays");
         let in_flight = limits.total(&self.dialer.networks().enabled());
-        let mut results = futures_util::stream::iter(relays.into_iter())
+        let mut results = futures_util::stream::iter(relays)
             .map(|r| {
                 let (limits, tracker) = (limits.clone(), tracker.clone());
                 async move {
@@ -542,9 +542,9 @@ impl<'a> RelayReader<'a> {
             done_until: progress.done_until,
         };
         if self.use_negentropy(filter).await? {
-            match self.negentropy(target, window.since, end, sink).await? {
-                Some(step) => return Ok(step),
-                None => {} // unsupported: page with REQs
+            // `None`: unsupported, page with REQs.
+            if let Some(step) = self.negentropy(target, window.since, end, sink).await? {
+                return Ok(step);
             }
         }
         Ok(self

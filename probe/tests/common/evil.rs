@@ -38,6 +38,9 @@ pub enum Misbehaviour {
     TenTimes,
     /// NEG-OPEN is answered with garbage.
     NegGarbage,
+    /// NEG-OPEN is ignored (no answer at all), as most relays without NIP-77 do; everything else
+    /// is well behaved.
+    NegSilent,
 }
 
 /// Starts the relay; it lives until the test's runtime ends.
@@ -78,6 +81,7 @@ async fn serve(mut ws: Ws, events: &[Event], how: Misbehaviour) {
                     return;
                 }
             }
+            Some("NEG-OPEN") if how == Misbehaviour::NegSilent => {}
             Some("NEG-OPEN") if how == Misbehaviour::NegGarbage => {
                 let sub = items.get(1).and_then(Value::as_str).unwrap_or_default();
                 let _ = ws

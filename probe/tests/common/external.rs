@@ -68,7 +68,11 @@ impl Tool {
                     self.name()
                 )
             });
-        assert!(p.exists(), "{env}={} does not exist (run e2e/tools.sh)", p.display());
+        assert!(
+            p.exists(),
+            "{env}={} does not exist (run e2e/tools.sh)",
+            p.display()
+        );
         p
     }
 }

@@ -226,6 +226,8 @@ pub async fn socks5_proxy(
                     let _ = s.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
                     return;
                 };
+                // A proxy that adds no delay of its own (Debian's microsocks would).
+                let _ = (s.set_nodelay(true), up.set_nodelay(true));
                 let _ = s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await;
                 let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
             });
