@@ -4,15 +4,13 @@
 #   source e2e/tools.sh; tools_install   → installs (or reuses) each tool and exports its variable
 #   bash e2e/tools.sh                    → same, then prints NAME=VALUE lines for each tool
 #
-# Exports (each read by probe/tests/common/external.rs; a test skips when its variable is unset,
-# and fails instead when BROTR_REQUIRE_TOOLS names the tool or is 1):
+# Exports (each read by probe/tests/common/external.rs; the tests that need a tool are ignored by a
+# plain `cargo test` and fail, never skip, when run with `--include-ignored` without it):
 #   BROTR_NOSTR_RS_RELAY  nostr-rs-relay binary (crates.io source, e2e/nostr-rs-relay-*.Cargo.lock)
-#   BROTR_NAK             nak binary (Go module proxy, go install)
 #   BROTR_NODE_VERIFY     e2e/verify-event.mjs, run with node; BROTR_NOSTR_TOOLS_DIR is the npm
 #                         prefix holding the pinned nostr-tools it imports
-#   BROTR_GO_VERIFY       e2e/go-verify built (go-nostr; stands in for `nak verify`)
-#   BROTR_NEG_RELAY       e2e/neg-relay built (in-memory NIP-77 relay on go-nostr's negentropy;
-#                         stands in for `nak serve --negentropy`)
+#   BROTR_GO_VERIFY       e2e/go-verify built (go-nostr's event checks)
+#   BROTR_NEG_RELAY       e2e/neg-relay built (in-memory NIP-77 relay on go-nostr's negentropy)
 #   BROTR_GEOIP_TEST_DIR  MaxMind's small test databases (GeoLite2-City-Test.mmdb,
 #                         GeoLite2-ASN-Test.mmdb; Apache-2.0/MIT), taken from the `maxminddb`
 #                         sdist on PyPI — never committed
@@ -24,10 +22,9 @@
 # Environment:
 #   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
 #   BROTR_NOSTR_RS_RELAY_VERSION  crates.io version               (default 0.8.12)
-#   BROTR_NAK_VERSION           nak module version                (default v0.20.6)
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
 #   BROTR_PY_RELAY_VERSION      PyPI nostr-relay version          (default 1.14)
-#   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,nak,
+#   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,
 #                               nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
 # See e2e/README-tools.md.
@@ -35,7 +32,6 @@ set -euo pipefail
 
 TOOLS_CACHE=${BROTR_TOOLS_CACHE:-$HOME/.cache/brotr}
 NOSTR_RS_RELAY_VERSION=${BROTR_NOSTR_RS_RELAY_VERSION:-0.8.12}
-NAK_VERSION=${BROTR_NAK_VERSION:-v0.20.6}
 NOSTR_TOOLS_VERSION=${BROTR_NOSTR_TOOLS_VERSION:-2.25.2}
 PY_RELAY_VERSION=${BROTR_PY_RELAY_VERSION:-1.14}
 TOOLS_E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -97,26 +93,6 @@ tools_nostr_rs_relay() {
   export BROTR_NOSTR_RS_RELAY="$bin"
 }
 
-# nak: go install into a per-version GOBIN, with the module and build caches of control-plane.sh.
-tools_nak() {
-  local v=$NAK_VERSION dir="$TOOLS_CACHE/bin/nak-$NAK_VERSION"
-  if [ ! -x "$dir/nak" ]; then
-    command -v go >/dev/null 2>&1 || { tools_die "nak: no go toolchain on PATH"; return 1; }
-    local log="$TOOLS_CACHE/bin/nak-$v.log"
-    mkdir -p "$TOOLS_CACHE/bin" "$TOOLS_CACHE/go/mod" "$TOOLS_CACHE/go/build"
-    tools_log "building nak $v with go install (log: $log)"
-    if ! GOBIN="$dir.tmp" GOMODCACHE="$TOOLS_CACHE/go/mod" GOCACHE="$TOOLS_CACHE/go/build" \
-        GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS="-mod=mod -modcacherw -buildvcs=false" \
-        nice -n 10 go install "github.com/fiatjaf/nak@$v" >"$log" 2>&1; then
-      tail -5 "$log" >&2
-      rm -rf "$dir.tmp"
-      tools_die "nak $v: go install failed (log: $log)"
-      return 1
-    fi
-    mkdir -p "$dir" && mv "$dir.tmp/nak" "$dir/nak" && rm -rf "$dir.tmp" || return 1
-  fi
-  export BROTR_NAK="$dir/nak"
-}
 
 # nostr-tools: npm install into a per-version prefix; e2e/verify-event.mjs imports it from there.
 tools_nostr_tools() {
@@ -161,11 +137,10 @@ tools_go_build() {
   export "$var=$bin"
 }
 
-# go-verify: e2e/go-verify (go-nostr, the library nak is built on): event checks.
+# go-verify: e2e/go-verify (go-nostr): event checks.
 tools_go_verify() { tools_go_build go-verify BROTR_GO_VERIFY; }
 
 # neg-relay: e2e/neg-relay, an in-memory relay with NIP-77 on go-nostr's own negentropy code
-# (stands in for `nak serve --negentropy`).
 tools_neg_relay() { tools_go_build neg-relay BROTR_NEG_RELAY; }
 
 # geoip-test: MaxMind's test databases, from the maxminddb source distribution on PyPI (the
@@ -276,7 +251,7 @@ tools_ts_relay() {
 # BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
 tools_install() {
   local t fn failed=0 lock_fd
-  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nak,nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay}"
+  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay}"
   # One install at a time per cache (two worktrees may run their tests at once).
   mkdir -p "$TOOLS_CACHE"
   exec {lock_fd}>"$TOOLS_CACHE/.tools.lock"
@@ -284,7 +259,6 @@ tools_install() {
   for t in "${_tools[@]}"; do
     case "$t" in
       nostr-rs-relay) fn=tools_nostr_rs_relay ;;
-      nak) fn=tools_nak ;;
       nostr-tools) fn=tools_nostr_tools ;;
       go-nostr) fn=tools_go_verify ;;
       neg-relay) fn=tools_neg_relay ;;
@@ -313,7 +287,7 @@ tools_install() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
-  for v in BROTR_NOSTR_RS_RELAY BROTR_NAK BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
+  for v in BROTR_NOSTR_RS_RELAY BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
     BROTR_GO_VERIFY BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done
