@@ -150,10 +150,9 @@ const LAG_SECONDS: [f64; 8] = [
     2_592_000.0,
 ];
 
-impl Metrics {
-    pub fn new() -> Self {
-        let b = Builder(Registry::new());
-        let service = ServiceMetrics {
+impl ServiceMetrics {
+    fn new(b: &Builder) -> Self {
+        ServiceMetrics {
             cycles: b.counter_vec(
                 "brotr_service_cycles_total",
                 "Service cycles by outcome",
@@ -175,8 +174,13 @@ impl Metrics {
                 "Unix time of the last successful cycle",
                 &["service"],
             ),
-        };
-        let validator = ValidatorMetrics {
+        }
+    }
+}
+
+impl ValidatorMetrics {
+    fn new(b: &Builder) -> Self {
+        ValidatorMetrics {
             checked: b.counter(
                 "brotr_validator_candidates_checked_total",
                 "Candidates tried",
@@ -201,8 +205,13 @@ impl Metrics {
                 "brotr_validator_relays_dormant",
                 "Re-checked relays found dormant in the last cycle",
             ),
-        };
-        let finder = FinderMetrics {
+        }
+    }
+}
+
+impl FinderMetrics {
+    fn new(b: &Builder) -> Self {
+        FinderMetrics {
             urls_found: b.counter_vec(
                 "brotr_finder_urls_found_total",
                 "New candidate URLs found, by source",
@@ -213,8 +222,13 @@ impl Metrics {
                 "Failed fetches, by source",
                 &["source"],
             ),
-        };
-        let monitor = MonitorMetrics {
+        }
+    }
+}
+
+impl MonitorMetrics {
+    fn new(b: &Builder) -> Self {
+        MonitorMetrics {
             relays_checked: b.counter_vec(
                 "brotr_monitor_relays_checked_total",
                 "Relays checked, by network",
@@ -239,8 +253,13 @@ impl Metrics {
                 "brotr_monitor_publish_failures_total",
                 "Events no publishing relay accepted",
             ),
-        };
-        let synchronizer = SyncMetrics {
+        }
+    }
+}
+
+impl SyncMetrics {
+    fn new(b: &Builder) -> Self {
+        SyncMetrics {
             events_stored: b.counter(
                 "brotr_synchronizer_events_stored_total",
                 "Events stored that were not in the archive",
@@ -289,8 +308,13 @@ impl Metrics {
                 "brotr_synchronizer_hints_total",
                 "Relay URLs found in archived events and added as candidates",
             ),
-        };
-        let maintain = MaintainMetrics {
+        }
+    }
+}
+
+impl MaintainMetrics {
+    fn new(b: &Builder) -> Self {
+        MaintainMetrics {
             step_seconds: b.histogram(
                 "brotr_maintain_step_duration_seconds",
                 "Duration of maintenance steps",
@@ -302,8 +326,13 @@ impl Metrics {
                 "Rows deleted by maintenance, by step and table",
                 &["step", "table"],
             ),
-        };
-        let database = DatabaseMetrics {
+        }
+    }
+}
+
+impl DatabaseMetrics {
+    fn new(b: &Builder) -> Self {
+        DatabaseMetrics {
             pool_connections: b.gauge_vec(
                 "brotr_database_pool_connections",
                 "Database pool connections by state",
@@ -315,16 +344,22 @@ impl Metrics {
                 &["op"],
                 &QUERY_SECONDS,
             ),
-        };
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let b = Builder(Registry::new());
         Metrics {
+            service: ServiceMetrics::new(&b),
+            validator: ValidatorMetrics::new(&b),
+            finder: FinderMetrics::new(&b),
+            monitor: MonitorMetrics::new(&b),
+            synchronizer: SyncMetrics::new(&b),
+            maintain: MaintainMetrics::new(&b),
+            database: DatabaseMetrics::new(&b),
             registry: b.0,
-            service,
-            validator,
-            finder,
-            monitor,
-            synchronizer,
-            maintain,
-            database,
         }
     }
 

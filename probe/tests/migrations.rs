@@ -78,9 +78,16 @@ fn files(dir: &Path) -> Vec<String> {
 #[test]
 fn full_and_lite_migrations_differ_only_where_the_schemas_do() {
     for backend in ["postgres", "sqlite"] {
-        let (full, lite) = (root().join(backend).join("full"), root().join(backend).join("lite"));
+        let (full, lite) = (
+            root().join(backend).join("full"),
+            root().join(backend).join("lite"),
+        );
         let names = files(&full);
-        assert_eq!(names, files(&lite), "{backend}: the same migrations in both");
+        assert_eq!(
+            names,
+            files(&lite),
+            "{backend}: the same migrations in both"
+        );
         assert!(names.len() >= 3, "{backend}: {names:?}");
         for name in names {
             let diff = differing(&lines(&full.join(&name)), &lines(&lite.join(&name)));
@@ -109,6 +116,9 @@ fn the_drift_check_notices_a_drift() {
     let b: Vec<String> = ["CREATE TABLE relay (", "id BIGINT", ");"]
         .map(str::to_owned)
         .to_vec();
-    assert_eq!(differing(&a, &b), vec!["full: id INTEGER", "lite: id BIGINT"]);
+    assert_eq!(
+        differing(&a, &b),
+        vec!["full: id INTEGER", "lite: id BIGINT"]
+    );
     assert!(differing(&a, &a).is_empty());
 }

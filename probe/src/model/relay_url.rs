@@ -107,6 +107,120 @@ fn shown(s: &str) -> String {
     }
 }
 
+/// One parse of untrusted input: the steps, each naming the input in its errors.
+struct Parsing<'a> {
+    input: &'a str,
+}
+
+impl Parsing<'_> {
+    fn inp(&self) -> String {
+        shown(self.input)
+    }
+
+    fn bad_host(&self, host: &str, reason: &'static str) -> RelayUrlError {
+        RelayUrlError::InvalidHost {
+            input: self.inp(),
+            host: shown(host),
+            reason,
+        }
+    }
+
+    /// `ws://` or `wss://` (any case): whether TLS, and the rest.
+    fn scheme<'s>(&self, s: &'s str) -> Result<(bool, &'s str), RelayUrlError> {
+        let (scheme, rest) = match s.find("://") {
+            Some(i) if is_scheme(&s[..i]) => (&s[..i], &s[i + 3..]),
+            _ => return Err(RelayUrlError::MissingScheme { input: self.inp() }),
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "wss" => Ok((true, rest)),
+            "ws" => Ok((false, rest)),
+            _ => Err(RelayUrlError::UnsupportedScheme {
+                input: self.inp(),
+                scheme: shown(scheme),
+            }),
+        }
+    }
+
+    /// Authority → raw host, port, whether the host was bracketed (IPv6).
+    fn authority<'s>(
+        &self,
+        authority: &'s str,
+    ) -> Result<(&'s str, Option<u16>, bool), RelayUrlError> {
+        if authority.contains('@') {
+            return Err(RelayUrlError::UserInfo { input: self.inp() });
+        }
+        let (raw_host, raw_port, bracketed) = if let Some(inner) = authority.strip_prefix('[') {
+            let Some((h, tail)) = inner.split_once(']') else {
+                return Err(self.bad_host(authority, "has an unclosed '['"));
+            };
+            match tail.strip_prefix(':') {
+                Some(p) => (h, Some(p), true),
+                None if tail.is_empty() => (h, None, true),
+                None => return Err(self.bad_host(authority, "has characters after ']'")),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p), false),
+                None => (authority, None, false),
+            }
+        };
+        if raw_host.is_empty() {
+            return Err(RelayUrlError::MissingHost { input: self.inp() });
+        }
+        let port = match raw_port {
+            None | Some("") => None,
+            Some(p) => Some(parse_port(p).ok_or_else(|| RelayUrlError::InvalidPort {
+                input: self.inp(),
+                port: shown(p),
+            })?),
+        };
+        Ok((raw_host, port, bracketed))
+    }
+
+    /// Host: percent-decoded, characters checked, IDNA, lowercase, no trailing dot.
+    fn host(&self, raw_host: &str, bracketed: bool) -> Result<Host, RelayUrlError> {
+        let Ok(decoded) = String::from_utf8(percent_decode(raw_host)) else {
+            return Err(self.bad_host(raw_host, "is not UTF-8 after percent-decoding"));
+        };
+        if decoded
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+        {
+            return Err(self.bad_host(&decoded, "contains whitespace, a control character or '\\'"));
+        }
+        if bracketed {
+            return match decoded.parse::<Ipv6Addr>() {
+                Ok(ip) => Ok(Host::V6(ip)),
+                Err(_) => Err(self.bad_host(&decoded, "is not an IPv6 address")),
+            };
+        }
+        let mut name = if decoded.is_ascii() {
+            decoded.to_ascii_lowercase()
+        } else {
+            idna::domain_to_ascii(&decoded).map_err(|_| {
+                self.bad_host(&decoded, "is not a valid internationalized domain name")
+            })?
+        };
+        if name.ends_with('.') {
+            name.pop();
+        }
+        if name.is_empty() {
+            return Err(RelayUrlError::MissingHost { input: self.inp() });
+        }
+        if name.len() > MAX_HOST_LEN {
+            return Err(self.bad_host(&name, "is longer than 253 characters"));
+        }
+        let last = name.rsplit('.').next().unwrap_or_default();
+        if !is_number_label(last) {
+            return Ok(Host::Name(name));
+        }
+        match name.parse::<Ipv4Addr>() {
+            Ok(ip) => Ok(Host::V4(ip)),
+            Err(_) => Err(self.bad_host(&name, NUMERIC_HOST)),
+        }
+    }
+}
+
 impl RelayUrl {
     /// Parses untrusted input, refusing local/private/reserved hosts.
     pub fn parse(input: &str) -> Result<Self, RelayUrlError> {
@@ -119,117 +233,23 @@ impl RelayUrl {
     }
 
     fn parse_inner(input: &str, allow_local: bool) -> Result<Self, RelayUrlError> {
-        let inp = || shown(input);
-        let bad_host = |host: &str, reason| RelayUrlError::InvalidHost {
-            input: inp(),
-            host: shown(host),
-            reason,
-        };
+        let p = Parsing { input };
         if input.contains('\0') {
-            return Err(RelayUrlError::Nul { input: inp() });
+            return Err(RelayUrlError::Nul { input: p.inp() });
         }
         let s = input.trim();
         if s.is_empty() {
-            return Err(RelayUrlError::Empty { input: inp() });
+            return Err(RelayUrlError::Empty { input: p.inp() });
         }
-        let (scheme, rest) = match s.find("://") {
-            Some(i) if is_scheme(&s[..i]) => (&s[..i], &s[i + 3..]),
-            _ => return Err(RelayUrlError::MissingScheme { input: inp() }),
-        };
-        let mut tls = match scheme.to_ascii_lowercase().as_str() {
-            "wss" => true,
-            "ws" => false,
-            _ => {
-                let scheme = shown(scheme);
-                return Err(RelayUrlError::UnsupportedScheme {
-                    input: inp(),
-                    scheme,
-                });
-            }
-        };
+        let (tls, rest) = p.scheme(s)?;
         let (authority, after) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
         let raw_path = &after[..after.find(['?', '#']).unwrap_or(after.len())];
-        if authority.contains('@') {
-            return Err(RelayUrlError::UserInfo { input: inp() });
-        }
-
-        // Authority → raw host, raw port.
-        let (raw_host, raw_port, bracketed) = if let Some(inner) = authority.strip_prefix('[') {
-            let Some((h, tail)) = inner.split_once(']') else {
-                return Err(bad_host(authority, "has an unclosed '['"));
-            };
-            match tail.strip_prefix(':') {
-                Some(p) => (h, Some(p), true),
-                None if tail.is_empty() => (h, None, true),
-                None => return Err(bad_host(authority, "has characters after ']'")),
-            }
-        } else {
-            match authority.split_once(':') {
-                Some((h, p)) => (h, Some(p), false),
-                None => (authority, None, false),
-            }
-        };
-        if raw_host.is_empty() {
-            return Err(RelayUrlError::MissingHost { input: inp() });
-        }
-        let port = match raw_port {
-            None | Some("") => None,
-            Some(p) => Some(parse_port(p).ok_or_else(|| RelayUrlError::InvalidPort {
-                input: inp(),
-                port: shown(p),
-            })?),
-        };
-
-        // Host: decode, check characters, IDNA, lowercase, trailing dot.
-        let Ok(decoded) = String::from_utf8(percent_decode(raw_host)) else {
-            return Err(bad_host(raw_host, "is not UTF-8 after percent-decoding"));
-        };
-        if decoded
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
-        {
-            return Err(bad_host(
-                &decoded,
-                "contains whitespace, a control character or '\\'",
-            ));
-        }
-        let host = if bracketed {
-            match decoded.parse::<Ipv6Addr>() {
-                Ok(ip) => Host::V6(ip),
-                Err(_) => return Err(bad_host(&decoded, "is not an IPv6 address")),
-            }
-        } else {
-            let mut name = if decoded.is_ascii() {
-                decoded.to_ascii_lowercase()
-            } else {
-                idna::domain_to_ascii(&decoded).map_err(|_| {
-                    bad_host(&decoded, "is not a valid internationalized domain name")
-                })?
-            };
-            if name.ends_with('.') {
-                name.pop();
-            }
-            if name.is_empty() {
-                return Err(RelayUrlError::MissingHost { input: inp() });
-            }
-            if name.len() > MAX_HOST_LEN {
-                return Err(bad_host(&name, "is longer than 253 characters"));
-            }
-            let last = name.rsplit('.').next().unwrap_or_default();
-            if is_number_label(last) {
-                match name.parse::<Ipv4Addr>() {
-                    Ok(ip) => Host::V4(ip),
-                    Err(_) => return Err(bad_host(&name, NUMERIC_HOST)),
-                }
-            } else {
-                Host::Name(name)
-            }
-        };
-
+        let (raw_host, port, bracketed) = p.authority(authority)?;
+        let host = p.host(raw_host, bracketed)?;
         let (network, local) = match &host {
             Host::V4(ip) => (Network::Clearnet, is_local_v4(*ip)),
             Host::V6(ip) => (Network::Clearnet, is_local_v6(*ip)),
-            Host::Name(name) => classify_name(name).map_err(|reason| bad_host(name, reason))?,
+            Host::Name(name) => classify_name(name).map_err(|reason| p.bad_host(name, reason))?,
         };
         let host = match host {
             Host::Name(name) => name,
@@ -237,22 +257,35 @@ impl RelayUrl {
             Host::V6(ip) => ip.to_string(),
         };
         if local && !allow_local {
-            return Err(RelayUrlError::LocalHost { input: inp(), host });
+            return Err(RelayUrlError::LocalHost {
+                input: p.inp(),
+                host,
+            });
         }
+        // Overlays are reached through their proxy: plain WebSocket.
+        let tls = tls && !network.is_overlay();
+        let mut url = Self::build(tls, &host, port, normalize_path(raw_path));
+        if url.url.len() > MAX_URL_LEN {
+            return Err(RelayUrlError::TooLong {
+                input: p.inp(),
+                len: url.url.len(),
+            });
+        }
+        url.network = network;
+        url.local = local;
+        Ok(url)
+    }
 
-        // Rebuild.
-        if network.is_overlay() {
-            tls = false;
-        }
+    /// The canonical URL from its parts; the default port of the scheme is dropped.
+    fn build(tls: bool, host: &str, port: Option<u16>, path: Option<String>) -> RelayUrl {
         let port = port.filter(|&p| p != if tls { 443 } else { 80 });
-        let path = normalize_path(raw_path);
         let mut url = String::from(if tls { "wss://" } else { "ws://" });
         let v6 = host.contains(':');
         if v6 {
             url.push('[');
         }
         let host_range = (url.len(), url.len() + host.len());
-        url.push_str(&host);
+        url.push_str(host);
         if v6 {
             url.push(']');
         }
@@ -265,20 +298,14 @@ impl RelayUrl {
             url.push_str(&p);
             start
         });
-        if url.len() > MAX_URL_LEN {
-            return Err(RelayUrlError::TooLong {
-                input: inp(),
-                len: url.len(),
-            });
-        }
-        Ok(RelayUrl {
+        RelayUrl {
             url,
-            network,
+            network: Network::Clearnet,
             host: host_range,
             port,
             path_start,
-            local,
-        })
+            local: false,
+        }
     }
 
     /// The canonical URL.

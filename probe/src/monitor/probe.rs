@@ -17,7 +17,9 @@ use tracing::warn;
 use super::checks::geo::{GeoDb, open_db};
 use super::checks::ssl::SslProbe;
 use super::checks::{dns, geo, http, nip11, nip77, rtt};
-use super::report::{Check, RelayReport};
+use super::report::{
+    Check, DnsData, GeoData, HttpData, NetData, Nip11Data, Nip77Data, RelayReport, RttData, SslData,
+};
 use crate::config::{CheckConfig, LimitsConfig, MonitorConfig, NetworksConfig};
 use crate::model::{Network, RelayUrl};
 use crate::net::{Dialer, HttpClient};
@@ -122,26 +124,10 @@ impl Prober {
 
     /// Runs every enabled check on `url`; `generated_at` stamps all results.
     pub async fn check_relay(&self, url: &RelayUrl, generated_at: i64) -> RelayReport {
-        let c = &self.cfg.checks;
         let net = url.network();
-        let clearnet = net == Network::Clearnet;
         let mut report = RelayReport::new(url, generated_at);
-
         // NIP-11 runs alongside the other checks; only the RTT write waits for it (its PoW).
-        let nip11_f = async {
-            if !c.nip11.enabled {
-                return None;
-            }
-            let t = self.timeout(&c.nip11, net);
-            let cap = self.cfg.nip11_max_bytes;
-            Some(
-                retry(&c.nip11, transient, || {
-                    nip11::check(&self.http, url, cap, t)
-                })
-                .await,
-            )
-        }
-        .shared();
+        let nip11_f = self.nip11(url).shared();
         let pow = {
             let nip11 = nip11_f.clone();
             async move {
@@ -152,90 +138,14 @@ impl Prober {
             }
             .shared()
         };
-        let write_kind = self.cfg.write_kind;
-        let rtt_f = async {
-            if !c.rtt.enabled {
-                return None;
-            }
-            let t = self.timeout(&c.rtt, net);
-            Some(
-                retry(
-                    &c.rtt,
-                    |r: &Check<crate::monitor::report::RttData>| r.data.rtt_open.is_none(),
-                    || rtt::check(&self.dialer, &self.keys, url, write_kind, pow.clone(), t),
-                )
-                .await,
-            )
-        };
-        let nip77_f = async {
-            if !c.nip77.enabled {
-                return None;
-            }
-            let t = self.timeout(&c.nip77, net);
-            Some(
-                retry(&c.nip77, transient, || {
-                    nip77::check(&self.dialer, &self.keys, url, t)
-                })
-                .await,
-            )
-        };
-        let ssl_f = async {
-            if !(c.ssl.enabled && clearnet && url.is_tls()) {
-                return None;
-            }
-            let t = c.ssl.timeout();
-            Some(retry(&c.ssl, transient, || self.ssl.check(&self.dialer, url, t)).await)
-        };
-        let http_f = async {
-            if !c.http.enabled {
-                return None;
-            }
-            let t = self.timeout(&c.http, net);
-            Some(retry(&c.http, transient, || http::check(&self.dialer, url, t)).await)
-        };
-        let dns_geo_f = async {
-            if !clearnet {
-                return (None, None, None);
-            }
-            let host = url.host();
-            let is_ip = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok();
-            // An IP literal has no DNS records to check; geo and net still run on it.
-            let dns = if c.dns.enabled && !is_ip {
-                let t = c.dns.timeout();
-                Some(retry(&c.dns, transient, || dns::check(&self.resolver, host, t)).await)
-            } else {
-                None
-            };
-            let want_geo = self.city.is_some() || self.asn.is_some();
-            if !want_geo {
-                return (dns, None, None);
-            }
-            let ips: Vec<IpAddr> = match &dns {
-                Some(d) if d.success => d
-                    .data
-                    .dns_ips
-                    .iter()
-                    .chain(d.data.dns_ips_v6.iter())
-                    .filter_map(|s| s.parse().ok())
-                    .collect(),
-                _ => {
-                    let t = c.geo.timeout().max(c.net.timeout());
-                    tokio::time::timeout(t, dns::addresses(&self.resolver, host))
-                        .await
-                        .unwrap_or_default()
-                }
-            };
-            let precision = self.cfg.geoip.geohash_precision;
-            let geo = self.city.as_ref().map(|db| geo::geo(db, &ips, precision));
-            let netc = self.asn.as_ref().map(|db| geo::net(db, &ips));
-            (dns, geo, netc)
-        };
-        let (nip11, rtt, nip77, ssl, http, (dns, geo, netc)) =
-            tokio::join!(nip11_f, rtt_f, nip77_f, ssl_f, http_f, dns_geo_f);
+        let (nip11, rtt, nip77, ssl, http, (dns, geo, netc)) = tokio::join!(
+            nip11_f,
+            self.rtt(url, pow),
+            self.nip77(url),
+            self.ssl(url),
+            self.http(url),
+            self.dns_geo_net(url)
+        );
         report.nip11 = nip11;
         report.rtt = rtt;
         report.nip77 = nip77;
@@ -244,7 +154,7 @@ impl Prober {
         report.dns = dns;
         report.geo = geo;
         report.net = netc;
-        if clearnet {
+        if net == Network::Clearnet {
             for (name, off) in [("geo", &self.geo_off), ("net", &self.net_off)] {
                 if let Some(why) = off {
                     report.skipped.push((name.to_owned(), why.clone()));
@@ -253,7 +163,113 @@ impl Prober {
         }
         report
     }
+
+    async fn nip11(&self, url: &RelayUrl) -> Option<Check<Nip11Data>> {
+        let c = &self.cfg.checks.nip11;
+        if !c.enabled {
+            return None;
+        }
+        let (t, cap) = (self.timeout(c, url.network()), self.cfg.nip11_max_bytes);
+        Some(retry(c, transient, || nip11::check(&self.http, url, cap, t)).await)
+    }
+
+    async fn rtt(
+        &self,
+        url: &RelayUrl,
+        pow: impl Future<Output = u8> + Clone,
+    ) -> Option<Check<RttData>> {
+        let c = &self.cfg.checks.rtt;
+        if !c.enabled {
+            return None;
+        }
+        let (t, kind) = (self.timeout(c, url.network()), self.cfg.write_kind);
+        // Retried only when the connection could not be opened: refusals are answers.
+        let failed = |r: &Check<RttData>| r.data.rtt_open.is_none();
+        let attempt = || rtt::check(&self.dialer, &self.keys, url, kind, pow.clone(), t);
+        Some(retry(c, failed, attempt).await)
+    }
+
+    async fn nip77(&self, url: &RelayUrl) -> Option<Check<Nip77Data>> {
+        let c = &self.cfg.checks.nip77;
+        if !c.enabled {
+            return None;
+        }
+        let t = self.timeout(c, url.network());
+        Some(
+            retry(c, transient, || {
+                nip77::check(&self.dialer, &self.keys, url, t)
+            })
+            .await,
+        )
+    }
+
+    async fn ssl(&self, url: &RelayUrl) -> Option<Check<SslData>> {
+        let c = &self.cfg.checks.ssl;
+        if !(c.enabled && url.network() == Network::Clearnet && url.is_tls()) {
+            return None;
+        }
+        let t = c.timeout();
+        Some(retry(c, transient, || self.ssl.check(&self.dialer, url, t)).await)
+    }
+
+    async fn http(&self, url: &RelayUrl) -> Option<Check<HttpData>> {
+        let c = &self.cfg.checks.http;
+        if !c.enabled {
+            return None;
+        }
+        let t = self.timeout(c, url.network());
+        Some(retry(c, transient, || http::check(&self.dialer, url, t)).await)
+    }
+
+    /// DNS, then geo and net on the addresses DNS found (one resolution, the same resolver).
+    /// Clearnet only; an IP literal has no DNS records, but geo and net still run on it.
+    async fn dns_geo_net(&self, url: &RelayUrl) -> DnsGeoNet {
+        if url.network() != Network::Clearnet {
+            return (None, None, None);
+        }
+        let c = &self.cfg.checks;
+        let host = url.host();
+        let is_ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok();
+        let dns = if c.dns.enabled && !is_ip {
+            let t = c.dns.timeout();
+            Some(retry(&c.dns, transient, || dns::check(&self.resolver, host, t)).await)
+        } else {
+            None
+        };
+        if self.city.is_none() && self.asn.is_none() {
+            return (dns, None, None);
+        }
+        let ips: Vec<IpAddr> = match &dns {
+            Some(d) if d.success => d
+                .data
+                .dns_ips
+                .iter()
+                .chain(d.data.dns_ips_v6.iter())
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            _ => {
+                let t = c.geo.timeout().max(c.net.timeout());
+                tokio::time::timeout(t, dns::addresses(&self.resolver, host))
+                    .await
+                    .unwrap_or_default()
+            }
+        };
+        let precision = self.cfg.geoip.geohash_precision;
+        let geo = self.city.as_ref().map(|db| geo::geo(db, &ips, precision));
+        let netc = self.asn.as_ref().map(|db| geo::net(db, &ips));
+        (dns, geo, netc)
+    }
 }
+
+type DnsGeoNet = (
+    Option<Check<DnsData>>,
+    Option<Check<GeoData>>,
+    Option<Check<NetData>>,
+);
 
 /// Retry predicate of most checks: failed, and not with a definite answer.
 fn transient<T>(c: &Check<T>) -> bool {
