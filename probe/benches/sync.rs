@@ -124,13 +124,17 @@ async fn relay_role() {
         for e in generate(r, n) {
             db.save_event(&e).await.expect("save");
         }
-        let b = RelayBuilder::default()
+        let mut b = RelayBuilder::default()
             .database(db)
-            .addr([127, 0, 0, 1].into())
-            .rate_limit(RateLimit {
-                max_reqs: 1000,
-                notes_per_minute: 60,
-            });
+            .addr([127, 0, 0, 1].into());
+        let cap = env_usize("BROTR_BENCH_RELAY_CAP", 0);
+        if cap > 0 {
+            b = b.max_filter_limit(cap);
+        }
+        let b = b.rate_limit(RateLimit {
+            max_reqs: 1000,
+            notes_per_minute: 60,
+        });
         let relay = LocalRelay::new(b);
         relay.run().await.expect("relay");
         let url = relay.url().await;
@@ -538,6 +542,70 @@ async fn neg_silent_role(admin: &str) {
     }
 }
 
+/// nostr-sdk's relay client against ours on the same relay: one REQ for everything (reading
+/// speed), and the same against a relay capping answers at 500 (completeness: the SDK returns
+/// what one answer holds, our planner pages to the end).
+async fn sdk_role() {
+    use nostr_sdk::Client;
+    let n = env_usize("BROTR_BENCH_SDK_EVENTS", 50_000);
+    let timeout = std::time::Duration::from_secs(120);
+    for cap in [0usize, 500] {
+        let relays = spawn_relays_with(1, n, &[("BROTR_BENCH_RELAY_CAP", &cap.to_string())]);
+        let url = relays.urls[0].clone();
+        let client = Client::default();
+        client.add_relay(url.as_str()).await.expect("add relay");
+        client.connect().await;
+        let t = Instant::now();
+        let got = client
+            .fetch_events(Filter::new().limit(n), timeout)
+            .await
+            .expect("fetch");
+        let sdk = (got.len(), got.len() as f64 / t.elapsed().as_secs_f64());
+        client.disconnect().await;
+        let ours = if cap == 0 {
+            // One REQ, read and verified by our session and reader.
+            let (networks, limits) = networks();
+            let dialer = Dialer::new(networks, limits, tls_config(&[]));
+            let relay = RelayUrl::parse_allowing_local(&url).expect("url");
+            let opts = SessionOptions::new(Keys::generate(), AuthMode::Eager);
+            let mut s = RelaySession::open(&dialer, &relay, opts)
+                .await
+                .expect("session");
+            let limits = brotr_probe::sync::ReadLimits {
+                page: timeout,
+                max_event_bytes: 1 << 20,
+            };
+            let t = Instant::now();
+            let page =
+                brotr_probe::sync::reader::fetch(&mut s, &Filter::new(), (0, NOW), n, limits)
+                    .await
+                    .expect("page");
+            (
+                page.events.len(),
+                page.events.len() as f64 / t.elapsed().as_secs_f64(),
+            )
+        } else {
+            let t = Instant::now();
+            let rate = reader_alone(&url, n).await;
+            let _ = t;
+            (n, rate)
+        };
+        println!(
+            "sdk comparison, relay cap {}: nostr-sdk fetch_events {} of {n} events ({:.0}/s); brotr {} of {n} ({:.0}/s{})",
+            if cap == 0 {
+                "none".to_owned()
+            } else {
+                cap.to_string()
+            },
+            sdk.0,
+            sdk.1,
+            ours.0,
+            ours.1,
+            if cap == 0 { ", one REQ" } else { ", paged" }
+        );
+    }
+}
+
 fn run_child(role: &str, events: usize) {
     let exe = std::env::current_exe().expect("exe");
     let status = Command::new(exe)
@@ -563,6 +631,7 @@ async fn main() {
         "many" => many_role(&admin).await,
         "overlay" => overlay_role(&admin).await,
         "neg-silent" => neg_silent_role(&admin).await,
+        "sdk" => sdk_role().await,
         _ => {
             let n = env_usize("BROTR_BENCH_EVENTS", 100_000);
             run_child("sync", n);
@@ -570,6 +639,7 @@ async fn main() {
             run_child("many", 0);
             run_child("overlay", 0);
             run_child("neg-silent", 0);
+            run_child("sdk", 0);
         }
     }
 }

@@ -299,6 +299,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn store_operations_are_timed_into_the_metrics() {
+        let ctx = ctx().await;
+        ctx.store.counts().await.unwrap();
+        let text = ctx.metrics.render();
+        assert!(
+            text.contains(r#"brotr_database_query_duration_seconds_count{op="counts"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn once_fails_when_every_attempt_failed_but_not_when_nothing_was_attempted() {
         let (_tx, sd) = Shutdown::manual();
         let ctx = ctx().await;

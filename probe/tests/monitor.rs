@@ -205,6 +205,22 @@ async fn refusal_prefixes_map_to_requirement_tags() {
     }
 }
 
+/// Most relays without NIP-77 ignore NEG-OPEN: that silence is a definite "no", recorded as a
+/// successful check, and it comes within a few round trips rather than at the timeout.
+#[tokio::test]
+async fn silence_to_neg_open_is_a_quick_no_not_a_failed_check() {
+    let url = common::evil::evil_relay(Vec::new(), common::evil::Misbehaviour::NegSilent).await;
+    let mut c = cfg();
+    c.checks.nip77.timeout_secs = 30.0;
+    let r = check(&prober(c), &url).await;
+    let n = r.nip77.as_ref().unwrap();
+    assert!(n.success, "{n:?}");
+    assert_eq!(n.data.negentropy, Some(false));
+    assert_eq!(n.data.answer.as_deref(), Some("none"));
+    assert!(n.data.rtt.unwrap() < 5_000, "bounded by round trips: {n:?}");
+    assert!(!has(&tags_of(&r), &["N", "77"]));
+}
+
 #[tokio::test]
 async fn a_closed_read_with_auth_required_marks_the_relay_private() {
     let addr = scripted_relay(Script {

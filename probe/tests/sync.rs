@@ -474,6 +474,31 @@ async fn garbage_or_refused_negentropy_falls_back_to_req_paging() {
     }
 }
 
+/// Most relays without NIP-77 ignore NEG-OPEN: the silence is judged within a few round trips
+/// (a request sent behind NEG-OPEN is answered first), and the relay is paged with REQs.
+#[tokio::test]
+async fn a_relay_ignoring_neg_open_is_paged_without_waiting_for_a_timeout() {
+    let evs = events(250, 5_000, 1);
+    let url = evil_relay(evs.clone(), Misbehaviour::NegSilent).await;
+    let (db, _g) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    add_relays(store.as_ref(), &[&url]).await;
+    // An idle timeout far above the test's patience: silence must not be waited out.
+    let sync = synchronizer(SyncConfig {
+        limit: 100,
+        idle_timeout_secs: 60.0,
+        ..Default::default()
+    });
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        cycle(&store, &sync, NOW),
+    )
+    .await
+    .expect("silence is not waited out");
+    assert_eq!((r.relays_failed, r.negentropy_windows), (0, 0), "{r:?}");
+    assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 250);
+}
+
 /// The monitor's NIP-77 probe is the one answer: a relay it found without NIP-77 is paged at
 /// once, without a NEG-OPEN of the synchronizer's own.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Monitor settings (spec §7, with the weaknesses of its end fixed: every check has its own
+//! Monitor settings (the reference system's, with its weaknesses fixed: every check has its own
 //! timeout and retry policy, and 30166 can be published only when the relay's data changed).
 //!
 //! Compiles without the `runtime` feature: the operator embeds these types in its CRDs.
@@ -294,7 +294,7 @@ pub struct MonitorConfig {
     /// Exit (code 1) after this many failed cycles in a row; 0 = never.
     #[garde(range(max = 1000))]
     pub max_consecutive_failures: u32,
-    /// A relay is checked again this many seconds after its last check (spec: 4 h).
+    /// A relay is checked again this many seconds after its last check (the reference system: 4 h).
     #[garde(range(min = 0, max = 31_536_000))]
     pub recheck_secs: i64,
     /// Relays checked together and stored in one write.

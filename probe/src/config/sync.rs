@@ -1,4 +1,4 @@
-//! Synchronizer settings (spec §8, with its weaknesses 7 and 8 fixed: `since` is honoured for new
+//! Synchronizer settings (the reference system's, with its weaknesses fixed: `since` is honoured for new
 //! relays, `endLag` defaults to 0, resumption looks back, filters can be overridden per relay).
 
 use garde::Validate;
@@ -261,7 +261,7 @@ mod tests {
         };
         let e = check(&c).unwrap_err();
         assert!(
-            e.contains("sync.filters: [0]") && e.contains("limit"),
+            e.contains("sync.filters[0] sets") && e.contains("limit"),
             "{e}"
         );
         c.filters = vec![serde_json::from_str(r#"{"kinds":"one"}"#).unwrap()];

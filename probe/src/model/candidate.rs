@@ -6,7 +6,7 @@ use super::{Network, RelayUrl};
 
 /// A candidate relay: found by the seeder or finder, not yet proven to speak Nostr.
 ///
-/// Stored as the validator's checkpoint in `service_state` (spec §3): `failures` counts failed
+/// Stored as the validator's checkpoint in `service_state`: `failures` counts failed
 /// validation attempts, `timestamp` is the last attempt (or discovery).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {

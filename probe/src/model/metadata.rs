@@ -1,4 +1,4 @@
-//! Content-addressed check results: canonical JSON and its SHA-256 id (spec §7.5).
+//! Content-addressed check results: canonical JSON and its SHA-256 id.
 //!
 //! Only the measured data is hashed; outcome and failure reason belong on the time-series row,
 //! so a changing error string does not mint a new metadata row.

@@ -1,7 +1,7 @@
 //! Relay URLs found inside events ("relay hints"), extracted once per event at ingest time.
 //!
 //! BigBrotr's finder re-scans archived events once per relay they were seen on and only mines the
-//! value (position 1) of single-letter tags (spec §5.2, gap 1 and 2). Here the synchronizer calls
+//! value (position 1) of single-letter tags. Here the synchronizer calls
 //! [`relay_hints_from_row`] on every event it stores, so each event is looked at exactly once, and
 //! the sources are the ones that actually carry relay URLs:
 //!

@@ -1,4 +1,4 @@
-//! Relay URLs: untrusted input in, one canonical form out (spec §2).
+//! Relay URLs: untrusted input in, one canonical form out (the reference system's rules).
 //!
 //! [`RelayUrl::parse`] *is* the sanitizer, so a `RelayUrl` value is always canonical and
 //! `parse(url.as_str())` gives back the same value. The pipeline, in order:
@@ -20,13 +20,13 @@
 //!    is dropped (the URL is kept, reduced to its host).
 //! 8. Rebuild `scheme://host[:port][/path]`; more than 2048 characters is rejected.
 //!
-//! Project decisions (where this differs from, or sharpens, spec §2):
+//! Project decisions (where this differs from, or sharpens, the reference system):
 //!
 //! * **Plain `ws://` clearnet URLs keep their scheme** (the spec forces `wss`): plain-ws relays must
 //!   be triable. The default port is therefore judged against the URL's own scheme: `ws://h:80` →
 //!   `ws://h`, `wss://h:443` → `wss://h`, `ws://h:443` stays. Overlays are still forced to `ws`
 //!   (`wss://<onion>` → `ws://<onion>`, `wss://relay.i2p:80` → `ws://relay.i2p`).
-//! * **Local/private/reserved hosts** (`localhost`, `localhost.localdomain`, every range of spec §2
+//! * **Local/private/reserved hosts** (`localhost`, `localhost.localdomain`, every range the reference system refuses
 //!   step 4) are rejected by [`RelayUrl::parse`] — the SSRF guard at the model level — and accepted by
 //!   [`RelayUrl::parse_allowing_local`] as clearnet with [`RelayUrl::is_local`] true. On top of the
 //!   spec list we also treat as local `*.localhost` (RFC 6761 resolves it to loopback), `::/96`
@@ -513,7 +513,7 @@ fn is_local_v6(ip: Ipv6Addr) -> bool {
         .any(|&(net, len)| x >> (128 - len) == net >> (128 - len))
 }
 
-/// Canonical path, or `None` when it is empty or any segment is not clean (spec §2 step 7).
+/// Canonical path, or `None` when it is empty or any segment is not clean.
 fn normalize_path(raw: &str) -> Option<String> {
     let mut segments: Vec<&str> = Vec::new();
     for seg in raw.split('/') {
@@ -656,9 +656,9 @@ i | wss://relay.i2p:80 | ws://relay.i2p
 i | wss://{B32}.b32.i2p | ws://{B32}.b32.i2p
 l | wss://{LOKI}.loki:80 | ws://{LOKI}.loki
 ";
-    // Rows that differ from spec §2 because plain ws:// clearnet is kept (module doc, decision 1):
-    // `ws://relay.example.com` (spec: wss://…), `ws://…:80` → `ws://…` (spec: `wss://…:80`),
-    // `ws://…:443[/x]` kept (spec: `wss://…[/x]`).
+    // Rows that differ from the reference system because plain ws:// clearnet is kept (module doc, decision 1):
+    // `ws://relay.example.com` (reference: wss://…), `ws://…:80` → `ws://…` (reference: `wss://…:80`),
+    // `ws://…:443[/x]` kept (reference: `wss://…[/x]`).
 
     /// Rejected by `parse`, whitespace-separated (`\0` escapes are real NULs); see also
     /// [`REJECTED_WITH_SPACES`].

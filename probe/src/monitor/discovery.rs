@@ -199,7 +199,7 @@ fn labels(r: &RelayReport, doc: Option<&Nip11>) -> Vec<(String, String)> {
     out
 }
 
-/// The reference system's non-standard tags (spec §7.6 items 3-7).
+/// The reference system's non-standard tags.
 fn extra_tags(r: &RelayReport) -> Vec<Vec<String>> {
     let mut t: Vec<Vec<String>> = Vec::new();
     let mut push = |k: &str, v: Option<String>| {

@@ -85,7 +85,7 @@ impl Serialize for Nip11Data {
 
 pub use crate::nips::nip01::Refusal;
 
-/// Round trips and what the relay required (spec §7.4 RTT, plus NIP-42 observations).
+/// Round trips and what the relay required, plus NIP-42 observations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RttData {
     /// Milliseconds to open the WebSocket (TCP/proxy, TLS, handshake).
@@ -142,7 +142,7 @@ pub struct Nip77Data {
     pub rtt: Option<u64>,
 }
 
-/// TLS certificate and session (spec §7.4 SSL).
+/// TLS certificate and session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SslData {
     /// `SHA256:AB:CD:…` over the leaf certificate's DER.
@@ -185,7 +185,7 @@ pub struct SslData {
     pub ssl_invalid_reason: Option<String>,
 }
 
-/// DNS records of the relay's host (spec §7.4 DNS).
+/// DNS records of the relay's host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DnsData {
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -206,7 +206,7 @@ pub struct DnsData {
     pub dns_reverse: Option<String>,
 }
 
-/// Location of the relay's address (spec §7.4 Geo).
+/// Location of the relay's address.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GeoData {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -242,7 +242,7 @@ pub struct GeoData {
     pub geo_hash: Option<String>,
 }
 
-/// Autonomous system of the relay's addresses (spec §7.4 Net).
+/// Autonomous system of the relay's addresses.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NetData {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -259,7 +259,7 @@ pub struct NetData {
     pub net_network_v6: Option<String>,
 }
 
-/// Handshake response headers (spec §7.4 HTTP).
+/// Handshake response headers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct HttpData {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -371,7 +371,7 @@ impl RelayReport {
             .map(|c| &c.data.doc)
     }
 
-    /// One stored row per check that ran: only `data` is hashed (weakness 11 of the spec).
+    /// One stored row per check that ran: only `data` is hashed (a changing error string mints no new document).
     pub fn to_stored(&self) -> Result<Vec<StoredCheck>, MetadataError> {
         fn one<T: Serialize>(
             out: &mut Vec<StoredCheck>,

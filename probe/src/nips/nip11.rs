@@ -1,6 +1,6 @@
 //! NIP-11 relay information document: a lenient, type-strict parser (pure) and the fetch.
 //!
-//! Parsing follows the reference system (spec §7.3): unknown keys are dropped, values of the
+//! Parsing follows the reference system: unknown keys are dropped, values of the
 //! wrong JSON type are dropped (a bool is never an int and vice versa, a float is never an int),
 //! empty strings, lists and objects are dropped, and fields removed from NIP-11 in 2026
 //! (`retention`, `relay_countries`, `language_tags`, `tags`, `posting_policy`,

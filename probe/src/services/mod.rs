@@ -19,7 +19,7 @@ use crate::config::Schedule;
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::runtime::unix_now;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Timed};
 
 /// What a cycle needs besides the service's own settings.
 #[derive(Clone)]
@@ -38,10 +38,13 @@ enum Clock {
 }
 
 impl Ctx {
+    /// A context over `store`, every operation of it timed into the context's metrics.
     pub fn new(store: Arc<dyn Store>) -> Self {
+        let metrics = Metrics::new();
+        let seconds = metrics.database.query_seconds.clone();
         Ctx {
-            store,
-            metrics: Metrics::new(),
+            store: Arc::new(Timed::new(store, seconds)),
+            metrics,
             wake: Wake::new(),
             progress: Progress::hidden(),
             clock: Clock::System,
@@ -51,11 +54,6 @@ impl Ctx {
     /// The same context with the clock stopped at `now` (tests, benchmarks).
     pub fn at(mut self, now: i64) -> Self {
         self.clock = Clock::Fixed(now);
-        self
-    }
-
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = metrics;
         self
     }
 

@@ -52,29 +52,9 @@ const MAX_NEG_ITEMS: usize = 500_000;
 /// The monitor's NIP-77 verdict is trusted this long.
 const NIP77_VERDICT_SECS: i64 = 7 * 86_400;
 
-/// What syncing one relay did.
-#[derive(Debug, Clone, Default)]
-pub struct RelaySyncReport {
-    pub events_new: u64,
-    pub links_new: u64,
-    pub wire: WireStats,
-    pub rejected: Rejected,
-    pub overflows: u64,
-    pub candidates: u64,
-    /// Windows completed, by method.
-    pub req_windows: u64,
-    pub negentropy_windows: u64,
-    pub live: bool,
-    /// Seconds between now and the oldest cursor of the relay after its sync.
-    pub lag: Option<i64>,
-    pub error: Option<String>,
-}
-
-/// What one cycle did.
+/// Counts that add up across relays.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncReport {
-    pub relays: u64,
-    pub relays_failed: u64,
+pub struct SyncTotals {
     pub events_new: u64,
     pub links_new: u64,
     pub wire: WireStats,
@@ -85,6 +65,37 @@ pub struct SyncReport {
     pub req_windows: u64,
     pub negentropy_windows: u64,
     pub live_windows: u64,
+}
+
+impl SyncTotals {
+    fn add(&mut self, o: &SyncTotals) {
+        self.events_new += o.events_new;
+        self.links_new += o.links_new;
+        self.wire.add(&o.wire);
+        self.rejected.add(&o.rejected);
+        self.overflows += o.overflows;
+        self.candidates += o.candidates;
+        self.req_windows += o.req_windows;
+        self.negentropy_windows += o.negentropy_windows;
+        self.live_windows += o.live_windows;
+    }
+}
+
+/// What syncing one relay did.
+#[derive(Debug, Clone, Default)]
+pub struct RelaySyncReport {
+    pub totals: SyncTotals,
+    /// Seconds between now and the oldest cursor of the relay after its sync.
+    pub lag: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub relays: u64,
+    pub relays_failed: u64,
+    pub totals: SyncTotals,
     /// Each relay's lag after its sync (seconds).
     pub lags: Vec<i64>,
 }
@@ -93,18 +104,28 @@ impl SyncReport {
     fn add(&mut self, r: &RelaySyncReport) {
         self.relays += 1;
         self.relays_failed += u64::from(r.error.is_some());
-        self.events_new += r.events_new;
-        self.links_new += r.links_new;
-        self.wire.add(&r.wire);
-        self.rejected.add(&r.rejected);
-        self.overflows += r.overflows;
-        self.candidates += r.candidates;
-        self.req_windows += r.req_windows;
-        self.negentropy_windows += r.negentropy_windows;
-        self.live_windows += u64::from(r.live);
+        self.totals.add(&r.totals);
         self.lags.extend(r.lag);
     }
 }
+
+macro_rules! totals_deref {
+    ($t:ty) => {
+        impl std::ops::Deref for $t {
+            type Target = SyncTotals;
+            fn deref(&self) -> &SyncTotals {
+                &self.totals
+            }
+        }
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut SyncTotals {
+                &mut self.totals
+            }
+        }
+    };
+}
+totals_deref!(RelaySyncReport);
+totals_deref!(SyncReport);
 
 impl CycleReport for SyncReport {
     fn attempted(&self) -> u64 {
@@ -699,7 +720,7 @@ impl<'a> RelayReader<'a> {
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => self.out.live = true,
+            Ok(()) => self.out.live_windows = 1,
             Err(e) => self.out.error = Some(format!("live subscription ended: {e}")),
         }
     }

@@ -7,6 +7,7 @@ mod maintain;
 mod open;
 mod postgres;
 mod sqlite;
+mod timed;
 pub mod version;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ pub use health::{active_relays, relay_health};
 pub use open::{DatabaseUrl, OpenMode, migrate, open};
 pub use postgres::{PgStore, encode_events};
 pub use sqlite::SqliteStore;
+pub use timed::Timed;
 pub use version::VersionError;
 
 /// Rows per statement for bulk writes; callers may pass more, stores chunk internally.
@@ -142,7 +144,7 @@ pub struct CheckRow {
     pub reason: Option<String>,
 }
 
-/// A `service_state` row: per-service checkpoints and cursors (spec §3).
+/// A `service_state` row: per-service checkpoints and cursors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateEntry {
     pub service: String,
@@ -151,7 +153,7 @@ pub struct StateEntry {
     pub value: Value,
 }
 
-/// Service name and state type under which candidates live (spec §3).
+/// Service name and state type under which candidates live.
 pub const CANDIDATE_SERVICE: &str = "validator";
 pub const CANDIDATE_STATE: &str = "checkpoint";
 

@@ -7,7 +7,7 @@
 //! one that comes back full holds every event newer than its oldest second `m`, and only second
 //! `m` itself may be partial. The next REQ is `[since, m]`. Each REQ therefore brings about L new
 //! events, re-reading just the events of one boundary second — against the reference system's
-//! verification fetches on every window (spec §8.2, weakness 7). Everything above `top` is
+//! verification fetches on every window. Everything above `top` is
 //! committed and `top` is persisted after each commit, so a crash resumes mid-window.
 //!
 //! Relays that cap results below L without saying so: a short, non-empty answer is believed only

@@ -475,3 +475,146 @@ fn run_with_stdin(cmd: &mut Command, input: Vec<u8>) -> std::process::Output {
     writer.join().expect("stdin writer").expect("write stdin");
     out
 }
+
+/// Waits for `prefix<port>` in a peer's log (peers that pick their own port print it).
+async fn port_from_log(proc: &mut Guarded, what: &str, prefix: &str) -> u16 {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!("{what} exited with {status}:\n{}", proc.log());
+        }
+        let port = proc.log().lines().find_map(|l| {
+            let rest = &l[l.find(prefix)? + prefix.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u16>().ok()
+        });
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} printed no ready line within {READY_WITHIN:?}:\n{}",
+            proc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// PyPI's `nostr-relay` (Python, SQLite) on a loopback port, killed on drop. With `auth`, reading
+/// and writing need NIP-42 AUTH by one of `authorized` (the relay's roles are an allow-list).
+pub struct PyRelay {
+    /// `ws://127.0.0.1:PORT`
+    pub url: String,
+    pub port: u16,
+    pub nip11: serde_json::Value,
+    proc: Guarded,
+    dir: tempfile::TempDir,
+}
+
+impl PyRelay {
+    pub async fn start(auth: bool, authorized: &[nostr::PublicKey]) -> PyRelay {
+        let bin = Tool::PyRelay.path();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut last = String::new();
+        for _ in 0..3 {
+            // The AUTH `relay` tag must equal a configured URL, port included: choose it now.
+            let port = free_port();
+            let conf = dir.path().join("relay.yaml");
+            std::fs::write(&conf, Self::config(port, dir.path(), auth)).expect("write config");
+            let mut cmd = Command::new(&bin);
+            cmd.arg("-c")
+                .arg(&conf)
+                .args(["serve", "--use-uvicorn"])
+                .current_dir(dir.path());
+            let mut proc = Guarded::spawn(cmd, &dir.path().join("relay.log"));
+            match proc.wait_ready(port).await {
+                Ok(nip11) => {
+                    for pk in authorized {
+                        let out = Command::new(&bin)
+                            .arg("-c")
+                            .arg(&conf)
+                            .args(["role", "set", "-p", &pk.to_hex(), "-r", "rw"])
+                            .output()
+                            .expect("role set");
+                        assert!(out.status.success(), "role set: {out:?}");
+                    }
+                    return PyRelay {
+                        url: format!("ws://127.0.0.1:{port}"),
+                        port,
+                        nip11,
+                        proc,
+                        dir,
+                    };
+                }
+                Err(e) => last = format!("{e}\n--- log ---\n{}", proc.log()),
+            }
+        }
+        panic!("py-relay did not start: {last}");
+    }
+
+    fn config(port: u16, dir: &Path, auth: bool) -> String {
+        let mut c = format!(
+            "relay_name: brotr py-relay\nstorage:\n  sqlalchemy.url: sqlite+aiosqlite:///{}/nostr.sqlite3\ngunicorn:\n  bind: 127.0.0.1:{port}\n  loglevel: info\n",
+            dir.display()
+        );
+        if auth {
+            let _ = write!(
+                c,
+                "authentication:\n  enabled: true\n  relay_urls: [ws://127.0.0.1:{port}, ws://127.0.0.1:{port}/]\n  actions: {{save: w, query: r}}\n"
+            );
+        }
+        c
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+}
+
+/// How `e2e/ts-relay` asks for NIP-42.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TsAuth {
+    None,
+    Both,
+}
+
+/// `@nostr-relay/core` behind `e2e/ts-relay` (TypeScript, in-memory SQLite) on a port it picks,
+/// killed on drop.
+pub struct TsRelay {
+    /// `ws://127.0.0.1:PORT`
+    pub url: String,
+    pub port: u16,
+    pub nip11: serde_json::Value,
+    proc: Guarded,
+    dir: tempfile::TempDir,
+}
+
+impl TsRelay {
+    pub async fn start(auth: TsAuth) -> TsRelay {
+        let script = Tool::TsRelay.path();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new("node");
+        cmd.arg(&script).args(["--port", "0", "--auth"]);
+        cmd.arg(match auth {
+            TsAuth::None => "none",
+            TsAuth::Both => "both",
+        });
+        cmd.current_dir(dir.path());
+        let mut proc = Guarded::spawn(cmd, &dir.path().join("relay.log"));
+        let port = port_from_log(&mut proc, "ts-relay", "ts-relay ready ws://127.0.0.1:").await;
+        match proc.wait_ready(port).await {
+            Ok(nip11) => TsRelay {
+                url: format!("ws://127.0.0.1:{port}"),
+                port,
+                nip11,
+                proc,
+                dir,
+            },
+            Err(e) => panic!("ts-relay did not answer: {e}\n{}", proc.log()),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+}

@@ -162,14 +162,27 @@ enum WriteAnswer {
     Refused(String),
 }
 
+/// The answer to our write: its `OK` (an empty-id `OK` counts, as ours is the only event in
+/// flight) or the event itself on `sub`. A `NOTICE` refusal is only believed when nothing else
+/// comes: relays also answer the subscription with one (e.g. when reading needs AUTH), and the
+/// write's own `OK` may come seconds later.
 async fn await_write(
     s: &mut RelaySession,
     id: EventId,
     sub: &str,
     deadline: Instant,
 ) -> Result<WriteAnswer, String> {
+    let mut notice = None;
     loop {
-        let r = s.recv(deadline).await.map_err(|e| e.to_string())?;
+        let r = match s.recv(deadline).await {
+            Ok(r) => r,
+            Err(e) if e.is_silence() => {
+                return notice
+                    .map(WriteAnswer::Refused)
+                    .ok_or_else(|| e.to_string());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         match r.message {
             Ok(RelayMessage::Ok {
                 event_id,
@@ -182,7 +195,6 @@ async fn await_write(
                     WriteAnswer::Refused(message.into_owned())
                 });
             }
-            // Our event is the only one in flight, so an OK without an id answers it.
             Err(ParseError::OkWithoutId {
                 accepted, message, ..
             }) => {
@@ -198,11 +210,7 @@ async fn await_write(
             }) if subscription_id.as_str() == sub && event.id == id => {
                 return Ok(WriteAnswer::Accepted { echo: true });
             }
-            Ok(RelayMessage::Notice(n)) => {
-                if let Some(r) = notice_refusal(&n) {
-                    return Ok(WriteAnswer::Refused(r));
-                }
-            }
+            Ok(RelayMessage::Notice(n)) => notice = notice.or(notice_refusal(&n)),
             _ => {}
         }
     }
