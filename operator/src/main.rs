@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run => {
             eprintln!(
-                "brotr-operator {}: the controllers arrive with their own issue",
+                "brotr-operator {}: `run` has no controllers yet; only `crd` is available",
                 env!("CARGO_PKG_VERSION")
             );
             std::process::exit(2);

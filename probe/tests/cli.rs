@@ -446,3 +446,40 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
     Some((code, body))
 }
+
+/// The laptop mode as a new user runs it: relays promoted by the validator are monitored and
+/// archived at once, not after the monitor's and synchronizer's 5-minute interval.
+#[tokio::test]
+async fn run_archives_a_newly_validated_relay_without_waiting_an_interval() {
+    let (_relay, url) = relay_with(&recent_notes(50, vec![])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("brotr.db");
+    let seeds = dir.path().join("local.txt");
+    std::fs::write(&seeds, format!("{url}\n")).unwrap();
+    let cfg = dir.path().join("probe.yaml");
+    std::fs::write(&cfg, "finder:\n  sources: []\n").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+        .env_remove("DATABASE_URL")
+        .args(["--database", db.to_str().unwrap(), "--allow-private"])
+        .args(["--config", cfg.to_str().unwrap(), "run", "--file"])
+        .arg(&seeds)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first cycles of every service run at once on an empty relay table; only the wake-up
+    // brings the new relay's events in before the 300 s interval.
+    let archived = eventually(std::time::Duration::from_secs(60), || async {
+        counts_if_ready(&db).await.is_some_and(|c| c.events == 50)
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(archived, "the promoted relay was archived within a minute");
+}
+
+/// The counts, once the database exists and is migrated.
+async fn counts_if_ready(db: &Path) -> Option<brotr_probe::store::Counts> {
+    let url = DatabaseUrl::Sqlite(db.to_owned());
+    let store = brotr_probe::store::open(&url, None).await.ok()?;
+    store.counts().await.ok()
+}
