@@ -3,6 +3,7 @@
 # one run, alternating (old, new, old, new, ...), so both see the same machine load:
 #
 #   bash e2e/bench-compare.sh <old-rev> [rounds]      (default 3 rounds)
+#   BROTR_COMPARE=sync|monitor bash e2e/bench-compare.sh <old-rev>   (one of the two)
 #
 # The old commit is checked out in a temporary worktree and built with the same target dir.
 # Sync: one relay of 100,000 events into PostgreSQL full by REQ paging (the `sync` role of both
@@ -39,14 +40,17 @@ old_mon=$(bench_bin "$tree" monitor); new_mon=$(bench_bin . monitor)
 
 pg_start
 export BROTR_BENCH_PG_URL="$BROTR_TEST_PG_URL"
+which=${BROTR_COMPARE:-both}
 for i in $(seq "$rounds"); do
   for side in old new; do
+    [ "$which" = monitor ] && break
     bin=$([ "$side" = old ] && echo "$old_sync" || echo "$new_sync")
     BROTR_BENCH_ROLE=sync BROTR_BENCH_EVENTS=100000 "$bin" |
       grep -E 'REQ paging [0-9]+ events/s|reader alone|NIP-77 first sync' |
       sed "s/^sync N=100000: /round $i $side sync: /"
   done
   for side in old new; do
+    [ "$which" = sync ] && break
     bin=$([ "$side" = old ] && echo "$old_mon" || echo "$new_mon")
     echo "round $i $side monitor: $(BROTR_BENCH_NEG_SILENT=0 "$bin" | grep -E 'wall|peak RSS' | tr -s ' ' | paste -sd' ')"
   done

@@ -15,9 +15,9 @@ use crate::progress::Progress;
 use crate::runtime::{Health, ServiceError, Shutdown, run_service};
 use crate::seed::DEFAULT_SEED_LIST;
 use crate::services::finder::{Finder, SourceError};
-use crate::services::maintainer::{self, Step};
+use crate::services::maintainer::{Maintainer, Step};
 use crate::services::monitor::Monitor;
-use crate::services::seeder::{self, SeedOptions};
+use crate::services::seeder::Seeder;
 use crate::services::synchronizer::{FilterError, Synchronizer};
 use crate::services::validator::Validator;
 use crate::services::{Ctx, Service};
@@ -318,7 +318,8 @@ impl Pipeline {
     }
 }
 
-async fn seed(ctx: &Ctx, args: &SeedArgs, allow_local: bool) -> Result<(), CliError> {
+/// The seeder for `args`: the file it names, or the bundled list.
+fn seeder(args: &SeedArgs, allow_local: bool) -> Result<Seeder, CliError> {
     let (source, text) = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| CliError::SeedFile {
@@ -332,16 +333,12 @@ async fn seed(ctx: &Ctx, args: &SeedArgs, allow_local: bool) -> Result<(), CliEr
             DEFAULT_SEED_LIST.to_owned(),
         ),
     };
-    let opts = SeedOptions {
+    Ok(Seeder {
+        source,
+        text,
         to_validate: args.to_validate,
         allow_local,
-        now: ctx.now(),
-    };
-    let r = seeder::seed(ctx.store.as_ref(), &source, &text, opts).await?;
-    if !args.to_validate && r.inserted > 0 {
-        ctx.wake.relays_promoted();
-    }
-    Ok(())
+    })
 }
 
 /// What a long-running command needs besides its services: the metrics port, and promotions
@@ -404,13 +401,13 @@ async fn serve<S: Service>(
 /// What a command runs, built before the database is opened: a bad setting exits with code 2
 /// before anything is touched.
 enum Job {
-    Seed,
-    Maintain(Step),
+    Seed(Seeder),
+    Maintain(Maintainer),
     Validate(Validator, bool),
     Find(Finder, bool),
     Monitor(Box<Monitor>, bool),
     Sync(Box<Synchronizer>, bool),
-    Run(Box<Pipeline>, bool),
+    Run(Box<Pipeline>, Seeder, bool),
 }
 
 impl Job {
@@ -418,8 +415,11 @@ impl Job {
         let identity = || Identity::load(&cfg.monitor.publish);
         Ok(Some(match &cli.command {
             Command::Migrate | Command::Check(_) => return Ok(None),
-            Command::Seed(_) => Job::Seed,
-            Command::Maintain(a) => Job::Maintain(a.step),
+            Command::Seed(a) => Job::Seed(seeder(a, cfg.limits.allow_private)?),
+            Command::Maintain(a) => Job::Maintain(Maintainer {
+                cfg: cfg.maintain.clone(),
+                step: a.step,
+            }),
             Command::Validate(o) => Job::Validate(validator(cfg), o.once),
             Command::Find(o) => Job::Find(finder(cfg)?, o.once),
             Command::Monitor(o) => Job::Monitor(Box::new(monitor(cfg, &identity()?)?), o.once),
@@ -427,7 +427,11 @@ impl Job {
                 Box::new(synchronizer(cfg, &identity()?, a.shard)?),
                 a.once.once,
             ),
-            Command::Run(a) => Job::Run(Box::new(Pipeline::new(cfg, a.shard)?), a.once.once),
+            Command::Run(a) => Job::Run(
+                Box::new(Pipeline::new(cfg, a.shard)?),
+                seeder(&a.seed, cfg.limits.allow_private)?,
+                a.once.once,
+            ),
         }))
     }
 }
@@ -449,19 +453,16 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
     let store = open_store(&cli, matches!(job, Job::Run(..))).await?;
     let ctx = Ctx::new(store).with_progress(progress);
     let health = Health::default();
-    let allow_local = cfg.limits.allow_private;
-    match (job, &cli.command) {
-        (Job::Seed, Command::Seed(args)) => seed(&ctx, args, allow_local).await,
-        (Job::Maintain(step), _) => {
-            maintainer::run(&ctx, &cfg.maintain, step).await?;
-            Ok(())
-        }
-        (Job::Validate(svc, once), _) => serve(&cli, svc, &ctx, once, &health).await,
-        (Job::Find(svc, once), _) => serve(&cli, svc, &ctx, once, &health).await,
-        (Job::Monitor(svc, once), _) => serve(&cli, *svc, &ctx, once, &health).await,
-        (Job::Sync(svc, once), _) => serve(&cli, *svc, &ctx, once, &health).await,
-        (Job::Run(pipeline, once), Command::Run(args)) => {
-            seed(&ctx, &args.seed, allow_local).await?;
+    let sd = Shutdown::on_signals();
+    match job {
+        Job::Seed(svc) => Ok(run_service(&svc, &ctx, true, sd, &health).await?),
+        Job::Maintain(svc) => Ok(run_service(&svc, &ctx, true, sd, &health).await?),
+        Job::Validate(svc, once) => serve(&cli, svc, &ctx, once, &health).await,
+        Job::Find(svc, once) => serve(&cli, svc, &ctx, once, &health).await,
+        Job::Monitor(svc, once) => serve(&cli, *svc, &ctx, once, &health).await,
+        Job::Sync(svc, once) => serve(&cli, *svc, &ctx, once, &health).await,
+        Job::Run(pipeline, seeder, once) => {
+            run_service(&seeder, &ctx, true, sd, &health).await?;
             let result = if once {
                 pipeline.once(&ctx, &health).await
             } else {
@@ -477,7 +478,6 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
             );
             result
         }
-        _ => Ok(()),
     }
 }
 

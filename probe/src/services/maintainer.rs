@@ -11,10 +11,12 @@
 
 use std::time::Instant;
 
+use async_trait::async_trait;
 use tracing::info;
 
-use super::Ctx;
-use crate::config::MaintainConfig;
+use super::{Ctx, CycleReport, Service};
+use crate::config::{MaintainConfig, Schedule};
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 
 /// One maintenance step.
@@ -42,6 +44,42 @@ pub struct MaintainReport {
     pub views: Vec<&'static str>,
     /// Rows deleted, by table.
     pub deleted: Vec<(&'static str, u64)>,
+}
+
+impl CycleReport for MaintainReport {
+    fn attempted(&self) -> u64 {
+        1
+    }
+    fn failed(&self) -> u64 {
+        0
+    }
+    fn record(&self, _: &Metrics) {}
+}
+
+/// One maintenance step as a service (one cycle per run: a CronJob).
+pub struct Maintainer {
+    pub cfg: MaintainConfig,
+    pub step: Step,
+}
+
+#[async_trait]
+impl Service for Maintainer {
+    type Report = MaintainReport;
+
+    fn name(&self) -> &'static str {
+        "maintain"
+    }
+
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            interval_secs: 3600,
+            max_consecutive_failures: 1,
+        }
+    }
+
+    async fn run_cycle(&self, ctx: &Ctx) -> Result<MaintainReport, StoreError> {
+        run(ctx, &self.cfg, self.step).await
+    }
 }
 
 /// Runs `step` once.

@@ -1,7 +1,12 @@
 //! Seeder: loads relay URLs from a seed list, as validator candidates or directly as relays.
+//! One-shot: the `seed` command and the start of `run` run one cycle of it.
 
+use async_trait::async_trait;
 use tracing::{info, warn};
 
+use super::{Ctx, CycleReport, Service};
+use crate::config::Schedule;
+use crate::metrics::Metrics;
 use crate::model::Candidate;
 use crate::seed::parse_seed_list;
 use crate::store::{RelayRow, Store, StoreError};
@@ -76,4 +81,53 @@ pub async fn seed(
         "seeded"
     );
     Ok(report)
+}
+
+impl CycleReport for SeedReport {
+    fn attempted(&self) -> u64 {
+        self.valid as u64
+    }
+    /// Bad lines are the list's, not failures of the seeding.
+    fn failed(&self) -> u64 {
+        0
+    }
+    fn record(&self, _: &Metrics) {}
+}
+
+/// The seeder service: one list, seeded once per cycle (idempotent).
+pub struct Seeder {
+    /// Names the list in logs (a file path, or the bundled list).
+    pub source: String,
+    pub text: String,
+    pub to_validate: bool,
+    pub allow_local: bool,
+}
+
+#[async_trait]
+impl Service for Seeder {
+    type Report = SeedReport;
+
+    fn name(&self) -> &'static str {
+        "seeder"
+    }
+
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            interval_secs: 86_400,
+            max_consecutive_failures: 1,
+        }
+    }
+
+    async fn run_cycle(&self, ctx: &Ctx) -> Result<SeedReport, StoreError> {
+        let opts = SeedOptions {
+            to_validate: self.to_validate,
+            allow_local: self.allow_local,
+            now: ctx.now(),
+        };
+        let r = seed(ctx.store.as_ref(), &self.source, &self.text, opts).await?;
+        if !self.to_validate && r.inserted > 0 {
+            ctx.wake.relays_promoted();
+        }
+        Ok(r)
+    }
 }

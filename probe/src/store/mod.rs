@@ -134,6 +134,28 @@ pub struct Counts {
     pub relay_metadata: u64,
 }
 
+impl Counts {
+    /// From the six counts in table order (relays, candidates, events, event_relays, metadata,
+    /// relay_metadata), as both backends' count query returns them.
+    pub(crate) fn from_columns(get: impl Fn(usize) -> i64) -> Self {
+        let c = |i| u64::try_from(get(i)).unwrap_or(0);
+        Counts {
+            relays: c(0),
+            candidates: c(1),
+            events: c(2),
+            event_relays: c(3),
+            metadata: c(4),
+            relay_metadata: c(5),
+        }
+    }
+}
+
+/// Connections of a pool: (in use, idle).
+pub(crate) fn pool_usage<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> (u32, u32) {
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+    (pool.size().saturating_sub(idle), idle)
+}
+
 /// A check result with its outcome, for [`Store::insert_checks`]: the document is
 /// content-addressed, the outcome and reason go on the time-series row.
 #[derive(Debug, Clone, PartialEq)]

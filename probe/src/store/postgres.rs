@@ -568,15 +568,7 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await
         .map_err(query_err("counts"))?;
-        let c = |i: usize| count(r.get::<i64, _>(i));
-        Ok(Counts {
-            relays: c(0),
-            candidates: c(1),
-            events: c(2),
-            event_relays: c(3),
-            metadata: c(4),
-            relay_metadata: c(5),
-        })
+        Ok(Counts::from_columns(|i| r.get::<i64, _>(i)))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -588,8 +580,7 @@ impl Store for PgStore {
     }
 
     fn pool_usage(&self) -> (u32, u32) {
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        (self.pool.size().saturating_sub(idle), idle)
+        super::pool_usage(&self.pool)
     }
 
     async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {

@@ -584,15 +584,7 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(query_err("counts"))?;
-        let c = |i: usize| u64::try_from(r.get::<i64, _>(i)).unwrap_or(0);
-        Ok(Counts {
-            relays: c(0),
-            candidates: c(1),
-            events: c(2),
-            event_relays: c(3),
-            metadata: c(4),
-            relay_metadata: c(5),
-        })
+        Ok(Counts::from_columns(|i| r.get::<i64, _>(i)))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -604,8 +596,7 @@ impl Store for SqliteStore {
     }
 
     fn pool_usage(&self) -> (u32, u32) {
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        (self.pool.size().saturating_sub(idle), idle)
+        super::pool_usage(&self.pool)
     }
 
     async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {

@@ -1,11 +1,14 @@
 //! RTT check (NIP-66 `rtt-open`, `rtt-read`, `rtt-write`) and what reading and writing require.
 //!
 //! * open: dial to completed WebSocket handshake.
-//! * read: `REQ {limit:1}` to the first EVENT **or EOSE** (an empty relay still reads).
-//! * write: EVENT to whichever comes first of `OK` for it and the event itself on a subscription
-//!   to its id opened just before. NIP-01 makes OK mandatory, but some relays (nostr-rs-relay)
-//!   only broadcast ephemeral events and never OK them; the echo proves the write as well, and
-//!   nothing is stored on the relay. `write_ack` records which it was.
+//! * read: `REQ` for the probe's own kind and key (`limit: 1`) to the first EVENT **or EOSE** (an
+//!   empty relay still reads).
+//! * write: EVENT to whichever comes first of `OK` for it and the event itself coming back on the
+//!   read's subscription, kept open for that. NIP-01 makes OK mandatory, but some relays
+//!   (nostr-rs-relay) only broadcast ephemeral events and never OK them; the echo proves the
+//!   write as well, and nothing is stored on the relay. `write_ack` records which it was. Reusing
+//!   the read's subscription costs no extra message (a relay that handles messages one by one
+//!   answers as fast as before).
 //!
 //! When the relay refuses and has sent a challenge, the probe authenticates once with the
 //! monitor's key and tries again: `read_auth` / `write_auth` record that AUTH was needed, the
@@ -13,7 +16,7 @@
 
 use std::time::Duration;
 
-use nostr::{EventBuilder, EventId, Filter, Keys, Kind, Tag};
+use nostr::{EventBuilder, EventId, Filter, Keys, Kind, Tag, Timestamp};
 use tokio::time::Instant;
 
 use crate::model::RelayUrl;
@@ -60,9 +63,17 @@ pub async fn check(
         ..Default::default()
     };
     let mut reasons = Vec::new();
-    if let Err(r) = read(&mut s, &mut data, timeout).await {
-        reasons.push(format!("read: {r}"));
-    }
+    let probe = Filter::new()
+        .kind(Kind::from(write_kind))
+        .author(keys.public_key())
+        .since(Timestamp::now());
+    let mut echo = match read(&mut s, &probe, &mut data, timeout).await {
+        Ok(sub) => Some(sub),
+        Err(r) => {
+            reasons.push(format!("read: {r}"));
+            None
+        }
+    };
     if s.challenge().is_some() {
         data.auth_challenge = Some(true);
     }
@@ -74,9 +85,17 @@ pub async fn check(
             Ok(s) => s,
             Err(e) => return Check::partial(data, format!("write: re{e}")),
         };
+        echo = None;
     }
     let pow = pow.await;
-    if let Err(r) = write(&mut s, keys, url, write_kind, pow, &mut data, timeout).await {
+    let w = Write {
+        keys,
+        url,
+        kind: write_kind,
+        pow,
+        timeout,
+    };
+    if let Err(r) = write(&mut s, &w, echo, &mut data).await {
         reasons.push(format!("write: {r}"));
     }
     s.close().await;
@@ -111,15 +130,20 @@ fn notice_refusal(text: &str) -> Option<String> {
     (r.prefix != "error").then(|| text.to_owned())
 }
 
-async fn read(s: &mut RelaySession, data: &mut RttData, timeout: Duration) -> Result<(), String> {
+/// The read; `Ok` with the subscription, left open for the write's echo.
+async fn read(
+    s: &mut RelaySession,
+    filter: &Filter,
+    data: &mut RttData,
+    timeout: Duration,
+) -> Result<String, String> {
     let mut tried_auth = false;
     loop {
         let sub = s.new_sub("brotr-rtt");
         let start = Instant::now();
         let deadline = start + timeout;
-        s.send_request(nip01::req(&sub, &[Filter::new().limit(1)]))
-            .await
-            .map_err(|e| e.to_string())?;
+        let req = nip01::req(&sub, std::slice::from_ref(&filter.clone().limit(1)));
+        s.send_request(req).await.map_err(|e| e.to_string())?;
         let refusal = loop {
             let r = s.recv(deadline).await.map_err(|e| e.to_string())?;
             let Ok(m) = r.message else { continue };
@@ -127,11 +151,10 @@ async fn read(s: &mut RelaySession, data: &mut RttData, timeout: Duration) -> Re
             match m {
                 RelayMessage::Event { .. } | RelayMessage::EndOfStoredEvents(_) if ours => {
                     data.rtt_read = Some(start.elapsed().as_millis() as u64);
-                    let _ = s.send(nip01::close(&sub)).await;
                     if tried_auth {
                         data.read_auth = Some(true);
                     }
-                    return Ok(());
+                    return Ok(sub);
                 }
                 RelayMessage::Closed { message, .. } if ours => break message.into_owned(),
                 RelayMessage::Notice(n) => {
@@ -216,33 +239,47 @@ async fn await_write(
     }
 }
 
-async fn write(
-    s: &mut RelaySession,
-    keys: &Keys,
-    url: &RelayUrl,
+/// What the write sends and how long it waits.
+struct Write<'a> {
+    keys: &'a Keys,
+    url: &'a RelayUrl,
     kind: u16,
     pow: u8,
-    data: &mut RttData,
     timeout: Duration,
+}
+
+/// The write; `echo` is an open subscription the event would come back on (else one is opened
+/// for its id before it is sent).
+async fn write(
+    s: &mut RelaySession,
+    w: &Write<'_>,
+    mut echo: Option<String>,
+    data: &mut RttData,
 ) -> Result<(), String> {
-    let pow = pow.min(MAX_POW);
-    data.write_kind = Some(kind);
+    let pow = w.pow.min(MAX_POW);
+    data.write_kind = Some(w.kind);
     if pow > 0 {
         data.write_pow = Some(pow);
     }
-    let event = build_write_event(keys, url, kind, pow).await?;
+    let event = build_write_event(w.keys, w.url, w.kind, pow).await?;
     let mut tried_auth = false;
     loop {
-        let sub = s.new_sub("brotr-write");
+        let sub = match echo.take() {
+            Some(sub) => sub,
+            None => {
+                // Subscribed before sending, so the event coming back is seen.
+                let sub = s.new_sub("brotr-write");
+                s.send(nip01::req(&sub, &[Filter::new().id(event.id)]))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sub
+            }
+        };
         let start = Instant::now();
-        // Subscribed before sending, so the event coming back is seen.
-        s.send(nip01::req(&sub, &[Filter::new().id(event.id)]))
-            .await
-            .map_err(|e| e.to_string())?;
         s.send(nip01::event(&event))
             .await
             .map_err(|e| e.to_string())?;
-        let answer = await_write(s, event.id, &sub, start + timeout).await;
+        let answer = await_write(s, event.id, &sub, start + w.timeout).await;
         let _ = s.send(nip01::close(&sub)).await;
         let message = match answer? {
             WriteAnswer::Accepted { echo } => {
@@ -261,7 +298,7 @@ async fn write(
             data.write_auth = Some(true);
         }
         data.write_refused = Some(r);
-        if !tried_auth && try_auth(s, timeout).await {
+        if !tried_auth && try_auth(s, w.timeout).await {
             tried_auth = true;
             continue;
         }
