@@ -138,7 +138,11 @@ async fn peers() {
     }
     for _ in 0..neg_silent() {
         let url = evil::evil_relay(Vec::new(), evil::Misbehaviour::NegSilent).await;
-        writeln!(out, "silent-neg {url}").unwrap();
+        let backend: SocketAddr = url.trim_start_matches("ws://").parse().expect("addr");
+        let doc = json!({"name": "no negentropy", "supported_nips": [1, 11]});
+        let answer = monitor_peers::HttpAnswer::json(doc);
+        let front = monitor_peers::nip11_front(answer, backend).await;
+        writeln!(out, "silent-neg ws://{front}").unwrap();
     }
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();

@@ -120,7 +120,7 @@ async fn each_decoy_fails_with_its_own_reason() {
         ),
         (
             format!("ws://{}", silent_ws().await),
-            "did not answer within",
+            "did not answer in time",
         ),
         (
             format!("ws://{}", silent_tcp().await),

@@ -81,6 +81,12 @@ async fn serve(mut ws: Ws, events: &[Event], how: Misbehaviour) {
                     return;
                 }
             }
+            // Writes are acknowledged (and not stored): the relay is otherwise well behaved.
+            Some("EVENT") => {
+                let id = items.get(1).and_then(|e| e.get("id")).cloned().unwrap_or(Value::Null);
+                let ok = serde_json::json!(["OK", id, true, ""]);
+                let _ = ws.send(Message::text(ok.to_string())).await;
+            }
             Some("NEG-OPEN") if how == Misbehaviour::NegSilent => {}
             Some("NEG-OPEN") if how == Misbehaviour::NegGarbage => {
                 let sub = items.get(1).and_then(Value::as_str).unwrap_or_default();

@@ -200,7 +200,7 @@ impl RelaySession {
                 _ => (deadline, None),
             };
             let frame = match tokio::time::timeout_at(until, self.ws.next()).await {
-                Err(_) => return Err(self.silence(idle, deadline)),
+                Err(_) => return Err(self.silence(idle)),
                 Ok(None) | Ok(Some(Ok(Message::Close(_)))) => {
                     return Err(RelayError::Closed {
                         relay: self.url.to_string(),
@@ -239,14 +239,11 @@ impl RelaySession {
         }
     }
 
-    fn silence(&self, idle: Option<Duration>, deadline: Instant) -> RelayError {
+    fn silence(&self, idle: Option<Duration>) -> RelayError {
         let relay = self.url.to_string();
         match idle {
             Some(after) => RelayError::Idle { relay, after },
-            None => RelayError::Timeout {
-                relay,
-                after: deadline.saturating_duration_since(Instant::now()),
-            },
+            None => RelayError::Timeout { relay },
         }
     }
 
