@@ -83,7 +83,11 @@ async fn serve(mut ws: Ws, events: &[Event], how: Misbehaviour) {
             }
             // Writes are acknowledged (and not stored): the relay is otherwise well behaved.
             Some("EVENT") => {
-                let id = items.get(1).and_then(|e| e.get("id")).cloned().unwrap_or(Value::Null);
+                let id = items
+                    .get(1)
+                    .and_then(|e| e.get("id"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 let ok = serde_json::json!(["OK", id, true, ""]);
                 let _ = ws.send(Message::text(ok.to_string())).await;
             }
