@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use brotr_probe::config::{LimitsConfig, MonitorConfig, NetworksConfig, ValidatorConfig};
 use brotr_probe::identity::Identity;
-use brotr_probe::model::{RelayUrl, Schema};
+use brotr_probe::model::{Network, RelayUrl, Schema};
 use brotr_probe::services::monitor::Monitor;
 use brotr_probe::services::{Ctx, Service};
 use brotr_probe::store::{self, DatabaseUrl, RelayRow};
@@ -194,7 +194,7 @@ async fn main() {
         ..Default::default()
     };
     let networks = NetworksConfig::default();
-    let concurrency = networks.clearnet.max_tasks;
+    let concurrency = networks.get(Network::Clearnet).max_tasks;
     // GeoIP files are not on a loopback run's path; their lookups are memory reads anyway.
     let monitor = Monitor::new(
         MonitorConfig::default(),

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use brotr_probe::config::{LimitsConfig, NetworksConfig, SyncConfig, ValidatorConfig};
 use brotr_probe::identity::Identity;
-use brotr_probe::model::RelayUrl;
+use brotr_probe::model::{Network, RelayUrl};
 use brotr_probe::net::{AuthMode, Dialer, RelaySession, SessionOptions, tls_config};
 use brotr_probe::services::synchronizer::{SyncReport, Synchronizer};
 use brotr_probe::services::{Ctx, Service};
@@ -212,8 +212,8 @@ async fn fresh_pg(admin: &str) -> Arc<dyn Store> {
 
 fn networks() -> (NetworksConfig, LimitsConfig) {
     let mut networks = NetworksConfig::default();
-    networks.clearnet.timeout_secs = 10.0;
-    networks.clearnet.max_tasks = 50;
+    networks.clearnet.timeout_secs = Some(10.0);
+    networks.clearnet.max_tasks = Some(50);
     let limits = LimitsConfig {
         allow_private: true,
         ..Default::default()
@@ -246,10 +246,9 @@ fn context(negentropy: bool) -> Synchronizer {
 /// REQ paging with `.onion` relays reached through the SOCKS5 proxy at `proxy`.
 fn overlay_context(proxy: &str) -> Synchronizer {
     let (mut networks, limits) = networks();
-    networks.tor.enabled = true;
-    networks.tor.proxy_url = Some(format!("socks5://{proxy}"));
-    networks.tor.max_tasks = 50;
-    networks.tor.timeout_secs = 10.0;
+    networks.enable_overlay(Network::Tor, format!("socks5://{proxy}"));
+    networks.tor.max_tasks = Some(50);
+    networks.tor.timeout_secs = Some(10.0);
     let cfg = SyncConfig {
         negentropy: false,
         ..Default::default()

@@ -530,9 +530,8 @@ async fn onion_relays_are_checked_through_socks5() {
     .await;
     let (proxy, seen) = socks5_proxy(front).await;
     let mut networks = NetworksConfig::default();
-    networks.tor.enabled = true;
-    networks.tor.proxy_url = Some(format!("socks5://{proxy}"));
-    networks.tor.timeout_secs = 3.0;
+    networks.enable_overlay(Network::Tor, format!("socks5://{proxy}"));
+    networks.tor.timeout_secs = Some(3.0);
     let onion = format!("{}d.onion", "b".repeat(55));
     let p = prober_with(cfg(), networks, &[]);
     let r = check(&p, &format!("ws://{onion}")).await;

@@ -73,9 +73,8 @@ async fn onion_relays_go_through_socks5_with_remote_dns() {
     let (_relay, backend) = relay_addr().await;
     let (proxy, seen) = socks5_proxy(backend).await;
     let mut networks = NetworksConfig::default();
-    networks.tor.enabled = true;
-    networks.tor.proxy_url = Some(format!("socks5://{proxy}"));
-    networks.tor.timeout_secs = 5.0;
+    networks.enable_overlay(Network::Tor, format!("socks5://{proxy}"));
+    networks.tor.timeout_secs = Some(5.0);
     let d = dialer(networks, &[]);
     let onion = format!("{}d.onion", "b".repeat(55));
     let url = RelayUrl::parse(&format!("ws://{onion}")).unwrap();
@@ -92,8 +91,7 @@ async fn onion_relays_go_through_socks5_with_remote_dns() {
 async fn a_dead_proxy_is_a_clear_error() {
     let closed = closed_port().await;
     let mut networks = NetworksConfig::default();
-    networks.tor.enabled = true;
-    networks.tor.proxy_url = Some(format!("socks5://{closed}"));
+    networks.enable_overlay(Network::Tor, format!("socks5://{closed}"));
     let d = dialer(networks, &[]);
     let url = RelayUrl::parse(&format!("ws://{}d.onion", "c".repeat(55))).unwrap();
     let err = probe_nostr(&d, &url).await.unwrap_err();

@@ -16,7 +16,7 @@ use nostr_relay_builder::prelude::*;
 
 fn dialer(allow_private: bool, timeout_secs: f64) -> Dialer {
     let mut networks = NetworksConfig::default();
-    networks.clearnet.timeout_secs = timeout_secs;
+    networks.clearnet.timeout_secs = Some(timeout_secs);
     Dialer::new(
         networks,
         LimitsConfig {
@@ -154,7 +154,7 @@ async fn the_ssrf_guard_refuses_loopback_unless_allowed() {
 #[tokio::test]
 async fn an_overlay_without_a_proxy_is_refused_clearly() {
     let mut networks = NetworksConfig::default();
-    networks.tor.enabled = true;
+    networks.tor.enabled = Some(true);
     networks.tor.proxy_url = None;
     let d = Dialer::new(networks, LimitsConfig::default(), tls_config(&[]));
     let onion = RelayUrl::parse(&format!("ws://{}d.onion", "a".repeat(55))).unwrap();

@@ -23,29 +23,43 @@ pub use maintain::MaintainConfig;
 pub use monitor::{CheckConfig, ChecksConfig, MonitorConfig};
 pub use sync::{RelayOverride, Shard, SyncConfig};
 
-/// How to reach relays on one network.
+/// How to reach relays on one network, as written in the config: every key is optional and
+/// falls back to that network's default ([`NetworksConfig::get`]), so a file (or a CRD) says only
+/// what it changes and no default is frozen into it.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkConfig {
-    /// Whether relays on this network are contacted at all.
+    /// Whether relays on this network are contacted at all (default: clearnet only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[garde(skip)]
-    pub enabled: bool,
-    /// SOCKS5 proxy (`socks5://host:port`; names are resolved by the proxy). Required for
-    /// overlays, ignored for clearnet.
-    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// SOCKS5 proxy (`socks5://host:port`; names are resolved by the proxy). Required for an
+    /// enabled overlay (tor, i2p, loki), ignored for clearnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[garde(pattern(r"^socks5h?://[^/@]+$"))]
     pub proxy_url: Option<String>,
-    /// Connections at once on this network.
+    /// Connections at once on this network (default: clearnet 30, tor 10, i2p and loki 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[garde(range(min = 1, max = 200))]
-    pub max_tasks: usize,
+    pub max_tasks: Option<usize>,
     /// Seconds allowed for connecting (TCP or proxy, TLS, WebSocket handshake) and for the first
-    /// answer.
+    /// answer (default: clearnet 10, tor 30, i2p 45, loki 30).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[garde(range(min = 0.1, max = 120.0))]
+    pub timeout_secs: Option<f64>,
+}
+
+/// One network's settings with its defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkSettings {
+    pub enabled: bool,
+    pub proxy_url: Option<String>,
+    pub max_tasks: usize,
     pub timeout_secs: f64,
 }
 
-impl NetworkConfig {
+impl NetworkSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_secs.clamp(0.05, 600.0))
     }
@@ -53,43 +67,43 @@ impl NetworkConfig {
 
 /// Per-network settings.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworksConfig {
     #[garde(dive)]
     pub clearnet: NetworkConfig,
-    #[garde(dive)]
+    #[garde(dive, custom(overlay_proxy))]
     pub tor: NetworkConfig,
-    #[garde(dive)]
+    #[garde(dive, custom(overlay_proxy))]
     pub i2p: NetworkConfig,
-    #[garde(dive)]
+    #[garde(dive, custom(overlay_proxy))]
     pub loki: NetworkConfig,
 }
 
-impl Default for NetworksConfig {
-    fn default() -> Self {
-        let net = |enabled, proxy: Option<&str>, max_tasks, timeout_secs| NetworkConfig {
-            enabled,
-            proxy_url: proxy.map(str::to_owned),
-            max_tasks,
-            timeout_secs,
-        };
-        NetworksConfig {
-            clearnet: net(true, None, 30, 10.0),
-            tor: net(false, Some("socks5://tor:9050"), 10, 30.0),
-            i2p: net(false, Some("socks5://i2p:4447"), 5, 45.0),
-            loki: net(false, Some("socks5://lokinet:1080"), 5, 30.0),
-        }
+/// An enabled overlay has nowhere to send its connections without a proxy.
+fn overlay_proxy(net: &NetworkConfig, _: &()) -> garde::Result {
+    if net.enabled == Some(true) && net.proxy_url.is_none() {
+        return Err(garde::Error::new(
+            "proxyUrl is required when the network is enabled (e.g. socks5://127.0.0.1:9050)",
+        ));
     }
+    Ok(())
 }
 
 impl NetworksConfig {
-    pub fn get(&self, network: Network) -> &NetworkConfig {
-        match network {
-            Network::Clearnet => &self.clearnet,
-            Network::Tor => &self.tor,
-            Network::I2p => &self.i2p,
-            Network::Loki => &self.loki,
+    /// `network`'s settings, defaults filled in.
+    pub fn get(&self, network: Network) -> NetworkSettings {
+        let (cfg, enabled, max_tasks, timeout_secs) = match network {
+            Network::Clearnet => (&self.clearnet, true, 30, 10.0),
+            Network::Tor => (&self.tor, false, 10, 30.0),
+            Network::I2p => (&self.i2p, false, 5, 45.0),
+            Network::Loki => (&self.loki, false, 5, 30.0),
+        };
+        NetworkSettings {
+            enabled: cfg.enabled.unwrap_or(enabled),
+            proxy_url: cfg.proxy_url.clone(),
+            max_tasks: cfg.max_tasks.unwrap_or(max_tasks),
+            timeout_secs: cfg.timeout_secs.unwrap_or(timeout_secs),
         }
     }
 
@@ -102,12 +116,19 @@ impl NetworksConfig {
         }
     }
 
-    /// Networks with `enabled: true`.
+    /// Networks that are enabled.
     pub fn enabled(&self) -> Vec<Network> {
         Network::ALL
             .into_iter()
             .filter(|n| self.get(*n).enabled)
             .collect()
+    }
+
+    /// Enables `network` through `proxy_url` (tests, benches and the operator's Tor sidecar).
+    pub fn enable_overlay(&mut self, network: Network, proxy_url: impl Into<String>) {
+        let net = self.get_mut(network);
+        net.enabled = Some(true);
+        net.proxy_url = Some(proxy_url.into());
     }
 }
 
@@ -380,9 +401,11 @@ mod tests {
     fn defaults_match_the_reference_system_and_pass_every_check() {
         let n = NetworksConfig::default();
         assert_eq!(n.enabled(), vec![Network::Clearnet]);
-        assert_eq!((n.clearnet.max_tasks, n.clearnet.timeout_secs), (30, 10.0));
-        assert_eq!(n.tor.proxy_url.as_deref(), Some("socks5://tor:9050"));
-        assert_eq!((n.i2p.max_tasks, n.i2p.timeout_secs), (5, 45.0));
+        let c = n.get(Network::Clearnet);
+        assert_eq!((c.max_tasks, c.timeout_secs), (30, 10.0));
+        assert_eq!(n.get(Network::Tor).proxy_url, None);
+        let i = n.get(Network::I2p);
+        assert_eq!((i.max_tasks, i.timeout_secs), (5, 45.0));
         ProbeConfig::default().check().unwrap();
     }
 
@@ -397,6 +420,18 @@ mod tests {
         assert_eq!(cfg.validator.max_failures, 720);
         assert!(cfg.limits.allow_private);
         assert_eq!(cfg.networks, NetworksConfig::default());
+        let cfg = ProbeConfig::from_yaml(
+            "t.yaml",
+            "networks:\n  tor:\n    enabled: true\n    proxyUrl: socks5h://127.0.0.1:9050\n",
+        )
+        .unwrap();
+        let tor = cfg.networks.get(Network::Tor);
+        assert!(tor.enabled && tor.max_tasks == 10 && tor.timeout_secs == 30.0);
+        // Only what was written is written back.
+        assert_eq!(
+            serde_json::to_value(&cfg.networks.tor).unwrap(),
+            serde_json::json!({"enabled": true, "proxyUrl": "socks5h://127.0.0.1:9050"})
+        );
     }
 
     #[test]
@@ -414,6 +449,10 @@ mod tests {
             (
                 "networks:\n  tor:\n    enabled: true\n    maxTasks: 1\n    timeoutSecs: 30\n    proxyUrl: http://x\n",
                 "networks.tor.proxyUrl",
+            ),
+            (
+                "networks:\n  i2p:\n    enabled: true\n",
+                "networks.i2p: proxyUrl is required when the network is enabled",
             ),
             (
                 "finder:\n  sources: [{url: 'ftp://x', select: '[*]'}]\n",

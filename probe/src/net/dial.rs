@@ -218,10 +218,8 @@ impl Dialer {
         host: &str,
         port: u16,
     ) -> Result<tokio_socks::tcp::Socks5Stream<TcpStream>, DialError> {
-        let raw = self
-            .inner
-            .networks
-            .get(network)
+        let settings = self.inner.networks.get(network);
+        let raw = settings
             .proxy_url
             .as_deref()
             .ok_or(DialError::NoProxy(network))?;

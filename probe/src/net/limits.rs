@@ -56,8 +56,8 @@ mod tests {
     #[tokio::test]
     async fn each_network_has_its_own_slots() {
         let mut cfg = NetworksConfig::default();
-        cfg.clearnet.max_tasks = 2;
-        cfg.tor.max_tasks = 1;
+        cfg.clearnet.max_tasks = Some(2);
+        cfg.tor.max_tasks = Some(1);
         let l = NetworkLimits::new(&cfg);
         let a = l.acquire(Network::Clearnet).await;
         let _b = l.acquire(Network::Clearnet).await;

@@ -94,7 +94,7 @@ pub fn notes(n: usize) -> Vec<EventRow> {
 /// Loopback networks (SSRF guard off) with a short clearnet timeout.
 pub fn local_networks(timeout_secs: f64) -> (NetworksConfig, LimitsConfig) {
     let mut networks = NetworksConfig::default();
-    networks.clearnet.timeout_secs = timeout_secs;
+    networks.clearnet.timeout_secs = Some(timeout_secs);
     let limits = LimitsConfig {
         allow_private: true,
         ..Default::default()
