@@ -70,12 +70,12 @@ for f in "$ROOT"/examples/*.yaml; do
   fi
 done
 # The printer columns and short names work on what was created.
-if out=$(k -n "$NS" get bd 2>&1) && echo "$out" | head -n1 | grep -q 'SCHEMA *READY *SHARDS *AGE'; then
+if out=$(k -n "$NS" get bd 2>&1) && echo "$out" | head -n1 | grep -q 'SCHEMA *READY *REASON *SHARDS *AGE'; then
   pass "kubectl get bd columns: $(echo "$out" | head -n1 | tr -s ' ')"
 else
   fail "kubectl get bd columns: $out"
 fi
-if out=$(k -n "$NS" get rmon 2>&1) && echo "$out" | head -n1 | grep -q 'MODE *TARGETS *READY *LAST RUN *AGE'; then
+if out=$(k -n "$NS" get rmon 2>&1) && echo "$out" | head -n1 | grep -q 'MODE *READY *REASON *LAST RUN *AGE'; then
   pass "kubectl get rmon columns: $(echo "$out" | head -n1 | tr -s ' ')"
 else
   fail "kubectl get rmon columns: $out"

@@ -28,13 +28,13 @@ fn crd_generation_does_not_panic_and_has_the_api_surface() {
             &bd,
             "brotrdeployments",
             "bd",
-            vec!["Schema", "Ready", "Shards", "Age"],
+            vec!["Schema", "Ready", "Reason", "Shards", "Age"],
         ),
         (
             &rm,
             "relaymonitors",
             "rmon",
-            vec!["Mode", "Targets", "Ready", "Last Run", "Age"],
+            vec!["Mode", "Ready", "Reason", "Last Run", "Age"],
         ),
     ] {
         assert_eq!(
@@ -235,7 +235,6 @@ fn bd_with(patch: impl FnOnce(&mut Value)) -> Value {
         "metadata": {"name": "t"},
         "spec": {
             "schema": "full",
-            "image": {"repository": "r"},
             "database": {"external": {"urlSecretRef": {"name": "db", "key": "url"}}}
         }
     });
@@ -261,10 +260,53 @@ fn interval_bounds_are_inclusive() {
 }
 
 #[test]
-fn shard_bounds() {
-    for (shards, ok) in [(1, true), (64, true), (0, false), (65, false), (-1, false)] {
-        let v = bd_with(|s| s["synchronizer"] = serde_json::json!({"shards": shards}));
-        assert_eq!(cel(&v, None).is_ok(), ok, "shards {shards}");
+fn the_crds_carry_the_probes_bounds_and_no_defaults() {
+    let bd = schema_for("BrotrDeployment");
+    let spec = &bd["properties"]["spec"]["properties"];
+    let shards = &spec["synchronizer"]["properties"]["shards"];
+    assert_eq!(
+        (shards["minimum"].as_f64(), shards["maximum"].as_f64()),
+        (Some(1.0), Some(64.0))
+    );
+    // The probe's own bounds, read from its config types.
+    let max_tasks = &spec["networks"]["properties"]["clearnet"]["properties"]["maxTasks"];
+    assert_eq!(max_tasks["maximum"].as_f64(), Some(200.0));
+    let limit = &spec["synchronizer"]["properties"]["settings"]["properties"]["limit"];
+    assert_eq!(
+        (limit["minimum"].as_f64(), limit["maximum"].as_f64()),
+        (Some(1.0), Some(5000.0))
+    );
+    // No probe default is frozen into stored objects: only the operator's own switches have
+    // one.
+    fn defaults(v: &Value, key: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if m.contains_key("default") {
+                    out.push(key.to_owned());
+                }
+                for (k, v) in m {
+                    defaults(v, k, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| defaults(v, key, out)),
+            _ => {}
+        }
+    }
+    for kind in ["BrotrDeployment", "RelayMonitor"] {
+        let mut found = Vec::new();
+        defaults(&schema_for(kind)["properties"]["spec"], "spec", &mut found);
+        found.retain(|k| {
+            !["paused", "stopped", "serviceMonitor", "prometheusRule"].contains(&k.as_str())
+        });
+        assert!(found.is_empty(), "{kind}: defaults on {found:?}");
+    }
+}
+
+#[test]
+fn the_crds_stay_small_enough_for_client_side_apply() {
+    // kubectl's client-side apply keeps the whole object in an annotation of at most 256 KiB.
+    for (name, yaml) in crd::crd_files().unwrap() {
+        assert!(yaml.len() < 200 * 1024, "{name}: {} bytes", yaml.len());
     }
 }
 

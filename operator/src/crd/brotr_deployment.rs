@@ -1,22 +1,36 @@
 //! `BrotrDeployment`: one whole Brotr pipeline (database, seeder, finder, validator, monitor,
 //! synchronizer shards, maintenance) in one namespace.
+//!
+//! Every section is optional. An absent service section runs that service with the probe's
+//! defaults; `enabled: false` turns it off. Absent `maintenance` runs the three maintenance
+//! CronJobs on their default schedules.
 
-use brotr_probe::config::{ApiSource, ValidatorConfig};
+use brotr_probe::config::{
+    FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig, SyncConfig,
+    ValidatorConfig,
+};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ChecksSpec, ComponentStatus, ConfigMapRef, GeoIpSource, ImageSpec, NetworksSpec, PublishSpec,
-    SecretKeyRef, conditions_schema, cron_rule, default_true, interval_rule, relay_list_rule,
-    relay_url_rule, retention_rule,
+    ComponentStatus, ConfigMapKeyRef, GeoIpSource, IdentitySpec, ImageSpec, PodOverrides,
+    SecretKeyRef, TorSidecarSpec, WorkloadSpec, conditions_schema, cron_rule, interval_rule,
+    name_rule, overlay_proxy_rule, relay_list_rule, resources_schema,
 };
+use super::settings::Settings;
 
 /// Upper bound on synchronizer shards (each shard is one pod).
 pub const MAX_SHARDS: i32 = 64;
+/// Longest BrotrDeployment name: its longest child, the `<name>-migrate-<hash>` Job, must stay
+/// within 63 characters with its pods' suffix, and StatefulSets/CronJobs within 52.
+pub const MAX_NAME: usize = 40;
+/// Most inline seed relays (the list lands in a ConfigMap; larger lists belong in one of
+/// the user's own ConfigMaps, `seeder.configMapRef`).
+pub const MAX_INLINE_RELAYS: u32 = 1000;
 
 /// Desired state of a Brotr pipeline.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -26,13 +40,16 @@ pub const MAX_SHARDS: i32 = 64;
     kind = "BrotrDeployment",
     plural = "brotrdeployments",
     shortname = "bd",
+    category = "brotr",
     namespaced,
     status = "BrotrDeploymentStatus",
     derive = "PartialEq",
     printcolumn = r#"{"name":"Schema","type":"string","jsonPath":".spec.schema"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Shards","type":"integer","jsonPath":".spec.synchronizer.shards"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Shards","type":"integer","jsonPath":".status.shards"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = name_rule(MAX_NAME, "BrotrDeployment")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BrotrDeploymentSpec {
@@ -41,17 +58,30 @@ pub struct BrotrDeploymentSpec {
         .message("schema is immutable; create a new BrotrDeployment to change it")
         .reason(Reason::FieldValueForbidden))]
     pub schema: SchemaFlavor,
-    /// Probe image used by every service.
-    pub image: ImageSpec,
+    /// Probe image (the operator's default when absent; see `status.image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
+    /// The pipeline's Nostr key: answers NIP-42 AUTH and signs the monitor's events. Without
+    /// it, an ephemeral key answers AUTH and nothing is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
     /// Where the data lives.
     pub database: DatabaseSpec,
-    /// Networks the services may reach relays on.
+    /// Networks the services reach relays on (the probe's `networks`). Tor enabled without a
+    /// `proxyUrl` gets a Tor sidecar in every pod that talks to relays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub networks: Option<NetworksSpec>,
-    /// Initial relay list.
+    #[x_kube(validation = overlay_proxy_rule())]
+    pub networks: Option<Settings<NetworksConfig>>,
+    /// The Tor sidecar (used when Tor is enabled without a `proxyUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tor: Option<TorSidecarSpec>,
+    /// Limits on what is read from relays (the probe's `limits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Settings<LimitsConfig>>,
+    /// Initial relay list, loaded by a Job after the migration (and again when it changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seeder: Option<SeederSpec>,
-    /// Relay discovery.
+    /// Relay discovery from archived events and HTTP APIs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finder: Option<FinderSpec>,
     /// Candidate validation.
@@ -63,87 +93,110 @@ pub struct BrotrDeploymentSpec {
     /// Event archiving, sharded over relays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synchronizer: Option<SynchronizerSpec>,
-    /// Retention and periodic database jobs.
+    /// Maintenance CronJobs (`brotr-probe maintain refresh|retention|cleanup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceSpec>,
-    /// Prometheus integration.
+    /// Prometheus Operator objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSpec>,
-    /// Stop reconciling (workloads are left as they are).
+    /// Pod settings for every pod of the pipeline (each service's `workload.podOverrides` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
+    /// Stop changing the children (status is still reported).
     #[serde(default)]
     pub paused: bool,
+    /// Scale every service to zero and suspend the CronJobs, keeping the data.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// Database schema flavour.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SchemaFlavor {
-    /// Everything, including event content.
+    /// Whole events.
     Full,
-    /// Relay metadata and event references only.
+    /// Event id, pubkey, created_at, kind and tag values only.
     Lite,
 }
 
-/// Database: an existing server, or a managed single-node PostgreSQL (exactly one).
+impl SchemaFlavor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaFlavor::Full => "full",
+            SchemaFlavor::Lite => "lite",
+        }
+    }
+}
+
+/// Database: an existing server, or a managed single-node PostgreSQL (exactly one; the choice
+/// cannot be switched, which would quietly abandon the data).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.external) != has(self.managed)")
     .message("database: set exactly one of external or managed")
     .reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("has(self.managed) == has(oldSelf.managed)")
+    .message("database: external and managed cannot be switched (the data would be left behind)")
+    .reason(Reason::FieldValueForbidden))]
 pub struct DatabaseSpec {
-    /// An existing PostgreSQL server.
+    /// An existing PostgreSQL server, e.g. CloudNativePG's `<cluster>-app` Secret (key `uri`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalDatabase>,
     /// A single-node PostgreSQL StatefulSet run by the operator (quick starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedDatabase>,
-    /// PgBouncer in front of the database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pgbouncer: Option<PgBouncerSpec>,
 }
 
 /// An existing PostgreSQL server.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalDatabase {
-    /// Secret key holding the `postgres://` URL (never copied into a ConfigMap).
+    /// Secret key holding the `postgres://` URL (passed to the pods from the Secret, never
+    /// copied).
     pub url_secret_ref: SecretKeyRef,
+    /// Secret key holding the CA certificate the server's certificate is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// A managed single-node PostgreSQL.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "has(self.storageClassName) == has(oldSelf.storageClassName) \
+     && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)"
+).message("storageClassName is immutable (a volume cannot move to another class)")
+.reason(Reason::FieldValueForbidden))]
 pub struct ManagedDatabase {
-    /// Volume size, e.g. `50Gi`.
+    /// Volume size, e.g. `50Gi`; it can grow, never shrink.
+    #[schemars(schema_with = "quantity_schema")]
     pub storage: Quantity,
-    /// StorageClass of the volume (cluster default when absent).
+    /// StorageClass of the volume (the cluster's default when absent). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub storage_class_name: Option<String>,
-    /// PostgreSQL image (operator default when absent).
+    /// PostgreSQL image (the operator's pinned default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
     /// Resources of the PostgreSQL container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
 }
 
-/// PgBouncer connection pooler.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PgBouncerSpec {
-    /// Run PgBouncer and point the services at it.
-    #[serde(default)]
-    pub enabled: bool,
-    /// PgBouncer image (operator default when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Server connections per database/user pair.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("pgbouncer poolSize must be between 1 and 1000"))]
-    pub pool_size: Option<i32>,
-    /// Resources of the PgBouncer container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
+fn quantity_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A Kubernetes quantity, e.g. 10Gi.",
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "x-kubernetes-int-or-string": true,
+        "x-kubernetes-validations": [{
+            "rule": "quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0",
+            "message": "managed database storage can grow, never shrink",
+            "reason": "FieldValueForbidden",
+        }],
+    })
 }
 
 /// Seeder: where the first relay URLs come from (at most one source).
@@ -153,219 +206,160 @@ pub struct PgBouncerSpec {
     .message("seeder: set at most one of relays or configMapRef")
     .reason(Reason::FieldValueForbidden))]
 pub struct SeederSpec {
-    /// Run the seeder job.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Inline relay URLs.
+    /// Run the seeder Job (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 10000), inner(length(max = 512)))]
+    pub enabled: Option<bool>,
+    /// Inline relay URLs (at most 1,000; use `configMapRef` for more). Without a source the
+    /// probe's bundled list is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_INLINE_RELAYS), inner(length(max = 512)))]
     #[x_kube(validation = relay_list_rule())]
     pub relays: Option<Vec<String>>,
-    /// ConfigMap key holding one relay URL per line.
+    /// A ConfigMap key holding one relay URL per line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_map_ref: Option<ConfigMapRef>,
-    /// Insert seeds as candidates to validate (true) or directly as relays (false).
-    #[serde(default = "default_true")]
-    pub to_validate: bool,
+    pub config_map_ref: Option<ConfigMapKeyRef>,
+    /// Insert seeds as candidates to validate (true, default) or directly as relays (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_validate: Option<bool>,
+    /// Pod knobs of the Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadSpec>,
 }
 
-/// A periodic service: on/off, period, pod resources.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceSpec {
-    /// Run this service.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Period between cycles, e.g. `8h`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = interval_rule())]
-    pub interval: Option<String>,
-    /// Resources of the service container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
+/// A long-running service: on/off, period, pod knobs, and the probe's settings of it. (A
+/// macro, not a generic struct: the schema derive takes no type parameters.)
+macro_rules! service_spec {
+    ($(#[$doc:meta])* $name:ident, $settings:ty) => {
+        $(#[$doc])*
+        #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            /// Run this service (default true).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub enabled: Option<bool>,
+            /// Period between cycles, e.g. `8h` (the probe's default when absent).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            #[schemars(length(max = 16))]
+            #[x_kube(validation = interval_rule())]
+            pub interval: Option<String>,
+            /// Resources and pod overrides of the service's pod.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub workload: Option<WorkloadSpec>,
+            /// The probe's settings of this service.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub settings: Option<Settings<$settings>>,
+        }
+    };
 }
 
-/// Validator: promotes candidates that answer like Nostr relays.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ValidatorSpec {
-    /// Run this service.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Period between cycles, e.g. `8h`; when set it replaces `settings.intervalSecs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = interval_rule())]
-    pub interval: Option<String>,
-    /// Resources of the service container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// The probe's validator settings, passed through to its config file unchanged
-    /// (`brotr_probe::config::ValidatorConfig`: chunkSize, retryAfterSecs, maxFailures, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settings: Option<ValidatorConfig>,
-}
+service_spec!(
+    /// The finder: relay discovery from archived events and HTTP APIs.
+    FinderSpec,
+    FinderConfig
+);
+service_spec!(
+    /// The validator: promotes candidates that answer like Nostr relays.
+    ValidatorSpec,
+    ValidatorConfig
+);
 
-/// Finder: discovers relay URLs from events and HTTP APIs.
+/// The monitor of a BrotrDeployment (NIP-11 + NIP-66 checks of every known relay).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct FinderSpec {
-    /// Run this service.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Period between cycles, e.g. `1h`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = interval_rule())]
-    pub interval: Option<String>,
-    /// Resources of the service container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// HTTP APIs that list relays (the probe's own `finder.sources` type).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
-    pub apis: Vec<ApiSource>,
-}
-
-/// Monitor service of a BrotrDeployment (NIP-11 + NIP-66 checks of every known relay).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.publish) || has(self.keySecretRef)")
-    .message("monitor: publish needs keySecretRef")
-    .reason(Reason::FieldValueRequired))]
 pub struct MonitorServiceSpec {
-    /// Run this service.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
+    /// Run this service (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// Period between cycles, e.g. `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     #[x_kube(validation = interval_rule())]
     pub interval: Option<String>,
-    /// Resources of the service container.
+    /// Resources and pod overrides of the monitor's pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Secret key holding the monitor's `nsec` (needed to publish).
+    pub workload: Option<WorkloadSpec>,
+    /// The probe's monitor settings: checks and publishing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_secret_ref: Option<SecretKeyRef>,
-    /// Checks and their timeouts (all default checks when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checks: Option<ChecksSpec>,
-    /// Publish NIP-66 events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish: Option<PublishSpec>,
-    /// GeoIP databases for the geo/net checks.
+    pub settings: Option<Settings<MonitorConfig>>,
+    /// GeoLite2 databases for the geo and net checks (skipped when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geoip: Option<GeoIpSource>,
 }
 
-/// Synchronizer: archives events, relays split over `shards` pods.
+/// The synchronizer: a StatefulSet of `shards` pods, pod `i` archiving the relays whose URL hash
+/// is `i` mod `shards`. Changing `shards` reassigns most relays; that is harmless (inserts are
+/// idempotent and cursors are per relay), the next cycles just resume elsewhere.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SynchronizerSpec {
-    /// Run this service.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
+    /// Run this service (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// Period between cycles, e.g. `15m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     #[x_kube(validation = interval_rule())]
     pub interval: Option<String>,
-    /// Resources of each shard's container.
+    /// Number of shards (pods), 1 to 64 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Number of shards (pods); relays are assigned by hash.
-    #[serde(default = "default_shards")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 64")
-        .message("synchronizer shards must be between 1 and 64")
-        .reason(Reason::FieldValueInvalid))]
-    pub shards: i32,
-    /// Do not fetch events older than this RFC 3339 time.
+    #[schemars(range(min = 1, max = MAX_SHARDS))]
+    pub shards: Option<i32>,
+    /// Resources and pod overrides of each shard's pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    /// Default filters for every relay.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
-    pub filters: Vec<EventFilter>,
-    /// Per-relay filter overrides.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 200))]
-    pub overrides: Vec<RelayOverride>,
+    pub workload: Option<WorkloadSpec>,
+    /// The probe's synchronizer settings: filters, since, per-relay overrides, paging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings<SyncConfig>>,
 }
 
-fn default_shards() -> i32 {
-    1
-}
-
-/// A Nostr REQ filter (subset of NIP-01).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EventFilter {
-    /// Event kinds (0–65535; an OpenAPI bound, not CEL, to stay within the CEL cost budget).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 100), inner(range(min = 0, max = 65535)))]
-    pub kinds: Option<Vec<i32>>,
-    /// Author public keys, 64 lowercase hex characters (an OpenAPI pattern, not CEL: a regex per
-    /// item of nested lists would exceed the apiserver's CEL cost budget).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 100), inner(pattern(r"^[0-9a-f]{64}$")))]
-    pub authors: Option<Vec<String>>,
-}
-
-/// Filters for one relay instead of the defaults.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RelayOverride {
-    /// Relay URL.
-    #[schemars(length(max = 512))]
-    #[x_kube(validation = relay_url_rule())]
-    pub relay: String,
-    /// Filters used for this relay.
-    #[schemars(length(max = 10))]
-    pub filters: Vec<EventFilter>,
-}
-
-/// Retention and periodic database jobs.
+/// Maintenance CronJobs and the probe's `maintain` settings.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MaintenanceSpec {
-    /// How long history is kept.
+    /// Refresh the statistics views (default hourly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention: Option<RetentionSpec>,
-    /// Cron schedule of the orphan cleanup job.
+    pub refresh: Option<MaintenanceJob>,
+    /// Delete metadata history past `settings.metadataRetentionSecs` (default daily).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128))]
-    #[x_kube(validation = cron_rule())]
-    pub cleanup_schedule: Option<String>,
-    /// Cron schedule of the materialized-view refresh job.
+    pub retention: Option<MaintenanceJob>,
+    /// Delete orphaned events and metadata (default daily).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128))]
-    #[x_kube(validation = cron_rule())]
-    pub refresh_schedule: Option<String>,
+    pub cleanup: Option<MaintenanceJob>,
+    /// Time zone of the schedules (IANA name, e.g. `Europe/Berlin`; the controller-manager's
+    /// when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+    /// The probe's `maintain` settings (retention, batch size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings<MaintainConfig>>,
+    /// Resources and pod overrides of the maintenance pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadSpec>,
 }
 
-/// Retention periods (whole days).
+/// One maintenance CronJob.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RetentionSpec {
-    /// Relay metadata history, e.g. `90d`.
+pub struct MaintenanceJob {
+    /// Run this job (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 8))]
-    #[x_kube(validation = retention_rule())]
-    pub metadata_history: Option<String>,
-    /// Monitor results (NIP-66 checks), e.g. `30d`.
+    pub enabled: Option<bool>,
+    /// Cron schedule (a default spread over the hour by the object's name when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 8))]
-    #[x_kube(validation = retention_rule())]
-    pub checks: Option<String>,
+    #[schemars(length(max = 128))]
+    #[x_kube(validation = cron_rule())]
+    pub schedule: Option<String>,
+    /// Suspend the CronJob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
 }
 
-/// Prometheus Operator objects to create.
+/// Prometheus Operator objects to create (only where their CRDs are installed).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSpec {
-    /// Create a ServiceMonitor.
+    /// Create a ServiceMonitor for the pipeline's metrics Service.
     #[serde(default)]
     pub service_monitor: bool,
     /// Create a PrometheusRule with the default alerts.
@@ -380,10 +374,16 @@ pub struct BrotrDeploymentStatus {
     /// `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Schema the database was created with.
+    /// The probe image the pipeline runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Schema of the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaFlavor>,
-    /// `Ready`, `Reconciling`, `Stalled`.
+    /// Synchronizer shards wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<i32>,
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
@@ -392,19 +392,19 @@ pub struct BrotrDeploymentStatus {
     pub components: Option<ComponentsStatus>,
 }
 
-/// Readiness of each managed component.
+/// Readiness of each managed component (absent: not wanted).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentsStatus {
-    /// Schema migration job.
+    /// The schema migration Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub migration: Option<MigrationStatus>,
-    /// Managed database / PgBouncer.
+    pub migration: Option<JobStatus>,
+    /// The managed database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<ComponentStatus>,
-    /// Seeder job.
+    /// The seeder Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seeder: Option<ComponentStatus>,
+    pub seeder: Option<JobStatus>,
     /// Finder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finder: Option<ComponentStatus>,
@@ -419,27 +419,30 @@ pub struct ComponentsStatus {
     pub synchronizer: Option<ComponentStatus>,
 }
 
-/// State of the schema migration.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// Where a one-shot Job is.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MigrationStatus {
-    /// Where the migration is.
-    pub state: MigrationState,
-    /// Last applied migration version.
+pub struct JobStatus {
+    /// Pending, Running, Complete or Failed.
+    pub state: JobState,
+    /// The Job's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    pub job: Option<String>,
+    /// When it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
 }
 
-/// Migration job state.
+/// State of a one-shot Job.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum MigrationState {
-    /// Not started yet.
+pub enum JobState {
+    /// Not started (or waiting for what it needs).
     #[default]
     Pending,
-    /// Job running.
+    /// Running.
     Running,
-    /// Applied.
+    /// Done.
     Complete,
-    /// Job failed.
+    /// Failed.
     Failed,
 }

@@ -1,24 +1,26 @@
-//! Types shared by both custom resources: references, images, networks, service knobs and the
-//! CEL rules that keep them sane.
+//! Parts shared by both custom resources: references, the image, the identity, workload knobs
+//! (resources, pod overrides), the Tor sidecar, GeoIP sources, status pieces, and the CEL rules
+//! that keep them sane.
 //!
-//! Durations are strings (`"30m"`, `"8h"`, `"10s"`) because that is what users write in YAML and
-//! what `kubectl get -o yaml` should show back. Each duration field carries a CEL rule that checks
-//! the format with `matches` and the bounds with CEL's `duration()` (which understands `ms`, `s`,
-//! `m`, `h`), so a typo or an absurd value is rejected at apply time with a readable message.
-//! Retention periods are whole days (`"90d"`), bounded by the regex alone.
+//! Durations the operator owns are strings (`"30m"`, `"8h"`) because that is what users write in
+//! YAML; each carries a CEL rule checking the format with `matches` and the bounds with CEL's
+//! `duration()`. Settings that belong to the probe are the probe's own config sections
+//! ([`super::settings`]), with the probe's units and bounds.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
 use kube::core::{Rule, cel::Reason};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
-/// Smallest and largest interval a periodic service may run at.
+/// Smallest interval a periodic service may run at.
 pub const INTERVAL_MIN: &str = "1m";
-/// Largest interval: one week.
+/// Largest interval: one week (the probe's `intervalSecs` bound).
 pub const INTERVAL_MAX: &str = "168h";
 
 /// CEL rule for a service interval: a single-unit duration between 1 minute and 7 days.
@@ -29,23 +31,6 @@ pub fn interval_rule() -> Rule {
     ))
     .message("interval must be a duration like 30m or 8h, between 1m and 168h")
     .reason(Reason::FieldValueInvalid)
-}
-
-/// CEL rule for a network/check timeout: a single-unit duration between 100ms and 10 minutes.
-pub fn timeout_rule() -> Rule {
-    Rule::new(
-        "self.matches('^[0-9]{1,6}(ms|s|m)$') && duration(self) >= duration('100ms') \
-         && duration(self) <= duration('10m')",
-    )
-    .message("timeout must be a duration like 500ms, 10s or 1m, between 100ms and 10m")
-    .reason(Reason::FieldValueInvalid)
-}
-
-/// CEL rule for a retention period: whole days, 1 to 9999.
-pub fn retention_rule() -> Rule {
-    Rule::new("self.matches('^[1-9][0-9]{0,3}d$')")
-        .message("retention must be a number of days like 90d (1d to 9999d)")
-        .reason(Reason::FieldValueInvalid)
 }
 
 /// CEL rule for a cron schedule: five whitespace-separated fields, or a `@hourly`-style macro.
@@ -64,18 +49,29 @@ pub fn relay_list_rule() -> Rule {
         .reason(Reason::FieldValueInvalid)
 }
 
-/// CEL rule for a single relay URL.
-pub fn relay_url_rule() -> Rule {
-    Rule::new("self.startsWith('ws://') || self.startsWith('wss://')")
-        .message("relay URLs must start with ws:// or wss://")
-        .reason(Reason::FieldValueInvalid)
+/// Rule on `networks`: I2P and Lokinet are reached through an existing proxy only (Tor alone has
+/// a sidecar), so enabling them without `proxyUrl` is refused at apply time.
+pub fn overlay_proxy_rule() -> Rule {
+    Rule::new(
+        "(!has(self.i2p) || !has(self.i2p.enabled) || !self.i2p.enabled || has(self.i2p.proxyUrl)) \
+         && (!has(self.loki) || !has(self.loki.enabled) || !self.loki.enabled || has(self.loki.proxyUrl))",
+    )
+    .message("an enabled i2p or loki network needs proxyUrl (only Tor has a sidecar)")
+    .reason(Reason::FieldValueRequired)
 }
 
-/// CEL rule for a SOCKS proxy URL.
-pub fn proxy_url_rule() -> Rule {
-    Rule::new("self.startsWith('socks5://') || self.startsWith('socks5h://')")
-        .message("proxyUrl must start with socks5:// or socks5h://")
-        .reason(Reason::FieldValueInvalid)
+/// Root rule on `metadata.name`: a DNS-1035 label of at most `max` characters, so that every
+/// child name (`<name>-<suffix>`, StatefulSets and CronJobs at most 52 characters, Services
+/// DNS-1035) is valid.
+pub fn name_rule(max: usize, kind: &str) -> Rule {
+    Rule::new(format!(
+        "size(self.metadata.name) <= {max} && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+    ))
+    .message(kube::core::cel::Message::Message(format!(
+        "a {kind} name must be at most {max} characters of lowercase letters, digits and '-', \
+         starting with a letter (its children are named after it)"
+    )))
+    .reason(Reason::FieldValueInvalid)
 }
 
 /// Reference to one key of a Secret in the resource's namespace.
@@ -93,34 +89,39 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// Reference to a ConfigMap (and optionally one of its keys) in the resource's namespace.
+/// Reference to one key of a ConfigMap in the resource's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("size(self.name) > 0")
-    .message("configMapRef needs a non-empty name")
+#[x_kube(validation = Rule::new("size(self.name) > 0 && size(self.key) > 0")
+    .message("configMapRef needs a non-empty name and key")
     .reason(Reason::FieldValueRequired))]
-pub struct ConfigMapRef {
+pub struct ConfigMapKeyRef {
     /// ConfigMap name.
     #[schemars(length(max = 253))]
     pub name: String,
-    /// Key inside the ConfigMap (the consumer's default when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Key holding one relay URL per line (`#` comments allowed).
     #[schemars(length(max = 253))]
-    pub key: Option<String>,
+    pub key: String,
 }
 
-/// Container image of the probe (or of a sidecar).
+/// The probe image. Every part is optional: the operator's own probe image and version fill
+/// what is left out, and `status.image` reports what runs.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSpec {
     /// Registry and repository, e.g. `ghcr.io/example/brotr-probe`.
-    #[schemars(length(min = 1, max = 512))]
-    pub repository: String,
-    /// Tag; the operator's own version when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128))]
+    #[schemars(length(min = 1, max = 512))]
+    pub repository: Option<String>,
+    /// Tag; the operator's version when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub tag: Option<String>,
-    /// Image pull policy.
+    /// Digest (`sha256:…`); pins the image, and wins over the tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub digest: Option<String>,
+    /// Image pull policy (Kubernetes' default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<PullPolicy>,
 }
@@ -136,260 +137,170 @@ pub enum PullPolicy {
     Never,
 }
 
-pub(crate) fn default_true() -> bool {
-    true
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
 }
 
-/// Clearnet (direct) connections.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+/// Who the probe is on Nostr: the key that answers NIP-42 AUTH and signs published monitor
+/// events. Mounted as a file, never put in an environment variable or a ConfigMap.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ClearnetSpec {
-    /// Whether relays on this network are contacted.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Concurrent connections to relays of this network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 10000").message("maxTasks must be between 1 and 10000"))]
-    pub max_tasks: Option<i32>,
-    /// Connect/IO timeout, e.g. `10s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = timeout_rule())]
-    pub timeout: Option<String>,
+pub struct IdentitySpec {
+    /// Secret key holding the secret key (hex or `nsec`).
+    pub key_secret_ref: SecretKeyRef,
 }
 
-/// Tor: reached through a SOCKS proxy, by default a Tor sidecar in each probe pod.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+/// Operator-side knobs of one workload: its container's resources and its pod's scheduling.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.sidecar) && has(self.proxyUrl))")
-    .message("tor: set at most one of sidecar or proxyUrl")
-    .reason(Reason::FieldValueForbidden))]
-pub struct TorSpec {
-    /// Whether `.onion` relays are contacted.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Concurrent connections to relays of this network.
+pub struct WorkloadSpec {
+    /// Resources of the probe container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 10000").message("maxTasks must be between 1 and 10000"))]
-    pub max_tasks: Option<i32>,
-    /// Connect/IO timeout, e.g. `30s`.
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
+    /// Pod settings; merged over the resource's top-level `podOverrides` (these win).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = timeout_rule())]
-    pub timeout: Option<String>,
-    /// Tor sidecar added to each probe pod (the default when `proxyUrl` is not set).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sidecar: Option<SidecarSpec>,
-    /// An existing Tor SOCKS proxy instead of a sidecar, e.g. `socks5h://tor.nostr.svc:9050`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 512))]
-    #[x_kube(validation = proxy_url_rule())]
-    pub proxy_url: Option<String>,
+    pub pod_overrides: Option<PodOverrides>,
 }
 
-/// A sidecar container.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Pod settings a cluster needs that the operator cannot guess.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SidecarSpec {
-    /// Full image reference, e.g. `docker.io/dperson/torproxy:latest`.
+pub struct PodOverrides {
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations (Kubernetes `Toleration` objects; checked by the API server when the pods are
+    /// written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "open_list_schema")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Affinity (a Kubernetes `Affinity` object; checked by the API server when the pods are
+    /// written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "open_object_schema")]
+    pub affinity: Option<Affinity>,
+    /// Secrets to pull the images with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pull_secrets_schema")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// ServiceAccount the pods run as (its token is never mounted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+    /// PriorityClass of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+}
+
+impl PodOverrides {
+    /// `self` with every field `over` sets replaced by `over`'s.
+    pub fn merged(&self, over: Option<&PodOverrides>) -> PodOverrides {
+        let Some(o) = over else {
+            return self.clone();
+        };
+        PodOverrides {
+            node_selector: o
+                .node_selector
+                .clone()
+                .or_else(|| self.node_selector.clone()),
+            tolerations: o.tolerations.clone().or_else(|| self.tolerations.clone()),
+            affinity: o.affinity.clone().or_else(|| self.affinity.clone()),
+            image_pull_secrets: o
+                .image_pull_secrets
+                .clone()
+                .or_else(|| self.image_pull_secrets.clone()),
+            service_account_name: o
+                .service_account_name
+                .clone()
+                .or_else(|| self.service_account_name.clone()),
+            priority_class_name: o
+                .priority_class_name
+                .clone()
+                .or_else(|| self.priority_class_name.clone()),
+        }
+    }
+}
+
+/// The Tor client added as a native sidecar to every probe pod when `networks.tor` is enabled
+/// without a `proxyUrl` (the probe then uses `socks5h://127.0.0.1:9050`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TorSidecarSpec {
+    /// Image of a Tor client listening for SOCKS5 on port 9050 (the operator's pinned default
+    /// when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
-    pub image: String,
+    pub image: Option<String>,
     /// Resources of the sidecar container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
 }
 
-/// I2P or Lokinet: reached through an existing SOCKS proxy.
+/// Where the monitor reads its GeoLite2 City and ASN databases: a PersistentVolumeClaim or an
+/// OCI image mounted as a volume (exactly one). Never a ConfigMap (the City database is tens of
+/// megabytes; a ConfigMap holds 1 MiB) nor a hostPath.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!self.enabled || has(self.proxyUrl)")
-    .message("an enabled i2p/loki network needs proxyUrl")
-    .reason(Reason::FieldValueRequired))]
-pub struct ProxyNetworkSpec {
-    /// Whether relays on this network are contacted.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Concurrent connections to relays of this network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 10000").message("maxTasks must be between 1 and 10000"))]
-    pub max_tasks: Option<i32>,
-    /// Connect/IO timeout, e.g. `30s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = timeout_rule())]
-    pub timeout: Option<String>,
-    /// SOCKS proxy URL, e.g. `socks5h://i2p.nostr.svc:4447`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 512))]
-    #[x_kube(validation = proxy_url_rule())]
-    pub proxy_url: Option<String>,
-}
-
-/// Networks the probe may use. A network left out is disabled (clearnet: enabled).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworksSpec {
-    /// Plain `ws://`/`wss://` relays on the internet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clearnet: Option<ClearnetSpec>,
-    /// Tor `.onion` relays.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tor: Option<TorSpec>,
-    /// I2P `.i2p` relays.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub i2p: Option<ProxyNetworkSpec>,
-    /// Lokinet `.loki` relays.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loki: Option<ProxyNetworkSpec>,
-}
-
-/// Where the monitor reads its GeoIP (MaxMind City/ASN) databases: exactly one source.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(
-    "[has(self.configMapRef), has(self.pvc), has(self.volume)].filter(x, x).size() == 1"
-).message("geoip: set exactly one of configMapRef, pvc or volume"))]
+#[x_kube(validation = Rule::new("has(self.pvc) != has(self.image)")
+    .message("geoip: set exactly one of pvc or image")
+    .reason(Reason::FieldValueInvalid))]
 pub struct GeoIpSource {
-    /// A ConfigMap (binaryData) holding the `.mmdb` files.
+    /// A PersistentVolumeClaim holding the `.mmdb` files, mounted read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_map_ref: Option<ConfigMapRef>,
-    /// A PersistentVolumeClaim holding the `.mmdb` files.
+    pub pvc: Option<PvcSource>,
+    /// An OCI image holding the `.mmdb` files, mounted read-only as an image volume (Kubernetes
+    /// 1.33+, `ImageVolume` feature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pvc: Option<PvcRef>,
-    /// Any other volume source, written as a pod volume (`name` plus one source). Its schema is
-    /// left open here to keep the CRD small; the apiserver validates it when the operator puts
-    /// it into a pod template.
+    pub image: Option<ImageVolumeSource>,
+    /// City database file inside the source (default `GeoLite2-City.mmdb`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "open_object_schema")]
-    pub volume: Option<k8s_openapi::api::core::v1::Volume>,
-    /// City database file name inside the source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[^/]+(/[^/]+)*$"))]
     pub city_file: Option<String>,
-    /// ASN database file name inside the source.
+    /// ASN database file inside the source (default `GeoLite2-ASN.mmdb`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[^/]+(/[^/]+)*$"))]
     pub asn_file: Option<String>,
 }
 
-/// Reference to a PersistentVolumeClaim.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+/// A PersistentVolumeClaim in the resource's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("size(self.claimName) > 0").message("pvc needs a non-empty claimName"))]
-pub struct PvcRef {
+pub struct PvcSource {
     /// Claim name.
-    #[schemars(length(max = 253))]
+    #[schemars(length(min = 1, max = 253))]
     pub claim_name: String,
 }
 
-/// NIP-66 publishing: where and as whom monitor results are published.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+/// An OCI image used as a read-only volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PublishSpec {
-    /// Relays that receive the kind 10166/30166 events.
-    #[serde(default)]
-    #[schemars(length(max = 100), inner(length(max = 512)))]
-    #[x_kube(validation = relay_list_rule())]
-    pub relays: Vec<String>,
-    /// Geohash of the vantage point (NIP-66 `g` tag).
+pub struct ImageVolumeSource {
+    /// Image reference, e.g. `registry.example.org/geolite2:2026-11`.
+    #[schemars(length(min = 1, max = 512))]
+    pub reference: String,
+    /// Image pull policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 12))]
-    #[x_kube(validation = Rule::new("self.matches('^[0123456789bcdefghjkmnpqrstuvwxyz]{1,12}$')")
-        .message("geohash must be 1-12 base32 geohash characters"))]
-    pub geohash: Option<String>,
-    /// Extra labels on the published events (NIP-32 `l` tags: label -> namespace).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// Kind 0 profile of the monitor key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<ProfileSpec>,
-}
-
-/// Kind 0 metadata of a monitor.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProfileSpec {
-    /// Display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub about: Option<String>,
-    /// Picture URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub picture: Option<String>,
-    /// Website URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub website: Option<String>,
-}
-
-/// Per-check switches and timeouts of a NIP-66 monitor run. A check left out is not run.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ChecksSpec {
-    /// NIP-11 relay information document.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nip11: Option<TimeoutCheck>,
-    /// Round-trip times of open, read and write.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rtt: Option<RttCheck>,
-    /// TLS certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssl: Option<TimeoutCheck>,
-    /// DNS resolution.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<TimeoutCheck>,
-    /// Geolocation (needs `geoip`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub geo: Option<TimeoutCheck>,
-    /// Network / ASN (needs `geoip`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<TimeoutCheck>,
-    /// HTTP headers of the relay's web endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<TimeoutCheck>,
-}
-
-/// A check with an optional timeout (`{}` runs it with the default).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TimeoutCheck {
-    /// Timeout, e.g. `5s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = timeout_rule())]
-    pub timeout: Option<String>,
-}
-
-/// RTT check timeouts per phase.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RttCheck {
-    /// Connection open timeout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = timeout_rule())]
-    pub open: Option<String>,
-    /// Read (REQ → EOSE) timeout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = timeout_rule())]
-    pub read: Option<String>,
-    /// Write (EVENT → OK) timeout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    #[x_kube(validation = timeout_rule())]
-    pub write: Option<String>,
+    pub pull_policy: Option<PullPolicy>,
 }
 
 /// Readiness of one workload the operator manages.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentStatus {
-    /// `ready/desired` replicas (or shards), e.g. `3/3`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready: Option<String>,
-    /// Short reason when not ready.
+    /// Ready pods (or shards).
+    pub ready: i32,
+    /// Pods (or shards) wanted.
+    pub desired: i32,
+    /// Why it is not ready, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -406,10 +317,51 @@ pub fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
     schema
 }
 
-/// Schema of an object whose fields are not described (nor pruned) by this CRD.
+/// Schema of an object whose fields are not described (nor pruned) by this CRD: the API server
+/// checks it when the operator writes it into a pod.
 pub fn open_object_schema(_: &mut SchemaGenerator) -> Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// A list of such objects.
+pub fn open_list_schema(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 64,
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+/// `imagePullSecrets`: a list of `{name}`.
+pub fn pull_secrets_schema(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 16,
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 253}},
+        },
+    })
+}
+
+/// `resources` without Kubernetes' long descriptions repeated for every workload (they would
+/// make the CRD several times larger): requests and limits as quantities.
+pub fn resources_schema(_: &mut SchemaGenerator) -> Schema {
+    let quantities = serde_json::json!({
+        "type": "object",
+        "additionalProperties": {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": true,
+            "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+        },
+    });
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Kubernetes resource requests and limits, e.g. {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 256Mi}}.",
+        "properties": {"requests": quantities, "limits": quantities},
     })
 }

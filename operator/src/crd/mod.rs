@@ -2,24 +2,19 @@
 //! [`RelayMonitor`].
 //!
 //! Both are defined here in Rust; `brotr-operator crd` prints them and `crds/*.yaml` is
-//! generated from that output (a test fails when the committed files are stale). Validation that
-//! the apiserver must enforce is written as CEL rules (`#[x_kube(validation = …)]`): immutable
-//! `schema`, exactly one database source, shard bounds, schedule XOR interval, duration formats and
-//! bounds, `ws://`/`wss://` relay URLs, complete Secret references.
+//! generated from that output (a test fails when the committed files are stale). What the API
+//! server must enforce is written as OpenAPI bounds and CEL rules (`#[x_kube(validation = …)]`):
+//! immutable `schema`, exactly one database source (never switched), shard bounds, schedule XOR
+//! interval, one target source, name lengths that keep every child name valid.
 //!
-//! Durations are strings (`"30m"`, `"8h"`, `"10s"`, retention `"90d"`): see [`common`] for the
-//! rules and their bounds (intervals 1m–168h, timeouts 100ms–10m, retention 1d–9999d).
-//!
-//! Relation to the probe's configuration: these fields mirror, without reusing yet,
-//! `brotr_probe::config` — the service sections (`finder`, `validator`, `monitor`,
-//! `synchronizer`: interval, shards, filters, overrides, API sources), the network settings
-//! (`clearnet`/`tor`/`i2p`/`loki` with `maxTasks`, `timeout`, `proxyUrl`), the monitor's checks,
-//! publish and GeoIP settings, and the seeder's `toValidate`. A later step should make the CRD
-//! embed (or convert into) those config types so there is one definition.
+//! Settings that belong to the probe are the probe's own config sections, embedded with their
+//! bounds ([`settings`]): one definition, so a value the API server accepts is a value the probe
+//! accepts. Durations the operator owns (`interval`) are strings like `30m`.
 
 pub mod brotr_deployment;
 pub mod common;
 pub mod relay_monitor;
+pub mod settings;
 
 pub use brotr_deployment::{BrotrDeployment, BrotrDeploymentSpec, BrotrDeploymentStatus};
 pub use relay_monitor::{RelayMonitor, RelayMonitorSpec, RelayMonitorStatus};
