@@ -5,7 +5,9 @@
 #                                     kube-scheduler, etcd and kwok; prints the bin dir
 #   e2e/control-plane.sh start DIR    start etcd + apiserver + controller-manager + scheduler +
 #                                     kwok + fake node(s) on 127.0.0.1 (random ports), state in DIR;
-#                                     writes DIR/kubeconfig, DIR/pids, DIR/*.log
+#                                     writes DIR/kubeconfig (admin), DIR/kubeconfig-operator (user
+#                                     brotr-operator, no groups, no RBAC grants), DIR/env,
+#                                     DIR/pids, DIR/*.log
 #   e2e/control-plane.sh stop DIR     kill every PID in DIR/pids (TERM, then KILL); idempotent
 #   e2e/control-plane.sh bindir       print the bin dir (no build)
 #   e2e/control-plane.sh kubectl      print the kubectl this script uses
@@ -22,6 +24,12 @@
 #                       else one built into the bin dir)
 # See e2e/README-control-plane.md.
 set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+# Brotr's own kwok stages (annotation-driven pod failure / never-ready), read from the repo at
+# every start, never cached (see e2e/kwok-stages/).
+BROTR_STAGES="$HERE/kwok-stages/brotr-pod-stages.yaml"
+OPERATOR_USER=brotr-operator
 
 K8S_CACHE=${BROTR_K8S_CACHE:-$HOME/.cache/brotr/k8s}
 GO_CACHE_ROOT=${BROTR_GO_CACHE:-$HOME/.cache/brotr/go}
@@ -273,6 +281,7 @@ cmd_start() {
     done
   fi
   need_cmd openssl; need_cmd curl; need_cmd python3; need_cmd flock util-linux
+  [ -s "$BROTR_STAGES" ] || die "missing $BROTR_STAGES"
   local bin; bin=$(cmd_build) || die "build failed"
   local kubectl; kubectl=$(kubectl_bin)
   local t0; t0=$(now)
@@ -283,14 +292,22 @@ cmd_start() {
   ports="etcd=$P_ETCD etcd-peer=$P_PEER apiserver=$P_API controller-manager=$P_KCM scheduler=$P_SCHED kwok=$P_KWOK"
   echo "$ports" >"$DIR/ports"
 
-  # Credentials: one admin token in system:masters, a service-account signing key pair.
+  # Credentials: an admin token in system:masters; a token for the user brotr-operator with no
+  # group (the apiserver adds only system:authenticated), so it can do nothing until a test
+  # grants it RBAC; a service-account signing key pair.
   mkdir -p "$DIR/pki" "$DIR/pki/apiserver" "$DIR/pki/controller-manager" "$DIR/pki/scheduler"
-  local token; token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  local token op_token
+  token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  op_token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
   echo "$token" >"$DIR/token"
-  echo "$token,admin,admin,system:masters" >"$DIR/pki/tokens.csv"
+  echo "$op_token" >"$DIR/token-operator"
+  {
+    echo "$token,admin,admin,system:masters"
+    echo "$op_token,$OPERATOR_USER,$OPERATOR_USER"
+  } >"$DIR/pki/tokens.csv"
   openssl genrsa -out "$DIR/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$DIR/pki/sa.key" -pubout -out "$DIR/pki/sa.pub" 2>/dev/null
-  chmod 600 "$DIR/token" "$DIR/pki/tokens.csv" "$DIR/pki/sa.key"
+  chmod 600 "$DIR/token" "$DIR/token-operator" "$DIR/pki/tokens.csv" "$DIR/pki/sa.key"
 
   # etcd
   spawn etcd "$bin/etcd" --name=brotr --data-dir="$DIR/etcd" \
@@ -323,7 +340,8 @@ cmd_start() {
   curl -sS -m 5 --cacert "$DIR/pki/ca.crt" -H "Authorization: Bearer $token" "$api/readyz" >/dev/null ||
     die "the apiserver certificate does not verify against $DIR/pki/ca.crt"
 
-  write_kubeconfig "$DIR/kubeconfig" "$api" "$token" "$DIR/pki/ca.crt"
+  write_kubeconfig "$DIR/kubeconfig" "$api" admin "$token" "$DIR/pki/ca.crt"
+  write_kubeconfig "$DIR/kubeconfig-operator" "$api" "$OPERATOR_USER" "$op_token" "$DIR/pki/ca.crt"
 
   # kube-controller-manager and kube-scheduler, authenticating with the admin token. The
   # apiserver has no client CA / request-header config, so it never publishes the
@@ -345,10 +363,14 @@ cmd_start() {
     --leader-elect=false --profiling=false
 
   # kwok: manages nodes annotated kwok.x-k8s.io/node=fake (kwok's convention), HOME pointed
-  # into DIR so a stray ~/.kwok/kwok.yaml is never merged into our config.
+  # into DIR so a stray ~/.kwok/kwok.yaml is never merged into our config. --config is a string
+  # slice in kwok (pkg/config/flags.go): the cached default stages, then Brotr's stages, copied
+  # from the repo at every start so a changed file is never served stale.
   mkdir -p "$DIR/kwok-home"
+  cp "$BROTR_STAGES" "$DIR/kwok-brotr-stages.yaml"
   spawn kwok env HOME="$DIR/kwok-home" "$bin/kwok" \
-    --kubeconfig="$DIR/kubeconfig" --config="$bin/kwok-stages.yaml" \
+    --kubeconfig="$DIR/kubeconfig" \
+    --config="$bin/kwok-stages.yaml" --config="$DIR/kwok-brotr-stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr=10.244.0.0/16 --node-ip=192.0.2.1 \
     --server-address="127.0.0.1:$P_KWOK" --node-port="$P_KWOK" \
@@ -374,19 +396,28 @@ cmd_start() {
   wait_for "default namespace + ServiceAccount" "$PID_kube_controller_manager" \
     env KUBECONFIG="$DIR/kubeconfig" "$kubectl" -n default get serviceaccount default
 
+  # A FlowSchema that matches only brotr-operator (same priority level as the built-in
+  # global-default it would otherwise fall into, so nothing changes but the label): the
+  # apiserver's /metrics then counts that user's requests under flow_schema="brotr-operator"
+  # (apiserver_flowcontrol_dispatched_requests_total); apiserver_request_total has no user label.
+  flowschema_yaml | KUBECONFIG="$DIR/kubeconfig" "$kubectl" apply -f - >/dev/null
+
   {
     echo "export KUBECONFIG=$DIR/kubeconfig"
     echo "export BROTR_K8S_SERVER=$api"
     echo "export BROTR_K8S_TOKEN=$token"
+    echo "export BROTR_K8S_OPERATOR_KUBECONFIG=$DIR/kubeconfig-operator"
+    echo "export BROTR_K8S_OPERATOR_TOKEN=$op_token"
   } >"$DIR/env"
   trap - EXIT
   log "cluster up in $(since "$t0") s: $api ($ports)"
   log "KUBECONFIG=$DIR/kubeconfig   (source $DIR/env)"
+  log "operator (no RBAC until granted): $DIR/kubeconfig-operator"
 }
 
-write_kubeconfig() { # write_kubeconfig FILE SERVER TOKEN CA
+write_kubeconfig() { # write_kubeconfig FILE SERVER USER TOKEN CA
   local ca
-  ca=$(base64 -w0 <"$4")
+  ca=$(base64 -w0 <"$5")
   umask 077
   cat >"$1" <<KC
 apiVersion: v1
@@ -397,17 +428,46 @@ clusters:
     server: $2
     certificate-authority-data: $ca
 users:
-- name: admin
+- name: $3
   user:
-    token: $3
+    token: $4
 contexts:
 - name: brotr-test
   context:
     cluster: brotr-test
-    user: admin
+    user: $3
     namespace: default
 current-context: brotr-test
 KC
+}
+
+flowschema_yaml() {
+  cat <<FS
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata:
+  name: $OPERATOR_USER
+spec:
+  matchingPrecedence: 9800
+  priorityLevelConfiguration:
+    name: global-default
+  distinguisherMethod:
+    type: ByUser
+  rules:
+  - subjects:
+    - kind: User
+      user:
+        name: $OPERATOR_USER
+    resourceRules:
+    - verbs: ["*"]
+      apiGroups: ["*"]
+      resources: ["*"]
+      clusterScope: true
+      namespaces: ["*"]
+    nonResourceRules:
+    - verbs: ["*"]
+      nonResourceURLs: ["*"]
+FS
 }
 
 node_yaml() { # node_yaml NAME: a Node kwok will manage (no taint: every node here is fake)
