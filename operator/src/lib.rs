@@ -1,9 +1,14 @@
-//! Brotr operator: reconciles `BrotrDeployment` and `RelayMonitor` custom resources.
+//! Brotr operator: reconciles `BrotrDeployment` and `RelayMonitor` custom resources into the
+//! Kubernetes objects that run the probe.
 //!
-//! So far: the CRD types ([`crd`]) and their generated YAML (`brotr-operator crd`). The
-//! renderers and controllers arrive with their own issues.
+//! Shape: [`crd`] (the API), [`plan`] (a custom resource checked and resolved, pure),
+//! [`render`] (the child objects a plan wants, pure, one file per kind), [`controller`]
+//! (fetch → validate → render → apply → status, the only I/O), [`status`] (kstatus conditions,
+//! pure), [`telemetry`] (metrics, health, logs).
 
 pub mod crd;
+pub mod plan;
+pub mod render;
 
 /// Networks a relay can live on, shared with the probe (one definition, two crates).
 pub use brotr_probe::model::Network;

@@ -57,6 +57,11 @@ pub struct Cli {
     /// SSRF guard).
     #[arg(long, global = true)]
     pub allow_private: bool,
+    /// Wait this many seconds before starting (after the config is checked), so a fleet of
+    /// scheduled monitors on one schedule does not start in the same second.
+    #[arg(long, global = true, env = "BROTR_START_DELAY", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub start_delay: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -449,6 +454,9 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
         _ => Job::build(&cli, &cfg)?,
     };
     let Some(job) = job else { return Ok(()) };
+    if cli.start_delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_secs(cli.start_delay)).await;
+    }
     // Only `migrate` changes the schema; `run` is the laptop mode and migrates first.
     let store = open_store(&cli, matches!(job, Job::Run(..))).await?;
     let ctx = Ctx::new(store).with_progress(progress);

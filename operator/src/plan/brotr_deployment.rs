@@ -1,0 +1,658 @@
+//! A BrotrDeployment, validated: what its pipeline is made of, and the children it renders.
+//!
+//! The migration Job gates everything: until the Job for the current image and schema has
+//! completed, only the database and that Job are rendered, and the controller leaves the rest
+//! as it is (pods of the previous version keep running during an upgrade).
+
+use brotr_probe::config::{
+    FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig, SyncConfig,
+    ValidatorConfig,
+};
+
+use super::{Defaults, InvalidSpec, overrides, wants_tor_sidecar};
+use crate::crd::brotr_deployment::{
+    BrotrDeployment, JobState, MaintenanceJob, MetricsSpec, SchemaFlavor,
+};
+use crate::crd::common::{ConfigMapKeyRef, GeoIpSource, PodOverrides, SecretKeyRef, WorkloadSpec};
+use crate::crd::settings::{Section, Settings};
+use crate::render::cron_job::{Schedule, cron_job};
+use crate::render::pod::{
+    DatabaseRef, Image, KEY_FILE, ProbePod, RELAYS_FILE, TOR_PROXY_URL, TorSidecar, env_from_label,
+    geoip_paths, probe_args, template_annotations,
+};
+use crate::render::postgres::{self, Managed};
+use crate::render::probe_config::{ProbeConfigBuilder, RenderedConfig};
+use crate::render::{
+    Desired, Owner, config_map, deployment, interval_secs, job, monitoring, name_hash, service,
+    spread, stateful_set,
+};
+
+/// The long-running services with a Deployment each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Finder,
+    Validator,
+    Monitor,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Finder => "finder",
+            Service::Validator => "validator",
+            Service::Monitor => "monitor",
+        }
+    }
+
+    /// The probe subcommand.
+    fn command(self) -> &'static str {
+        match self {
+            Service::Finder => "find",
+            Service::Validator => "validate",
+            Service::Monitor => "monitor",
+        }
+    }
+}
+
+/// Where the seed list comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeedSource {
+    Inline(Vec<String>),
+    ConfigMap(ConfigMapKeyRef),
+    /// The list bundled with the probe.
+    Bundled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seeder {
+    pub source: SeedSource,
+    pub to_validate: bool,
+    pub workload: Option<WorkloadSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maintenance {
+    /// `refresh`, `retention` or `cleanup` (the `maintain` step).
+    pub step: &'static str,
+    pub schedule: String,
+    pub suspend: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedDb {
+    pub image: String,
+    pub storage: k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    pub storage_class: Option<String>,
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+}
+
+/// A validated BrotrDeployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub owner: Owner,
+    pub image: Image,
+    pub schema: SchemaFlavor,
+    pub database: DatabaseRef,
+    pub managed: Option<ManagedDb>,
+    pub key: Option<SecretKeyRef>,
+    pub config: RenderedConfig,
+    pub tor: Option<TorSidecar>,
+    pub geoip: Option<GeoIpSource>,
+    pub seeder: Option<Seeder>,
+    /// Enabled Deployment services, with their workload knobs.
+    pub services: Vec<(Service, Option<WorkloadSpec>)>,
+    /// Synchronizer shards (None: disabled).
+    pub sync: Option<(i32, Option<WorkloadSpec>)>,
+    pub maintenance: Vec<Maintenance>,
+    pub maintenance_workload: Option<WorkloadSpec>,
+    pub time_zone: Option<String>,
+    pub metrics: MetricsSpec,
+    pub overrides: PodOverrides,
+    pub stopped: bool,
+}
+
+/// What the controller observed, that the children depend on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// State of the migration Job of the current image and schema.
+    pub migration: JobState,
+    /// Hash of the user's seed ConfigMap content (re-runs the seeder when it changes).
+    pub seed_list_hash: Option<String>,
+    /// The Prometheus Operator's CRDs are installed.
+    pub prometheus_operator: bool,
+    /// A password for the managed database's Secret, used only if it does not exist yet.
+    pub new_password: String,
+}
+
+fn enabled(e: Option<bool>) -> bool {
+    e.unwrap_or(true)
+}
+
+fn values<T>(s: Option<&Settings<T>>) -> Option<&serde_json::Map<String, serde_json::Value>> {
+    s.map(|s| &s.values)
+}
+
+/// Adds a service's section with its interval.
+fn service_section<T: Section>(
+    b: &mut ProbeConfigBuilder,
+    spec_field: &str,
+    settings: Option<&Settings<T>>,
+    interval: Option<&str>,
+) -> Result<(), InvalidSpec> {
+    b.section(
+        T::KEY,
+        &format!("spec.{spec_field}.settings"),
+        values(settings),
+    );
+    if let Some(i) = interval {
+        let secs = interval_secs(i).ok_or_else(|| {
+            InvalidSpec(format!(
+                "spec.{spec_field}.interval: {i:?} is not a duration"
+            ))
+        })?;
+        b.set(T::KEY, "intervalSecs", secs);
+    }
+    Ok(())
+}
+
+/// Checks a BrotrDeployment and resolves it into a [`Pipeline`].
+pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, InvalidSpec> {
+    let spec = &bd.spec;
+    let owner = Owner {
+        kind: "BrotrDeployment",
+        name: bd.metadata.name.clone().unwrap_or_default(),
+        namespace: bd.metadata.namespace.clone().unwrap_or_default(),
+        uid: bd.metadata.uid.clone().unwrap_or_default(),
+    };
+    let tor = wants_tor_sidecar(values(spec.networks.as_ref()))
+        .then(|| defaults.tor_sidecar(spec.tor.as_ref()));
+    let key = spec.identity.as_ref().map(|i| i.key_secret_ref.clone());
+    let monitor = spec.monitor.as_ref();
+    let geoip = monitor.and_then(|m| m.geoip.clone());
+
+    let mut b = ProbeConfigBuilder::default();
+    b.section(
+        <NetworksConfig as Section>::KEY,
+        "spec.networks",
+        values(spec.networks.as_ref()),
+    );
+    if tor.is_some() {
+        b.set("networks", "tor.proxyUrl", TOR_PROXY_URL);
+    }
+    b.section(
+        <LimitsConfig as Section>::KEY,
+        "spec.limits",
+        values(spec.limits.as_ref()),
+    );
+    let f = spec.finder.as_ref();
+    service_section::<FinderConfig>(
+        &mut b,
+        "finder",
+        f.and_then(|s| s.settings.as_ref()),
+        f.and_then(|s| s.interval.as_deref()),
+    )?;
+    let v = spec.validator.as_ref();
+    service_section::<ValidatorConfig>(
+        &mut b,
+        "validator",
+        v.and_then(|s| s.settings.as_ref()),
+        v.and_then(|s| s.interval.as_deref()),
+    )?;
+    service_section::<MonitorConfig>(
+        &mut b,
+        "monitor",
+        monitor.and_then(|s| s.settings.as_ref()),
+        monitor.and_then(|s| s.interval.as_deref()),
+    )?;
+    let sy = spec.synchronizer.as_ref();
+    service_section::<SyncConfig>(
+        &mut b,
+        "synchronizer",
+        sy.and_then(|s| s.settings.as_ref()),
+        sy.and_then(|s| s.interval.as_deref()),
+    )?;
+    let mt = spec.maintenance.clone().unwrap_or_default();
+    b.section(
+        <MaintainConfig as Section>::KEY,
+        "spec.maintenance.settings",
+        values(mt.settings.as_ref()),
+    );
+    if key.is_some() {
+        b.set("monitor", "publish.keyFile", KEY_FILE);
+    }
+    if let Some(g) = &geoip {
+        let (city, asn) = geoip_paths(g);
+        b.set("monitor", "geoip.cityDb", city)
+            .set("monitor", "geoip.asnDb", asn);
+    } else {
+        // No GeoIP source: the geo and net checks have nothing to read; say so rather than
+        // let every cycle warn about missing files.
+        b.set("monitor", "checks.geo.enabled", false)
+            .set("monitor", "checks.net.enabled", false);
+    }
+    let config = b.build().map_err(InvalidSpec)?;
+
+    let (database, managed) = match (&spec.database.external, &spec.database.managed) {
+        (Some(e), _) => (
+            DatabaseRef::Postgres {
+                url: e.url_secret_ref.clone(),
+                ca: e.ca_secret_ref.clone(),
+            },
+            None,
+        ),
+        (None, Some(m)) => (
+            DatabaseRef::Postgres {
+                url: SecretKeyRef {
+                    name: format!("{}-postgres", owner.name),
+                    key: postgres::URI_KEY.into(),
+                },
+                ca: None,
+            },
+            Some(ManagedDb {
+                image: m
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| defaults.postgres_image.clone()),
+                storage: m.storage.clone(),
+                storage_class: m.storage_class_name.clone(),
+                resources: m.resources.clone(),
+            }),
+        ),
+        (None, None) => {
+            return Err(InvalidSpec(
+                "spec.database: set exactly one of external or managed".into(),
+            ));
+        }
+    };
+
+    let seeder = spec
+        .seeder
+        .clone()
+        .filter(|s| enabled(s.enabled))
+        .map(|s| Seeder {
+            source: match (s.relays, s.config_map_ref) {
+                (Some(r), _) => SeedSource::Inline(r),
+                (None, Some(c)) => SeedSource::ConfigMap(c),
+                (None, None) => SeedSource::Bundled,
+            },
+            to_validate: s.to_validate.unwrap_or(true),
+            workload: s.workload,
+        })
+        .or_else(|| {
+            spec.seeder.is_none().then_some(Seeder {
+                source: SeedSource::Bundled,
+                to_validate: true,
+                workload: None,
+            })
+        });
+
+    let mut services = Vec::new();
+    if f.is_none_or(|s| enabled(s.enabled)) {
+        services.push((Service::Finder, f.and_then(|s| s.workload.clone())));
+    }
+    if v.is_none_or(|s| enabled(s.enabled)) {
+        services.push((Service::Validator, v.and_then(|s| s.workload.clone())));
+    }
+    if monitor.is_none_or(|s| enabled(s.enabled)) {
+        services.push((Service::Monitor, monitor.and_then(|s| s.workload.clone())));
+    }
+    let sync = sy.is_none_or(|s| enabled(s.enabled)).then(|| {
+        (
+            sy.and_then(|s| s.shards).unwrap_or(1),
+            sy.and_then(|s| s.workload.clone()),
+        )
+    });
+
+    let minute = spread(&format!("{}/{}", owner.namespace, owner.name), 60);
+    let job = |j: Option<&MaintenanceJob>, step: &'static str, default: String| {
+        j.is_none_or(|j| enabled(j.enabled)).then(|| Maintenance {
+            step,
+            schedule: j.and_then(|j| j.schedule.clone()).unwrap_or(default),
+            suspend: j.and_then(|j| j.suspend).unwrap_or(false),
+        })
+    };
+    let maintenance = [
+        job(mt.refresh.as_ref(), "refresh", format!("{minute} * * * *")),
+        job(
+            mt.retention.as_ref(),
+            "retention",
+            format!("{minute} 4 * * *"),
+        ),
+        job(
+            mt.cleanup.as_ref(),
+            "cleanup",
+            format!("{} 5 * * *", (minute + 30) % 60),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+
+    Ok(Pipeline {
+        image: defaults.probe_image(spec.image.as_ref()),
+        schema: spec.schema,
+        database,
+        managed,
+        key,
+        config,
+        tor,
+        geoip,
+        seeder,
+        services,
+        sync,
+        maintenance,
+        maintenance_workload: mt.workload.clone(),
+        time_zone: mt.time_zone.clone(),
+        metrics: spec.metrics.clone().unwrap_or_default(),
+        overrides: spec.pod_overrides.clone().unwrap_or_default(),
+        stopped: spec.stopped,
+        owner,
+    })
+}
+
+impl Pipeline {
+    fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.owner.name)
+    }
+
+    /// `<bd>-migrate-<hash>`: a new Job for each image and schema.
+    pub fn migration_job_name(&self) -> String {
+        self.name(&format!(
+            "migrate-{}",
+            name_hash(&(&self.image.reference, self.schema.as_str()))
+        ))
+    }
+
+    pub fn seed_job_name(&self, obs: &Observed) -> Option<String> {
+        let s = self.seeder.as_ref()?;
+        let list = match &s.source {
+            SeedSource::Inline(r) => Some(r.join("\n")),
+            SeedSource::ConfigMap(_) => obs.seed_list_hash.clone(),
+            SeedSource::Bundled => None,
+        };
+        Some(self.name(&format!(
+            "seed-{}",
+            name_hash(&(list, s.to_validate, &self.image.reference))
+        )))
+    }
+
+    pub fn service_name(&self, s: Service) -> String {
+        self.name(s.name())
+    }
+
+    pub fn sync_name(&self) -> String {
+        self.name("sync")
+    }
+
+    pub fn metrics_name(&self) -> String {
+        self.name("metrics")
+    }
+
+    pub fn config_name(&self) -> String {
+        self.name("config")
+    }
+
+    pub fn postgres_name(&self) -> String {
+        self.name("postgres")
+    }
+
+    fn pod(
+        &self,
+        args: Vec<String>,
+        relays: bool,
+        workload: Option<&WorkloadSpec>,
+    ) -> ProbePodParts {
+        ProbePodParts {
+            args,
+            relays,
+            resources: workload.and_then(|w| w.resources.clone()),
+            overrides: overrides(Some(&self.overrides), workload),
+        }
+    }
+
+    fn pod_spec(&self, p: &ProbePodParts, extra: PodExtra) -> k8s_openapi::api::core::v1::PodSpec {
+        let seeds_cm = self.seeds_config_map();
+        let config_name = self.config_name();
+        ProbePod {
+            image: &self.image,
+            args: p.args.clone(),
+            database: &self.database,
+            schema: self.schema.as_str(),
+            config_map: extra.config.then_some(config_name.as_str()),
+            key: extra.key.then_some(self.key.as_ref()).flatten(),
+            geoip: extra.geoip.then_some(self.geoip.as_ref()).flatten(),
+            tor: extra.tor.then_some(self.tor.as_ref()).flatten(),
+            relays: if p.relays {
+                seeds_cm.as_ref().map(|(n, k)| (n.as_str(), k.as_str()))
+            } else {
+                None
+            },
+            init: vec![],
+            serve: extra.serve,
+            resources: p.resources.as_ref(),
+            overrides: &p.overrides,
+            restart_policy: if extra.serve { "Always" } else { "Never" },
+            env: extra.env,
+        }
+        .spec()
+    }
+
+    /// The ConfigMap and key the seeder reads, if it reads one.
+    fn seeds_config_map(&self) -> Option<(String, String)> {
+        match &self.seeder.as_ref()?.source {
+            SeedSource::Inline(_) => Some((self.name("seeds"), "relays.txt".into())),
+            SeedSource::ConfigMap(c) => Some((c.name.clone(), c.key.clone())),
+            SeedSource::Bundled => None,
+        }
+    }
+
+    /// Every child the pipeline wants, given what was observed.
+    pub fn children(&self, obs: &Observed) -> Vec<Desired> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.managed {
+            let name = self.postgres_name();
+            let managed = Managed {
+                name: &name,
+                image: &m.image,
+                storage: &m.storage,
+                storage_class: m.storage_class.as_deref(),
+                resources: m.resources.as_ref(),
+                overrides: &self.overrides,
+            };
+            out.push(postgres::secret(&self.owner, &managed, &obs.new_password));
+            out.push(postgres::service(&self.owner, &managed));
+            out.push(postgres::stateful_set(&self.owner, &managed));
+        }
+        let migrate = self.pod(probe_args(&["migrate"], false, false), false, None);
+        out.push(job::one_shot(
+            &self.owner,
+            &self.migration_job_name(),
+            "migration",
+            self.pod_spec(&migrate, PodExtra::default()),
+        ));
+        if obs.migration != JobState::Complete {
+            return out;
+        }
+        out.push(config_map::probe_config(
+            &self.owner,
+            &self.config_name(),
+            &self.config.text,
+        ));
+        out.extend(self.seeder_children(obs));
+        out.extend(self.service_children());
+        out.push(service::metrics(&self.owner, &self.metrics_name()));
+        out.extend(self.maintenance_children());
+        if obs.prometheus_operator && self.metrics.service_monitor {
+            out.push(monitoring::service_monitor(
+                &self.owner,
+                &self.metrics_name(),
+            ));
+        }
+        if obs.prometheus_operator && self.metrics.prometheus_rule {
+            out.push(monitoring::prometheus_rule(
+                &self.owner,
+                &self.name("alerts"),
+            ));
+        }
+        out
+    }
+
+    fn seeder_children(&self, obs: &Observed) -> Vec<Desired> {
+        let (Some(s), Some(job_name)) = (&self.seeder, self.seed_job_name(obs)) else {
+            return vec![];
+        };
+        if self.stopped {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        if let SeedSource::Inline(relays) = &s.source {
+            out.push(config_map::relay_list(
+                &self.owner,
+                &self.name("seeds"),
+                "seeds",
+                relays,
+            ));
+        }
+        let mut cmd = vec!["seed".to_owned()];
+        if s.source != SeedSource::Bundled {
+            cmd.extend(["--file".into(), RELAYS_FILE.into()]);
+        }
+        cmd.extend(["--to-validate".into(), s.to_validate.to_string()]);
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let parts = self.pod(probe_args(&cmd, true, false), true, s.workload.as_ref());
+        let spec = self.pod_spec(
+            &parts,
+            PodExtra {
+                config: true,
+                ..Default::default()
+            },
+        );
+        out.push(job::one_shot(&self.owner, &job_name, "seeder", spec));
+        out
+    }
+
+    fn service_children(&self) -> Vec<Desired> {
+        let replicas = if self.stopped { 0 } else { 1 };
+        let mut out = Vec::new();
+        for (service, workload) in &self.services {
+            let talks_to_relays = *service != Service::Finder;
+            let parts = self.pod(
+                probe_args(&[service.command()], true, true),
+                false,
+                workload.as_ref(),
+            );
+            let spec = self.pod_spec(
+                &parts,
+                PodExtra {
+                    config: true,
+                    serve: true,
+                    key: talks_to_relays,
+                    tor: talks_to_relays,
+                    geoip: *service == Service::Monitor,
+                    env: vec![],
+                },
+            );
+            let hash = self
+                .config
+                .hash_of(&["networks", "limits", service_section_key(*service)]);
+            out.push(deployment::service(
+                &self.owner,
+                &self.service_name(*service),
+                service.name(),
+                replicas,
+                spec,
+                template_annotations(&hash),
+            ));
+        }
+        if let Some((shards, workload)) = &self.sync {
+            let shard = format!("$(POD_INDEX)/{shards}");
+            let parts = self.pod(
+                probe_args(&["sync", "--shard", &shard], true, true),
+                false,
+                workload.as_ref(),
+            );
+            let spec = self.pod_spec(
+                &parts,
+                PodExtra {
+                    config: true,
+                    serve: true,
+                    key: true,
+                    tor: true,
+                    geoip: false,
+                    env: vec![env_from_label("POD_INDEX", "apps.kubernetes.io/pod-index")],
+                },
+            );
+            let hash = self
+                .config
+                .hash_of(&["networks", "limits", "sync", "monitor"]);
+            out.push(stateful_set::shards(
+                &self.owner,
+                &self.sync_name(),
+                "synchronizer",
+                if self.stopped { 0 } else { *shards },
+                &self.metrics_name(),
+                spec,
+                template_annotations(&hash),
+            ));
+        }
+        out
+    }
+
+    fn maintenance_children(&self) -> Vec<Desired> {
+        self.maintenance
+            .iter()
+            .map(|m| {
+                let parts = self.pod(
+                    probe_args(&["maintain", m.step], true, false),
+                    false,
+                    self.maintenance_workload.as_ref(),
+                );
+                let spec = self.pod_spec(
+                    &parts,
+                    PodExtra {
+                        config: true,
+                        ..Default::default()
+                    },
+                );
+                cron_job(
+                    &self.owner,
+                    &self.name(m.step),
+                    m.step,
+                    &Schedule {
+                        cron: &m.schedule,
+                        time_zone: self.time_zone.as_deref(),
+                        suspend: m.suspend || self.stopped,
+                    },
+                    spec,
+                )
+            })
+            .collect()
+    }
+}
+
+fn service_section_key(s: Service) -> &'static str {
+    match s {
+        Service::Finder => "finder",
+        Service::Validator => "validator",
+        Service::Monitor => "monitor",
+    }
+}
+
+/// The varying parts of a probe pod.
+struct ProbePodParts {
+    args: Vec<String>,
+    relays: bool,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    overrides: PodOverrides,
+}
+
+/// What a pod mounts besides the database.
+#[derive(Default)]
+struct PodExtra {
+    config: bool,
+    serve: bool,
+    key: bool,
+    tor: bool,
+    geoip: bool,
+    env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+}

@@ -1,0 +1,137 @@
+//! Validated plans: a custom resource checked and resolved (images, defaults, the probe's config
+//! file) into what its children are made of. Pure: the controllers fetch what a plan needs
+//! (referenced objects, the state of the migration Job) and apply what it renders.
+
+pub mod brotr_deployment;
+pub mod relay_monitor;
+
+use crate::crd::common::{ImageSpec, PodOverrides, TorSidecarSpec, WorkloadSpec};
+use crate::render::pod::{Image, TorSidecar};
+
+/// The operator's defaults for what a custom resource leaves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    /// Probe image repository.
+    pub probe_repository: String,
+    /// Probe image tag (the operator's own version).
+    pub probe_tag: String,
+    /// Tor client image of the sidecar.
+    pub tor_image: String,
+    /// PostgreSQL image of the managed database.
+    pub postgres_image: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            probe_repository: "ghcr.io/brotr-dev/brotr-probe".into(),
+            probe_tag: env!("CARGO_PKG_VERSION").into(),
+            tor_image: "docker.io/fphammerle/tor-proxy:latest".into(),
+            postgres_image: "docker.io/library/postgres:17".into(),
+        }
+    }
+}
+
+impl Defaults {
+    /// The image a spec asks for, with the operator's defaults filled in.
+    pub fn probe_image(&self, spec: Option<&ImageSpec>) -> Image {
+        let spec = spec.cloned().unwrap_or_default();
+        let repo = spec
+            .repository
+            .unwrap_or_else(|| self.probe_repository.clone());
+        let reference = match (&spec.digest, &spec.tag) {
+            (Some(d), _) => format!("{repo}@{d}"),
+            (None, Some(t)) => format!("{repo}:{t}"),
+            (None, None) => format!("{repo}:{}", self.probe_tag),
+        };
+        Image {
+            reference,
+            pull_policy: spec.pull_policy.map(|p| p.as_str().to_owned()),
+        }
+    }
+
+    /// The Tor sidecar, when `networks.tor` is enabled without a proxy.
+    pub fn tor_sidecar(&self, spec: Option<&TorSidecarSpec>) -> TorSidecar {
+        TorSidecar {
+            image: spec
+                .and_then(|s| s.image.clone())
+                .unwrap_or_else(|| self.tor_image.clone()),
+            resources: spec.and_then(|s| s.resources.clone()),
+        }
+    }
+}
+
+/// A spec the probe would refuse, or that cannot be rendered: it needs an edit, not a retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
+
+/// Pod overrides of a workload: the resource's, then the workload's own on top.
+pub fn overrides(top: Option<&PodOverrides>, workload: Option<&WorkloadSpec>) -> PodOverrides {
+    top.cloned()
+        .unwrap_or_default()
+        .merged(workload.and_then(|w| w.pod_overrides.as_ref()))
+}
+
+/// Whether a networks section enables Tor without naming a proxy (the sidecar's case).
+pub fn wants_tor_sidecar(networks: Option<&serde_json::Map<String, serde_json::Value>>) -> bool {
+    let tor = networks.and_then(|n| n.get("tor"));
+    let enabled = tor
+        .and_then(|t| t.get("enabled"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    enabled && tor.and_then(|t| t.get("proxyUrl")).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::common::PullPolicy;
+
+    #[test]
+    fn images_default_to_the_operators_and_a_digest_pins() {
+        let d = Defaults::default();
+        let img = d.probe_image(None);
+        assert_eq!(
+            img.reference,
+            format!(
+                "ghcr.io/brotr-dev/brotr-probe:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let spec = ImageSpec {
+            repository: Some("r.example/p".into()),
+            tag: Some("1.2".into()),
+            digest: None,
+            pull_policy: Some(PullPolicy::Always),
+        };
+        let img = d.probe_image(Some(&spec));
+        assert_eq!(img.reference, "r.example/p:1.2");
+        assert_eq!(img.pull_policy.as_deref(), Some("Always"));
+        let pinned = ImageSpec {
+            digest: Some(format!("sha256:{}", "a".repeat(64))),
+            ..spec
+        };
+        assert!(
+            d.probe_image(Some(&pinned))
+                .reference
+                .starts_with("r.example/p@sha256:")
+        );
+    }
+
+    #[test]
+    fn the_sidecar_is_wanted_only_for_tor_without_a_proxy() {
+        let n = |v: serde_json::Value| v.as_object().cloned();
+        assert!(wants_tor_sidecar(
+            n(serde_json::json!({"tor": {"enabled": true}})).as_ref()
+        ));
+        assert!(!wants_tor_sidecar(
+            n(serde_json::json!({"tor": {"enabled": true, "proxyUrl": "socks5://t:9050"}}))
+                .as_ref()
+        ));
+        assert!(!wants_tor_sidecar(
+            n(serde_json::json!({"tor": {"maxTasks": 3}})).as_ref()
+        ));
+        assert!(!wants_tor_sidecar(None));
+    }
+}

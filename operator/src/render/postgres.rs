@@ -1,0 +1,228 @@
+//! The managed single-node PostgreSQL of a quick start: a StatefulSet with one volume, a Service,
+//! and a Secret with a generated password (created once, never rewritten) whose `uri` key the
+//! probe pods read. Production belongs on an operator built for databases (CloudNativePG).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{ChildKind, Desired, Owner};
+
+/// The database user and database name.
+pub const USER: &str = "brotr";
+/// Key of the password in the Secret.
+pub const PASSWORD_KEY: &str = "password";
+/// Key of the connection URL in the Secret (what the probe pods read).
+pub const URI_KEY: &str = "uri";
+/// The postgres user of the official images.
+const POSTGRES_UID: i64 = 999;
+
+/// What the managed database is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Managed<'a> {
+    /// `<bd>-postgres`: StatefulSet, Service and Secret.
+    pub name: &'a str,
+    pub image: &'a str,
+    pub storage: &'a Quantity,
+    pub storage_class: Option<&'a str>,
+    pub resources: Option<&'a ResourceRequirements>,
+    pub overrides: &'a crate::crd::common::PodOverrides,
+}
+
+/// The Secret, with a password the caller generated; applied only when absent.
+pub fn secret(owner: &Owner, m: &Managed<'_>, password: &str) -> Desired {
+    let host = format!("{}.{}.svc", m.name, owner.namespace);
+    let s = Secret {
+        metadata: owner.meta(m.name, "database"),
+        string_data: Some(BTreeMap::from([
+            (PASSWORD_KEY.to_owned(), password.to_owned()),
+            (
+                URI_KEY.to_owned(),
+                format!("postgres://{USER}:{password}@{host}:5432/{USER}"),
+            ),
+        ])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    let mut d = Desired::new(ChildKind::Secret, &s);
+    d.create_only = true;
+    d
+}
+
+pub fn service(owner: &Owner, m: &Managed<'_>) -> Desired {
+    let s = Service {
+        metadata: owner.meta(m.name, "database"),
+        spec: Some(ServiceSpec {
+            selector: Some(owner.selector("database")),
+            ports: Some(vec![ServicePort {
+                name: Some("postgres".into()),
+                port: 5432,
+                target_port: Some(IntOrString::String("postgres".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Desired::new(ChildKind::Service, &s)
+}
+
+pub fn stateful_set(owner: &Owner, m: &Managed<'_>) -> Desired {
+    let secret_env = |name: &str, key: &str| EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: m.name.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let plain = |name: &str, v: &str| EnvVar {
+        name: name.into(),
+        value: Some(v.into()),
+        ..Default::default()
+    };
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    };
+    let ready = Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![
+                "pg_isready".into(),
+                "-U".into(),
+                USER.into(),
+                "-h".into(),
+                "127.0.0.1".into(),
+            ]),
+        }),
+        period_seconds: Some(5),
+        failure_threshold: Some(6),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "postgres".into(),
+        image: Some(m.image.into()),
+        env: Some(vec![
+            plain("POSTGRES_USER", USER),
+            plain("POSTGRES_DB", USER),
+            secret_env("POSTGRES_PASSWORD", PASSWORD_KEY),
+            plain("PGDATA", "/var/lib/postgresql/data/pgdata"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("postgres".into()),
+            container_port: 5432,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(ready.clone()),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(30),
+            ..ready
+        }),
+        volume_mounts: Some(vec![
+            mount("data", "/var/lib/postgresql/data"),
+            mount("run", "/var/run/postgresql"),
+            mount("tmp", "/tmp"),
+        ]),
+        resources: m.resources.cloned(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let empty = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
+    let o = m.overrides;
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![empty("run"), empty("tmp")]),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(POSTGRES_UID),
+            run_as_group: Some(POSTGRES_UID),
+            fs_group: Some(POSTGRES_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        node_selector: o.node_selector.clone(),
+        tolerations: o.tolerations.clone(),
+        affinity: o.affinity.clone(),
+        image_pull_secrets: o.image_pull_secrets.clone(),
+        priority_class_name: o.priority_class_name.clone(),
+        ..Default::default()
+    };
+    let s = StatefulSet {
+        metadata: owner.meta(m.name, "database"),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(m.name.into()),
+            selector: LabelSelector {
+                match_labels: Some(owner.selector("database")),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(owner.labels("database")),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    ..Default::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: m.storage_class.map(str::to_owned),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([("storage".into(), m.storage.clone())])),
+                        limits: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            // Deleting the pipeline keeps the data; scaling down too.
+            persistent_volume_claim_retention_policy: Some(
+                k8s_openapi::api::apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".into()),
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Desired::new(ChildKind::StatefulSet, &s)
+}

@@ -1,0 +1,461 @@
+//! The pure half of the controllers: every example validates into a plan whose probe config the
+//! probe itself accepts, and the plans render the children the API promises.
+
+use std::path::Path;
+
+use brotr_operator::crd::brotr_deployment::JobState;
+use brotr_operator::crd::{BrotrDeployment, RelayMonitor};
+use brotr_operator::plan::brotr_deployment::{self, Observed};
+use brotr_operator::plan::{Defaults, relay_monitor};
+use brotr_operator::render::{ChildKind, Desired};
+use brotr_probe::config::ProbeConfig;
+use serde_json::{Value, json};
+
+fn example<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    let mut v: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["metadata"]["namespace"] = "nostr".into();
+    v["metadata"]["uid"] = "uid-1".into();
+    serde_json::from_value(v).unwrap()
+}
+
+fn bd(name: &str) -> BrotrDeployment {
+    example(name)
+}
+
+fn bd_with(patch: Value) -> BrotrDeployment {
+    let mut v = serde_json::to_value(bd("brotrdeployment-full.yaml")).unwrap();
+    merge(&mut v["spec"], patch);
+    serde_json::from_value(v).unwrap()
+}
+
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+fn done() -> Observed {
+    Observed {
+        migration: JobState::Complete,
+        prometheus_operator: true,
+        new_password: "pw".into(),
+        ..Default::default()
+    }
+}
+
+fn find<'a>(children: &'a [Desired], kind: ChildKind, name: &str) -> &'a Value {
+    &children
+        .iter()
+        .find(|d| d.kind == kind && d.name == name)
+        .unwrap_or_else(|| panic!("no {kind:?} {name} in {:?}", names(children)))
+        .object
+}
+
+fn names(children: &[Desired]) -> Vec<(ChildKind, String)> {
+    let mut n: Vec<_> = children.iter().map(|d| (d.kind, d.name.clone())).collect();
+    n.sort();
+    n
+}
+
+fn pod(obj: &Value) -> &Value {
+    let t = &obj["spec"]["template"]["spec"];
+    if t.is_null() {
+        &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    } else {
+        t
+    }
+}
+
+fn containers(obj: &Value, field: &str) -> Vec<String> {
+    pod(obj)[field]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_valid_example_renders_a_config_the_probe_accepts() {
+    let d = Defaults::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let pipeline: BrotrDeployment = bd("brotrdeployment-full.yaml");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let v: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let config = match v["kind"].as_str() {
+            Some("BrotrDeployment") => {
+                brotr_deployment::validate(&example(name), &d)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                    .config
+            }
+            Some("RelayMonitor") => {
+                relay_monitor::validate(&example(name), Some(&pipeline), &d)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                    .config
+            }
+            other => panic!("{name}: kind {other:?}"),
+        };
+        ProbeConfig::from_yaml(name, &config.text).unwrap_or_else(|e| panic!("{e}"));
+        seen += 1;
+    }
+    assert!(seen >= 5);
+}
+
+#[test]
+fn the_full_pipeline_renders_every_child() {
+    let p =
+        brotr_deployment::validate(&bd("brotrdeployment-full.yaml"), &Defaults::default()).unwrap();
+    let c = p.children(&done());
+    let migrate = p.migration_job_name();
+    let seed = p.seed_job_name(&done()).unwrap();
+    let want: Vec<(ChildKind, String)> = {
+        let mut w = vec![
+            (ChildKind::ConfigMap, "bigbrotr-config".to_owned()),
+            (ChildKind::ConfigMap, "bigbrotr-seeds".into()),
+            (ChildKind::Job, migrate.clone()),
+            (ChildKind::Job, seed.clone()),
+            (ChildKind::Deployment, "bigbrotr-finder".into()),
+            (ChildKind::Deployment, "bigbrotr-validator".into()),
+            (ChildKind::Deployment, "bigbrotr-monitor".into()),
+            (ChildKind::StatefulSet, "bigbrotr-sync".into()),
+            (ChildKind::Service, "bigbrotr-metrics".into()),
+            (ChildKind::CronJob, "bigbrotr-refresh".into()),
+            (ChildKind::CronJob, "bigbrotr-retention".into()),
+            (ChildKind::CronJob, "bigbrotr-cleanup".into()),
+            (ChildKind::ServiceMonitor, "bigbrotr-metrics".into()),
+            (ChildKind::PrometheusRule, "bigbrotr-alerts".into()),
+        ];
+        w.sort();
+        w
+    };
+    assert_eq!(names(&c), want);
+
+    // Tor: a native sidecar where relays are contacted, not in the finder.
+    for name in ["bigbrotr-validator", "bigbrotr-monitor"] {
+        assert_eq!(
+            containers(find(&c, ChildKind::Deployment, name), "initContainers"),
+            ["tor"]
+        );
+    }
+    assert_eq!(
+        containers(
+            find(&c, ChildKind::StatefulSet, "bigbrotr-sync"),
+            "initContainers"
+        ),
+        ["tor"]
+    );
+    assert!(
+        containers(
+            find(&c, ChildKind::Deployment, "bigbrotr-finder"),
+            "initContainers"
+        )
+        .is_empty()
+    );
+    let cfg = ProbeConfig::from_yaml("t", &p.config.text).unwrap();
+    assert_eq!(
+        cfg.networks.tor.proxy_url.as_deref(),
+        Some("socks5h://127.0.0.1:9050")
+    );
+    assert_eq!(cfg.finder.interval_secs, 3600);
+    assert_eq!(cfg.sync.interval_secs, 900);
+    assert_eq!(cfg.validator.chunk_size, 50);
+    assert_eq!(
+        cfg.monitor.publish.key_file.as_deref(),
+        Some("/etc/brotr/key/key")
+    );
+    assert!(
+        cfg.monitor
+            .geoip
+            .city_db
+            .unwrap()
+            .starts_with("/var/lib/brotr/geoip/")
+    );
+
+    // Shards: a StatefulSet of 3, each pod its own shard.
+    let sts = find(&c, ChildKind::StatefulSet, "bigbrotr-sync");
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+    let args = pod(sts)["containers"][0]["args"].as_array().unwrap();
+    assert_eq!(
+        args[..3],
+        [json!("sync"), json!("--shard"), json!("$(POD_INDEX)/3")]
+    );
+
+    // The migration gates everything and fails at once on exit 2.
+    let job = find(&c, ChildKind::Job, &migrate);
+    assert_eq!(pod(job)["containers"][0]["args"][0], "migrate");
+    assert_eq!(
+        job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"],
+        json!([2])
+    );
+    let gated = p.children(&Observed {
+        migration: JobState::Running,
+        ..done()
+    });
+    assert_eq!(names(&gated), vec![(ChildKind::Job, migrate)]);
+
+    // Pod overrides and hardening everywhere.
+    for d in &c {
+        let spec = pod(&d.object);
+        if spec.is_null() {
+            continue;
+        }
+        assert_eq!(spec["nodeSelector"]["pool"], "nostr", "{}", d.name);
+        assert_eq!(spec["automountServiceAccountToken"], false, "{}", d.name);
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{}", d.name);
+    }
+    // The seeder reads its list from the seeds ConfigMap.
+    let seed_job = find(&c, ChildKind::Job, &seed);
+    let seed_args = pod(seed_job)["containers"][0]["args"].as_array().unwrap();
+    assert!(seed_args.contains(&json!("/etc/brotr/relays/relays.txt")));
+    assert_eq!(
+        find(&c, ChildKind::ConfigMap, "bigbrotr-seeds")["data"]["relays.txt"],
+        "wss://relay.damus.io\nwss://nos.lol\n"
+    );
+}
+
+#[test]
+fn the_quick_start_runs_its_own_database_and_the_defaults() {
+    let p =
+        brotr_deployment::validate(&bd("brotrdeployment-quickstart.yaml"), &Defaults::default())
+            .unwrap();
+    let gated = p.children(&Observed {
+        new_password: "s3cret".into(),
+        ..Default::default()
+    });
+    let kinds: Vec<_> = names(&gated);
+    assert!(kinds.contains(&(ChildKind::StatefulSet, "quickstart-postgres".into())));
+    assert!(kinds.contains(&(ChildKind::Service, "quickstart-postgres".into())));
+    let secret = gated.iter().find(|d| d.kind == ChildKind::Secret).unwrap();
+    assert!(
+        secret.create_only,
+        "the password is generated once, never rewritten"
+    );
+    assert_eq!(
+        secret.object["stringData"]["uri"],
+        "postgres://brotr:s3cret@quickstart-postgres.nostr.svc:5432/brotr"
+    );
+    let c = p.children(&done());
+    // Every service, the bundled seed list, the maintenance jobs; no Prometheus objects unless
+    // asked for.
+    for name in [
+        "quickstart-finder",
+        "quickstart-validator",
+        "quickstart-monitor",
+    ] {
+        find(&c, ChildKind::Deployment, name);
+    }
+    assert_eq!(
+        find(&c, ChildKind::StatefulSet, "quickstart-sync")["spec"]["replicas"],
+        1
+    );
+    assert!(!c.iter().any(|d| d.kind == ChildKind::ServiceMonitor));
+    let seed = p.seed_job_name(&done()).unwrap();
+    let args = pod(find(&c, ChildKind::Job, &seed))["containers"][0]["args"].clone();
+    assert!(
+        !args.as_array().unwrap().contains(&json!("--file")),
+        "bundled list: {args}"
+    );
+    let env =
+        pod(find(&c, ChildKind::Deployment, "quickstart-monitor"))["containers"][0]["env"].clone();
+    assert!(env.to_string().contains("quickstart-postgres"), "{env}");
+    // No GeoIP source: the geo and net checks are off rather than failing every cycle.
+    let cfg = ProbeConfig::from_yaml("t", &p.config.text).unwrap();
+    assert!(!cfg.monitor.checks.geo.enabled && !cfg.monitor.checks.net.enabled);
+}
+
+#[test]
+fn edits_change_exactly_the_children_they_concern() {
+    let d = Defaults::default();
+    let before = brotr_deployment::validate(&bd("brotrdeployment-full.yaml"), &d)
+        .unwrap()
+        .children(&done());
+    let after = brotr_deployment::validate(
+        &bd_with(json!({"finder": {"enabled": false}, "synchronizer": {"shards": 5}, "validator": {"interval": "4h"}})),
+        &d,
+    )
+    .unwrap()
+    .children(&done());
+    let hashes = |c: &[Desired]| -> std::collections::BTreeMap<(ChildKind, String), String> {
+        c.iter()
+            .map(|d| ((d.kind, d.name.clone()), d.hash().to_owned()))
+            .collect()
+    };
+    let (b, a) = (hashes(&before), hashes(&after));
+    let changed: Vec<_> = b
+        .iter()
+        .filter(|(k, h)| a.get(*k) != Some(*h))
+        .map(|(k, _)| k.1.clone())
+        .collect();
+    // The finder goes; the shards and the validator's interval change their workloads and the
+    // config file; nothing else is rewritten.
+    assert_eq!(
+        changed,
+        [
+            "bigbrotr-config",
+            "bigbrotr-finder",
+            "bigbrotr-validator",
+            "bigbrotr-sync"
+        ],
+        "{changed:?}"
+    );
+    assert!(!a.contains_key(&(ChildKind::Deployment, "bigbrotr-finder".into())));
+}
+
+#[test]
+fn stopped_scales_to_zero_and_suspends_the_jobs() {
+    let p = brotr_deployment::validate(&bd_with(json!({"stopped": true})), &Defaults::default())
+        .unwrap();
+    let c = p.children(&done());
+    for d in &c {
+        match d.kind {
+            ChildKind::Deployment | ChildKind::StatefulSet => {
+                assert_eq!(d.object["spec"]["replicas"], 0, "{}", d.name)
+            }
+            ChildKind::CronJob => assert_eq!(d.object["spec"]["suspend"], true, "{}", d.name),
+            _ => {}
+        }
+    }
+    assert!(p.seed_job_name(&done()).is_some());
+    assert!(
+        !c.iter().any(|d| d.name.contains("-seed-")),
+        "no seeding while stopped"
+    );
+}
+
+#[test]
+fn a_setting_the_probe_refuses_is_an_invalid_spec_naming_the_field() {
+    let bad =
+        bd_with(json!({"synchronizer": {"settings": {"filters": [{"kinds": [1], "until": 5}]}}}));
+    let err = brotr_deployment::validate(&bad, &Defaults::default()).unwrap_err();
+    assert!(
+        err.0.starts_with("spec.synchronizer.settings.filters"),
+        "{err}"
+    );
+    let bad = bd_with(json!({"networks": {"loki": {"enabled": true}}}));
+    let err = brotr_deployment::validate(&bad, &Defaults::default()).unwrap_err();
+    assert!(err.0.contains("spec.networks.loki"), "{err}");
+}
+
+#[test]
+fn child_names_stay_valid_at_the_longest_resource_names() {
+    let d = Defaults::default();
+    let mut b = bd("brotrdeployment-full.yaml");
+    b.metadata.name = Some("a".repeat(40));
+    let p = brotr_deployment::validate(&b, &d).unwrap();
+    for c in p.children(&done()) {
+        let max = match c.kind {
+            ChildKind::StatefulSet | ChildKind::CronJob => 52,
+            ChildKind::Job => 57, // its pods add "-xxxxx"
+            _ => 63,
+        };
+        assert!(
+            c.name.len() <= max,
+            "{:?} {} ({} chars)",
+            c.kind,
+            c.name,
+            c.name.len()
+        );
+    }
+    let mut m: RelayMonitor = example("relaymonitor-scheduled.yaml");
+    m.metadata.name = Some("m".repeat(47));
+    let plan = relay_monitor::validate(&m, Some(&bd("brotrdeployment-full.yaml")), &d).unwrap();
+    for c in plan.children() {
+        assert!(c.name.len() <= 52, "{}", c.name);
+    }
+}
+
+#[test]
+fn a_scheduled_monitor_of_a_pipeline_uses_its_database_under_its_own_key() {
+    let d = Defaults::default();
+    let pipeline = bd("brotrdeployment-full.yaml");
+    let m: RelayMonitor = example("relaymonitor-scheduled.yaml");
+    let plan = relay_monitor::validate(&m, Some(&pipeline), &d).unwrap();
+    let c = plan.children();
+    assert_eq!(
+        names(&c),
+        vec![
+            (ChildKind::ConfigMap, "eu-west-rmon".to_owned()),
+            (ChildKind::CronJob, "eu-west-rmon".to_owned()),
+        ]
+    );
+    let cron = find(&c, ChildKind::CronJob, "eu-west-rmon");
+    assert_eq!(cron["spec"]["schedule"], "*/30 * * * *");
+    let probe = &pod(cron)["containers"][0];
+    let args: Vec<&str> = probe["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "monitor");
+    assert!(args.contains(&"--once"));
+    let delay = args[args.iter().position(|a| *a == "--start-delay").unwrap() + 1];
+    assert!(delay.parse::<u64>().unwrap() < 60);
+    assert!(
+        probe["env"].to_string().contains("pg-app"),
+        "the pipeline's database"
+    );
+    assert_eq!(containers(cron, "initContainers"), ["tor"]);
+    let volumes = pod(cron)["volumes"].to_string();
+    assert!(
+        volumes.contains("eu-west-key") && volumes.contains("geolite2"),
+        "{volumes}"
+    );
+    // A missing BrotrDeployment is not a plan.
+    assert!(relay_monitor::validate(&m, None, &d).is_err());
+}
+
+#[test]
+fn a_monitor_of_a_static_list_loads_it_into_its_own_sqlite_file() {
+    let d = Defaults::default();
+    let m: RelayMonitor = example("relaymonitor-interval.yaml");
+    let plan = relay_monitor::validate(&m, None, &d).unwrap();
+    let c = plan.children();
+    let cm = find(&c, ChildKind::ConfigMap, "static-list-rmon");
+    assert_eq!(
+        cm["data"]["relays.txt"],
+        "wss://relay.damus.io\nwss://nos.lol\n"
+    );
+    let dep = find(&c, ChildKind::Deployment, "static-list-rmon");
+    assert_eq!(containers(dep, "initContainers"), ["migrate", "seed"]);
+    let seed = pod(dep)["initContainers"][1]["args"].as_array().unwrap();
+    assert_eq!(
+        seed[..5].to_vec(),
+        [
+            "seed",
+            "--file",
+            "/etc/brotr/relays/relays.txt",
+            "--to-validate",
+            "false"
+        ]
+        .map(Value::from)
+    );
+    assert!(
+        pod(dep)["containers"][0]["env"]
+            .to_string()
+            .contains("/var/lib/brotr/data/brotr.db")
+    );
+    let cfg = ProbeConfig::from_yaml("t", &plan.config.text).unwrap();
+    assert_eq!(cfg.monitor.interval_secs, 1800);
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+}
