@@ -6,9 +6,13 @@
 //! (fetch → validate → render → apply → status, the only I/O), [`status`] (kstatus conditions,
 //! pure), [`telemetry`] (metrics, health, logs).
 
+pub mod controller;
 pub mod crd;
 pub mod plan;
+pub mod rbac;
 pub mod render;
+pub mod status;
+pub mod telemetry;
 
 /// Networks a relay can live on, shared with the probe (one definition, two crates).
 pub use brotr_probe::model::Network;

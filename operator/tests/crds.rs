@@ -322,3 +322,17 @@ fn schema_may_stay_the_same_on_update() {
             .contains("schema is immutable")
     );
 }
+
+#[test]
+fn committed_rbac_is_fresh() {
+    let dir = repo_root().join("deploy/rbac");
+    for (name, yaml) in brotr_operator::rbac::files().unwrap() {
+        let path = dir.join(name);
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == format!("{}{yaml}", brotr_operator::rbac::HEADER),
+            "{} is stale; regenerate with: cargo run -p brotr-operator -- rbac --out-dir deploy/rbac",
+            path.display()
+        );
+    }
+}

@@ -198,6 +198,9 @@ pub struct PodOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub priority_class_name: Option<String>,
+    /// Annotations added to the pods (e.g. for a service mesh or a log shipper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 impl PodOverrides {
@@ -225,6 +228,7 @@ impl PodOverrides {
                 .priority_class_name
                 .clone()
                 .or_else(|| self.priority_class_name.clone()),
+            annotations: o.annotations.clone().or_else(|| self.annotations.clone()),
         }
     }
 }

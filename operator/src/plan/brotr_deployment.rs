@@ -469,6 +469,7 @@ impl Pipeline {
             &self.migration_job_name(),
             "migration",
             self.pod_spec(&migrate, PodExtra::default()),
+            template_annotations(&migrate.overrides, None),
         ));
         if obs.migration != JobState::Complete {
             return out;
@@ -527,7 +528,14 @@ impl Pipeline {
                 ..Default::default()
             },
         );
-        out.push(job::one_shot(&self.owner, &job_name, "seeder", spec));
+        let annotations = template_annotations(&parts.overrides, None);
+        out.push(job::one_shot(
+            &self.owner,
+            &job_name,
+            "seeder",
+            spec,
+            annotations,
+        ));
         out
     }
 
@@ -561,7 +569,7 @@ impl Pipeline {
                 service.name(),
                 replicas,
                 spec,
-                template_annotations(&hash),
+                template_annotations(&parts.overrides, Some(&hash)),
             ));
         }
         if let Some((shards, workload)) = &self.sync {
@@ -592,7 +600,7 @@ impl Pipeline {
                 if self.stopped { 0 } else { *shards },
                 &self.metrics_name(),
                 spec,
-                template_annotations(&hash),
+                template_annotations(&parts.overrides, Some(&hash)),
             ));
         }
         out
@@ -624,6 +632,7 @@ impl Pipeline {
                         suspend: m.suspend || self.stopped,
                     },
                     spec,
+                    template_annotations(&parts.overrides, None),
                 )
             })
             .collect()

@@ -288,7 +288,7 @@ impl Monitor {
                 "monitor",
                 if self.stopped { 0 } else { 1 },
                 spec,
-                template_annotations(&config_hash),
+                template_annotations(&self.overrides, Some(&config_hash)),
             )),
             Mode::Schedule(cron) => out.push(cron_job(
                 &self.owner,
@@ -300,6 +300,7 @@ impl Monitor {
                     suspend: self.stopped,
                 },
                 spec,
+                template_annotations(&self.overrides, None),
             )),
         }
         out

@@ -3,6 +3,8 @@
 //! Runs never overlap (`Forbid`), one finished Job of each outcome is kept, and a run is cut
 //! short before the next one is due (`activeDeadlineSeconds` below the schedule's period).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -23,8 +25,9 @@ pub fn cron_job(
     component: &str,
     schedule: &Schedule<'_>,
     pod: PodSpec,
+    annotations: BTreeMap<String, String>,
 ) -> Desired {
-    let mut spec = job::spec(owner, component, pod, 0);
+    let mut spec = job::spec(owner, component, pod, annotations, 0);
     spec.active_deadline_seconds = Some(deadline_secs(schedule.cron));
     let c = CronJob {
         metadata: owner.meta(name, component),
@@ -119,6 +122,7 @@ mod tests {
                 suspend: false,
             },
             PodSpec::default(),
+            BTreeMap::new(),
         );
         let spec = &d.object["spec"];
         assert_eq!(spec["concurrencyPolicy"], "Forbid");

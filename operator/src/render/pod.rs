@@ -400,9 +400,17 @@ fn tor_sidecar(tor: &TorSidecar) -> Container {
     }
 }
 
-/// Pod-template annotations: the hash of what the pod reads, so a change restarts it.
-pub fn template_annotations(config_hash: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([("brotr.dev/config-hash".into(), config_hash.into())])
+/// Pod-template annotations: the user's, and the hash of what the pod reads (if it reads the
+/// config), so a change of it restarts the pod.
+pub fn template_annotations(
+    overrides: &PodOverrides,
+    config_hash: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut a = overrides.annotations.clone().unwrap_or_default();
+    if let Some(h) = config_hash {
+        a.insert("brotr.dev/config-hash".into(), h.into());
+    }
+    a
 }
 
 #[cfg(test)]

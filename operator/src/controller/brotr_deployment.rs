@@ -1,0 +1,462 @@
+//! The BrotrDeployment controller.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::apply::{self, Applied};
+use super::{Context, Error, Outcome, readiness, write_status};
+use crate::crd::brotr_deployment::{
+    BrotrDeployment, BrotrDeploymentStatus, ComponentsStatus, JobState, JobStatus,
+};
+use crate::plan::brotr_deployment::{Observed, Pipeline, SeedSource, Service, validate};
+use crate::render::pod::DatabaseRef;
+use crate::render::{ChildKind, content_hash};
+use crate::status::{self, State, Verdict};
+
+const KIND: &str = "BrotrDeployment";
+
+/// One reconcile of a BrotrDeployment (wrapped so one that does not parse is reported, not
+/// a stalled watch).
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<BrotrDeployment>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.children.ready().await;
+    let started = Instant::now();
+    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
+    let bd = match &obj.0 {
+        Ok(bd) => bd,
+        Err(invalid) => {
+            tracing::warn!(name = ?invalid.metadata.name, error = %invalid.error, "a BrotrDeployment does not parse");
+            ctx.metrics
+                .failures
+                .with_label_values(&[KIND, "InvalidObject"])
+                .inc();
+            return Ok(Action::await_change());
+        }
+    };
+    if bd.metadata.deletion_timestamp.is_some() {
+        // Children carry owner references: garbage collection removes them.
+        return Ok(Action::await_change());
+    }
+    let key = format!("{}/{}", bd.namespace().unwrap_or_default(), bd.name_any());
+    let result = converge(bd, &ctx).await;
+    let (outcome, status) = match result {
+        Ok(o) => o,
+        Err(e) if e.is_permanent() => (Outcome::stalled_by(&e), None),
+        Err(e) => {
+            ctx.metrics
+                .duration
+                .with_label_values(&[KIND])
+                .observe(started.elapsed().as_secs_f64());
+            return Err(e);
+        }
+    };
+    report(bd, &ctx, &outcome, status).await?;
+    ctx.succeeded(&key);
+    ctx.metrics
+        .duration
+        .with_label_values(&[KIND])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(outcome.action())
+}
+
+/// Retries with a growing delay; a permanent error never reaches here (it is a verdict).
+pub fn error_policy(
+    obj: Arc<DeserializeGuard<BrotrDeployment>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics
+        .failures
+        .with_label_values(&[KIND, err.reason()])
+        .inc();
+    let key = format!(
+        "{}/{}",
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default()
+    );
+    let delay = ctx.backoff(&key);
+    tracing::warn!(%key, error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Validates, applies and observes; returns the verdict and the status fields it has.
+async fn converge(
+    bd: &BrotrDeployment,
+    ctx: &Context,
+) -> Result<(Outcome, Option<BrotrDeploymentStatus>), Error> {
+    let plan = match validate(bd, &ctx.defaults) {
+        Ok(p) => p,
+        Err(e) => return Ok((Outcome::invalid(&e), None)),
+    };
+    let ns = plan.owner.namespace.clone();
+    let mut obs = Observed {
+        prometheus_operator: ctx.prometheus_operator,
+        new_password: new_password(),
+        ..Default::default()
+    };
+    if let Some(missing) = missing_reference(&plan, ctx, &mut obs).await? {
+        return Ok((Outcome::waiting(missing), None));
+    }
+    let migration_name = plan.migration_job_name();
+    let migration = job_state(ctx, &ns, &migration_name);
+    obs.migration = migration.0;
+    if migration.0 == JobState::Failed && !migration.1 && !bd.spec.paused {
+        // Not a refusal (database not reachable, node lost): run it again.
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        jobs.delete(&migration_name, &DeleteParams::background())
+            .await
+            .map_err(|e| Error::kube(format!("delete Job {migration_name}"), e))?;
+        ctx.metrics
+            .writes
+            .with_label_values(&["Job", "delete"])
+            .inc();
+    }
+
+    let desired = plan.children(&obs);
+    if !bd.spec.paused {
+        for d in &desired {
+            let existing = ctx.children.existing(d.kind, &ns, &d.name);
+            if apply::apply(&ctx.client, &ctx.metrics, &ns, &plan.owner.uid, d, existing).await?
+                == Applied::Written
+            {
+                tracing::info!(kind = ?d.kind, %ns, name = %d.name, "applied");
+            }
+        }
+        if obs.migration == JobState::Complete {
+            sweep(ctx, &plan, &desired).await?;
+        }
+    }
+
+    let status = observe(ctx, bd, &plan, &obs, migration);
+    let verdict = verdict(bd, &plan, &status, migration);
+    let requeue = match verdict.state {
+        State::InProgress => Some(Duration::from_secs(30)),
+        State::Stalled => None,
+        _ => Some(Duration::from_secs(30 * 60)),
+    };
+    Ok((Outcome { verdict, requeue }, Some(status)))
+}
+
+/// The first referenced object that is not there, if any. Also reads the seed ConfigMap's
+/// content hash (its edits re-run the seeder).
+async fn missing_reference(
+    plan: &Pipeline,
+    ctx: &Context,
+    obs: &mut Observed,
+) -> Result<Option<String>, Error> {
+    let ns = &plan.owner.namespace;
+    let mut secrets = Vec::new();
+    if plan.managed.is_none()
+        && let DatabaseRef::Postgres { url, ca } = &plan.database
+    {
+        secrets.push(url.clone());
+        secrets.extend(ca.clone());
+    }
+    secrets.extend(plan.key.clone());
+    for s in secrets {
+        if let Err(missing) = ctx.reference::<Secret>(ns, &s.name, &s.key).await? {
+            return Ok(Some(missing));
+        }
+    }
+    if let Some(SeedSource::ConfigMap(c)) = plan.seeder.as_ref().map(|s| &s.source) {
+        match ctx.reference::<ConfigMap>(ns, &c.name, &c.key).await? {
+            Err(missing) => return Ok(Some(missing)),
+            Ok(text) => obs.seed_list_hash = Some(content_hash(&text)),
+        }
+    }
+    Ok(None)
+}
+
+fn job_state(ctx: &Context, ns: &str, name: &str) -> (JobState, bool) {
+    ctx.children
+        .jobs
+        .get(&ObjectRef::new(name).within(ns))
+        .map(|j| readiness::job(&j))
+        .unwrap_or((JobState::Pending, false))
+}
+
+async fn sweep(
+    ctx: &Context,
+    plan: &Pipeline,
+    desired: &[crate::render::Desired],
+) -> Result<(), Error> {
+    let keep: HashSet<(ChildKind, String)> =
+        desired.iter().map(|d| (d.kind, d.name.clone())).collect();
+    let ns = &plan.owner.namespace;
+    for kind in [
+        ChildKind::ConfigMap,
+        ChildKind::Service,
+        ChildKind::Job,
+        ChildKind::Deployment,
+        ChildKind::StatefulSet,
+        ChildKind::CronJob,
+    ] {
+        let present = ctx.children.present(kind, ns);
+        apply::sweep(
+            &ctx.client,
+            &ctx.metrics,
+            ns,
+            kind,
+            &plan.owner.uid,
+            present,
+            &keep,
+        )
+        .await?;
+    }
+    if ctx.prometheus_operator {
+        for kind in [ChildKind::ServiceMonitor, ChildKind::PrometheusRule] {
+            let present = apply::list_owned(&ctx.client, kind, ns, &plan.owner.uid).await?;
+            apply::sweep(
+                &ctx.client,
+                &ctx.metrics,
+                ns,
+                kind,
+                &plan.owner.uid,
+                present,
+                &keep,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The status fields read from the children.
+fn observe(
+    ctx: &Context,
+    bd: &BrotrDeployment,
+    plan: &Pipeline,
+    obs: &Observed,
+    migration: (JobState, bool),
+) -> BrotrDeploymentStatus {
+    let ns = &plan.owner.namespace;
+    let c = &ctx.children;
+    let get_dep = |name: String| {
+        c.deployments
+            .get(&ObjectRef::new(&name).within(ns))
+            .map(|d| readiness::deployment(&d))
+            .unwrap_or_default()
+    };
+    let get_sts = |name: String| {
+        c.stateful_sets
+            .get(&ObjectRef::new(&name).within(ns))
+            .map(|s| readiness::stateful_set(&s))
+            .unwrap_or_default()
+    };
+    let job_status = |name: String| {
+        let j = c.jobs.get(&ObjectRef::new(&name).within(ns));
+        JobStatus {
+            state: j.as_ref().map(|j| readiness::job(j).0).unwrap_or_default(),
+            completion_time: j
+                .and_then(|j| j.status.clone())
+                .and_then(|s| s.completion_time),
+            job: Some(name),
+        }
+    };
+    let mut comp = ComponentsStatus {
+        migration: Some(JobStatus {
+            state: migration.0,
+            ..job_status(plan.migration_job_name())
+        }),
+        database: plan.managed.as_ref().map(|_| get_sts(plan.postgres_name())),
+        seeder: plan
+            .seed_job_name(obs)
+            .map(job_status)
+            .filter(|_| !plan.stopped),
+        ..Default::default()
+    };
+    if obs.migration == JobState::Complete {
+        for (s, _) in &plan.services {
+            let status = Some(get_dep(plan.service_name(*s)));
+            match s {
+                Service::Finder => comp.finder = status,
+                Service::Validator => comp.validator = status,
+                Service::Monitor => comp.monitor = status,
+            }
+        }
+        comp.synchronizer = plan.sync.as_ref().map(|_| get_sts(plan.sync_name()));
+    }
+    BrotrDeploymentStatus {
+        observed_generation: bd.metadata.generation,
+        image: Some(plan.image.reference.clone()),
+        schema: Some(plan.schema),
+        shards: plan.sync.as_ref().map(|s| s.0),
+        conditions: vec![],
+        components: Some(comp),
+    }
+}
+
+fn verdict(
+    bd: &BrotrDeployment,
+    plan: &Pipeline,
+    st: &BrotrDeploymentStatus,
+    migration: (JobState, bool),
+) -> Verdict {
+    let comp = st.components.clone().unwrap_or_default();
+    let job = plan.migration_job_name();
+    let (state, reason, message) = match migration {
+        (JobState::Failed, true) => (
+            State::Stalled,
+            "MigrationFailed",
+            format!("the migration Job {job} refused (exit code 2): see `kubectl logs job/{job}`"),
+        ),
+        (JobState::Failed, false) => (
+            State::InProgress,
+            "MigrationRetrying",
+            format!("the migration Job {job} failed; running it again"),
+        ),
+        (JobState::Complete, _) => {
+            let mut waiting = Vec::new();
+            let mut check = |name: &str, c: &Option<crate::crd::common::ComponentStatus>| {
+                if let Some(c) = c
+                    && c.ready < c.desired
+                {
+                    waiting.push(format!("{name} {}/{}", c.ready, c.desired));
+                }
+            };
+            check("database", &comp.database);
+            check("finder", &comp.finder);
+            check("validator", &comp.validator);
+            check("monitor", &comp.monitor);
+            check("synchronizer", &comp.synchronizer);
+            let seeding = comp.seeder.as_ref().map(|s| s.state);
+            if seeding == Some(JobState::Failed) {
+                let seed = comp
+                    .seeder
+                    .as_ref()
+                    .and_then(|s| s.job.clone())
+                    .unwrap_or_default();
+                (
+                    State::Stalled,
+                    "SeederFailed",
+                    format!("the seeder Job {seed} failed: see `kubectl logs job/{seed}`"),
+                )
+            } else if !waiting.is_empty() {
+                (
+                    State::InProgress,
+                    "Progressing",
+                    format!("waiting for {}", waiting.join(", ")),
+                )
+            } else if matches!(seeding, Some(JobState::Pending | JobState::Running)) {
+                (
+                    State::InProgress,
+                    "Seeding",
+                    "loading the seed list".to_owned(),
+                )
+            } else if plan.stopped {
+                (
+                    State::Ready,
+                    "Stopped",
+                    "every service is scaled to zero".to_owned(),
+                )
+            } else {
+                (
+                    State::Ready,
+                    "AllComponentsReady",
+                    "every component is ready".to_owned(),
+                )
+            }
+        }
+        _ => (
+            State::InProgress,
+            "Migrating",
+            format!("waiting for the migration Job {job}"),
+        ),
+    };
+    if bd.spec.paused {
+        let ready = state == State::Ready;
+        return Verdict::new(
+            State::Paused { ready },
+            "Paused",
+            "paused: children are left as they are",
+        );
+    }
+    Verdict::new(state, reason, message)
+}
+
+/// Writes the status when it changed, and an Event when Ready or Stalled flips.
+async fn report(
+    bd: &BrotrDeployment,
+    ctx: &Context,
+    outcome: &Outcome,
+    fields: Option<BrotrDeploymentStatus>,
+) -> Result<(), Error> {
+    let old = bd.status.clone().unwrap_or_default();
+    let generation = bd.metadata.generation.unwrap_or_default();
+    let now = Time(jiff_now());
+    let conditions = status::conditions(&old.conditions, &outcome.verdict, generation, &now);
+    // A verdict without fresh fields (invalid spec, a missing reference) keeps the last ones.
+    let mut new = fields.unwrap_or_else(|| BrotrDeploymentStatus {
+        observed_generation: bd.metadata.generation,
+        ..old.clone()
+    });
+    new.conditions = conditions;
+    let written = write_status(
+        ctx,
+        bd,
+        &serde_json::to_value(&old).unwrap_or_default(),
+        &serde_json::to_value(&new).unwrap_or_default(),
+    )
+    .await?;
+    if written {
+        transition_event(ctx, bd, &old.conditions, &new.conditions, &outcome.verdict).await;
+    }
+    if outcome.verdict.state == State::Stalled {
+        ctx.metrics
+            .failures
+            .with_label_values(&[KIND, &outcome.verdict.reason])
+            .inc();
+    }
+    Ok(())
+}
+
+/// An Event when Ready or Stalled changes status or reason.
+pub async fn transition_event<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    new: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    verdict: &Verdict,
+) {
+    let key = |cs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], t: &str| {
+        status::condition(cs, t).map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    if key(old, "Ready") == key(new, "Ready") && key(old, "Stalled") == key(new, "Stalled") {
+        return;
+    }
+    let type_ = match verdict.state {
+        State::Stalled | State::Degraded => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    ctx.event(obj, type_, &verdict.reason, &verdict.message)
+        .await;
+}
+
+/// Now, as the API's timestamp type.
+pub fn jiff_now() -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::now()
+}
+
+/// A password for a new managed database: 32 random alphanumerics.
+fn new_password() -> String {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}

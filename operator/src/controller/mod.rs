@@ -1,0 +1,500 @@
+//! The controllers: fetch → validate (pure) → render (pure) → apply → status, for both kinds.
+//!
+//! Watches: the custom resources, and every child kind selected by label
+//! (`app.kubernetes.io/managed-by=brotr-operator` and the owner kind), so the caches hold only
+//! the operator's own objects; ConfigMaps and Services metadata-only. Jobs made by a
+//! RelayMonitor's CronJob carry its labels and are mapped back to it. Secrets are never
+//! watched: references are read when needed, and a missing one is waited for.
+
+pub mod apply;
+pub mod brotr_deployment;
+pub mod readiness;
+pub mod relay_monitor;
+pub mod run;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::crd::BrotrDeployment;
+use crate::plan::{Defaults, InvalidSpec};
+use crate::render::{ChildKind, MANAGED_BY, MANAGER, OWNER_KIND};
+use crate::status::{State, Verdict};
+use crate::telemetry::Metrics;
+
+/// A failure of one reconcile. Verdicts (invalid spec, a missing reference) are not errors:
+/// they are written to the status. These are what the API did to us.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the API server refused {kind} {name}: {message}")]
+    Rejected {
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("{0}")]
+    NameConflict(String),
+    #[error("rendering: {0}")]
+    Render(String),
+}
+
+impl Error {
+    pub fn kube(what: impl Into<String>, source: kube::Error) -> Error {
+        Error::Kube {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// An apply error: a 4xx other than conflicts and throttling means the object itself is
+    /// wrong (a toleration the API server refuses): retrying will not help.
+    pub fn apply(kind: &str, name: &str, e: kube::Error) -> Error {
+        match &e {
+            kube::Error::Api(s) if s.code == 422 || s.code == 400 => Error::Rejected {
+                kind: kind.into(),
+                name: name.into(),
+                message: s.message.clone(),
+            },
+            _ => Error::kube(format!("apply {kind} {name}"), e),
+        }
+    }
+
+    /// PascalCase reason for metrics and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(s) if s.code == 403 => "Forbidden",
+                kube::Error::Api(s) if s.code == 409 => "Conflict",
+                _ => "ApiError",
+            },
+            Error::Rejected { .. } => "ChildRejected",
+            Error::NameConflict(_) => "NameConflict",
+            Error::Render(_) => "RenderFailed",
+        }
+    }
+
+    /// Errors no retry fixes: reported as Stalled, waited on until the spec changes.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::Rejected { .. } | Error::NameConflict(_) | Error::Render(_)
+        )
+    }
+}
+
+/// What the caches know of a child: its content hash and its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub hash: Option<String>,
+    pub owner_uid: Option<String>,
+}
+
+/// Caches of one owner kind's children.
+#[derive(Clone)]
+pub struct Children {
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub jobs: Store<Job>,
+    pub deployments: Store<Deployment>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub cron_jobs: Store<CronJob>,
+}
+
+/// Child watch streams, to hand to a controller (they fill the caches as they are polled).
+pub struct ChildStreams {
+    pub config_maps: std::pin::Pin<
+        Box<dyn Stream<Item = Result<PartialObjectMeta<ConfigMap>, watcher::Error>> + Send>,
+    >,
+    pub services: std::pin::Pin<
+        Box<dyn Stream<Item = Result<PartialObjectMeta<Service>, watcher::Error>> + Send>,
+    >,
+    pub jobs: std::pin::Pin<Box<dyn Stream<Item = Result<Job, watcher::Error>> + Send>>,
+    pub deployments:
+        std::pin::Pin<Box<dyn Stream<Item = Result<Deployment, watcher::Error>> + Send>>,
+    pub stateful_sets:
+        std::pin::Pin<Box<dyn Stream<Item = Result<StatefulSet, watcher::Error>> + Send>>,
+    pub cron_jobs: std::pin::Pin<Box<dyn Stream<Item = Result<CronJob, watcher::Error>> + Send>>,
+}
+
+/// Where the controllers look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Namespace(String),
+}
+
+impl Scope {
+    pub fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match self {
+            Scope::All => Api::all(client.clone()),
+            Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
+fn full<K>(
+    client: &Client,
+    scope: &Scope,
+    selector: &str,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let cfg = watcher::Config::default().labels(selector);
+    let stream = reflector::reflector(writer, watcher(scope.api::<K>(client), cfg))
+        .default_backoff()
+        .touched_objects();
+    (reader, stream)
+}
+
+fn meta<K>(
+    client: &Client,
+    scope: &Scope,
+    selector: &str,
+) -> (
+    Store<PartialObjectMeta<K>>,
+    impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let cfg = watcher::Config::default().labels(selector);
+    let stream = reflector::reflector(
+        writer,
+        watcher(scope.api::<PartialObjectMeta<K>>(client), cfg),
+    )
+    .default_backoff()
+    .touched_objects();
+    (reader, stream)
+}
+
+impl Children {
+    /// Caches and their streams for the children of `owner_kind`.
+    pub fn watch(client: &Client, scope: &Scope, owner_kind: &str) -> (Children, ChildStreams) {
+        let sel = format!("{MANAGED_BY}={MANAGER},{OWNER_KIND}={owner_kind}");
+        let (config_maps, cm) = meta::<ConfigMap>(client, scope, &sel);
+        let (services, svc) = meta::<Service>(client, scope, &sel);
+        let (jobs, job) = full::<Job>(client, scope, &sel);
+        let (deployments, dep) = full::<Deployment>(client, scope, &sel);
+        let (stateful_sets, sts) = full::<StatefulSet>(client, scope, &sel);
+        let (cron_jobs, cj) = full::<CronJob>(client, scope, &sel);
+        (
+            Children {
+                config_maps,
+                services,
+                jobs,
+                deployments,
+                stateful_sets,
+                cron_jobs,
+            },
+            ChildStreams {
+                config_maps: cm.boxed(),
+                services: svc.boxed(),
+                jobs: job.boxed(),
+                deployments: dep.boxed(),
+                stateful_sets: sts.boxed(),
+                cron_jobs: cj.boxed(),
+            },
+        )
+    }
+
+    /// Waits until every cache has listed once: before that, a child missing from a cache
+    /// may exist, and applying it would be a needless write.
+    pub async fn ready(&self) {
+        let _ = tokio::join!(
+            self.config_maps.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+            self.deployments.wait_until_ready(),
+            self.stateful_sets.wait_until_ready(),
+            self.cron_jobs.wait_until_ready(),
+        );
+    }
+
+    /// What the caches know of child `name` of `kind` in `ns` (None: not cached; the kinds
+    /// nobody caches are always None).
+    pub fn existing(&self, kind: ChildKind, ns: &str, name: &str) -> Option<Existing> {
+        fn get<K: Resource<DynamicType = ()> + Clone>(
+            s: &Store<K>,
+            ns: &str,
+            name: &str,
+        ) -> Option<Existing> {
+            s.get(&ObjectRef::new(name).within(ns))
+                .map(|o| Existing::of(o.as_ref()))
+        }
+        match kind {
+            ChildKind::ConfigMap => get(&self.config_maps, ns, name),
+            ChildKind::Service => get(&self.services, ns, name),
+            ChildKind::Job => get(&self.jobs, ns, name),
+            ChildKind::Deployment => get(&self.deployments, ns, name),
+            ChildKind::StatefulSet => get(&self.stateful_sets, ns, name),
+            ChildKind::CronJob => get(&self.cron_jobs, ns, name),
+            ChildKind::Secret | ChildKind::ServiceMonitor | ChildKind::PrometheusRule => None,
+        }
+    }
+
+    /// `(name, owner uid)` of every cached child of `kind` in `ns`.
+    pub fn present(&self, kind: ChildKind, ns: &str) -> Vec<(String, Option<String>)> {
+        fn list<K: Resource<DynamicType = ()> + Clone + ResourceExt>(
+            s: &Store<K>,
+            ns: &str,
+        ) -> Vec<(String, Option<String>)> {
+            s.state()
+                .iter()
+                .filter(|o| o.namespace().as_deref() == Some(ns))
+                .map(|o| {
+                    (
+                        o.name_any(),
+                        o.labels().get(crate::render::OWNER_UID).cloned(),
+                    )
+                })
+                .collect()
+        }
+        match kind {
+            ChildKind::ConfigMap => list(&self.config_maps, ns),
+            ChildKind::Service => list(&self.services, ns),
+            ChildKind::Job => list(&self.jobs, ns),
+            ChildKind::Deployment => list(&self.deployments, ns),
+            ChildKind::StatefulSet => list(&self.stateful_sets, ns),
+            ChildKind::CronJob => list(&self.cron_jobs, ns),
+            ChildKind::Secret | ChildKind::ServiceMonitor | ChildKind::PrometheusRule => vec![],
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub defaults: Defaults,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub children: Children,
+    /// The Prometheus Operator's CRDs are installed.
+    pub prometheus_operator: bool,
+    /// The BrotrDeployments (for the RelayMonitors that target one).
+    pub pipelines: Option<Store<DeserializeGuard<BrotrDeployment>>>,
+    /// Failed attempts in a row per object, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        defaults: Defaults,
+        metrics: Metrics,
+        children: Children,
+        prometheus_operator: bool,
+        pipelines: Option<Store<DeserializeGuard<BrotrDeployment>>>,
+        reporter: Reporter,
+    ) -> Context {
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            defaults,
+            metrics,
+            children,
+            prometheus_operator,
+            pipelines,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Resets the backoff of `key` after a reconcile that did not fail.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+
+    /// The delay before retrying `key` after its `n`th failure in a row: 5 s doubling to 5 min.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let n = f.entry(key.to_owned()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        retry_delay(n)
+    }
+
+    /// Reads a Secret or ConfigMap key the spec references: `Ok(None)` when it is not there
+    /// (yet), with what is missing.
+    pub async fn reference<K>(
+        &self,
+        ns: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Result<Option<String>, String>, Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + serde::Serialize,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let kind = K::kind(&());
+        let Some(obj) = api
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::kube(format!("read {kind} {name}"), e))?
+        else {
+            return Ok(Err(format!("{kind} {ns}/{name} not found")));
+        };
+        let v = serde_json::to_value(&obj).unwrap_or_default();
+        let data = v["data"].get(key).or_else(|| v["binaryData"].get(key));
+        Ok(match data {
+            Some(d) => Ok(d.as_str().map(str::to_owned)),
+            None => Err(format!("{kind} {ns}/{name} has no key {key:?}")),
+        })
+    }
+
+    /// Publishes an Event about `obj` (best effort: an Event that cannot be written is logged).
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        self.metrics
+            .writes
+            .with_label_values(&["Event", "create"])
+            .inc();
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+}
+
+/// 5 s, doubling per failure, at most 5 minutes.
+pub fn retry_delay(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
+    Duration::from_secs(secs.min(300))
+}
+
+/// Writes `status` to the status subresource of `obj` when it differs from the current one.
+pub async fn write_status<K>(
+    ctx: &Context,
+    obj: &K,
+    current: &serde_json::Value,
+    status: &serde_json::Value,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    if current == status {
+        return Ok(false);
+    }
+    let ns = obj.meta().namespace.clone().unwrap_or_default();
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let kind = K::kind(&());
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await
+    .map_err(|e| Error::kube(format!("write the status of {kind} {name}"), e))?;
+    ctx.metrics
+        .writes
+        .with_label_values(&[&format!("{kind}/status"), "patch"])
+        .inc();
+    Ok(true)
+}
+
+/// What a reconcile decided: the verdict for the status, and when to look again.
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub requeue: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn action(&self) -> Action {
+        match self.requeue {
+            Some(d) => Action::requeue(d),
+            None => Action::await_change(),
+        }
+    }
+
+    /// The verdict for an invalid spec: Stalled until the spec changes.
+    pub fn invalid(e: &InvalidSpec) -> Outcome {
+        Outcome {
+            verdict: Verdict::new(State::Stalled, "InvalidSpec", e.0.clone()),
+            requeue: None,
+        }
+    }
+
+    /// Waiting for a referenced object (External Secrets may create it seconds later).
+    pub fn waiting(what: String) -> Outcome {
+        Outcome {
+            verdict: Verdict::new(
+                State::InProgress,
+                "WaitingForReference",
+                format!("{what}; waiting for it"),
+            ),
+            requeue: Some(Duration::from_secs(15)),
+        }
+    }
+
+    /// An error no retry fixes.
+    pub fn stalled_by(e: &Error) -> Outcome {
+        Outcome {
+            verdict: Verdict::new(State::Stalled, e.reason(), e.to_string()),
+            requeue: None,
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The RelayMonitor controller.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::apply;
+use super::brotr_deployment::{jiff_now, transition_event};
+use super::{Context, Error, Outcome, readiness, write_status};
+use crate::crd::brotr_deployment::{BrotrDeployment, JobState};
+use crate::crd::relay_monitor::{MonitorMode, RelayMonitor, RelayMonitorStatus};
+use crate::plan::relay_monitor::{Monitor, validate};
+use crate::render::{ChildKind, OWNER_UID};
+use crate::status::{self, State, Verdict};
+
+const KIND: &str = "RelayMonitor";
+
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<RelayMonitor>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.children.ready().await;
+    let started = Instant::now();
+    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
+    let rm = match &obj.0 {
+        Ok(rm) => rm,
+        Err(invalid) => {
+            tracing::warn!(name = ?invalid.metadata.name, error = %invalid.error, "a RelayMonitor does not parse");
+            ctx.metrics
+                .failures
+                .with_label_values(&[KIND, "InvalidObject"])
+                .inc();
+            return Ok(Action::await_change());
+        }
+    };
+    if rm.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let key = format!(
+        "rm/{}/{}",
+        rm.namespace().unwrap_or_default(),
+        rm.name_any()
+    );
+    let (outcome, fields) = match converge(rm, &ctx).await {
+        Ok(o) => o,
+        Err(e) if e.is_permanent() => (Outcome::stalled_by(&e), None),
+        Err(e) => {
+            ctx.metrics
+                .duration
+                .with_label_values(&[KIND])
+                .observe(started.elapsed().as_secs_f64());
+            return Err(e);
+        }
+    };
+    report(rm, &ctx, &outcome, fields).await?;
+    ctx.succeeded(&key);
+    ctx.metrics
+        .duration
+        .with_label_values(&[KIND])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(outcome.action())
+}
+
+pub fn error_policy(
+    obj: Arc<DeserializeGuard<RelayMonitor>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics
+        .failures
+        .with_label_values(&[KIND, err.reason()])
+        .inc();
+    let key = format!(
+        "rm/{}/{}",
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default()
+    );
+    let delay = ctx.backoff(&key);
+    tracing::warn!(%key, error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The BrotrDeployment a monitor targets: `Ok(None)` when it names none, `Err` (what to wait
+/// for) when it is not there or not migrated yet.
+fn pipeline(rm: &RelayMonitor, ctx: &Context) -> Result<Option<BrotrDeployment>, String> {
+    let Some(r) = &rm.spec.targets.brotr_deployment_ref else {
+        return Ok(None);
+    };
+    let ns = rm.namespace().unwrap_or_default();
+    let found = ctx
+        .pipelines
+        .as_ref()
+        .and_then(|s| s.get(&ObjectRef::new(&r.name).within(&ns)));
+    let Some(found) = found else {
+        return Err(format!("BrotrDeployment {ns}/{} not found", r.name));
+    };
+    let Ok(bd) = &found.0 else {
+        return Err(format!("BrotrDeployment {ns}/{} does not parse", r.name));
+    };
+    let migrated = bd
+        .status
+        .as_ref()
+        .and_then(|s| s.components.as_ref())
+        .and_then(|c| c.migration.as_ref())
+        .is_some_and(|m| m.state == JobState::Complete);
+    if !migrated {
+        return Err(format!(
+            "BrotrDeployment {ns}/{} has not migrated its database yet",
+            r.name
+        ));
+    }
+    Ok(Some(bd.clone()))
+}
+
+async fn converge(
+    rm: &RelayMonitor,
+    ctx: &Context,
+) -> Result<(Outcome, Option<RelayMonitorStatus>), Error> {
+    let bd = match pipeline(rm, ctx) {
+        Ok(bd) => bd,
+        Err(what) => return Ok((Outcome::waiting(what), None)),
+    };
+    let plan = match validate(rm, bd.as_ref(), &ctx.defaults) {
+        Ok(p) => p,
+        Err(e) => return Ok((Outcome::invalid(&e), None)),
+    };
+    let ns = plan.owner.namespace.clone();
+    if let Err(missing) = ctx
+        .reference::<Secret>(&ns, &plan.key.name, &plan.key.key)
+        .await?
+    {
+        return Ok((Outcome::waiting(missing), None));
+    }
+    if let Some(c) = plan.referenced_config_map()
+        && let Err(missing) = ctx.reference::<ConfigMap>(&ns, &c.name, &c.key).await?
+    {
+        return Ok((Outcome::waiting(missing), None));
+    }
+    let desired = plan.children();
+    if !rm.spec.paused {
+        for d in &desired {
+            let existing = ctx.children.existing(d.kind, &ns, &d.name);
+            apply::apply(&ctx.client, &ctx.metrics, &ns, &plan.owner.uid, d, existing).await?;
+        }
+        let keep: HashSet<(ChildKind, String)> =
+            desired.iter().map(|d| (d.kind, d.name.clone())).collect();
+        for kind in [
+            ChildKind::ConfigMap,
+            ChildKind::Deployment,
+            ChildKind::CronJob,
+        ] {
+            let present = ctx.children.present(kind, &ns);
+            apply::sweep(
+                &ctx.client,
+                &ctx.metrics,
+                &ns,
+                kind,
+                &plan.owner.uid,
+                present,
+                &keep,
+            )
+            .await?;
+        }
+    }
+    let (fields, verdict) = observe(ctx, rm, &plan);
+    let requeue = match verdict.state {
+        State::InProgress => Some(Duration::from_secs(30)),
+        State::Stalled => None,
+        _ => Some(Duration::from_secs(30 * 60)),
+    };
+    Ok((Outcome { verdict, requeue }, Some(fields)))
+}
+
+fn observe(ctx: &Context, rm: &RelayMonitor, plan: &Monitor) -> (RelayMonitorStatus, Verdict) {
+    let ns = &plan.owner.namespace;
+    let name = plan.name();
+    let mut fields = RelayMonitorStatus {
+        observed_generation: rm.metadata.generation,
+        image: Some(plan.image.reference.clone()),
+        mode: Some(plan.status_mode()),
+        ..Default::default()
+    };
+    let (state, reason, message) = match plan.status_mode() {
+        MonitorMode::Interval => match ctx
+            .children
+            .deployments
+            .get(&ObjectRef::new(&name).within(ns))
+        {
+            None => (
+                State::InProgress,
+                "Creating",
+                format!("creating Deployment {name}"),
+            ),
+            Some(d) => {
+                let c = readiness::deployment(&d);
+                if c.ready < c.desired || c.message.is_some() {
+                    (
+                        State::InProgress,
+                        "Progressing",
+                        format!("Deployment {name}: {}", c.message.unwrap_or_default()),
+                    )
+                } else if plan.stopped {
+                    (State::Ready, "Stopped", "scaled to zero".to_owned())
+                } else {
+                    (
+                        State::Ready,
+                        "Running",
+                        format!("Deployment {name} is ready"),
+                    )
+                }
+            }
+        },
+        MonitorMode::Schedule => match ctx
+            .children
+            .cron_jobs
+            .get(&ObjectRef::new(&name).within(ns))
+        {
+            None => (
+                State::InProgress,
+                "Creating",
+                format!("creating CronJob {name}"),
+            ),
+            Some(cj) => {
+                let st = cj.status.clone().unwrap_or_default();
+                fields.last_schedule_time = st.last_schedule_time;
+                fields.last_successful_time = st.last_successful_time;
+                match last_run(ctx, ns, &plan.owner.uid) {
+                    _ if plan.stopped => (
+                        State::Ready,
+                        "Stopped",
+                        "the CronJob is suspended".to_owned(),
+                    ),
+                    Some((job, JobState::Failed)) => (
+                        State::Degraded,
+                        "LastRunFailed",
+                        format!("the last run, Job {job}, failed: see `kubectl logs job/{job}`"),
+                    ),
+                    _ => (
+                        State::Ready,
+                        "Scheduled",
+                        format!(
+                            "CronJob {name} runs on {:?}",
+                            cj.spec
+                                .as_ref()
+                                .map(|s| s.schedule.clone())
+                                .unwrap_or_default()
+                        ),
+                    ),
+                }
+            }
+        },
+    };
+    let verdict = if rm.spec.paused {
+        Verdict::new(
+            State::Paused {
+                ready: state == State::Ready,
+            },
+            "Paused",
+            "paused: children are left as they are",
+        )
+    } else {
+        Verdict::new(state, reason, message)
+    };
+    (fields, verdict)
+}
+
+/// The newest Job the monitor's CronJob made, and where it is.
+fn last_run(ctx: &Context, ns: &str, uid: &str) -> Option<(String, JobState)> {
+    ctx.children
+        .jobs
+        .state()
+        .into_iter()
+        .filter(|j| {
+            j.namespace().as_deref() == Some(ns)
+                && j.labels().get(OWNER_UID).map(String::as_str) == Some(uid)
+        })
+        .max_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0))
+        .map(|j| (j.name_any(), readiness::job(&j).0))
+}
+
+async fn report(
+    rm: &RelayMonitor,
+    ctx: &Context,
+    outcome: &Outcome,
+    fields: Option<RelayMonitorStatus>,
+) -> Result<(), Error> {
+    let old = rm.status.clone().unwrap_or_default();
+    let generation = rm.metadata.generation.unwrap_or_default();
+    let conditions = status::conditions(
+        &old.conditions,
+        &outcome.verdict,
+        generation,
+        &Time(jiff_now()),
+    );
+    let mut new = fields.unwrap_or_else(|| RelayMonitorStatus {
+        observed_generation: rm.metadata.generation,
+        ..old.clone()
+    });
+    new.conditions = conditions;
+    let written = write_status(
+        ctx,
+        rm,
+        &serde_json::to_value(&old).unwrap_or_default(),
+        &serde_json::to_value(&new).unwrap_or_default(),
+    )
+    .await?;
+    if written {
+        transition_event(ctx, rm, &old.conditions, &new.conditions, &outcome.verdict).await;
+    }
+    if outcome.verdict.state == State::Stalled {
+        ctx.metrics
+            .failures
+            .with_label_values(&[KIND, &outcome.verdict.reason])
+            .inc();
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Wiring: the watches, both controllers per scope (all namespaces, or each listed one), leader
+//! election, and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::ListParams;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+
+use super::{Children, Context, Scope, brotr_deployment, relay_monitor};
+use crate::crd::{BrotrDeployment, RelayMonitor};
+use crate::plan::Defaults;
+use crate::render::{INSTANCE, MANAGED_BY, MANAGER, OWNER_KIND};
+use crate::telemetry::{Metrics, Readiness};
+
+/// How the controllers run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespaces to watch; empty: all.
+    pub namespaces: Vec<String>,
+    pub defaults: Defaults,
+    /// Reconciles at once per kind and scope.
+    pub concurrency: u16,
+    /// Name of this replica (Events, leases).
+    pub identity: String,
+}
+
+/// Fails fast with a clear message when the CRDs are missing or the operator may not list them.
+pub async fn check_crds(client: &Client, scope: &Scope) -> Result<(), String> {
+    let lp = ListParams::default().limit(1);
+    scope
+        .api::<BrotrDeployment>(client)
+        .list_metadata(&lp)
+        .await
+        .map_err(|e| format!("cannot list BrotrDeployments ({e}); are the CRDs installed (`brotr-operator crd | kubectl apply -f -`) and is the operator allowed to list them?"))?;
+    scope
+        .api::<RelayMonitor>(client)
+        .list_metadata(&lp)
+        .await
+        .map_err(|e| format!("cannot list RelayMonitors ({e}); are the CRDs installed?"))?;
+    Ok(())
+}
+
+/// Whether the Prometheus Operator's CRDs are served (ServiceMonitor/PrometheusRule are
+/// rendered only then).
+pub async fn prometheus_operator(client: &Client) -> bool {
+    match client
+        .list_api_group_resources("monitoring.coreos.com/v1")
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.name == "servicemonitors"),
+        Err(_) => false,
+    }
+}
+
+/// Runs both controllers over every scope until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    opts: Options,
+    metrics: Metrics,
+    ready: Readiness,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) -> Result<(), String> {
+    let scopes: Vec<Scope> = if opts.namespaces.is_empty() {
+        vec![Scope::All]
+    } else {
+        opts.namespaces
+            .iter()
+            .cloned()
+            .map(Scope::Namespace)
+            .collect()
+    };
+    for s in &scopes {
+        check_crds(&client, s).await?;
+    }
+    let prom = prometheus_operator(&client).await;
+    tracing::info!(
+        ?scopes,
+        prometheus_operator = prom,
+        "starting the controllers"
+    );
+    let mut tasks = Vec::new();
+    for scope in scopes {
+        let (bd, bd_store) =
+            brotr_deployments(&client, &scope, &opts, &metrics, prom, shutdown.clone());
+        tasks.push(bd.boxed());
+        tasks.push(
+            relay_monitors(&client, &scope, &opts, &metrics, bd_store, shutdown.clone()).boxed(),
+        );
+    }
+    ready.set(true);
+    futures_util::future::join_all(tasks).await;
+    ready.set(false);
+    Ok(())
+}
+
+fn reporter(opts: &Options) -> Reporter {
+    Reporter {
+        controller: MANAGER.into(),
+        instance: Some(opts.identity.clone()),
+    }
+}
+
+fn config(opts: &Options) -> controller::Config {
+    controller::Config::default()
+        .concurrency(opts.concurrency)
+        .debounce(Duration::from_millis(500))
+}
+
+type BdStore = kube::runtime::reflector::Store<DeserializeGuard<BrotrDeployment>>;
+
+fn brotr_deployments<S>(
+    client: &Client,
+    scope: &Scope,
+    opts: &Options,
+    metrics: &Metrics,
+    prom: bool,
+    shutdown: S,
+) -> (impl std::future::Future<Output = ()> + use<S>, BdStore)
+where
+    S: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    let api = scope.api::<DeserializeGuard<BrotrDeployment>>(client);
+    let (children, streams) = Children::watch(client, scope, "BrotrDeployment");
+    let c = Controller::new(api, watcher::Config::default().any_semantic());
+    let store = c.store();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        opts.defaults.clone(),
+        metrics.clone(),
+        children,
+        prom,
+        None,
+        reporter(opts),
+    ));
+    let fut = c
+        .owns_stream(streams.config_maps)
+        .owns_stream(streams.services)
+        .owns_stream(streams.jobs)
+        .owns_stream(streams.deployments)
+        .owns_stream(streams.stateful_sets)
+        .owns_stream(streams.cron_jobs)
+        .with_config(config(opts))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            brotr_deployment::reconcile,
+            brotr_deployment::error_policy,
+            ctx,
+        )
+        .for_each(|_| futures_util::future::ready(()));
+    (fut, store)
+}
+
+fn relay_monitors<S>(
+    client: &Client,
+    scope: &Scope,
+    opts: &Options,
+    metrics: &Metrics,
+    pipelines: BdStore,
+    shutdown: S,
+) -> impl std::future::Future<Output = ()> + use<S>
+where
+    S: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    let api = scope.api::<DeserializeGuard<RelayMonitor>>(client);
+    let (children, streams) = Children::watch(client, scope, "RelayMonitor");
+    let c = Controller::new(api, watcher::Config::default().any_semantic());
+    let monitors = c.store();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        opts.defaults.clone(),
+        metrics.clone(),
+        children,
+        false,
+        Some(pipelines),
+        reporter(opts),
+    ));
+    // A change of a BrotrDeployment (its migration completing) concerns the monitors that
+    // target it.
+    let bd_changes = watcher(
+        scope.api::<DeserializeGuard<BrotrDeployment>>(client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .applied_objects();
+    c.owns_stream(streams.config_maps)
+        .owns_stream(streams.deployments)
+        .owns_stream(streams.cron_jobs)
+        // Jobs belong to the CronJob, not to the monitor: map them back by their labels.
+        .watches_stream(streams.jobs, |job: Job| monitor_of(&job))
+        .watches_stream(bd_changes, move |bd: DeserializeGuard<BrotrDeployment>| {
+            let ns = bd.metadata_namespace();
+            let name = bd.metadata_name();
+            monitors
+                .state()
+                .into_iter()
+                .filter(|m| {
+                    m.0.as_ref().is_ok_and(|m| {
+                        m.namespace() == ns
+                            && m.spec
+                                .targets
+                                .brotr_deployment_ref
+                                .as_ref()
+                                .map(|r| Some(&r.name))
+                                == Some(name.as_ref())
+                    })
+                })
+                .map(|m| ObjectRef::from_obj(m.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .with_config(config(opts))
+        .graceful_shutdown_on(shutdown)
+        .run(relay_monitor::reconcile, relay_monitor::error_policy, ctx)
+        .for_each(|_| futures_util::future::ready(()))
+}
+
+/// The RelayMonitor a Job of its CronJob belongs to.
+fn monitor_of(job: &Job) -> Option<ObjectRef<DeserializeGuard<RelayMonitor>>> {
+    let l = job.labels();
+    if l.get(OWNER_KIND).map(String::as_str) != Some("RelayMonitor")
+        || l.get(MANAGED_BY).map(String::as_str) != Some(MANAGER)
+    {
+        return None;
+    }
+    let name = l.get(INSTANCE)?;
+    Some(ObjectRef::new(name).within(&job.namespace()?))
+}
+
+trait GuardMeta {
+    fn metadata_namespace(&self) -> Option<String>;
+    fn metadata_name(&self) -> Option<String>;
+}
+
+impl<K: kube::Resource> GuardMeta for DeserializeGuard<K> {
+    fn metadata_namespace(&self) -> Option<String> {
+        kube::Resource::meta(self).namespace.clone()
+    }
+    fn metadata_name(&self) -> Option<String> {
+        kube::Resource::meta(self).name.clone()
+    }
+}
+
+/// Leader election over a Lease: resolves when this replica leads; the returned receiver
+/// turns false if it stops leading (the process then exits, and Kubernetes restarts it as a
+/// follower).
+pub async fn lead(
+    client: Client,
+    namespace: &str,
+    identity: &str,
+) -> Result<tokio::sync::watch::Receiver<bool>, String> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client, "brotr-operator")
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .map_err(|e| format!("lease: {e}"))?;
+    let (mut rx, _task) = manager.watch().await;
+    while !*rx.borrow_and_update() {
+        rx.changed().await.map_err(|e| format!("lease: {e}"))?;
+    }
+    Ok(rx)
+}

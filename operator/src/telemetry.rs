@@ -1,0 +1,167 @@
+//! The operator's metrics, health endpoints and logs.
+//!
+//! `/metrics` (Prometheus text), `/healthz` (the process answers), `/readyz` (the controllers
+//! run: this replica leads, or leader election is off, and every watch has listed once).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Reconcile metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// `brotr_operator_reconciles_total{kind}`.
+    pub reconciles: IntCounterVec,
+    /// `brotr_operator_reconcile_failures_total{kind, reason}`.
+    pub failures: IntCounterVec,
+    /// `brotr_operator_reconcile_duration_seconds{kind}`.
+    pub duration: HistogramVec,
+    /// `brotr_operator_writes_total{kind, verb}`: writes to children and statuses.
+    pub writes: IntCounterVec,
+    /// `brotr_operator_leader`: 1 while this replica runs the controllers.
+    pub leader: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                "brotr_operator_reconciles_total",
+                "Reconciles by custom resource kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "brotr_operator_reconcile_failures_total",
+                "Reconciles that ended in an error or a Stalled verdict, by kind and reason",
+            ),
+            &["kind", "reason"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "brotr_operator_reconcile_duration_seconds",
+                "Time one reconcile took",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let writes = IntCounterVec::new(
+            Opts::new(
+                "brotr_operator_writes_total",
+                "API writes to children and statuses, by object kind and verb",
+            ),
+            &["kind", "verb"],
+        )
+        .expect("valid metric");
+        let leader = IntGauge::new("brotr_operator_leader", "1 while this replica leads")
+            .expect("valid metric");
+        for c in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(failures.clone()),
+            Box::new(duration.clone()),
+            Box::new(writes.clone()),
+            Box::new(leader.clone()),
+        ] {
+            registry.register(c).expect("registered once");
+        }
+        Metrics {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            writes,
+            leader,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Readiness of the process, set by the controllers.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Metrics,
+    ready: Readiness,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    ready: Readiness,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move { s.metrics.render() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<AppState>| async move {
+                if s.ready.get() {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
+        .with_state(AppState { metrics, ready });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Structured logs: JSON (for clusters) or text, filtered by `RUST_LOG`-style `level`.
+pub fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
