@@ -45,6 +45,7 @@ fn merge(a: &mut Value, b: Value) {
 fn done() -> Observed {
     Observed {
         migration: JobState::Complete,
+        database_ready: true,
         prometheus_operator: true,
         new_password: "pw".into(),
         ..Default::default()
@@ -209,6 +210,15 @@ fn the_full_pipeline_renders_every_child() {
         ..done()
     });
     assert_eq!(names(&gated), vec![(ChildKind::Job, migrate)]);
+    assert!(
+        !p.desired(&Observed {
+            migration: JobState::Running,
+            ..done()
+        })
+        .1,
+        "partial: nothing is swept"
+    );
+    assert!(p.desired(&done()).1);
 
     // Pod overrides and hardening everywhere.
     for d in &c {
@@ -239,6 +249,24 @@ fn the_quick_start_runs_its_own_database_and_the_defaults() {
         new_password: "s3cret".into(),
         ..Default::default()
     });
+    // The migration waits for the database.
+    assert!(
+        !gated.iter().any(|d| d.kind == ChildKind::Job),
+        "{:?}",
+        names(&gated)
+    );
+    let migrating = p.children(&Observed {
+        database_ready: true,
+        ..Default::default()
+    });
+    assert!(migrating.iter().any(|d| d.name == p.migration_job_name()));
+    // A database that restarts after the migration does not gate the pipeline again.
+    let (c, whole) = p.desired(&Observed {
+        migration: JobState::Complete,
+        database_ready: false,
+        ..Default::default()
+    });
+    assert!(whole && c.iter().any(|d| d.name == "quickstart-finder"));
     let kinds: Vec<_> = names(&gated);
     assert!(kinds.contains(&(ChildKind::StatefulSet, "quickstart-postgres".into())));
     assert!(kinds.contains(&(ChildKind::Service, "quickstart-postgres".into())));

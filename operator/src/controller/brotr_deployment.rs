@@ -110,6 +110,14 @@ async fn converge(
     if let Some(missing) = missing_reference(&plan, ctx, &mut obs).await? {
         return Ok((Outcome::waiting(missing), None));
     }
+    obs.database_ready = ctx
+        .children
+        .stateful_sets
+        .get(&ObjectRef::new(&plan.postgres_name()).within(&ns))
+        .is_some_and(|s| {
+            let c = readiness::stateful_set(&s);
+            c.ready >= 1 && c.message.is_none()
+        });
     let migration_name = plan.migration_job_name();
     let migration = job_state(ctx, &ns, &migration_name);
     obs.migration = migration.0;
@@ -125,7 +133,7 @@ async fn converge(
             .inc();
     }
 
-    let desired = plan.children(&obs);
+    let (desired, whole) = plan.desired(&obs);
     if !bd.spec.paused {
         for d in &desired {
             let existing = ctx.children.existing(d.kind, &ns, &d.name);
@@ -135,7 +143,7 @@ async fn converge(
                 tracing::info!(kind = ?d.kind, %ns, name = %d.name, "applied");
             }
         }
-        if obs.migration == JobState::Complete {
+        if whole {
             sweep(ctx, &plan, &desired).await?;
         }
     }

@@ -445,7 +445,7 @@ where
     api.patch_status(
         &name,
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
+        &Patch::Merge(serde_json::json!({ "status": merge_patch(current, status) })),
     )
     .await
     .map_err(|e| Error::kube(format!("write the status of {kind} {name}"), e))?;
@@ -454,6 +454,54 @@ where
         .with_label_values(&[&format!("{kind}/status"), "patch"])
         .inc();
     Ok(true)
+}
+
+/// A JSON merge patch turning `old` into `new`: keys `new` lacks are set to null (a merge
+/// patch keeps what it does not mention), lists are replaced whole.
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in n {
+                match o.get(k) {
+                    Some(ov) if ov == v => {}
+                    Some(ov) => {
+                        out.insert(k.clone(), merge_patch(ov, v));
+                    }
+                    None => {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for k in o.keys().filter(|k| !n.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            Value::Object(out)
+        }
+        (_, n) => n.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patches_remove_what_is_gone_and_keep_what_is_equal() {
+        let old = json!({"a": 1, "b": {"x": 1, "y": "stale"}, "c": [1, 2], "d": true});
+        let new = json!({"a": 1, "b": {"x": 2}, "c": [3]});
+        let p = merge_patch(&old, &new);
+        assert_eq!(p, json!({"b": {"x": 2, "y": null}, "c": [3], "d": null}));
+        assert_eq!(merge_patch(&new, &new), json!({}));
+    }
+
+    #[test]
+    fn retries_back_off_to_five_minutes() {
+        let d: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(d, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
 }
 
 /// What a reconcile decided: the verdict for the status, and when to look again.

@@ -120,6 +120,8 @@ pub struct Observed {
     pub seed_list_hash: Option<String>,
     /// The Prometheus Operator's CRDs are installed.
     pub prometheus_operator: bool,
+    /// The managed database is ready (the migration waits for it).
+    pub database_ready: bool,
     /// A password for the managed database's Secret, used only if it does not exist yet.
     pub new_password: String,
 }
@@ -448,6 +450,13 @@ impl Pipeline {
 
     /// Every child the pipeline wants, given what was observed.
     pub fn children(&self, obs: &Observed) -> Vec<Desired> {
+        self.desired(obs).0
+    }
+
+    /// The children the pipeline wants, and whether that is the whole set. While the
+    /// migration (or the database it waits for) gates the rest, the set is partial: the
+    /// children it leaves out are kept as they are, never swept.
+    pub fn desired(&self, obs: &Observed) -> (Vec<Desired>, bool) {
         let mut out = Vec::new();
         if let Some(m) = &self.managed {
             let name = self.postgres_name();
@@ -463,6 +472,9 @@ impl Pipeline {
             out.push(postgres::service(&self.owner, &managed));
             out.push(postgres::stateful_set(&self.owner, &managed));
         }
+        if self.managed.is_some() && !obs.database_ready && obs.migration != JobState::Complete {
+            return (out, false);
+        }
         let migrate = self.pod(probe_args(&["migrate"], false, false), false, None);
         out.push(job::one_shot(
             &self.owner,
@@ -472,7 +484,7 @@ impl Pipeline {
             template_annotations(&migrate.overrides, None),
         ));
         if obs.migration != JobState::Complete {
-            return out;
+            return (out, false);
         }
         out.push(config_map::probe_config(
             &self.owner,
@@ -495,7 +507,7 @@ impl Pipeline {
                 &self.name("alerts"),
             ));
         }
-        out
+        (out, true)
     }
 
     fn seeder_children(&self, obs: &Observed) -> Vec<Desired> {
