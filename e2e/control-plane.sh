@@ -354,13 +354,16 @@ cmd_start() {
     --bind-address=127.0.0.1 --secure-port="$P_KCM" --cert-dir="$DIR/pki/controller-manager" \
     --leader-elect=false --use-service-account-credentials=false \
     --service-account-private-key-file="$DIR/pki/sa.key" --root-ca-file="$DIR/pki/ca.crt" \
-    --service-cluster-ip-range=10.96.0.0/16 --profiling=false
+    --service-cluster-ip-range=10.96.0.0/16 --profiling=false \
+    --kube-api-qps=300 --kube-api-burst=600
+  # (Client rate limits raised: the fleet tests create hundreds of workloads at once, and the
+  # defaults of 20 requests/s would measure the controller-manager, not the operator.)
   spawn kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig="$DIR/kubeconfig" \
     --authentication-kubeconfig="$DIR/kubeconfig" --authorization-kubeconfig="$DIR/kubeconfig" \
     --authentication-skip-lookup=true \
     --bind-address=127.0.0.1 --secure-port="$P_SCHED" --cert-dir="$DIR/pki/scheduler" \
-    --leader-elect=false --profiling=false
+    --leader-elect=false --profiling=false --kube-api-qps=300 --kube-api-burst=600
 
   # kwok: manages nodes annotated kwok.x-k8s.io/node=fake (kwok's convention), HOME pointed
   # into DIR so a stray ~/.kwok/kwok.yaml is never merged into our config. --config is a string
@@ -490,8 +493,8 @@ metadata:
     node-role.kubernetes.io/agent: ""
     type: kwok
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "1000", memory: 4Ti, pods: "5000"}
+  capacity: {cpu: "1000", memory: 4Ti, pods: "5000"}
   nodeInfo: {architecture: amd64, operatingSystem: linux, kubeletVersion: fake, kubeProxyVersion: fake}
 NODE
 }

@@ -45,10 +45,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== Kubernetes control plane for the Rust tests (operator/tests/cluster.rs)"
+echo "== Kubernetes control plane for the Rust tests (operator/tests/{cluster,e2e}.rs)"
 K8S_DIR=$(mktemp -d /tmp/brotr-k8s-tests.XXXXXX)
 bash e2e/control-plane.sh start "$K8S_DIR" >/dev/null
-export KUBECONFIG="$K8S_DIR/kubeconfig"
+# KUBECONFIG (admin) and BROTR_K8S_OPERATOR_KUBECONFIG (the operator's least-privilege user).
+source "$K8S_DIR/env"
 
 echo "== cargo test (ignored tests included: every server and tool above is present)"
 cargo test --workspace --locked -- --include-ignored "${SKIP[@]}"
