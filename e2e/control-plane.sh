@@ -445,7 +445,31 @@ KC
 }
 
 flowschema_yaml() {
+  # Writes first (lower precedence number wins): the operator's writes are counted under
+  # flow_schema="$OPERATOR_USER-writes", everything else it asks under "$OPERATOR_USER".
   cat <<FS
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata:
+  name: $OPERATOR_USER-writes
+spec:
+  matchingPrecedence: 9700
+  priorityLevelConfiguration:
+    name: global-default
+  distinguisherMethod:
+    type: ByUser
+  rules:
+  - subjects:
+    - kind: User
+      user:
+        name: $OPERATOR_USER
+    resourceRules:
+    - verbs: ["create", "update", "patch", "delete", "deletecollection"]
+      apiGroups: ["*"]
+      resources: ["*"]
+      clusterScope: true
+      namespaces: ["*"]
+---
 apiVersion: flowcontrol.apiserver.k8s.io/v1
 kind: FlowSchema
 metadata:

@@ -51,7 +51,11 @@ where
 }
 
 /// The `type` condition of a BrotrDeployment or RelayMonitor, with the generations.
-async fn condition(api: &Api<Value2>, name: &str, type_: &str) -> Option<(String, String, i64, i64)> {
+async fn condition(
+    api: &Api<Value2>,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, i64, i64)> {
     let o = api.get(name).await.ok()?;
     let generation = o.metadata.generation.unwrap_or_default();
     let c = o.data["status"]["conditions"]
@@ -88,7 +92,15 @@ async fn wait_ready(c: &Client, ns: &str, kind: &str, name: &str, secs: u64) {
 }
 
 /// Waits for a condition status and reason on the current generation.
-async fn wait_condition(c: &Client, ns: &str, kind: &str, name: &str, type_: &str, status: &str, reason: &str) {
+async fn wait_condition(
+    c: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) {
     let api = dyn_api(c, ns, kind);
     eventually(&format!("{kind} {name} {type_}={status}/{reason}"), 60, || async {
         matches!(condition(&api, name, type_).await,
@@ -103,20 +115,47 @@ async fn children(c: &Client, ns: &str, uid: &str) -> BTreeMap<String, (String, 
     let mut out = BTreeMap::new();
     macro_rules! collect {
         ($t:ty, $kind:literal, $version:expr) => {
-            for o in Api::<$t>::namespaced(c.clone(), ns).list(&lp).await.unwrap() {
+            for o in Api::<$t>::namespaced(c.clone(), ns)
+                .list(&lp)
+                .await
+                .unwrap()
+            {
                 let v: fn(&$t) -> String = $version;
-                out.insert(format!("{}/{}", $kind, o.name_any()), (v(&o), o.uid().unwrap_or_default()));
+                out.insert(
+                    format!("{}/{}", $kind, o.name_any()),
+                    (v(&o), o.uid().unwrap_or_default()),
+                );
             }
         };
     }
     // Workloads by generation (their status changes their resourceVersion), the rest by
     // resourceVersion.
-    collect!(Deployment, "Deployment", |o| o.metadata.generation.unwrap_or_default().to_string());
-    collect!(StatefulSet, "StatefulSet", |o| o.metadata.generation.unwrap_or_default().to_string());
-    collect!(CronJob, "CronJob", |o| o.metadata.generation.unwrap_or_default().to_string());
-    collect!(Job, "Job", |o| o.metadata.generation.unwrap_or_default().to_string());
-    collect!(ConfigMap, "ConfigMap", |o| o.resource_version().unwrap_or_default());
-    collect!(Service, "Service", |o| o.resource_version().unwrap_or_default());
+    collect!(Deployment, "Deployment", |o| o
+        .metadata
+        .generation
+        .unwrap_or_default()
+        .to_string());
+    collect!(StatefulSet, "StatefulSet", |o| o
+        .metadata
+        .generation
+        .unwrap_or_default()
+        .to_string());
+    collect!(CronJob, "CronJob", |o| o
+        .metadata
+        .generation
+        .unwrap_or_default()
+        .to_string());
+    collect!(Job, "Job", |o| o
+        .metadata
+        .generation
+        .unwrap_or_default()
+        .to_string());
+    collect!(ConfigMap, "ConfigMap", |o| o
+        .resource_version()
+        .unwrap_or_default());
+    collect!(Service, "Service", |o| o
+        .resource_version()
+        .unwrap_or_default());
     out
 }
 
@@ -158,12 +197,20 @@ async fn a_full_pipeline_with_tor_migrates_first_then_becomes_ready() {
         .unwrap()
         .items
         .remove(0);
-    let done = migration.status.unwrap().completion_time.expect("completed").0;
+    let done = migration
+        .status
+        .unwrap()
+        .completion_time
+        .expect("completed")
+        .0;
     let deployments: Api<Deployment> = Api::namespaced(c.clone(), &ns);
     for d in deployments.list(&ListParams::default()).await.unwrap() {
         let name = d.name_any();
         let created = d.metadata.creation_timestamp.unwrap().0;
-        assert!(created >= done, "{name} created at {created}, before the migration completed at {done}");
+        assert!(
+            created >= done,
+            "{name} created at {created}, before the migration completed at {done}"
+        );
         // Tor as a native sidecar where relays are contacted.
         let pod = d.spec.unwrap().template.spec.unwrap();
         let init: Vec<_> = pod.init_containers.unwrap_or_default();
@@ -175,12 +222,21 @@ async fn a_full_pipeline_with_tor_migrates_first_then_becomes_ready() {
         }
         assert_eq!(pod.automount_service_account_token, Some(false));
     }
-    let sts: StatefulSet = Api::namespaced(c.clone(), &ns).get("bigbrotr-sync").await.unwrap();
+    let sts: StatefulSet = Api::namespaced(c.clone(), &ns)
+        .get("bigbrotr-sync")
+        .await
+        .unwrap();
     assert_eq!(sts.spec.unwrap().replicas, Some(3));
-    let bd: BrotrDeployment = Api::namespaced(c.clone(), &ns).get("bigbrotr").await.unwrap();
+    let bd: BrotrDeployment = Api::namespaced(c.clone(), &ns)
+        .get("bigbrotr")
+        .await
+        .unwrap();
     let st = bd.status.unwrap();
     assert_eq!(st.components.unwrap().synchronizer.unwrap().ready, 3);
-    assert_eq!(st.image.as_deref(), Some("ghcr.io/example/brotr-probe:0.1.0"));
+    assert_eq!(
+        st.image.as_deref(),
+        Some("ghcr.io/example/brotr-probe:0.1.0")
+    );
     op.assert_never_forbidden().await;
 }
 
@@ -214,25 +270,49 @@ async fn edits_change_exactly_the_children_they_concern() {
     .await
     .unwrap();
     eventually("3 shards ready", 60, || async {
-        api.get("edited").await.ok().and_then(|b| b.status).and_then(|s| s.components).and_then(|c| c.synchronizer).is_some_and(|s| s.ready == 3)
-            && api.get("edited").await.is_ok_and(|b| b.status.is_some_and(|s| s.observed_generation == Some(2)))
+        api.get("edited")
+            .await
+            .ok()
+            .and_then(|b| b.status)
+            .and_then(|s| s.components)
+            .and_then(|c| c.synchronizer)
+            .is_some_and(|s| s.ready == 3)
+            && api
+                .get("edited")
+                .await
+                .is_ok_and(|b| b.status.is_some_and(|s| s.observed_generation == Some(2)))
     })
     .await;
     wait_ready(&c, &ns, "BrotrDeployment", "edited", 60).await;
     let after = children(&c, &ns, &uid).await;
-    let changed: Vec<&String> = before.keys().filter(|k| after.get(*k) != before.get(*k)).collect();
+    let changed: Vec<&String> = before
+        .keys()
+        .filter(|k| after.get(*k) != before.get(*k))
+        .collect();
     assert_eq!(
         changed,
-        ["ConfigMap/edited-config", "Deployment/edited-finder", "Deployment/edited-validator", "StatefulSet/edited-sync"],
+        [
+            "ConfigMap/edited-config",
+            "Deployment/edited-finder",
+            "Deployment/edited-validator",
+            "StatefulSet/edited-sync"
+        ],
         "before {before:?}\nafter {after:?}"
     );
-    assert!(!after.contains_key("Deployment/edited-finder"), "the finder is gone");
+    assert!(
+        !after.contains_key("Deployment/edited-finder"),
+        "the finder is gone"
+    );
     // Exactly those writes: the config, the validator and the shards applied, the finder
     // deleted; the rest are status patches (and an Event or two).
     let m = op.metrics().await;
     let count = |kind: &str, verb: &str| -> f64 {
         m.lines()
-            .filter(|l| l.starts_with("brotr_operator_writes_total") && l.contains(&format!("kind=\"{kind}\"")) && l.contains(&format!("verb=\"{verb}\"")))
+            .filter(|l| {
+                l.starts_with("brotr_operator_writes_total")
+                    && l.contains(&format!("kind=\"{kind}\""))
+                    && l.contains(&format!("verb=\"{verb}\""))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
@@ -259,29 +339,67 @@ async fn a_spec_the_probe_rejects_is_stalled_and_the_others_keep_reconciling() {
     good["spec"]["database"] = json!({"external": {"urlSecretRef": {"name": "pg", "key": "uri"}}});
     secret(&c, &ns, "pg", "uri", "postgres://x").await;
     let _: BrotrDeployment = create(&c, &ns, good).await;
-    wait_condition(&c, &ns, "BrotrDeployment", "bad", "Stalled", "True", "InvalidSpec").await;
+    wait_condition(
+        &c,
+        &ns,
+        "BrotrDeployment",
+        "bad",
+        "Stalled",
+        "True",
+        "InvalidSpec",
+    )
+    .await;
     wait_ready(&c, &ns, "BrotrDeployment", "good", 90).await;
     let api: Api<BrotrDeployment> = Api::namespaced(c.clone(), &ns);
     let bad = api.get("bad").await.unwrap();
-    let msg = bad.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap().message;
-    assert!(msg.starts_with("spec.synchronizer.settings.filters"), "{msg}");
+    let msg = bad
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap()
+        .message;
+    assert!(
+        msg.starts_with("spec.synchronizer.settings.filters"),
+        "{msg}"
+    );
     // A Warning Event says so.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.clone(), &ns);
     eventually("a Warning Event InvalidSpec", 30, || async {
-        events.list(&ListParams::default()).await.unwrap().items.iter().any(|e| {
-            e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("InvalidSpec")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bad")
-        })
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("InvalidSpec")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bad")
+            })
     })
     .await;
     // Nothing was created for it.
     let deployments: Api<Deployment> = Api::namespaced(c.clone(), &ns);
-    let names: Vec<String> = deployments.list(&ListParams::default()).await.unwrap().iter().map(|d| d.name_any()).collect();
+    let names: Vec<String> = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.name_any())
+        .collect();
     assert!(names.iter().all(|n| n.starts_with("good-")), "{names:?}");
     // Fixing it heals it.
-    api.patch("bad", &PatchParams::default(), &Patch::Merge(json!({"spec": {"synchronizer": {"settings": {"filters": [{"kinds": [1]}]}}}})))
-        .await
-        .unwrap();
+    api.patch(
+        "bad",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"synchronizer": {"settings": {"filters": [{"kinds": [1]}]}}}}),
+        ),
+    )
+    .await
+    .unwrap();
     wait_ready(&c, &ns, "BrotrDeployment", "bad", 90).await;
     op.assert_never_forbidden().await;
 }
@@ -300,23 +418,62 @@ async fn a_missing_secret_is_waited_for_and_a_refusing_migration_stalls() {
     setup(&c).await;
     let ns = namespace(&c, "e2e-refs").await;
     let op = Operator::start(&[&ns], &[]);
-    let mut v = bad_free("waits");
-    v["spec"]["database"] = json!({"external": {"urlSecretRef": {"name": "later", "key": "uri"}}});
-    let _: BrotrDeployment = create(&c, &ns, v).await;
-    wait_condition(&c, &ns, "BrotrDeployment", "waits", "Reconciling", "True", "WaitingForReference").await;
+    // README's example, applied before its Secret exists.
+    let _: BrotrDeployment = create(&c, &ns, example("brotrdeployment-minimal.yaml")).await;
+    wait_condition(
+        &c,
+        &ns,
+        "BrotrDeployment",
+        "minimal",
+        "Reconciling",
+        "True",
+        "WaitingForReference",
+    )
+    .await;
     let api = dyn_api(&c, &ns, "BrotrDeployment");
-    assert_eq!(condition(&api, "waits", "Stalled").await.unwrap().0, "False");
-    secret(&c, &ns, "later", "uri", "postgres://x").await;
-    wait_ready(&c, &ns, "BrotrDeployment", "waits", 90).await;
+    assert_eq!(
+        condition(&api, "minimal", "Stalled").await.unwrap().0,
+        "False"
+    );
+    secret(
+        &c,
+        &ns,
+        "pg-app",
+        "uri",
+        "postgres://brotr:secret@db:5432/brotr",
+    )
+    .await;
+    wait_ready(&c, &ns, "BrotrDeployment", "minimal", 90).await;
+    let bd: BrotrDeployment = Api::namespaced(c.clone(), &ns)
+        .get("minimal")
+        .await
+        .unwrap();
+    assert_eq!(bd.status.unwrap().shards, Some(1));
 
     // A migration that exits with code 2 (kwok plays it from the pod annotation) stalls.
     let mut v = bad_free("refuses");
-    v["spec"]["database"] = json!({"external": {"urlSecretRef": {"name": "later", "key": "uri"}}});
+    v["spec"]["database"] = json!({"external": {"urlSecretRef": {"name": "pg-app", "key": "uri"}}});
     v["spec"]["podOverrides"] = json!({"annotations": {"brotr.dev/kwok-exit-code": "2"}});
     let _: BrotrDeployment = create(&c, &ns, v).await;
-    wait_condition(&c, &ns, "BrotrDeployment", "refuses", "Stalled", "True", "MigrationFailed").await;
+    wait_condition(
+        &c,
+        &ns,
+        "BrotrDeployment",
+        "refuses",
+        "Stalled",
+        "True",
+        "MigrationFailed",
+    )
+    .await;
     let deployments: Api<Deployment> = Api::namespaced(c.clone(), &ns);
-    assert!(deployments.list(&ListParams::default()).await.unwrap().iter().all(|d| !d.name_any().starts_with("refuses-")));
+    assert!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| !d.name_any().starts_with("refuses-"))
+    );
     op.assert_never_forbidden().await;
 }
 
@@ -334,27 +491,73 @@ async fn deleting_a_pipeline_removes_every_child_and_stopped_scales_to_zero() {
     wait_ready(&c, &ns, "BrotrDeployment", "gone", 90).await;
 
     let api: Api<BrotrDeployment> = Api::namespaced(c.clone(), &ns);
-    api.patch("gone", &PatchParams::default(), &Patch::Merge(json!({"spec": {"stopped": true}})))
-        .await
-        .unwrap();
-    wait_condition(&c, &ns, "BrotrDeployment", "gone", "Ready", "True", "Stopped").await;
+    api.patch(
+        "gone",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"stopped": true}})),
+    )
+    .await
+    .unwrap();
+    wait_condition(
+        &c,
+        &ns,
+        "BrotrDeployment",
+        "gone",
+        "Ready",
+        "True",
+        "Stopped",
+    )
+    .await;
     let deployments: Api<Deployment> = Api::namespaced(c.clone(), &ns);
     for d in deployments.list(&ListParams::default()).await.unwrap() {
-        assert_eq!(d.spec.unwrap().replicas, Some(0), "{}", d.metadata.name.unwrap());
+        assert_eq!(
+            d.spec.unwrap().replicas,
+            Some(0),
+            "{}",
+            d.metadata.name.unwrap()
+        );
     }
     let crons: Api<CronJob> = Api::namespaced(c.clone(), &ns);
-    assert!(crons.list(&ListParams::default()).await.unwrap().iter().all(|c| c.spec.as_ref().unwrap().suspend == Some(true)));
+    assert!(
+        crons
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.spec.as_ref().unwrap().suspend == Some(true))
+    );
 
     // Paused: an edit changes nothing.
-    api.patch("gone", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true, "synchronizer": {"shards": 5}}})))
+    api.patch(
+        "gone",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": true, "synchronizer": {"shards": 5}}})),
+    )
+    .await
+    .unwrap();
+    wait_condition(
+        &c,
+        &ns,
+        "BrotrDeployment",
+        "gone",
+        "Reconciling",
+        "False",
+        "Paused",
+    )
+    .await;
+    let sts: StatefulSet = Api::namespaced(c.clone(), &ns)
+        .get("gone-sync")
         .await
         .unwrap();
-    wait_condition(&c, &ns, "BrotrDeployment", "gone", "Reconciling", "False", "Paused").await;
-    let sts: StatefulSet = Api::namespaced(c.clone(), &ns).get("gone-sync").await.unwrap();
     assert_eq!(sts.spec.unwrap().replicas, Some(0));
 
-    api.delete("gone", &DeleteParams::foreground()).await.unwrap();
-    eventually("every child garbage-collected", 60, || async { children(&c, &ns, &uid).await.is_empty() }).await;
+    api.delete("gone", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("every child garbage-collected", 60, || async {
+        children(&c, &ns, &uid).await.is_empty()
+    })
+    .await;
     op.assert_never_forbidden().await;
 }
 
@@ -362,7 +565,11 @@ async fn deleting_a_pipeline_removes_every_child_and_stopped_scales_to_zero() {
 async fn fleet(c: &Client, ns: &str, n: usize) {
     secret(c, ns, "fleet-key", "nsec", "00").await;
     for i in 0..n {
-        let mode = if i % 2 == 0 { json!({"interval": "30m"}) } else { json!({"schedule": "*/30 * * * *"}) };
+        let mode = if i % 2 == 0 {
+            json!({"interval": "30m"})
+        } else {
+            json!({"schedule": "*/30 * * * *"})
+        };
         let mut spec = json!({
             "identity": {"keySecretRef": {"name": "fleet-key", "key": "nsec"}},
             "targets": {"relays": [format!("wss://relay{i}.example.org")]},
@@ -391,7 +598,9 @@ async fn all_ready(c: &Client, ns: &str, n: usize) -> bool {
         && list.iter().all(|m| {
             m.status.as_ref().is_some_and(|s| {
                 s.observed_generation == m.metadata.generation
-                    && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
             })
         })
 }
@@ -408,23 +617,40 @@ async fn fifty_monitors_become_ready_and_a_restart_writes_nothing() {
     op.assert_never_forbidden().await;
     let api: Api<RelayMonitor> = Api::namespaced(c.clone(), &ns);
     let versions = |l: kube::api::ObjectList<RelayMonitor>| -> BTreeMap<String, String> {
-        l.iter().map(|m| (m.name_any(), m.resource_version().unwrap_or_default())).collect()
+        l.iter()
+            .map(|m| (m.name_any(), m.resource_version().unwrap_or_default()))
+            .collect()
     };
     // Settled: the fleet's children stop changing.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = versions(api.list(&ListParams::default()).await.unwrap());
     let kids_before = children_of_all(&c, &ns).await;
-    assert_eq!(op.stop().map(|s| s.success()), Some(true), "SIGTERM ends the operator cleanly:\n{}", op.log());
+    assert_eq!(
+        op.stop().map(|s| s.success()),
+        Some(true),
+        "SIGTERM ends the operator cleanly:\n{}",
+        op.log()
+    );
 
     let op = Operator::start(&[&ns], &[]);
     op.ready().await;
-    eventually("every monitor reconciled once after the restart", 60, || async {
-        op.metric("brotr_operator_reconciles_total").await >= 50.0
-    })
+    eventually(
+        "every monitor reconciled once after the restart",
+        60,
+        || async { op.metric("brotr_operator_reconciles_total").await >= 50.0 },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(op.writes().await, 0.0, "a restart must not write:\n{}", op.metrics().await);
-    assert_eq!(versions(api.list(&ListParams::default()).await.unwrap()), before);
+    assert_eq!(
+        op.writes().await,
+        0.0,
+        "a restart must not write:\n{}",
+        op.metrics().await
+    );
+    assert_eq!(
+        versions(api.list(&ListParams::default()).await.unwrap()),
+        before
+    );
     assert_eq!(children_of_all(&c, &ns).await, kids_before);
     op.assert_never_forbidden().await;
 }
@@ -432,14 +658,35 @@ async fn fifty_monitors_become_ready_and_a_restart_writes_nothing() {
 async fn children_of_all(c: &Client, ns: &str) -> BTreeMap<String, String> {
     let lp = ListParams::default().labels("app.kubernetes.io/managed-by=brotr-operator");
     let mut out = BTreeMap::new();
-    for o in Api::<ConfigMap>::namespaced(c.clone(), ns).list(&lp).await.unwrap() {
-        out.insert(format!("cm/{}", o.name_any()), o.resource_version().unwrap_or_default());
+    for o in Api::<ConfigMap>::namespaced(c.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+    {
+        out.insert(
+            format!("cm/{}", o.name_any()),
+            o.resource_version().unwrap_or_default(),
+        );
     }
-    for o in Api::<CronJob>::namespaced(c.clone(), ns).list(&lp).await.unwrap() {
-        out.insert(format!("cj/{}", o.name_any()), o.metadata.generation.unwrap_or_default().to_string());
+    for o in Api::<CronJob>::namespaced(c.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+    {
+        out.insert(
+            format!("cj/{}", o.name_any()),
+            o.metadata.generation.unwrap_or_default().to_string(),
+        );
     }
-    for o in Api::<Deployment>::namespaced(c.clone(), ns).list(&lp).await.unwrap() {
-        out.insert(format!("dep/{}", o.name_any()), o.metadata.generation.unwrap_or_default().to_string());
+    for o in Api::<Deployment>::namespaced(c.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+    {
+        out.insert(
+            format!("dep/{}", o.name_any()),
+            o.metadata.generation.unwrap_or_default().to_string(),
+        );
     }
     out
 }
@@ -459,7 +706,11 @@ async fn a_second_replica_takes_over_when_the_leader_dies() {
         a.metric("brotr_operator_leader").await + b.metric("brotr_operator_leader").await == 1.0
     })
     .await;
-    let (leader, follower) = if a.metric("brotr_operator_leader").await == 1.0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    let (leader, follower) = if a.metric("brotr_operator_leader").await == 1.0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
     secret(&c, &ns, "pg", "uri", "postgres://x").await;
     let mut v = bad_free("first");
     v["spec"]["database"] = json!({"external": {"urlSecretRef": {"name": "pg", "key": "uri"}}});
@@ -473,7 +724,10 @@ async fn a_second_replica_takes_over_when_the_leader_dies() {
     wait_ready(&c, &ns, "BrotrDeployment", "second", 30).await;
     let took = killed.elapsed();
     assert_eq!(follower.metric("brotr_operator_leader").await, 1.0);
-    eprintln!("takeover: the follower made the second pipeline Ready {:.1} s after the leader was killed", took.as_secs_f64());
+    eprintln!(
+        "takeover: the follower made the second pipeline Ready {:.1} s after the leader was killed",
+        took.as_secs_f64()
+    );
     assert!(took < Duration::from_secs(30));
     follower.assert_never_forbidden().await;
 }

@@ -154,10 +154,16 @@ impl Scope {
     }
 }
 
+/// Page size of the initial lists: a smaller page bounds the memory a list takes at once.
+const PAGE: u32 = 100;
+
+/// A label-selected watch of `K` feeding a cache; `prune` drops what the controllers never read
+/// (managed fields, pod templates) before it is cached: most of a workload's bytes.
 fn full<K>(
     client: &Client,
     scope: &Scope,
     selector: &str,
+    prune: fn(&mut K),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>,
@@ -172,51 +178,61 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let cfg = watcher::Config::default().labels(selector);
-    let stream = reflector::reflector(writer, watcher(scope.api::<K>(client), cfg))
+    let cfg = watcher::Config::default().labels(selector).page_size(PAGE);
+    let stream = watcher(scope.api::<K>(client), cfg)
         .default_backoff()
-        .touched_objects();
+        .modify(prune);
+    let stream = reflector::reflector(writer, stream).touched_objects();
     (reader, stream)
 }
 
-fn meta<K>(
-    client: &Client,
-    scope: &Scope,
-    selector: &str,
-) -> (
-    Store<PartialObjectMeta<K>>,
-    impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>,
-)
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let cfg = watcher::Config::default().labels(selector);
-    let stream = reflector::reflector(
-        writer,
-        watcher(scope.api::<PartialObjectMeta<K>>(client), cfg),
-    )
-    .default_backoff()
-    .touched_objects();
-    (reader, stream)
+/// Drops managed fields: the largest part of most objects' metadata, never read here.
+pub fn prune_meta<K: ResourceExt>(o: &mut K) {
+    o.managed_fields_mut().clear();
+}
+
+fn prune_deployment(d: &mut Deployment) {
+    prune_meta(d);
+    if let Some(s) = d.spec.as_mut() {
+        s.template = Default::default();
+    }
+}
+
+fn prune_stateful_set(d: &mut StatefulSet) {
+    prune_meta(d);
+    if let Some(s) = d.spec.as_mut() {
+        s.template = Default::default();
+        s.volume_claim_templates = None;
+    }
+}
+
+fn prune_job(j: &mut Job) {
+    prune_meta(j);
+    if let Some(s) = j.spec.as_mut() {
+        s.template = Default::default();
+        s.pod_failure_policy = None;
+    }
+}
+
+fn prune_cron_job(j: &mut CronJob) {
+    prune_meta(j);
+    if let Some(s) = j.spec.as_mut() {
+        s.job_template = Default::default();
+    }
 }
 
 impl Children {
     /// Caches and their streams for the children of `owner_kind`.
     pub fn watch(client: &Client, scope: &Scope, owner_kind: &str) -> (Children, ChildStreams) {
         let sel = format!("{MANAGED_BY}={MANAGER},{OWNER_KIND}={owner_kind}");
-        let (config_maps, cm) = meta::<ConfigMap>(client, scope, &sel);
-        let (services, svc) = meta::<Service>(client, scope, &sel);
-        let (jobs, job) = full::<Job>(client, scope, &sel);
-        let (deployments, dep) = full::<Deployment>(client, scope, &sel);
-        let (stateful_sets, sts) = full::<StatefulSet>(client, scope, &sel);
-        let (cron_jobs, cj) = full::<CronJob>(client, scope, &sel);
+        // ConfigMaps and Services: only their metadata is ever read.
+        let (config_maps, cm) =
+            full::<PartialObjectMeta<ConfigMap>>(client, scope, &sel, prune_meta);
+        let (services, svc) = full::<PartialObjectMeta<Service>>(client, scope, &sel, prune_meta);
+        let (jobs, job) = full::<Job>(client, scope, &sel, prune_job);
+        let (deployments, dep) = full::<Deployment>(client, scope, &sel, prune_deployment);
+        let (stateful_sets, sts) = full::<StatefulSet>(client, scope, &sel, prune_stateful_set);
+        let (cron_jobs, cj) = full::<CronJob>(client, scope, &sel, prune_cron_job);
         (
             Children {
                 config_maps,

@@ -10,11 +10,11 @@ use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
-use super::{Children, Context, Scope, brotr_deployment, relay_monitor};
+use super::{Children, Context, Scope, brotr_deployment, prune_meta, relay_monitor};
 use crate::crd::{BrotrDeployment, RelayMonitor};
 use crate::plan::Defaults;
 use crate::render::{INSTANCE, MANAGED_BY, MANAGER, OWNER_KIND};
@@ -114,6 +114,31 @@ fn config(opts: &Options) -> controller::Config {
         .debounce(Duration::from_millis(500))
 }
 
+/// A controller of `K` over a watch whose objects are cached without their managed fields
+/// (wrapped, so one object that does not parse is reported instead of breaking the watch).
+fn main_controller<K>(client: &Client, scope: &Scope) -> Controller<DeserializeGuard<K>>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        scope.api::<DeserializeGuard<K>>(client),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(prune_meta);
+    Controller::for_stream(
+        reflector::reflector(writer, stream).applied_objects(),
+        reader,
+    )
+}
+
 type BdStore = kube::runtime::reflector::Store<DeserializeGuard<BrotrDeployment>>;
 
 fn brotr_deployments<S>(
@@ -127,9 +152,8 @@ fn brotr_deployments<S>(
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let api = scope.api::<DeserializeGuard<BrotrDeployment>>(client);
     let (children, streams) = Children::watch(client, scope, "BrotrDeployment");
-    let c = Controller::new(api, watcher::Config::default().any_semantic());
+    let c = main_controller::<BrotrDeployment>(client, scope);
     let store = c.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -169,9 +193,8 @@ fn relay_monitors<S>(
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let api = scope.api::<DeserializeGuard<RelayMonitor>>(client);
     let (children, streams) = Children::watch(client, scope, "RelayMonitor");
-    let c = Controller::new(api, watcher::Config::default().any_semantic());
+    let c = main_controller::<RelayMonitor>(client, scope);
     let monitors = c.store();
     let ctx = Arc::new(Context::new(
         client.clone(),

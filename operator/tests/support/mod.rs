@@ -114,7 +114,9 @@ pub async fn secret(c: &Client, ns: &str, name: &str, key: &str, value: &str) {
         "stringData": {key: value},
     }))
     .unwrap();
-    api.create(&PostParams::default(), &s).await.expect("create Secret");
+    api.create(&PostParams::default(), &s)
+        .await
+        .expect("create Secret");
 }
 
 /// Polls `check` every 200 ms for up to `secs` seconds.
@@ -199,7 +201,9 @@ impl Operator {
         }
         let mut body = String::new();
         let _ = s.read_to_string(&mut body).await;
-        body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+        body.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
     }
 
     /// Writes the operator made (children, statuses, Events).
@@ -230,7 +234,9 @@ impl Operator {
     /// Stops the process with SIGTERM and waits for it.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
