@@ -499,27 +499,6 @@ pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_js
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn merge_patches_remove_what_is_gone_and_keep_what_is_equal() {
-        let old = json!({"a": 1, "b": {"x": 1, "y": "stale"}, "c": [1, 2], "d": true});
-        let new = json!({"a": 1, "b": {"x": 2}, "c": [3]});
-        let p = merge_patch(&old, &new);
-        assert_eq!(p, json!({"b": {"x": 2, "y": null}, "c": [3], "d": null}));
-        assert_eq!(merge_patch(&new, &new), json!({}));
-    }
-
-    #[test]
-    fn retries_back_off_to_five_minutes() {
-        let d: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
-        assert_eq!(d, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-    }
-}
-
 /// What a reconcile decided: the verdict for the status, and when to look again.
 pub struct Outcome {
     pub verdict: Verdict,
@@ -560,5 +539,26 @@ impl Outcome {
             verdict: Verdict::new(State::Stalled, e.reason(), e.to_string()),
             requeue: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patches_remove_what_is_gone_and_keep_what_is_equal() {
+        let old = json!({"a": 1, "b": {"x": 1, "y": "stale"}, "c": [1, 2], "d": true});
+        let new = json!({"a": 1, "b": {"x": 2}, "c": [3]});
+        let p = merge_patch(&old, &new);
+        assert_eq!(p, json!({"b": {"x": 2, "y": null}, "c": [3], "d": null}));
+        assert_eq!(merge_patch(&new, &new), json!({}));
+    }
+
+    #[test]
+    fn retries_back_off_to_five_minutes() {
+        let d: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(d, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
     }
 }
