@@ -2,94 +2,39 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 
 use super::apply::{self, Applied};
-use super::{Context, Error, Outcome, readiness, write_status};
+use super::{Context, Error, Outcome, readiness};
 use crate::crd::brotr_deployment::{
     BrotrDeployment, BrotrDeploymentStatus, ComponentsStatus, JobState, JobStatus,
 };
 use crate::plan::brotr_deployment::{Observed, Pipeline, SeedSource, Service, validate};
 use crate::render::pod::DatabaseRef;
 use crate::render::{ChildKind, content_hash};
-use crate::status::{self, State, Verdict};
+use crate::status::{State, Verdict};
 
-const KIND: &str = "BrotrDeployment";
-
-/// One reconcile of a BrotrDeployment (wrapped so one that does not parse is reported, not
-/// a stalled watch).
+/// One reconcile of a BrotrDeployment.
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<BrotrDeployment>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    ctx.children.ready().await;
-    let started = Instant::now();
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let bd = match &obj.0 {
-        Ok(bd) => bd,
-        Err(invalid) => {
-            tracing::warn!(name = ?invalid.metadata.name, error = %invalid.error, "a BrotrDeployment does not parse");
-            ctx.metrics
-                .failures
-                .with_label_values(&[KIND, "InvalidObject"])
-                .inc();
-            return Ok(Action::await_change());
-        }
-    };
-    if bd.metadata.deletion_timestamp.is_some() {
-        // Children carry owner references: garbage collection removes them.
-        return Ok(Action::await_change());
-    }
-    let key = format!("{}/{}", bd.namespace().unwrap_or_default(), bd.name_any());
-    let result = converge(bd, &ctx).await;
-    let (outcome, status) = match result {
-        Ok(o) => o,
-        Err(e) if e.is_permanent() => (Outcome::stalled_by(&e), None),
-        Err(e) => {
-            ctx.metrics
-                .duration
-                .with_label_values(&[KIND])
-                .observe(started.elapsed().as_secs_f64());
-            return Err(e);
-        }
-    };
-    report(bd, &ctx, &outcome, status).await?;
-    ctx.succeeded(&key);
-    ctx.metrics
-        .duration
-        .with_label_values(&[KIND])
-        .observe(started.elapsed().as_secs_f64());
-    Ok(outcome.action())
+    super::reconcile::run(obj, ctx, |bd, ctx| Box::pin(converge(bd, ctx))).await
 }
 
-/// Retries with a growing delay; a permanent error never reaches here (it is a verdict).
 pub fn error_policy(
     obj: Arc<DeserializeGuard<BrotrDeployment>>,
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.metrics
-        .failures
-        .with_label_values(&[KIND, err.reason()])
-        .inc();
-    let key = format!(
-        "{}/{}",
-        obj.meta().namespace.clone().unwrap_or_default(),
-        obj.meta().name.clone().unwrap_or_default()
-    );
-    let delay = ctx.backoff(&key);
-    tracing::warn!(%key, error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    super::reconcile::error_policy(obj, err, ctx)
 }
 
 /// Validates, applies and observes; returns the verdict and the status fields it has.
@@ -393,69 +338,6 @@ fn verdict(
         );
     }
     Verdict::new(state, reason, message)
-}
-
-/// Writes the status when it changed, and an Event when Ready or Stalled flips.
-async fn report(
-    bd: &BrotrDeployment,
-    ctx: &Context,
-    outcome: &Outcome,
-    fields: Option<BrotrDeploymentStatus>,
-) -> Result<(), Error> {
-    let old = bd.status.clone().unwrap_or_default();
-    let generation = bd.metadata.generation.unwrap_or_default();
-    let now = Time(jiff_now());
-    let conditions = status::conditions(&old.conditions, &outcome.verdict, generation, &now);
-    // A verdict without fresh fields (invalid spec, a missing reference) keeps the last ones.
-    let mut new = fields.unwrap_or_else(|| BrotrDeploymentStatus {
-        observed_generation: bd.metadata.generation,
-        ..old.clone()
-    });
-    new.conditions = conditions;
-    let written = write_status(
-        ctx,
-        bd,
-        &serde_json::to_value(&old).unwrap_or_default(),
-        &serde_json::to_value(&new).unwrap_or_default(),
-    )
-    .await?;
-    if written {
-        transition_event(ctx, bd, &old.conditions, &new.conditions, &outcome.verdict).await;
-    }
-    if outcome.verdict.state == State::Stalled {
-        ctx.metrics
-            .failures
-            .with_label_values(&[KIND, &outcome.verdict.reason])
-            .inc();
-    }
-    Ok(())
-}
-
-/// An Event when Ready or Stalled changes status or reason.
-pub async fn transition_event<K: Resource<DynamicType = ()>>(
-    ctx: &Context,
-    obj: &K,
-    old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    new: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    verdict: &Verdict,
-) {
-    let key = |cs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], t: &str| {
-        status::condition(cs, t).map(|c| (c.status.clone(), c.reason.clone()))
-    };
-    if key(old, "Ready") == key(new, "Ready") && key(old, "Stalled") == key(new, "Stalled") {
-        return;
-    }
-    let type_ = match verdict.state {
-        State::Stalled | State::Degraded => EventType::Warning,
-        _ => EventType::Normal,
-    };
-    ctx.event(obj, type_, &verdict.reason, &verdict.message)
-        .await;
-}
-
-/// Now, as the API's timestamp type.
-pub fn jiff_now() -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::now()
 }
 
 /// A password for a new managed database: 32 random alphanumerics.

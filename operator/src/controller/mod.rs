@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod brotr_deployment;
 pub mod readiness;
+pub mod reconcile;
 pub mod relay_monitor;
 pub mod run;
 

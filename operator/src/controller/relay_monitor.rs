@@ -2,70 +2,28 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 
 use super::apply;
-use super::brotr_deployment::{jiff_now, transition_event};
-use super::{Context, Error, Outcome, readiness, write_status};
+use super::{Context, Error, Outcome, readiness};
 use crate::crd::brotr_deployment::{BrotrDeployment, JobState};
 use crate::crd::relay_monitor::{MonitorMode, RelayMonitor, RelayMonitorStatus};
 use crate::plan::relay_monitor::{Monitor, validate};
 use crate::render::{ChildKind, OWNER_UID};
-use crate::status::{self, State, Verdict};
+use crate::status::{State, Verdict};
 
-const KIND: &str = "RelayMonitor";
-
+/// One reconcile of a RelayMonitor.
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<RelayMonitor>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    ctx.children.ready().await;
-    let started = Instant::now();
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let rm = match &obj.0 {
-        Ok(rm) => rm,
-        Err(invalid) => {
-            tracing::warn!(name = ?invalid.metadata.name, error = %invalid.error, "a RelayMonitor does not parse");
-            ctx.metrics
-                .failures
-                .with_label_values(&[KIND, "InvalidObject"])
-                .inc();
-            return Ok(Action::await_change());
-        }
-    };
-    if rm.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let key = format!(
-        "rm/{}/{}",
-        rm.namespace().unwrap_or_default(),
-        rm.name_any()
-    );
-    let (outcome, fields) = match converge(rm, &ctx).await {
-        Ok(o) => o,
-        Err(e) if e.is_permanent() => (Outcome::stalled_by(&e), None),
-        Err(e) => {
-            ctx.metrics
-                .duration
-                .with_label_values(&[KIND])
-                .observe(started.elapsed().as_secs_f64());
-            return Err(e);
-        }
-    };
-    report(rm, &ctx, &outcome, fields).await?;
-    ctx.succeeded(&key);
-    ctx.metrics
-        .duration
-        .with_label_values(&[KIND])
-        .observe(started.elapsed().as_secs_f64());
-    Ok(outcome.action())
+    super::reconcile::run(obj, ctx, |rm, ctx| Box::pin(converge(rm, ctx))).await
 }
 
 pub fn error_policy(
@@ -73,18 +31,7 @@ pub fn error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.metrics
-        .failures
-        .with_label_values(&[KIND, err.reason()])
-        .inc();
-    let key = format!(
-        "rm/{}/{}",
-        obj.meta().namespace.clone().unwrap_or_default(),
-        obj.meta().name.clone().unwrap_or_default()
-    );
-    let delay = ctx.backoff(&key);
-    tracing::warn!(%key, error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    super::reconcile::error_policy(obj, err, ctx)
 }
 
 /// The BrotrDeployment a monitor targets: `Ok(None)` when it names none, `Err` (what to wait
@@ -283,42 +230,4 @@ fn last_run(ctx: &Context, ns: &str, uid: &str) -> Option<(String, JobState)> {
         })
         .max_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0))
         .map(|j| (j.name_any(), readiness::job(&j).0))
-}
-
-async fn report(
-    rm: &RelayMonitor,
-    ctx: &Context,
-    outcome: &Outcome,
-    fields: Option<RelayMonitorStatus>,
-) -> Result<(), Error> {
-    let old = rm.status.clone().unwrap_or_default();
-    let generation = rm.metadata.generation.unwrap_or_default();
-    let conditions = status::conditions(
-        &old.conditions,
-        &outcome.verdict,
-        generation,
-        &Time(jiff_now()),
-    );
-    let mut new = fields.unwrap_or_else(|| RelayMonitorStatus {
-        observed_generation: rm.metadata.generation,
-        ..old.clone()
-    });
-    new.conditions = conditions;
-    let written = write_status(
-        ctx,
-        rm,
-        &serde_json::to_value(&old).unwrap_or_default(),
-        &serde_json::to_value(&new).unwrap_or_default(),
-    )
-    .await?;
-    if written {
-        transition_event(ctx, rm, &old.conditions, &new.conditions, &outcome.verdict).await;
-    }
-    if outcome.verdict.state == State::Stalled {
-        ctx.metrics
-            .failures
-            .with_label_values(&[KIND, &outcome.verdict.reason])
-            .inc();
-    }
-    Ok(())
 }

@@ -263,6 +263,40 @@ service_spec!(
     ValidatorConfig
 );
 
+/// What every service section has: on/off, period, pod knobs, the probe's settings.
+pub trait ServiceKnobs {
+    type Section: super::settings::Section;
+    fn enabled(&self) -> bool;
+    fn interval(&self) -> Option<&str>;
+    fn workload(&self) -> Option<&WorkloadSpec>;
+    fn settings(&self) -> Option<&Settings<Self::Section>>;
+}
+
+macro_rules! knobs {
+    ($t:ty, $section:ty) => {
+        impl ServiceKnobs for $t {
+            type Section = $section;
+            fn enabled(&self) -> bool {
+                self.enabled.unwrap_or(true)
+            }
+            fn interval(&self) -> Option<&str> {
+                self.interval.as_deref()
+            }
+            fn workload(&self) -> Option<&WorkloadSpec> {
+                self.workload.as_ref()
+            }
+            fn settings(&self) -> Option<&Settings<$section>> {
+                self.settings.as_ref()
+            }
+        }
+    };
+}
+
+knobs!(FinderSpec, FinderConfig);
+knobs!(ValidatorSpec, ValidatorConfig);
+knobs!(MonitorServiceSpec, MonitorConfig);
+knobs!(SynchronizerSpec, SyncConfig);
+
 /// The monitor of a BrotrDeployment (NIP-11 + NIP-66 checks of every known relay).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -4,14 +4,11 @@
 //! completed, only the database and that Job are rendered, and the controller leaves the rest
 //! as it is (pods of the previous version keep running during an upgrade).
 
-use brotr_probe::config::{
-    FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig, SyncConfig,
-    ValidatorConfig,
-};
+use brotr_probe::config::{LimitsConfig, MaintainConfig, NetworksConfig};
 
 use super::{Defaults, InvalidSpec, overrides, wants_tor_sidecar};
 use crate::crd::brotr_deployment::{
-    BrotrDeployment, JobState, MaintenanceJob, MetricsSpec, SchemaFlavor,
+    BrotrDeployment, JobState, MaintenanceJob, MetricsSpec, SchemaFlavor, ServiceKnobs,
 };
 use crate::crd::common::{ConfigMapKeyRef, GeoIpSource, PodOverrides, SecretKeyRef, WorkloadSpec};
 use crate::crd::settings::{Section, Settings};
@@ -134,27 +131,32 @@ fn values<T>(s: Option<&Settings<T>>) -> Option<&serde_json::Map<String, serde_j
     s.map(|s| &s.values)
 }
 
-/// Adds a service's section with its interval.
-fn service_section<T: Section>(
+/// Adds a service's section with its interval (`spec_field`: the service's key in the spec).
+fn service_section<S: ServiceKnobs>(
     b: &mut ProbeConfigBuilder,
     spec_field: &str,
-    settings: Option<&Settings<T>>,
-    interval: Option<&str>,
+    spec: Option<&S>,
 ) -> Result<(), InvalidSpec> {
     b.section(
-        T::KEY,
+        S::Section::KEY,
         &format!("spec.{spec_field}.settings"),
-        values(settings),
+        values(spec.and_then(|s| s.settings())),
     );
-    if let Some(i) = interval {
+    if let Some(i) = spec.and_then(|s| s.interval()) {
         let secs = interval_secs(i).ok_or_else(|| {
             InvalidSpec(format!(
                 "spec.{spec_field}.interval: {i:?} is not a duration"
             ))
         })?;
-        b.set(T::KEY, "intervalSecs", secs);
+        b.set(S::Section::KEY, "intervalSecs", secs);
     }
     Ok(())
+}
+
+/// The service's workload, when it is enabled (an absent section runs it with defaults).
+fn wanted<S: ServiceKnobs>(spec: Option<&S>) -> Option<Option<WorkloadSpec>> {
+    spec.is_none_or(|s| s.enabled())
+        .then(|| spec.and_then(|s| s.workload().cloned()))
 }
 
 /// Checks a BrotrDeployment and resolves it into a [`Pipeline`].
@@ -186,33 +188,10 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         "spec.limits",
         values(spec.limits.as_ref()),
     );
-    let f = spec.finder.as_ref();
-    service_section::<FinderConfig>(
-        &mut b,
-        "finder",
-        f.and_then(|s| s.settings.as_ref()),
-        f.and_then(|s| s.interval.as_deref()),
-    )?;
-    let v = spec.validator.as_ref();
-    service_section::<ValidatorConfig>(
-        &mut b,
-        "validator",
-        v.and_then(|s| s.settings.as_ref()),
-        v.and_then(|s| s.interval.as_deref()),
-    )?;
-    service_section::<MonitorConfig>(
-        &mut b,
-        "monitor",
-        monitor.and_then(|s| s.settings.as_ref()),
-        monitor.and_then(|s| s.interval.as_deref()),
-    )?;
-    let sy = spec.synchronizer.as_ref();
-    service_section::<SyncConfig>(
-        &mut b,
-        "synchronizer",
-        sy.and_then(|s| s.settings.as_ref()),
-        sy.and_then(|s| s.interval.as_deref()),
-    )?;
+    service_section(&mut b, "finder", spec.finder.as_ref())?;
+    service_section(&mut b, "validator", spec.validator.as_ref())?;
+    service_section(&mut b, "monitor", monitor)?;
+    service_section(&mut b, "synchronizer", spec.synchronizer.as_ref())?;
     let mt = spec.maintenance.clone().unwrap_or_default();
     b.section(
         <MaintainConfig as Section>::KEY,
@@ -288,22 +267,16 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
             })
         });
 
-    let mut services = Vec::new();
-    if f.is_none_or(|s| enabled(s.enabled)) {
-        services.push((Service::Finder, f.and_then(|s| s.workload.clone())));
-    }
-    if v.is_none_or(|s| enabled(s.enabled)) {
-        services.push((Service::Validator, v.and_then(|s| s.workload.clone())));
-    }
-    if monitor.is_none_or(|s| enabled(s.enabled)) {
-        services.push((Service::Monitor, monitor.and_then(|s| s.workload.clone())));
-    }
-    let sync = sy.is_none_or(|s| enabled(s.enabled)).then(|| {
-        (
-            sy.and_then(|s| s.shards).unwrap_or(1),
-            sy.and_then(|s| s.workload.clone()),
-        )
-    });
+    let services = [
+        (Service::Finder, wanted(spec.finder.as_ref())),
+        (Service::Validator, wanted(spec.validator.as_ref())),
+        (Service::Monitor, wanted(monitor)),
+    ]
+    .into_iter()
+    .filter_map(|(s, w)| Some((s, w?)))
+    .collect();
+    let sy = spec.synchronizer.as_ref();
+    let sync = wanted(sy).map(|w| (sy.and_then(|s| s.shards).unwrap_or(1), w));
 
     let minute = spread(&format!("{}/{}", owner.namespace, owner.name), 60);
     let job = |j: Option<&MaintenanceJob>, step: &'static str, default: String| {
