@@ -149,40 +149,27 @@ async fn sweep(
     let keep: HashSet<(ChildKind, String)> =
         desired.iter().map(|d| (d.kind, d.name.clone())).collect();
     let ns = &plan.owner.namespace;
-    for kind in [
+    let mut kinds = vec![
         ChildKind::ConfigMap,
         ChildKind::Service,
         ChildKind::Job,
         ChildKind::Deployment,
         ChildKind::StatefulSet,
         ChildKind::CronJob,
-    ] {
-        let present = ctx.children.present(kind, ns);
-        apply::sweep(
-            &ctx.client,
-            &ctx.metrics,
-            ns,
-            kind,
-            &plan.owner.uid,
-            present,
-            &keep,
-        )
-        .await?;
-    }
+    ];
     if ctx.prometheus_operator {
-        for kind in [ChildKind::ServiceMonitor, ChildKind::PrometheusRule] {
-            let present = apply::list_owned(&ctx.client, kind, ns, &plan.owner.uid).await?;
-            apply::sweep(
-                &ctx.client,
-                &ctx.metrics,
-                ns,
-                kind,
-                &plan.owner.uid,
-                present,
-                &keep,
-            )
-            .await?;
-        }
+        kinds.extend([ChildKind::ServiceMonitor, ChildKind::PrometheusRule]);
+    }
+    for kind in kinds {
+        let present = match kind {
+            // Nobody caches these: list them.
+            ChildKind::ServiceMonitor | ChildKind::PrometheusRule => {
+                apply::list_owned(&ctx.client, kind, ns, &plan.owner.uid).await?
+            }
+            _ => ctx.children.present(kind, ns),
+        };
+        let uid = &plan.owner.uid;
+        apply::sweep(&ctx.client, &ctx.metrics, ns, kind, uid, present, &keep).await?;
     }
     Ok(())
 }

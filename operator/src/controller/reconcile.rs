@@ -183,46 +183,31 @@ async fn transition_event<K: Resource<DynamicType = ()>>(
         .await;
 }
 
-impl Kstatus for crate::crd::BrotrDeployment {
-    const KIND: &'static str = "BrotrDeployment";
-    type Status = crate::crd::BrotrDeploymentStatus;
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn conditions(s: &Self::Status) -> &[Condition] {
-        &s.conditions
-    }
-    fn with_conditions(
-        s: Self::Status,
-        c: Vec<Condition>,
-        generation: Option<i64>,
-    ) -> Self::Status {
-        Self::Status {
-            conditions: c,
-            observed_generation: generation,
-            ..s
+macro_rules! kstatus {
+    ($kind:ident, $status:ident) => {
+        impl Kstatus for crate::crd::$kind {
+            const KIND: &'static str = stringify!($kind);
+            type Status = crate::crd::$status;
+            fn status(&self) -> Option<&Self::Status> {
+                self.status.as_ref()
+            }
+            fn conditions(s: &Self::Status) -> &[Condition] {
+                &s.conditions
+            }
+            fn with_conditions(
+                s: Self::Status,
+                c: Vec<Condition>,
+                generation: Option<i64>,
+            ) -> Self::Status {
+                Self::Status {
+                    conditions: c,
+                    observed_generation: generation,
+                    ..s
+                }
+            }
         }
-    }
+    };
 }
 
-impl Kstatus for crate::crd::RelayMonitor {
-    const KIND: &'static str = "RelayMonitor";
-    type Status = crate::crd::RelayMonitorStatus;
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn conditions(s: &Self::Status) -> &[Condition] {
-        &s.conditions
-    }
-    fn with_conditions(
-        s: Self::Status,
-        c: Vec<Condition>,
-        generation: Option<i64>,
-    ) -> Self::Status {
-        Self::Status {
-            conditions: c,
-            observed_generation: generation,
-            ..s
-        }
-    }
-}
+kstatus!(BrotrDeployment, BrotrDeploymentStatus);
+kstatus!(RelayMonitor, RelayMonitorStatus);

@@ -6,7 +6,7 @@
 
 use brotr_probe::config::{LimitsConfig, MaintainConfig, NetworksConfig};
 
-use super::{Defaults, InvalidSpec, overrides, wants_tor_sidecar};
+use super::{Defaults, InvalidSpec, database_of, operator_keys, overrides, wants_tor_sidecar};
 use crate::crd::brotr_deployment::{
     BrotrDeployment, JobState, MaintenanceJob, MetricsSpec, SchemaFlavor, ServiceKnobs,
 };
@@ -14,8 +14,8 @@ use crate::crd::common::{ConfigMapKeyRef, GeoIpSource, PodOverrides, SecretKeyRe
 use crate::crd::settings::{Section, Settings};
 use crate::render::cron_job::{Schedule, cron_job};
 use crate::render::pod::{
-    DatabaseRef, Image, KEY_FILE, ProbePod, RELAYS_FILE, TOR_PROXY_URL, TorSidecar, env_from_label,
-    geoip_paths, probe_args, template_annotations,
+    DatabaseRef, Image, ProbePod, RELAYS_FILE, TorSidecar, env_from_label, probe_args,
+    template_annotations,
 };
 use crate::render::postgres::{self, Managed};
 use crate::render::probe_config::{ProbeConfigBuilder, RenderedConfig};
@@ -180,9 +180,6 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         "spec.networks",
         values(spec.networks.as_ref()),
     );
-    if tor.is_some() {
-        b.set("networks", "tor.proxyUrl", TOR_PROXY_URL);
-    }
     b.section(
         <LimitsConfig as Section>::KEY,
         "spec.limits",
@@ -198,53 +195,19 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         "spec.maintenance.settings",
         values(mt.settings.as_ref()),
     );
-    if key.is_some() {
-        b.set("monitor", "publish.keyFile", KEY_FILE);
-    }
-    if let Some(g) = &geoip {
-        let (city, asn) = geoip_paths(g);
-        b.set("monitor", "geoip.cityDb", city)
-            .set("monitor", "geoip.asnDb", asn);
-    } else {
-        // No GeoIP source: the geo and net checks have nothing to read; say so rather than
-        // let every cycle warn about missing files.
-        b.set("monitor", "checks.geo.enabled", false)
-            .set("monitor", "checks.net.enabled", false);
-    }
+    operator_keys(&mut b, key.is_some(), tor.is_some(), geoip.as_ref());
     let config = b.build().map_err(InvalidSpec)?;
 
-    let (database, managed) = match (&spec.database.external, &spec.database.managed) {
-        (Some(e), _) => (
-            DatabaseRef::Postgres {
-                url: e.url_secret_ref.clone(),
-                ca: e.ca_secret_ref.clone(),
-            },
-            None,
-        ),
-        (None, Some(m)) => (
-            DatabaseRef::Postgres {
-                url: SecretKeyRef {
-                    name: format!("{}-postgres", owner.name),
-                    key: postgres::URI_KEY.into(),
-                },
-                ca: None,
-            },
-            Some(ManagedDb {
-                image: m
-                    .image
-                    .clone()
-                    .unwrap_or_else(|| defaults.postgres_image.clone()),
-                storage: m.storage.clone(),
-                storage_class: m.storage_class_name.clone(),
-                resources: m.resources.clone(),
-            }),
-        ),
-        (None, None) => {
-            return Err(InvalidSpec(
-                "spec.database: set exactly one of external or managed".into(),
-            ));
-        }
-    };
+    let database = database_of(bd);
+    let managed = spec.database.managed.as_ref().map(|m| ManagedDb {
+        image: m
+            .image
+            .clone()
+            .unwrap_or_else(|| defaults.postgres_image.clone()),
+        storage: m.storage.clone(),
+        storage_class: m.storage_class_name.clone(),
+        resources: m.resources.clone(),
+    });
 
     let seeder = spec
         .seeder

@@ -83,6 +83,56 @@ pub fn wants_tor_sidecar(networks: Option<&serde_json::Map<String, serde_json::V
     enabled && tor.and_then(|t| t.get("proxyUrl")).is_none()
 }
 
+/// The keys of the probe config the operator owns for a pod that may have a key, a Tor
+/// sidecar and GeoIP databases mounted.
+pub fn operator_keys(
+    b: &mut crate::render::probe_config::ProbeConfigBuilder,
+    key: bool,
+    tor: bool,
+    geoip: Option<&crate::crd::common::GeoIpSource>,
+) {
+    use crate::render::pod::{KEY_FILE, TOR_PROXY_URL, geoip_paths};
+    if key {
+        b.set("monitor", "publish.keyFile", KEY_FILE);
+    }
+    if tor {
+        b.set("networks", "tor.proxyUrl", TOR_PROXY_URL);
+    }
+    if let Some(g) = geoip {
+        let (city, asn) = geoip_paths(g);
+        b.set("monitor", "geoip.cityDb", city)
+            .set("monitor", "geoip.asnDb", asn);
+    } else {
+        // No GeoIP source: the geo and net checks have nothing to read; say so rather than
+        // let every cycle warn about missing files.
+        b.set("monitor", "checks.geo.enabled", false)
+            .set("monitor", "checks.net.enabled", false);
+    }
+}
+
+/// The database a BrotrDeployment's pods use: its external URL Secret, or its managed
+/// database's generated one.
+pub fn database_of(bd: &crate::crd::BrotrDeployment) -> crate::render::pod::DatabaseRef {
+    use crate::crd::common::SecretKeyRef;
+    use crate::render::pod::DatabaseRef;
+    match &bd.spec.database.external {
+        Some(e) => DatabaseRef::Postgres {
+            url: e.url_secret_ref.clone(),
+            ca: e.ca_secret_ref.clone(),
+        },
+        None => DatabaseRef::Postgres {
+            url: SecretKeyRef {
+                name: format!(
+                    "{}-postgres",
+                    bd.metadata.name.as_deref().unwrap_or_default()
+                ),
+                key: crate::render::postgres::URI_KEY.into(),
+            },
+            ca: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,17 +11,15 @@ use std::collections::BTreeMap;
 use brotr_probe::config::{LimitsConfig, MonitorConfig, NetworksConfig};
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::{Defaults, InvalidSpec, overrides, wants_tor_sidecar};
+use super::{Defaults, InvalidSpec, database_of, operator_keys, overrides, wants_tor_sidecar};
 use crate::crd::brotr_deployment::{BrotrDeployment, SchemaFlavor};
 use crate::crd::common::{ConfigMapKeyRef, GeoIpSource, PodOverrides, SecretKeyRef, WorkloadSpec};
 use crate::crd::relay_monitor::{MonitorMode, RelayMonitor};
 use crate::crd::settings::Section;
 use crate::render::cron_job::{Schedule, cron_job};
 use crate::render::pod::{
-    DatabaseRef, Image, KEY_FILE, ProbePod, RELAYS_FILE, TOR_PROXY_URL, TorSidecar, geoip_paths,
-    probe_args, template_annotations,
+    DatabaseRef, Image, ProbePod, RELAYS_FILE, TorSidecar, probe_args, template_annotations,
 };
-use crate::render::postgres;
 use crate::render::probe_config::{ProbeConfigBuilder, RenderedConfig};
 use crate::render::{ChildKind, Desired, Owner, deployment, interval_secs, spread};
 
@@ -65,28 +63,6 @@ pub struct Monitor {
     pub start_delay: u64,
 }
 
-/// Where a RelayMonitor's relays live: its BrotrDeployment (fetched by the controller), if it
-/// names one.
-pub fn pipeline_database(bd: &BrotrDeployment) -> (DatabaseRef, SchemaFlavor) {
-    let db = match (&bd.spec.database.external, &bd.spec.database.managed) {
-        (Some(e), _) => DatabaseRef::Postgres {
-            url: e.url_secret_ref.clone(),
-            ca: e.ca_secret_ref.clone(),
-        },
-        _ => DatabaseRef::Postgres {
-            url: SecretKeyRef {
-                name: format!(
-                    "{}-postgres",
-                    bd.metadata.name.as_deref().unwrap_or_default()
-                ),
-                key: postgres::URI_KEY.into(),
-            },
-            ca: None,
-        },
-    };
-    (db, bd.spec.schema)
-}
-
 /// Checks a RelayMonitor and resolves it; `pipeline` is its BrotrDeployment when it names one
 /// (the controller waits for it otherwise).
 pub fn validate(
@@ -119,8 +95,10 @@ pub fn validate(
                     r.name
                 ))
             })?;
-            let (database, schema) = pipeline_database(bd);
-            Targets::Pipeline { database, schema }
+            Targets::Pipeline {
+                database: database_of(bd),
+                schema: bd.spec.schema,
+            }
         }
         (None, Some(c), None) => Targets::ConfigMap(c.clone()),
         (None, None, Some(r)) => Targets::Inline(r.clone()),
@@ -145,23 +123,12 @@ pub fn validate(
             <MonitorConfig as Section>::KEY,
             "spec.settings",
             spec.settings.as_ref().map(|s| &s.values),
-        )
-        .set("monitor", "publish.keyFile", KEY_FILE);
-    if tor.is_some() {
-        b.set("networks", "tor.proxyUrl", TOR_PROXY_URL);
-    }
+        );
+    operator_keys(&mut b, true, tor.is_some(), spec.geoip.as_ref());
     if let Some(i) = &spec.interval {
         let secs = interval_secs(i)
             .ok_or_else(|| InvalidSpec(format!("spec.interval: {i:?} is not a duration")))?;
         b.set("monitor", "intervalSecs", secs);
-    }
-    if let Some(g) = &spec.geoip {
-        let (city, asn) = geoip_paths(g);
-        b.set("monitor", "geoip.cityDb", city)
-            .set("monitor", "geoip.asnDb", asn);
-    } else {
-        b.set("monitor", "checks.geo.enabled", false)
-            .set("monitor", "checks.net.enabled", false);
     }
     if !matches!(targets, Targets::Pipeline { .. }) {
         let publishes = b
