@@ -185,8 +185,16 @@ async fn main() {
     let (w1, r1) = apiserver_counts(&c).await;
     let own1 = op.writes().await;
     let mins = idle as f64 / 60.0;
+    // Scheduled runs that fell in the window (each reports itself in its monitor's status).
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(c.clone(), &ns);
+    let runs = jobs
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0);
     println!(
-        "idle {idle} s: API writes/min {:.2} (operator's own count {:.2}), other requests/min {:.2}",
+        "idle {idle} s: API writes/min {:.2} (operator's own count {:.2}), other requests/min {:.2}; \
+         scheduled runs finished meanwhile: {runs}",
         (w1 - w0) / mins,
         (own1 - own0) / mins,
         (r1 - r0) / mins

@@ -731,3 +731,98 @@ async fn a_second_replica_takes_over_when_the_leader_dies() {
     assert!(took < Duration::from_secs(30));
     follower.assert_never_forbidden().await;
 }
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes API server: KUBECONFIG (e2e/run-tests.sh starts one)"]
+async fn a_scheduled_monitor_reports_its_runs_and_a_failed_one() {
+    let c = admin().await;
+    setup(&c).await;
+    let ns = namespace(&c, "e2e-runs").await;
+    let op = Operator::start(&[&ns], &[]);
+    secret(&c, &ns, "static-key", "nsec", "00").await;
+    let mut v = example("relaymonitor-interval.yaml");
+    let spec = v["spec"].as_object_mut().unwrap();
+    spec.remove("interval");
+    spec.insert("schedule".into(), "0 0 1 1 *".into());
+    let _: RelayMonitor = create(&c, &ns, v).await;
+    wait_ready(&c, &ns, "RelayMonitor", "static-list", 60).await;
+    let api: Api<RelayMonitor> = Api::namespaced(c.clone(), &ns);
+    assert!(
+        api.get("static-list")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .last_schedule_time
+            .is_none()
+    );
+
+    // A run, made from the CronJob's template as `kubectl create job --from=cronjob/…` does.
+    let run = |name: &'static str, fail: bool| {
+        let c = c.clone();
+        let ns = ns.clone();
+        async move {
+            let cj: CronJob = Api::namespaced(c.clone(), &ns)
+                .get("static-list-rmon")
+                .await
+                .unwrap();
+            let t = cj.spec.unwrap().job_template;
+            let mut job = json!({
+                "metadata": {"name": name, "labels": t.metadata.unwrap().labels},
+                "spec": t.spec,
+            });
+            if fail {
+                job["spec"]["template"]["metadata"]["annotations"] =
+                    json!({"brotr.dev/kwok-exit-code": "1"});
+            }
+            let _: Job = create(&c, &ns, job).await;
+        }
+    };
+    run("run-1", false).await;
+    eventually("the run reported", 60, || async {
+        api.get("static-list")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .last_schedule_time
+            .is_some()
+    })
+    .await;
+    wait_condition(
+        &c,
+        &ns,
+        "RelayMonitor",
+        "static-list",
+        "Ready",
+        "True",
+        "Scheduled",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run("run-2", true).await;
+    wait_condition(
+        &c,
+        &ns,
+        "RelayMonitor",
+        "static-list",
+        "Ready",
+        "False",
+        "LastRunFailed",
+    )
+    .await;
+    let api2 = dyn_api(&c, &ns, "RelayMonitor");
+    // Not stalled, not reconciling: in place, but its last run failed.
+    assert_eq!(
+        condition(&api2, "static-list", "Stalled").await.unwrap().0,
+        "False"
+    );
+    assert_eq!(
+        condition(&api2, "static-list", "Reconciling")
+            .await
+            .unwrap()
+            .0,
+        "False"
+    );
+    op.assert_never_forbidden().await;
+}

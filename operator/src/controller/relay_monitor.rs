@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -175,10 +176,13 @@ fn observe(ctx: &Context, rm: &RelayMonitor, plan: &Monitor) -> (RelayMonitorSta
                 format!("creating CronJob {name}"),
             ),
             Some(cj) => {
-                let st = cj.status.clone().unwrap_or_default();
-                fields.last_schedule_time = st.last_schedule_time;
-                fields.last_successful_time = st.last_successful_time;
-                match last_run(ctx, ns, &plan.owner.uid) {
+                // Reported once a run has finished: one status write per run, not one when it
+                // starts and another when it ends.
+                let last = last_run(ctx, ns, &plan.owner.uid);
+                fields.last_schedule_time = last.as_ref().and_then(|l| l.2.clone());
+                fields.last_successful_time =
+                    cj.status.clone().unwrap_or_default().last_successful_time;
+                match last.map(|l| (l.0, l.1)) {
                     _ if plan.stopped => (
                         State::Ready,
                         "Stopped",
@@ -218,8 +222,9 @@ fn observe(ctx: &Context, rm: &RelayMonitor, plan: &Monitor) -> (RelayMonitorSta
     (fields, verdict)
 }
 
-/// The newest Job the monitor's CronJob made, and where it is.
-fn last_run(ctx: &Context, ns: &str, uid: &str) -> Option<(String, JobState)> {
+/// The newest finished Job the monitor's CronJob made: its name, how it ended, and when it was
+/// scheduled.
+fn last_run(ctx: &Context, ns: &str, uid: &str) -> Option<(String, JobState, Option<Time>)> {
     ctx.children
         .jobs
         .state()
@@ -227,7 +232,16 @@ fn last_run(ctx: &Context, ns: &str, uid: &str) -> Option<(String, JobState)> {
         .filter(|j| {
             j.namespace().as_deref() == Some(ns)
                 && j.labels().get(OWNER_UID).map(String::as_str) == Some(uid)
+                && matches!(readiness::job(j).0, JobState::Complete | JobState::Failed)
         })
         .max_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0))
-        .map(|j| (j.name_any(), readiness::job(&j).0))
+        .map(|j| {
+            let scheduled = j
+                .annotations()
+                .get("batch.kubernetes.io/cronjob-scheduled-timestamp")
+                .and_then(|t| t.parse().ok())
+                .map(Time)
+                .or_else(|| j.metadata.creation_timestamp.clone());
+            (j.name_any(), readiness::job(&j).0, scheduled)
+        })
 }
