@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Builds the brotr-probe and brotr-operator container images without a registry, as OCI archives.
+#
+#   bash e2e/images.sh           → $BROTR_IMAGES_DIR/brotr-{probe,operator}-<version>.oci.tar
+#   bash e2e/images-test.sh      → checks and runs them (under runc, read-only root, uid 65532)
+#
+# The Dockerfiles (probe/Dockerfile, operator/Dockerfile) need base images from a registry, which
+# this machine and CI cannot reach. This script makes the same runtime image from what is here:
+# the binaries compiled with the `dist` profile, the shared libraries `ldd` names (glibc, libm,
+# libgcc_s, the loader: the "distroless cc" layout), the system CA bundle and a passwd/group with
+# the nonroot user 65532, committed by buildah `FROM scratch` as one layer. See images/README.md.
+#
+# Environment:
+#   BROTR_IMAGES_DIR   where the archives go              (default $HOME/.cache/brotr/images)
+#   CARGO_TARGET_DIR   cargo's target dir                 (default $HOME/.cache/brotr/target)
+#   BROTR_BUILD_LOCK   lock file every cargo build takes  (default /tmp/brotr-build.lock)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
+export CARGO_TERM_COLOR=never
+OUT=${BROTR_IMAGES_DIR:-$HOME/.cache/brotr/images}
+LOCK=${BROTR_BUILD_LOCK:-/tmp/brotr-build.lock}
+
+# What every image says about itself (OCI annotation keys), from the workspace's Cargo.toml.
+{ read -r VERSION; read -r LICENSE; read -r SOURCE; } < <(python3 - <<'EOF'
+import tomllib
+p = tomllib.load(open("Cargo.toml", "rb"))["workspace"]["package"]
+print(p["version"], p["license"], p["repository"], sep="\n")
+EOF
+)
+# Where the data directory is: the image's working dir, so the probe's default ./brotr.db lands
+# in the volume mounted there (the operator mounts its SQLite emptyDir at the same path).
+DATA_DIR=/var/lib/brotr/data
+RUN_AS=65532
+
+source e2e/tools.sh  # tools_apt
+command -v buildah >/dev/null 2>&1 || tools_apt buildah
+command -v flock >/dev/null 2>&1 || tools_apt util-linux
+[ -s /etc/ssl/certs/ca-certificates.crt ] || tools_apt ca-certificates
+command -v buildah >/dev/null 2>&1 || { echo "images: buildah not installed" >&2; exit 1; }
+
+echo "== cargo build --profile dist (brotr-probe, brotr-operator)"
+start=$(date +%s)
+flock "$LOCK" cargo build --profile dist --locked -p brotr-probe -p brotr-operator
+echo "dist build: $(($(date +%s) - start)) s (including any wait for $LOCK)"
+
+WORK=$(mktemp -d /tmp/brotr-images.XXXXXX)
+# vfs: no overlay or fuse needed; the storage is throwaway, the archives are the output.
+BUILDAH=(buildah --storage-driver vfs --root "$WORK/storage" --runroot "$WORK/run")
+CTR=""
+cleanup() {
+  if [ -n "$CTR" ]; then "${BUILDAH[@]}" rm "$CTR" >/dev/null 2>&1 || true; fi
+  # vfs leaves root-owned, sometimes read-only layer copies: make them removable first.
+  chmod -R u+w "$WORK" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$OUT"
+
+# Image timestamps (config, layer mtimes) from the last commit, so a rebuild of the same commit
+# only differs where the compiled binary does.
+EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+
+# stage_rootfs BIN ROOT: the image's whole filesystem in ROOT.
+stage_rootfs() {
+  local bin=$1 root=$2 lib
+  install -D -m 0755 "$bin" "$root/usr/local/bin/$(basename "$bin")"
+  # Every shared object the dynamic loader maps, at the path ldd names (the ELF interpreter
+  # path is compiled into the binary; the rest sit in the loader's default directories, so no
+  # ld.so.cache is needed). Symlinks are resolved: the image holds plain files.
+  if ldd "$bin" | grep -q 'not found'; then
+    ldd "$bin" >&2; echo "images: $bin needs a library that is not installed" >&2; return 1
+  fi
+  for lib in $(ldd "$bin" | grep -oE '/[^ ]+' | sort -u); do
+    install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+  done
+  install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%s:%s:nonroot:/nonexistent:/sbin/nologin\n' \
+    "$RUN_AS" "$RUN_AS" >"$root/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:%s:\n' "$RUN_AS" >"$root/etc/group"
+  # glibc's default without this file asks DNS before /etc/hosts; distroless ships the same line.
+  printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+  chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/etc/nsswitch.conf"
+  # The data mount point, owned by the user: a Docker named volume mounted here starts with this
+  # owner, and with a writable root the default ./brotr.db works without any mount.
+  install -d -m 0755 -o "$RUN_AS" -g "$RUN_AS" "$root$DATA_DIR"
+}
+
+# oci_size ARCHIVE: "<uncompressed bytes of all layers> <layer count>".
+oci_size() {
+  python3 - "$1" <<'EOF'
+import gzip, json, sys, tarfile
+t = tarfile.open(sys.argv[1])
+blob = lambda d: t.extractfile("blobs/" + d.replace(":", "/"))
+index = json.load(t.extractfile("index.json"))
+manifest = json.load(blob(index["manifests"][0]["digest"]))
+total = 0
+for layer in manifest["layers"]:
+    f = blob(layer["digest"])
+    if layer["mediaType"].endswith("gzip"):
+        f = gzip.GzipFile(fileobj=f)
+    while chunk := f.read(1 << 20):
+        total += len(chunk)
+print(total, len(manifest["layers"]))
+EOF
+}
+
+# build NAME DESCRIPTION WORKDIR
+build() {
+  local name=$1 description=$2 workdir=$3
+  local bin="$CARGO_TARGET_DIR/dist/$name" root="$WORK/rootfs-$name"
+  local archive="$OUT/$name-$VERSION.oci.tar" mnt
+  echo "== $name $VERSION"
+  stage_rootfs "$bin" "$root"
+  CTR=$("${BUILDAH[@]}" from --quiet scratch)
+  mnt=$("${BUILDAH[@]}" mount "$CTR")
+  cp -a "$root/." "$mnt/"   # cp -a: owners, modes and the directory tree exactly as staged
+  "${BUILDAH[@]}" umount "$CTR" >/dev/null
+  "${BUILDAH[@]}" config \
+    --os linux --arch amd64 \
+    --user "$RUN_AS:$RUN_AS" \
+    --entrypoint "[\"/usr/local/bin/$name\"]" \
+    --workingdir "$workdir" \
+    --created-by "e2e/images.sh: $name, its shared libraries, CA certificates, passwd/group" \
+    --label "org.opencontainers.image.title=$name" \
+    --label "org.opencontainers.image.description=$description" \
+    --label "org.opencontainers.image.source=$SOURCE" \
+    --label "org.opencontainers.image.licenses=$LICENSE" \
+    --label "org.opencontainers.image.version=$VERSION" \
+    "$CTR"
+  rm -f "$archive.tmp"
+  "${BUILDAH[@]}" commit --quiet --format oci --disable-compression=false \
+    --identity-label=false --timestamp "$EPOCH" --rm \
+    "$CTR" "oci-archive:$archive.tmp:localhost/$name:$VERSION" >/dev/null
+  CTR=""
+  mv "$archive.tmp" "$archive"
+  local size layers
+  read -r size layers < <(oci_size "$archive")
+  awk -v n="$name" -v a="$archive" -v l="$layers" -v u="$size" -v c="$(stat -c %s "$archive")" \
+    'BEGIN { printf "%s: %s (%d layer): %.1f MB uncompressed, %.1f MB archive (gzip)\n", n, a, l, u / 1e6, c / 1e6 }'
+}
+
+build brotr-probe "Brotr probe: discovers, validates, monitors and archives Nostr relays" "$DATA_DIR"
+build brotr-operator "Brotr operator: reconciles BrotrDeployment and RelayMonitor resources" /
