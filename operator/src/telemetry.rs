@@ -4,16 +4,20 @@
 //! run: this replica leads, or leader election is off, and every watch has listed once).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+/// Counts a kind's cached objects by state: `(kind, [(status, count)])`.
+pub type Census = Box<dyn Fn() -> (&'static str, Vec<(&'static str, i64)>) + Send + Sync>;
 
 /// Reconcile metrics.
 #[derive(Clone)]
@@ -29,6 +33,10 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// `brotr_operator_leader`: 1 while this replica runs the controllers.
     pub leader: IntGauge,
+    /// `brotr_operator_objects{kind, status}`: custom resources by state (ready, reconciling,
+    /// stalled), counted from the controllers' caches at each scrape so deleted objects drop out.
+    pub objects: IntGaugeVec,
+    census: Arc<Mutex<Vec<Census>>>,
 }
 
 impl Metrics {
@@ -71,12 +79,21 @@ impl Metrics {
         .expect("valid metric");
         let leader = IntGauge::new("brotr_operator_leader", "1 while this replica leads")
             .expect("valid metric");
+        let objects = IntGaugeVec::new(
+            Opts::new(
+                "brotr_operator_objects",
+                "Custom resources by kind and state (ready, reconciling, stalled)",
+            ),
+            &["kind", "status"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(duration.clone()),
             Box::new(writes.clone()),
             Box::new(leader.clone()),
+            Box::new(objects.clone()),
         ] {
             registry.register(c).expect("registered once");
         }
@@ -87,11 +104,34 @@ impl Metrics {
             duration,
             writes,
             leader,
+            objects,
+            census: Arc::default(),
+        }
+    }
+
+    /// Adds a source for `brotr_operator_objects` (one per controller).
+    pub fn add_census(&self, census: Census) {
+        if let Ok(mut c) = self.census.lock() {
+            c.push(census);
+        }
+    }
+
+    fn take_census(&self) {
+        let Ok(census) = self.census.lock() else {
+            return;
+        };
+        self.objects.reset();
+        for count in census.iter() {
+            let (kind, by_status) = count();
+            for (status, n) in by_status {
+                self.objects.with_label_values(&[kind, status]).add(n);
+            }
         }
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        self.take_census();
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()

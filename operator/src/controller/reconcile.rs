@@ -97,6 +97,40 @@ pub async fn run<K: Kstatus>(
     Ok(outcome.action())
 }
 
+/// The state of every cached `K` for `brotr_operator_objects`: stalled when Stalled is True,
+/// ready when Ready is True, reconciling otherwise (no status yet included); an object that
+/// does not parse is stalled, since nothing happens to it until it is fixed.
+pub fn census<K: Kstatus>(
+    store: kube::runtime::reflector::Store<DeserializeGuard<K>>,
+) -> crate::telemetry::Census {
+    Box::new(move || {
+        let (mut ready, mut reconciling, mut stalled) = (0, 0, 0);
+        for obj in store.state() {
+            let Ok(obj) = &obj.0 else {
+                stalled += 1;
+                continue;
+            };
+            let cs = obj.status().map(K::conditions).unwrap_or_default();
+            let is = |t: &str| status::condition(cs, t).is_some_and(|c| c.status == "True");
+            if is("Stalled") {
+                stalled += 1;
+            } else if is("Ready") {
+                ready += 1;
+            } else {
+                reconciling += 1;
+            }
+        }
+        (
+            K::KIND,
+            vec![
+                ("ready", ready),
+                ("reconciling", reconciling),
+                ("stalled", stalled),
+            ],
+        )
+    })
+}
+
 /// Retries with a growing delay per object; permanent errors never reach here (they are
 /// verdicts).
 pub fn error_policy<K: Kstatus>(

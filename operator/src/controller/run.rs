@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
-use super::{Children, Context, Scope, brotr_deployment, prune_meta, relay_monitor};
+use super::{Children, Context, Scope, brotr_deployment, prune_meta, reconcile, relay_monitor};
 use crate::crd::{BrotrDeployment, RelayMonitor};
 use crate::plan::Defaults;
 use crate::render::{INSTANCE, MANAGED_BY, MANAGER, OWNER_KIND};
@@ -155,6 +155,7 @@ where
     let (children, streams) = Children::watch(client, scope, "BrotrDeployment");
     let c = main_controller::<BrotrDeployment>(client, scope);
     let store = c.store();
+    metrics.add_census(reconcile::census(store.clone()));
     let ctx = Arc::new(Context::new(
         client.clone(),
         opts.defaults.clone(),
@@ -196,6 +197,7 @@ where
     let (children, streams) = Children::watch(client, scope, "RelayMonitor");
     let c = main_controller::<RelayMonitor>(client, scope);
     let monitors = c.store();
+    metrics.add_census(reconcile::census(monitors.clone()));
     let ctx = Arc::new(Context::new(
         client.clone(),
         opts.defaults.clone(),
