@@ -66,6 +66,8 @@ lua_tests() {
 if [ "$CAPTURE" != 1 ]; then
   phase "Argo CD health scripts on the captured testdata"
   lua_tests
+else
+  python3 "$ARGO" argocd-cm --write
 fi
 
 # 2. The control plane: two fake nodes, one per region of the fleet's node pools.
@@ -114,6 +116,11 @@ dry_run() { # dry_run LABEL NAMESPACE FILE
   fi
 }
 for f in "$ROOT"/examples/*.yaml; do dry_run "${f#"$ROOT/"}" examples "$f"; done
+if k kustomize "$ROOT/examples/fleet/base" >"$DIR/fleet-base.yaml" 2>"$DIR/fleet-base.err"; then
+  dry_run "examples/fleet/base (rendered)" examples "$DIR/fleet-base.yaml"
+else
+  fail "kubectl kustomize examples/fleet/base: $(cat "$DIR/fleet-base.err")"
+fi
 for o in eu us; do
   if k kustomize "$ROOT/examples/fleet/overlays/$o" >"$DIR/fleet-$o.yaml" 2>"$DIR/fleet-$o.err"; then
     n=$(grep -c '^kind: RelayMonitor$' "$DIR/fleet-$o.yaml" || true)
@@ -139,6 +146,27 @@ else
   else
     fail "the overlays do not differ in geohash, schedule and interval: $(cat "$DIR/fleet.diff")"
   fi
+fi
+
+# The argocd-cm snippet merges into Argo CD's ConfigMap with the command its header gives, and
+# carries each health.lua byte for byte.
+k create namespace argocd >/dev/null
+k -n argocd create configmap argocd-cm --from-literal=url=https://argocd.example.org >/dev/null
+if out=$(k -n argocd patch configmap argocd-cm --patch-file "$ROOT/deploy/argocd/argocd-cm.yaml" 2>&1); then
+  for kind in BrotrDeployment RelayMonitor; do
+    if k -n argocd get configmap argocd-cm -o json | python3 -c '
+import json, sys
+data = json.load(sys.stdin)["data"]
+want = open(sys.argv[2]).read()
+sys.exit(0 if data.get("resource.customizations.health.brotr.dev_" + sys.argv[1]) == want
+         and data.get("url") == "https://argocd.example.org" else 1)' "$kind" "$ROOT/deploy/argocd/brotr.dev/$kind/health.lua"; then
+      pass "argocd-cm patched: resource.customizations.health.brotr.dev_$kind is health.lua, other keys kept"
+    else
+      fail "argocd-cm patched: resource.customizations.health.brotr.dev_$kind differs from health.lua"
+    fi
+  done
+else
+  fail "kubectl -n argocd patch configmap argocd-cm --patch-file deploy/argocd/argocd-cm.yaml: $out"
 fi
 
 # 4. Live objects and their states.
@@ -357,7 +385,6 @@ stop_operator
 
 if [ "$CAPTURE" = 1 ]; then
   phase "Argo CD health scripts on the new testdata"
-  python3 "$ARGO" argocd-cm --write
   lua_tests
 fi
 
