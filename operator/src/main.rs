@@ -30,6 +30,9 @@ enum Command {
     Rbac {
         #[arg(long)]
         namespaced: bool,
+        /// Print the rule list the Helm chart embeds (without the Lease rule).
+        #[arg(long)]
+        chart_rules: bool,
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
@@ -105,6 +108,9 @@ fn main() -> anyhow::Result<()> {
         Command::Rbac {
             out_dir: Some(dir), ..
         } => write_files(&dir, rbac::HEADER, rbac::files()?)?,
+        Command::Rbac {
+            chart_rules: true, ..
+        } => print!("{}", rbac::chart_rules_yaml()?),
         Command::Rbac { namespaced, .. } => print!("{}", rbac::yaml(namespaced)?),
         Command::Run(args) => {
             let rt = tokio::runtime::Runtime::new()?;

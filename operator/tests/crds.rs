@@ -336,3 +336,25 @@ fn committed_rbac_is_fresh() {
         );
     }
 }
+
+#[test]
+fn the_charts_crds_and_rules_are_fresh() {
+    // Helm reads only files inside the chart: it carries copies, kept identical here.
+    let root = repo_root();
+    for (name, _) in crd::crd_files().unwrap() {
+        let want = std::fs::read_to_string(root.join("crds").join(name)).unwrap();
+        let have = std::fs::read_to_string(root.join("charts/brotr-operator/crds").join(name))
+            .unwrap_or_default();
+        assert!(
+            have == want,
+            "charts/brotr-operator/crds/{name} differs from crds/{name}; run e2e/regenerate.sh"
+        );
+    }
+    let have = std::fs::read_to_string(root.join(brotr_operator::rbac::CHART_RULES))
+        .unwrap_or_default();
+    assert!(
+        have == brotr_operator::rbac::chart_rules_yaml().unwrap(),
+        "{} is stale; run e2e/regenerate.sh",
+        brotr_operator::rbac::CHART_RULES
+    );
+}
