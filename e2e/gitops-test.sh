@@ -2,8 +2,9 @@
 # GitOps checks on a throwaway control plane (e2e/control-plane.sh), with the operator as a process
 # under exactly the generated least-privilege ClusterRole (deploy/rbac/):
 #   1. the Argo CD health scripts (deploy/argocd, lua5.1 and lua5.4) on their captured testdata;
-#   2. the CRDs applied; every example (examples/*.yaml and both rendered fleet overlays)
-#      accepted by `kubectl apply --server-side --dry-run=server`;
+#   2. the CRDs applied; every example (examples/*.yaml, the fleet's base and both overlays as
+#      `kubectl kustomize` renders them) accepted by `kubectl apply --server-side --dry-run=server`;
+#      the argocd-cm snippet merged into a ConfigMap with the command it documents;
 #   3. live objects driven through each state (just applied, waiting for a Secret, Ready,
 #      Stalled, a failed scheduled run, a spec edit the operator has not seen, stopped, paused),
 #      each checked with kstatus (e2e/kstatus-check, sigs.k8s.io/cli-utils: what Flux reads) and
@@ -50,14 +51,17 @@ tools_go_build kstatus-check KSTATUS || die "e2e/kstatus-check did not build"
 "$CP" build >/dev/null
 KUBECTL=$("$CP" kubectl)
 
+# The Lua suite's own cases count in this script's totals.
 lua_tests() {
   local out rc=0 p f
   out=$(python3 "$ARGO" test) || rc=$?
   echo "$out" | sed 's/^/  /'
   read -r p f < <(echo "$out" | tail -n1 | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }') || true
   if [ "$rc" -eq 0 ] && [ -n "${p:-}" ] && [ "$p" -gt 0 ]; then
-    pass "Argo CD health scripts: $p cases passed (lua5.1 and lua5.4)"
+    PASSED=$((PASSED + p))
+    echo "ok    Argo CD health scripts: $p cases passed (lua5.1 and lua5.4)"
   else
+    PASSED=$((PASSED + ${p:-0})) FAILED=$((FAILED + ${f:-0}))
     fail "Argo CD health scripts: ${p:-?} passed, ${f:-?} failed"
   fi
 }
