@@ -13,7 +13,9 @@
 #        name conflict, and one in a namespace where the operator may not write ConfigMaps
 #        (Forbidden, retried); /metrics scraped once all of that is counted.
 #      `up` is the only name allowed without an exporter; histograms count as their
-#      _bucket/_sum/_count samples.
+#      _bucket/_sum/_count samples;
+#   4. the rule file, wrapped as the chart wraps it, is a valid PrometheusRule for the real
+#      monitoring.coreos.com CRD (e2e/monitoring-crds.sh), which rejects a broken one.
 # Last line: "N passed, M failed"; exits non-zero on any failure.
 #
 # Installs promtool (Debian package `prometheus`) when missing. BROTR_PROBE_BIN /
@@ -94,7 +96,7 @@ BROTR_TOOLS=nostr-rs-relay tools_install || die "nostr-rs-relay did not install 
 "$CP" build >/dev/null
 KUBECTL=$("$CP" kubectl)
 PY=$(python3 -c 'import sys; print(sys.executable)') # the interpreter itself: its PID is the server's
-say "$(promtool --version 2>&1 | head -n1); probe $(ls -l --time-style=+%FT%T "$PROBE" | awk '{print $6}'); operator $(ls -l --time-style=+%FT%T "$OPERATOR" | awk '{print $6}')"
+say "$(promtool --version 2>&1 | head -n1); probe built $(date -r "$PROBE" +%FT%T); operator built $(date -r "$OPERATOR" +%FT%T)"
 
 # ------------------------------------------------------------------ 1. promtool
 phase "promtool check rules"
@@ -263,6 +265,39 @@ fi
 scrape "$OP_PORT" >"$W/operator.metrics"
 stop "$OP_PID" operator
 
+# The rule file as the chart ships it (the spec of a PrometheusRule), checked by the real
+# Prometheus Operator CRD schema (e2e/monitoring-crds.sh); installed only now, so the operator
+# run above did not see the Prometheus Operator.
+phase "PrometheusRule: the rule file against the monitoring.coreos.com CRD"
+# shellcheck source=e2e/monitoring-crds.sh
+source "$HERE/monitoring-crds.sh"
+MCRDS=$(monitoring_crds) || die "the monitoring.coreos.com CRDs did not build (e2e/monitoring-crds.sh)"
+k apply --server-side --field-manager=brotr-e2e -f "$MCRDS/monitoring.coreos.com_prometheusrules.yaml" >/dev/null
+k wait --for=condition=Established crd/prometheusrules.monitoring.coreos.com --timeout=60s >/dev/null
+# wrap RULES [BROKEN]: a PrometheusRule whose spec is the rule file (BROKEN: one `for` made invalid).
+wrap() {
+  python3 - "$@" <<'EOF2'
+import sys, yaml
+spec = yaml.safe_load(open(sys.argv[1]))
+if len(sys.argv) > 2:
+    spec["groups"][0]["rules"][0]["for"] = "10 minutes"
+print(yaml.safe_dump({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                      "metadata": {"name": "brotr", "namespace": "brotr-ok"}, "spec": spec}))
+EOF2
+}
+wrap "$RULES" >"$W/prometheusrule.yaml"
+if out=$(k apply --server-side --dry-run=server --field-manager=brotr-e2e -f "$W/prometheusrule.yaml" 2>&1); then
+  pass "the rule file is a valid PrometheusRule spec ($out)"
+else
+  fail "PrometheusRule rejected: $out"
+fi
+wrap "$RULES" broken >"$W/prometheusrule-broken.yaml"
+if out=$(k apply --server-side --dry-run=server --field-manager=brotr-e2e -f "$W/prometheusrule-broken.yaml" 2>&1); then
+  fail "a PrometheusRule with 'for: 10 minutes' was accepted: the schema check above proves nothing"
+else
+  pass "a PrometheusRule with an invalid duration is rejected (the check is real)"
+fi
+
 # ------------------------------------------------------------------ 3c. scrape the probe
 phase "probe: wait for every service's cycles"
 probe_cycled() {
@@ -276,7 +311,8 @@ probe_cycled() {
     metric_at_least "$PROBE_PORT" 'brotr_monitor_relays_reachable_total{network="clearnet"}' 1 &&
     metric_at_least "$PROBE_PORT" 'brotr_monitor_events_published_total{kind="30166"}' 1 &&
     metric_at_least "$PROBE_PORT" brotr_synchronizer_relay_lag_seconds_count 1 &&
-    metric_at_least "$PROBE_PORT" brotr_synchronizer_events_stored_total 1
+    metric_at_least "$PROBE_PORT" brotr_synchronizer_events_stored_total 1 &&
+    metric_at_least "$PROBE_PORT" 'brotr_database_pool_connections{state="in_use"}' 0
 }
 if wait_for 120 probe_cycled; then
   pass "probe: two cycles of each service; a relay promoted, a dead one rejected, a source failed, a 30166 published, events archived ($(awk -v a="$PROBE_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)"
@@ -287,7 +323,7 @@ fi
 scrape "$PROBE_PORT" >"$W/probe.metrics"
 stop "$PROBE_PID" probe
 
-# ------------------------------------------------------------------ 4. names
+# ------------------------------------------------------------------ 5. names
 phase "every metric name in the rules and the dashboard is exported"
 STEP_LINES=100 run_step "metric names referenced by rules and dashboard are exported by brotr-probe or brotr-operator" \
   python3 "$CHECK" check "$RULES" "$DASHBOARD" "$W/probe.metrics" "$W/operator.metrics"
