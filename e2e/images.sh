@@ -58,8 +58,8 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$OUT"
 
-# Image timestamps (config, layer mtimes) from the last commit, so a rebuild of the same commit
-# only differs where the compiled binary does.
+# Image timestamps (config, layer mtimes) from the last commit: the same binaries give the same
+# image digest (only the archive's own tar headers differ between runs).
 EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 
 # stage_rootfs BIN ROOT: the image's whole filesystem in ROOT.
