@@ -16,6 +16,7 @@
 #
 # Environment: BROTR_IMAGES_DIR as for e2e/images.sh.
 set -euo pipefail
+# shellcheck disable=SC2016  # bash -c '… "$1" …' _ ARG: the inner shell expands them
 cd "$(dirname "$0")/.."
 
 OUT=${BROTR_IMAGES_DIR:-$HOME/.cache/brotr/images}
