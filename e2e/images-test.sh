@@ -15,8 +15,8 @@
 # container shares the host's loopback, where the relay listens).
 #
 # Environment: BROTR_IMAGES_DIR as for e2e/images.sh.
-set -euo pipefail
 # shellcheck disable=SC2016  # bash -c '… "$1" …' _ ARG: the inner shell expands them
+set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${BROTR_IMAGES_DIR:-$HOME/.cache/brotr/images}
