@@ -62,7 +62,7 @@ pub fn resource_rules() -> Vec<PolicyRule> {
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
         rule(
             &["monitoring.coreos.com"],
-            &["servicemonitors", "prometheusrules"],
+            &["servicemonitors"],
             &["get", "list", "create", "patch", "delete"],
         ),
     ]

@@ -350,8 +350,8 @@ fn the_charts_crds_and_rules_are_fresh() {
             "charts/brotr-operator/crds/{name} differs from crds/{name}; run e2e/regenerate.sh"
         );
     }
-    let have = std::fs::read_to_string(root.join(brotr_operator::rbac::CHART_RULES))
-        .unwrap_or_default();
+    let have =
+        std::fs::read_to_string(root.join(brotr_operator::rbac::CHART_RULES)).unwrap_or_default();
     assert!(
         have == brotr_operator::rbac::chart_rules_yaml().unwrap(),
         "{} is stale; run e2e/regenerate.sh",

@@ -394,11 +394,15 @@ async fn a_spec_the_probe_rejects_is_stalled_and_the_others_keep_reconciling() {
     let series = |status: &str| {
         format!("brotr_operator_objects{{kind=\"BrotrDeployment\",status=\"{status}\"}}")
     };
-    eventually("brotr_operator_objects counts 1 stalled, 1 ready", 30, || async {
-        let m = op.metrics().await;
-        m.contains(&format!("{} 1\n", series("stalled")))
-            && m.contains(&format!("{} 1\n", series("ready")))
-    })
+    eventually(
+        "brotr_operator_objects counts 1 stalled, 1 ready",
+        30,
+        || async {
+            let m = op.metrics().await;
+            m.contains(&format!("{} 1\n", series("stalled")))
+                && m.contains(&format!("{} 1\n", series("ready")))
+        },
+    )
     .await;
     // Fixing it heals it.
     api.patch(
@@ -411,11 +415,15 @@ async fn a_spec_the_probe_rejects_is_stalled_and_the_others_keep_reconciling() {
     .await
     .unwrap();
     wait_ready(&c, &ns, "BrotrDeployment", "bad", 90).await;
-    eventually("brotr_operator_objects counts 2 ready, 0 stalled", 30, || async {
-        let m = op.metrics().await;
-        m.contains(&format!("{} 0\n", series("stalled")))
-            && m.contains(&format!("{} 2\n", series("ready")))
-    })
+    eventually(
+        "brotr_operator_objects counts 2 ready, 0 stalled",
+        30,
+        || async {
+            let m = op.metrics().await;
+            m.contains(&format!("{} 0\n", series("stalled")))
+                && m.contains(&format!("{} 2\n", series("ready")))
+        },
+    )
     .await;
     op.assert_never_forbidden().await;
 }

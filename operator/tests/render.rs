@@ -140,7 +140,6 @@ fn the_full_pipeline_renders_every_child() {
             (ChildKind::CronJob, "bigbrotr-retention".into()),
             (ChildKind::CronJob, "bigbrotr-cleanup".into()),
             (ChildKind::ServiceMonitor, "bigbrotr-metrics".into()),
-            (ChildKind::PrometheusRule, "bigbrotr-alerts".into()),
         ];
         w.sort();
         w

@@ -158,12 +158,12 @@ async fn sweep(
         ChildKind::CronJob,
     ];
     if ctx.prometheus_operator {
-        kinds.extend([ChildKind::ServiceMonitor, ChildKind::PrometheusRule]);
+        kinds.push(ChildKind::ServiceMonitor);
     }
     for kind in kinds {
         let present = match kind {
             // Nobody caches these: list them.
-            ChildKind::ServiceMonitor | ChildKind::PrometheusRule => {
+            ChildKind::ServiceMonitor => {
                 apply::list_owned(&ctx.client, kind, ns, &plan.owner.uid).await?
             }
             _ => ctx.children.present(kind, ns),

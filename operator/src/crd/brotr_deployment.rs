@@ -389,16 +389,14 @@ pub struct MaintenanceJob {
     pub suspend: Option<bool>,
 }
 
-/// Prometheus Operator objects to create (only where their CRDs are installed).
+/// Prometheus Operator objects to create (only where their CRDs are installed). Alerts are not
+/// per pipeline: the Helm chart's PrometheusRule covers every pipeline and the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSpec {
     /// Create a ServiceMonitor for the pipeline's metrics Service.
     #[serde(default)]
     pub service_monitor: bool,
-    /// Create a PrometheusRule with the default alerts.
-    #[serde(default)]
-    pub prometheus_rule: bool,
 }
 
 /// Observed state of a Brotr pipeline.

@@ -437,12 +437,6 @@ impl Pipeline {
                 &self.metrics_name(),
             ));
         }
-        if obs.prometheus_operator && self.metrics.prometheus_rule {
-            out.push(monitoring::prometheus_rule(
-                &self.owner,
-                &self.name("alerts"),
-            ));
-        }
         (out, true)
     }
 

@@ -109,7 +109,6 @@ pub enum ChildKind {
     StatefulSet,
     CronJob,
     ServiceMonitor,
-    PrometheusRule,
 }
 
 impl ChildKind {
@@ -128,12 +127,6 @@ impl ChildKind {
                 "v1",
                 "ServiceMonitor",
                 "servicemonitors",
-            ),
-            ChildKind::PrometheusRule => (
-                "monitoring.coreos.com",
-                "v1",
-                "PrometheusRule",
-                "prometheusrules",
             ),
         }
     }

@@ -1,5 +1,5 @@
 //! Prometheus Operator objects, rendered only where their CRDs are installed: a ServiceMonitor
-//! for the metrics Service, and a PrometheusRule with the pipeline's default alerts.
+//! for the metrics Service. (Alerts come from the Helm chart's one PrometheusRule.)
 
 use serde_json::json;
 
@@ -14,35 +14,10 @@ pub fn service_monitor(owner: &Owner, name: &str) -> Desired {
                 OWNER_KIND: owner.kind,
                 super::COMPONENT: "metrics",
             }},
-            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
+            // The probe's `service` label (finder, monitor…) is its own, not the Service's name
+            // the Prometheus Operator would put there; the alerts group by it.
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s", "honorLabels": true}],
         },
     });
     Desired::new(ChildKind::ServiceMonitor, &obj)
-}
-
-pub fn prometheus_rule(owner: &Owner, name: &str) -> Desired {
-    let sel = format!("namespace=\"{}\"", owner.namespace);
-    let obj = json!({
-        "metadata": owner.meta(name, "metrics"),
-        "spec": {"groups": [{
-            "name": format!("brotr-{}", owner.name),
-            "rules": [
-                {
-                    "alert": "BrotrServiceDown",
-                    "expr": format!("up{{{sel}, job=\"{}-metrics\"}} == 0", owner.name),
-                    "for": "10m",
-                    "labels": {"severity": "warning"},
-                    "annotations": {"summary": "A Brotr probe pod has not answered a scrape for 10 minutes."},
-                },
-                {
-                    "alert": "BrotrCycleFailing",
-                    "expr": format!("increase(brotr_service_cycles_total{{{sel}, outcome=\"error\"}}[1h]) > 2"),
-                    "for": "15m",
-                    "labels": {"severity": "warning"},
-                    "annotations": {"summary": "A Brotr service failed more than two cycles in the last hour."},
-                },
-            ],
-        }]},
-    });
-    Desired::new(ChildKind::PrometheusRule, &obj)
 }
