@@ -61,6 +61,8 @@ pub struct MonitorMetrics {
     /// By kind (30166, 10166, 0, 10002).
     pub events_published: IntCounterVec,
     pub publish_failures: IntCounter,
+    /// By network and phase (open, read, write): the NIP-66 round trips measured.
+    pub rtt: HistogramVec,
 }
 
 #[derive(Clone)]
@@ -136,6 +138,8 @@ impl Builder {
     }
 }
 
+/// Loopback to a slow Tor circuit.
+const RTT_SECONDS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const SECONDS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 const QUERY_SECONDS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 /// A minute to a month: how far behind a relay's archive is.
@@ -252,6 +256,12 @@ impl MonitorMetrics {
             publish_failures: b.counter(
                 "brotr_monitor_publish_failures_total",
                 "Events no publishing relay accepted",
+            ),
+            rtt: b.histogram(
+                "brotr_monitor_rtt_seconds",
+                "NIP-66 round trips measured, by network and phase (open, read, write)",
+                &["network", "phase"],
+                &RTT_SECONDS,
             ),
         }
     }

@@ -59,6 +59,8 @@ pub struct MonitorReport {
     pub unchanged: u64,
     /// Periodic events published, by kind.
     pub periodic: Vec<u16>,
+    /// Round trips measured: (network, phase open/read/write, milliseconds).
+    pub rtt: Vec<(&'static str, &'static str, u64)>,
 }
 
 impl CycleReport for MonitorReport {
@@ -92,6 +94,11 @@ impl CycleReport for MonitorReport {
                 .inc();
         }
         mm.publish_failures.inc_by(self.publish_failed);
+        for (net, phase, ms) in &self.rtt {
+            mm.rtt
+                .with_label_values(&[net, phase])
+                .observe(*ms as f64 / 1000.0);
+        }
     }
 }
 
@@ -391,6 +398,17 @@ impl Chunk<'_> {
         let n = rep.networks.entry(net).or_default();
         n.0 += 1;
         n.1 += u64::from(reachable);
+        if let Some(d) = r.rtt.as_ref().map(|c| &c.data) {
+            for (phase, ms) in [
+                ("open", d.rtt_open),
+                ("read", d.rtt_read),
+                ("write", d.rtt_write),
+            ] {
+                if let Some(ms) = ms {
+                    rep.rtt.push((net, phase, ms));
+                }
+            }
+        }
         for (name, ok) in r.outcomes() {
             let e = rep.checks.entry(name).or_default();
             if ok {
