@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Kubernetes control-plane smoke test and CRD validation on a real API
-# server, format and lint gates, then `cargo test --workspace -- --include-ignored`: the unit
+# server, format and lint gates, then `cargo test --workspace -- --include-ignored`, then the
+# chart, alert, GitOps and container-image tests (e2e/*-test.sh). cargo test runs the unit
 # tests, and every test that needs a real server or tool (PostgreSQL, the control plane, the
 # external relays and verifiers, MaxMind's test databases, the real-world relay list). Those are
 # `#[ignore]`d by a plain `cargo test`; here they run, and a missing server or tool fails them.
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 # One shared build cache outside the repo, so a fresh clone (CI) reuses earlier builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
 export CARGO_TERM_COLOR=never
+bash e2e/prune-target.sh
 
 source e2e/pg.sh
 K8S_DIR=""
@@ -53,3 +55,18 @@ source "$K8S_DIR/env"
 
 echo "== cargo test (ignored tests included: every server and tool above is present)"
 cargo test --workspace --locked -- --include-ignored "${SKIP[@]}"
+
+# The scripts below drive the binaries cargo test just built, each on its own throwaway control
+# plane. PyYAML reads the rendered manifests and the Argo CD testdata.
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+echo "== Prometheus Operator CRDs (generated offline) accept and reject what they should"
+bash e2e/monitoring-crds.sh verify
+echo "== Helm chart: lint, values schema, dry-runs, install / upgrade / uninstall under its own RBAC"
+bash e2e/chart-test.sh
+echo "== alert rules (promtool), Grafana dashboard, metric names checked against real /metrics"
+bash e2e/alerts-test.sh
+echo "== GitOps: examples, Argo CD health scripts, kstatus of live objects"
+bash e2e/gitops-test.sh
+echo "== container images: built from the dist binaries without a registry (buildah), run under runc"
+bash e2e/images.sh
+bash e2e/images-test.sh
