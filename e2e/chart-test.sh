@@ -19,6 +19,8 @@ NS=brotr-system
 OP="$CARGO_TARGET_DIR/debug/brotr-operator"
 
 source e2e/tools.sh
+command -v jq >/dev/null 2>&1 || tools_apt jq
+command -v curl >/dev/null 2>&1 || tools_apt curl
 BROTR_TOOLS=helm tools_install
 HELM=$BROTR_HELM
 source e2e/monitoring-crds.sh
@@ -27,7 +29,11 @@ cargo build --quiet --locked -p brotr-operator --bin brotr-operator
 
 PASSED=0
 ok() { PASSED=$((PASSED + 1)); echo "  ok: $*"; }
-fail() { echo "chart-test: FAIL: $*" >&2; exit 1; }
+fail() {
+  echo "chart-test: FAIL: $*" >&2
+  for l in "${K8S_DIR:-/nonexistent}"/op*.log; do [ -f "$l" ] && { echo "--- $l" >&2; tail -15 "$l" >&2; }; done
+  exit 1
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "== helm lint and values.schema.json"
@@ -98,26 +104,12 @@ if grep -q "kind: ClusterRole" <("$HELM" template brotr "$CHART" -n $NS --set 'w
 fi
 ok "the namespaced mode renders no ClusterRole"
 
-# run_operator RELEASE PORT LOG: runs the operator binary with the args and environment of the
-# release's Deployment, under a token of its ServiceAccount. Prints the pid.
+# run_operator RELEASE LOG: the operator binary as the release's pod would run it (args, env,
+# ServiceAccount token: e2e/operator-as-pod.sh). Prints the pid.
 run_operator() {
-  local release=$1 port=$2 log=$3 deploy sa kc
-  deploy=$(kubectl -n $NS get deployment -l app.kubernetes.io/instance="$release" -o name)
-  sa=$(kubectl -n $NS get "$deploy" -o jsonpath='{.spec.template.spec.serviceAccountName}')
-  kc="$K8S_DIR/kubeconfig-$release"
-  kubectl config view --raw --minify -o json | python3 -c '
-import json, sys
-c = json.load(sys.stdin); t = sys.argv[1]
-c["users"] = [{"name": "sa", "user": {"token": t}}]
-c["contexts"][0]["context"]["user"] = "sa"
-print(json.dumps(c))' "$(kubectl -n $NS create token "$sa" --duration=1h)" >"$kc"
-  mapfile -t args < <(kubectl -n $NS get "$deploy" -o json | python3 -c '
-import json, sys
-for a in json.load(sys.stdin)["spec"]["template"]["spec"]["containers"][0]["args"]: print(a)')
-  KUBECONFIG="$kc" POD_NAMESPACE=$NS POD_NAME="$release-$port" "$OP" "${args[@]}" >"$log" 2>&1 &
+  BROTR_OPERATOR_BIN="$OP" bash e2e/operator-as-pod.sh $NS "$1" >"$2" 2>&1 &
   echo $!
 }
-# metric PORT NAME: the sum of every series of NAME in the operator's /metrics.
 # stop_operator PID: SIGTERM, then wait until it has exited (and freed its port).
 stop_operator() {
   kill "$1" 2>/dev/null || true
@@ -159,7 +151,7 @@ echo "== helm install (cluster-wide) and a BrotrDeployment reconciled under the 
 PORT=$(free_port)
 "$HELM" install brotr "$CHART" -n $NS --set metrics.port="$PORT" --wait --timeout 120s >/dev/null
 ok "helm install --wait"
-OP1=$(run_operator brotr "$PORT" "$K8S_DIR/op1.log"); OP_PIDS+=("$OP1")
+OP1=$(run_operator brotr "$K8S_DIR/op1.log"); OP_PIDS+=("$OP1")
 wait_for 30 "the operator's /readyz" curl -sf "http://127.0.0.1:$PORT/readyz"
 # The minimal example (an external database: the test cluster has no volume provisioner for a
 # managed one), with a ServiceMonitor (the Prometheus Operator CRDs are installed).
@@ -187,10 +179,10 @@ GEN=$(kubectl -n $NS get deployment brotr-brotr-operator -o jsonpath='{.metadata
 wait_for 60 "a second ReplicaSet (the operator rolled)" \
   test "$(kubectl -n $NS get replicasets -l app.kubernetes.io/instance=brotr -o name | wc -l)" -ge 2
 stop_operator "$OP1"
-OP2=$(run_operator brotr "$PORT" "$K8S_DIR/op2.log"); OP_PIDS+=("$OP2")
-grep -q -- '--log-level=debug' <(tr '\0' '\n' </proc/"$OP2"/cmdline) || fail "the new args are not in use"
+OP2=$(run_operator brotr "$K8S_DIR/op2.log"); OP_PIDS+=("$OP2")
 reconciled() { [ "$(metric "$PORT" brotr_operator_reconciles_total)" -ge 1 ]; }
-wait_for 30 "the upgraded operator reconciling the pipeline (log: $(tail -5 "$K8S_DIR/op2.log"))" reconciled
+wait_for 30 "the upgraded operator reconciling the pipeline" reconciled
+grep -q -- '--log-level=debug' <(tr '\0' '\n' </proc/"$OP2"/cmdline) || fail "the new args are not in use"
 sleep 3  # let any write a reconcile would make land
 [ "$(children pipelines)" = "$BEFORE" ] ||
   fail "the upgraded operator touched the pipeline:"$'\n'"$(diff <(echo "$BEFORE") <(children pipelines))"
@@ -213,7 +205,7 @@ PORT2=$(free_port)
 [ -z "$(kubectl get clusterroles,clusterrolebindings -l app.kubernetes.io/instance=brotr-ns -o name)" ] ||
   fail "the namespaced install created cluster-wide RBAC"
 kubectl -n $NS get pdb brotr-ns-brotr-operator >/dev/null || fail "two replicas and no PodDisruptionBudget"
-OP3=$(run_operator brotr-ns "$PORT2" "$K8S_DIR/op3.log"); OP_PIDS+=("$OP3")
+OP3=$(run_operator brotr-ns "$K8S_DIR/op3.log"); OP_PIDS+=("$OP3")
 sed 's/name: minimal/name: team-pipeline/' examples/brotrdeployment-minimal.yaml | kubectl -n team-a apply -f - >/dev/null
 kubectl -n team-a wait brotrdeployment/team-pipeline --for=condition=Ready --timeout=120s >/dev/null ||
   { cat "$K8S_DIR/op3.log" >&2; fail "team-pipeline not Ready under the namespaced install"; }
