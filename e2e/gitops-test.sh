@@ -237,7 +237,7 @@ declare -A NOTES=(
   [RelayMonitor/progressing-waiting-for-secret]="Waiting for its key Secret (Reconciling=True, WaitingForReference)."
   [RelayMonitor/healthy]="examples/relaymonitor-interval.yaml with its key Secret: its Deployment ready."
   [RelayMonitor/healthy-scheduled]="A monitor on a schedule: its CronJob in place, no run yet."
-  [RelayMonitor/progressing-last-run-failed]="A scheduled monitor whose last run failed: Ready=False, neither Reconciling nor Stalled."
+  [RelayMonitor/degraded-last-run-failed]="A scheduled monitor whose last run failed: Ready=False, neither Reconciling nor Stalled."
   [RelayMonitor/degraded-name-conflict]="A ConfigMap of the child's name that it does not own: Stalled."
   [RelayMonitor/progressing-generation]="A spec edit the operator has not seen yet (observedGeneration behind generation)."
   [RelayMonitor/suspended]="spec.paused: the operator leaves its children alone."
@@ -329,7 +329,7 @@ k -n gitops create job scheduled-run-1 --from=cronjob/scheduled-rmon --dry-run=c
 j=json.load(sys.stdin)
 j["spec"]["template"].setdefault("metadata",{}).setdefault("annotations",{})["brotr.dev/kwok-exit-code"]="1"
 print(json.dumps(j))' | k -n gitops create -f - >/dev/null
-checkpoint RelayMonitor scheduled progressing-last-run-failed InProgress Progressing LastRunFailed
+checkpoint RelayMonitor scheduled degraded-last-run-failed InProgress Degraded LastRunFailed
 
 phase "live: spec edits while the operator is down"
 stop_operator

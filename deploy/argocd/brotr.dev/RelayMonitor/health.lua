@@ -7,6 +7,8 @@
 --   Stalled=True                                  -> Degraded (the condition's message)
 --   Reconciling=True                              -> Progressing
 --   Ready=True                                    -> Healthy
+--   Ready=False, Reconciling=False                -> Degraded (converged but not working, e.g.
+--                                                    a scheduled run that failed)
 --   anything else                                 -> Progressing
 local hs = {}
 
@@ -80,6 +82,14 @@ end
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = text(ready, "ready")
+  return hs
+end
+
+-- The operator has done all it can for this spec and it still does not work: the operator's
+-- own Degraded state (it heals by itself or needs a look, not an edit).
+if ready ~= nil and ready.status == "False" and reconciling ~= nil and reconciling.status == "False" then
+  hs.status = "Degraded"
+  hs.message = text(ready, "not ready")
   return hs
 end
 
