@@ -59,6 +59,8 @@ pub fn resource_rules() -> Vec<PolicyRule> {
         rule(&["batch"], &["jobs", "cronjobs"], WRITE_CHILD),
         rule(&["apps"], &["deployments", "statefulsets"], WRITE_CHILD),
         rule(&[""], &["secrets"], &["get", "create"]),
+        // A managed database's claim, grown in place (its StatefulSet's template is immutable).
+        rule(&[""], &["persistentvolumeclaims"], &["patch"]),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
         rule(
             &["monitoring.coreos.com"],

@@ -850,3 +850,182 @@ async fn a_scheduled_monitor_reports_its_runs_and_a_failed_one() {
     );
     op.assert_never_forbidden().await;
 }
+
+/// A cluster-scoped object from JSON (StorageClass, PersistentVolume), replaced if present.
+async fn cluster_object(c: &Client, kind: &str, plural: &str, group_version: &str, v: Value) {
+    let (group, version) = group_version.split_once('/').unwrap_or(("", group_version));
+    let ar = kube::api::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: group_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(c.clone(), &ar);
+    let name = v["metadata"]["name"].as_str().unwrap().to_owned();
+    let _ = api.delete(&name, &DeleteParams::default()).await;
+    let obj: kube::api::DynamicObject = serde_json::from_value(v).unwrap();
+    eventually(&format!("{kind} {name} created"), 30, || async {
+        api.create(&PostParams::default(), &obj).await.is_ok()
+    })
+    .await;
+}
+
+/// A volume for the managed database's claim, bound to it ahead of time (the test cluster has
+/// no provisioner).
+async fn volume_for(c: &Client, ns: &str, claim: &str, class: &str, size: &str) {
+    cluster_object(
+        c,
+        "PersistentVolume",
+        "persistentvolumes",
+        "v1",
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": format!("{ns}-{claim}")},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": class,
+                "hostPath": {"path": format!("/tmp/{ns}-{claim}")},
+                "claimRef": {"namespace": ns, "name": claim},
+            },
+        }),
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes API server: KUBECONFIG (e2e/run-tests.sh starts one)"]
+async fn a_managed_database_grows_its_claim_in_place() {
+    let c = admin().await;
+    setup(&c).await;
+    let ns = namespace(&c, "e2e-grow").await;
+    let op = Operator::start(&[&ns], &[]);
+    for (class, expand) in [("brotr-expandable", true), ("brotr-fixed", false)] {
+        cluster_object(
+            &c,
+            "StorageClass",
+            "storageclasses",
+            "storage.k8s.io/v1",
+            json!({
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": class},
+                "provisioner": "brotr.dev/none",
+                "allowVolumeExpansion": expand,
+                "volumeBindingMode": "Immediate",
+            }),
+        )
+        .await;
+    }
+    let managed = |name: &str, class: &str| {
+        let mut bd = example("brotrdeployment-quickstart.yaml");
+        bd["metadata"]["name"] = name.into();
+        bd["spec"]["database"] = json!({"managed": {"storage": "1Gi", "storageClassName": class}});
+        bd
+    };
+    volume_for(&c, &ns, "data-grow-postgres-0", "brotr-expandable", "1Gi").await;
+    volume_for(&c, &ns, "data-fixed-postgres-0", "brotr-fixed", "1Gi").await;
+    let _: BrotrDeployment = create(&c, &ns, managed("grow", "brotr-expandable")).await;
+    let _: BrotrDeployment = create(&c, &ns, managed("fixed", "brotr-fixed")).await;
+    wait_ready(&c, &ns, "BrotrDeployment", "grow", 120).await;
+    wait_ready(&c, &ns, "BrotrDeployment", "fixed", 120).await;
+
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(c.clone(), &ns);
+    let requested = |name: &'static str| {
+        let claims = claims.clone();
+        async move {
+            let pvc = claims.get(name).await.unwrap();
+            pvc.spec.unwrap().resources.unwrap().requests.unwrap()["storage"]
+                .0
+                .clone()
+        }
+    };
+    assert_eq!(requested("data-grow-postgres-0").await, "1Gi");
+    let bds: Api<BrotrDeployment> = Api::namespaced(c.clone(), &ns);
+    let grow = json!({"spec": {"database": {"managed": {"storage": "2Gi"}}}});
+    for name in ["grow", "fixed"] {
+        bds.patch(name, &PatchParams::default(), &Patch::Merge(&grow))
+            .await
+            .unwrap();
+    }
+    // The claim grows; the StatefulSet keeps its (immutable) template and records the size.
+    eventually("the claim grown to 2Gi", 60, || async {
+        requested("data-grow-postgres-0").await == "2Gi"
+    })
+    .await;
+    wait_condition(
+        &c,
+        &ns,
+        "BrotrDeployment",
+        "grow",
+        "Ready",
+        "True",
+        "AllComponentsReady",
+    )
+    .await;
+    let sts: StatefulSet = Api::namespaced(c.clone(), &ns)
+        .get("grow-postgres")
+        .await
+        .unwrap();
+    assert_eq!(sts.annotations()["brotr.dev/storage"], "2Gi");
+    assert_eq!(sts.annotations()["brotr.dev/claim-storage"], "1Gi");
+    let template = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
+    let size = &template
+        .spec
+        .as_ref()
+        .unwrap()
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap()["storage"];
+    assert_eq!(size.0, "1Gi");
+    // A class that cannot expand: the pipeline keeps running on the volume it has, Degraded
+    // with the reason, a Warning Event, and the claim left as it was.
+    wait_condition(
+        &c,
+        &ns,
+        "BrotrDeployment",
+        "fixed",
+        "Ready",
+        "False",
+        "StorageNotExpanded",
+    )
+    .await;
+    let fixed = bds.get("fixed").await.unwrap();
+    let ready = fixed
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(ready.message.contains("stays at 1Gi"), "{}", ready.message);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.clone(), &ns);
+    let refusal = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("StorageNotExpanded"))
+        .expect("a Warning Event StorageNotExpanded");
+    let note = refusal.note.unwrap_or_default();
+    assert!(
+        note.contains("PersistentVolumeClaim data-fixed-postgres-0"),
+        "{note}"
+    );
+    assert_eq!(requested("data-fixed-postgres-0").await, "1Gi");
+    let sts: StatefulSet = Api::namespaced(c.clone(), &ns)
+        .get("fixed-postgres")
+        .await
+        .unwrap();
+    assert_eq!(sts.annotations()["brotr.dev/storage-refused"], "2Gi");
+    // Writes settle: nothing more once the growth is done.
+    let writes = op.metric("brotr_operator_writes_total").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(op.metric("brotr_operator_writes_total").await, writes);
+    op.assert_never_forbidden().await;
+}

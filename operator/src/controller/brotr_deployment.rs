@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DeleteParams};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
 use super::apply::{self, Applied};
@@ -18,7 +21,7 @@ use crate::crd::brotr_deployment::{
 };
 use crate::plan::brotr_deployment::{Observed, Pipeline, SeedSource, Service, validate};
 use crate::render::pod::DatabaseRef;
-use crate::render::{ChildKind, content_hash};
+use crate::render::{ChildKind, content_hash, postgres};
 use crate::status::{State, Verdict};
 
 /// One reconcile of a BrotrDeployment.
@@ -55,14 +58,36 @@ async fn converge(
     if let Some(missing) = missing_reference(&plan, ctx, &mut obs).await? {
         return Ok((Outcome::waiting(missing), None));
     }
-    obs.database_ready = ctx
+    let database = ctx
         .children
         .stateful_sets
-        .get(&ObjectRef::new(&plan.postgres_name()).within(&ns))
-        .is_some_and(|s| {
-            let c = readiness::stateful_set(&s);
-            c.ready >= 1 && c.message.is_none()
-        });
+        .get(&ObjectRef::new(&plan.postgres_name()).within(&ns));
+    obs.database_ready = database.as_ref().is_some_and(|s| {
+        let c = readiness::stateful_set(s);
+        c.ready >= 1 && c.message.is_none()
+    });
+    if let (Some(s), Some(m)) = (&database, &plan.managed) {
+        let a = s.annotations();
+        let asked = &m.storage;
+        obs.claim_storage = a.get(postgres::CLAIM_STORAGE).cloned().map(Quantity);
+        let reached = a.get(postgres::STORAGE).or(a.get(postgres::CLAIM_STORAGE));
+        let refused = a.get(postgres::STORAGE_REFUSED).filter(|r| **r == asked.0);
+        if let Some(reached) = reached.filter(|r| **r != asked.0) {
+            obs.storage_reached = Some(Quantity(reached.clone()));
+            if refused.is_some() {
+                obs.storage_refused = Some(asked.clone());
+            } else if !bd.spec.paused {
+                match grow_claim(ctx, &plan, reached).await? {
+                    None => obs.storage_reached = None,
+                    Some(why) => {
+                        obs.storage_refused = Some(asked.clone());
+                        ctx.event(bd, EventType::Warning, STORAGE_NOT_EXPANDED, &why)
+                            .await;
+                    }
+                }
+            }
+        }
+    }
     let migration_name = plan.migration_job_name();
     let migration = job_state(ctx, &ns, &migration_name);
     obs.migration = migration.0;
@@ -94,13 +119,70 @@ async fn converge(
     }
 
     let status = observe(ctx, bd, &plan, &obs, migration);
-    let verdict = verdict(bd, &plan, &status, migration);
+    let mut verdict = verdict(bd, &plan, &status, migration);
+    if let (Some(refused), Some(reached), State::Ready) =
+        (&obs.storage_refused, &obs.storage_reached, &verdict.state)
+    {
+        verdict = Verdict::new(
+            State::Degraded,
+            STORAGE_NOT_EXPANDED,
+            format!(
+                "the database volume stays at {}: growing its claim to {} was refused (its storage class must allow volume expansion)",
+                reached.0, refused.0
+            ),
+        );
+    }
     let requeue = match verdict.state {
         State::InProgress => Some(Duration::from_secs(30)),
         State::Stalled => None,
         _ => Some(Duration::from_secs(30 * 60)),
     };
     Ok((Outcome { verdict, requeue }, Some(status)))
+}
+
+const STORAGE_NOT_EXPANDED: &str = "StorageNotExpanded";
+
+/// Grows the managed database's claim from `grown_to` to `spec.database.managed.storage`. The
+/// claim template of a StatefulSet is immutable, so the claim itself is patched; the
+/// StatefulSet's annotations record the size reached (or refused) when it is applied next, so
+/// this writes once per growth. Returns the API server's reason when it refuses (a storage
+/// class without expansion): the pipeline keeps running on the volume it has, Degraded.
+async fn grow_claim(
+    ctx: &Context,
+    plan: &Pipeline,
+    grown_to: &str,
+) -> Result<Option<String>, Error> {
+    let Some(m) = &plan.managed else {
+        return Ok(None);
+    };
+    let name = postgres::claim_name(&plan.postgres_name());
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &plan.owner.namespace);
+    let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": m.storage}}}});
+    match claims
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        // Invalid, or refused by the resize admission (a class without expansion): asking
+        // again will not help. Not RBAC's 403, nor a claim not created yet (404): retried.
+        Err(kube::Error::Api(s))
+            if s.code == 422 || (s.code == 403 && !s.message.contains("cannot patch")) =>
+        {
+            tracing::warn!(claim = %name, to = %m.storage.0, reason = %s.message, "growing the claim was refused");
+            return Ok(Some(format!(
+                "PersistentVolumeClaim {name} was not grown from {grown_to} to {}: {}",
+                m.storage.0, s.message
+            )));
+        }
+        Err(e) => return Err(Error::kube(format!("grow PersistentVolumeClaim {name}"), e)),
+    }
+    ctx.metrics
+        .writes
+        .with_label_values(&["PersistentVolumeClaim", "patch"])
+        .inc();
+    tracing::info!(claim = %name, from = %grown_to, to = %m.storage.0, "grew the managed database's claim");
+    Ok(None)
 }
 
 /// The first referenced object that is not there, if any. Also reads the seed ConfigMap's

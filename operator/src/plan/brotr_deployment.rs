@@ -5,6 +5,7 @@
 //! as it is (pods of the previous version keep running during an upgrade).
 
 use brotr_probe::config::{LimitsConfig, MaintainConfig, NetworksConfig};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{Defaults, InvalidSpec, database_of, operator_keys, overrides, wants_tor_sidecar};
 use crate::crd::brotr_deployment::{
@@ -121,6 +122,12 @@ pub struct Observed {
     pub database_ready: bool,
     /// A password for the managed database's Secret, used only if it does not exist yet.
     pub new_password: String,
+    /// The managed database's StatefulSet exists with a claim template of this size.
+    pub claim_storage: Option<Quantity>,
+    /// The size its claim has been grown to, when not the one asked for.
+    pub storage_reached: Option<Quantity>,
+    /// The size asked for, refused by the API server (the class does not allow expansion).
+    pub storage_refused: Option<Quantity>,
 }
 
 fn enabled(e: Option<bool>) -> bool {
@@ -399,7 +406,9 @@ impl Pipeline {
             let managed = Managed {
                 name: &name,
                 image: &m.image,
-                storage: &m.storage,
+                storage: obs.storage_reached.as_ref().unwrap_or(&m.storage),
+                storage_refused: obs.storage_refused.as_ref(),
+                claim_storage: obs.claim_storage.as_ref().unwrap_or(&m.storage),
                 storage_class: m.storage_class.as_deref(),
                 resources: m.resources.as_ref(),
                 overrides: &self.overrides,

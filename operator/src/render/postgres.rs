@@ -26,13 +26,31 @@ pub const URI_KEY: &str = "uri";
 /// The postgres user of the official images.
 const POSTGRES_UID: i64 = 999;
 
+/// On the StatefulSet: the size its volumeClaimTemplate was created with (that template is
+/// immutable, so it keeps this size for good).
+pub const CLAIM_STORAGE: &str = "brotr.dev/claim-storage";
+/// On the StatefulSet: the size its claim was last grown to (`spec.database.managed.storage`).
+pub const STORAGE: &str = "brotr.dev/storage";
+/// On the StatefulSet: a size the API server refused to grow the claim to (not asked again).
+pub const STORAGE_REFUSED: &str = "brotr.dev/storage-refused";
+
+/// The claim of a managed database's only pod (`<template>-<StatefulSet>-<ordinal>`).
+pub fn claim_name(name: &str) -> String {
+    format!("data-{name}-0")
+}
+
 /// What the managed database is made of.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Managed<'a> {
     /// `<bd>-postgres`: StatefulSet, Service and Secret.
     pub name: &'a str,
     pub image: &'a str,
+    /// The size the claim has been grown to (`spec…storage` unless a growth was refused).
     pub storage: &'a Quantity,
+    /// A size the API server refused to grow the claim to.
+    pub storage_refused: Option<&'a Quantity>,
+    /// The size of the existing StatefulSet's claim template (`storage` when there is none).
+    pub claim_storage: &'a Quantity,
     pub storage_class: Option<&'a str>,
     pub resources: Option<&'a ResourceRequirements>,
     pub overrides: &'a crate::crd::common::PodOverrides,
@@ -181,8 +199,17 @@ pub fn stateful_set(owner: &Owner, m: &Managed<'_>) -> Desired {
         priority_class_name: o.priority_class_name.clone(),
         ..Default::default()
     };
+    let mut metadata = owner.meta(m.name, "database");
+    metadata.annotations.get_or_insert_default().extend([
+        (CLAIM_STORAGE.to_owned(), m.claim_storage.0.clone()),
+        (STORAGE.to_owned(), m.storage.0.clone()),
+    ]);
+    if let Some(r) = m.storage_refused {
+        let a = metadata.annotations.get_or_insert_default();
+        a.insert(STORAGE_REFUSED.to_owned(), r.0.clone());
+    }
     let s = StatefulSet {
-        metadata: owner.meta(m.name, "database"),
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
             service_name: Some(m.name.into()),
@@ -206,7 +233,10 @@ pub fn stateful_set(owner: &Owner, m: &Managed<'_>) -> Desired {
                     access_modes: Some(vec!["ReadWriteOnce".into()]),
                     storage_class_name: m.storage_class.map(str::to_owned),
                     resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([("storage".into(), m.storage.clone())])),
+                        requests: Some(BTreeMap::from([(
+                            "storage".into(),
+                            m.claim_storage.clone(),
+                        )])),
                         limits: None,
                     }),
                     ..Default::default()
