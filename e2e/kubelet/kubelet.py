@@ -34,6 +34,11 @@ class Kubelet:
     def __init__(self, args):
         self.api = Api(args.kubeconfig)
         self.node = args.node_name
+        u = urllib.parse.urlsplit(self.api.server)
+        self.service_env = {"KUBERNETES_SERVICE_HOST": u.hostname,
+                            "KUBERNETES_SERVICE_PORT": str(u.port or 443),
+                            "KUBERNETES_SERVICE_PORT_HTTPS": str(u.port or 443),
+                            "KUBERNETES_PORT": f"tcp://{u.hostname}:{u.port or 443}"}
         self.state_dir = os.path.abspath(args.state_dir)
         os.makedirs(os.path.join(self.state_dir, "pods"), exist_ok=True)
         os.chmod(self.state_dir, 0o755)

@@ -88,6 +88,7 @@ class Container:
         self.stopping_at = None  # when TERM was sent (liveness/startup failure or deletion)
         self.killed_at = None
         self.exit_code = None  # of the last run
+        self.runs = 0  # runs started (a pod that ran a container is Running, even in back-off)
 
     @property
     def running(self):
@@ -346,6 +347,9 @@ class PodWorker(threading.Thread):
 
     def environment(self, c, image_env):
         env = dict(e.split("=", 1) for e in image_env)
+        # What the kubelet gives every container for in-cluster clients. With no kube-proxy and
+        # the host's network, the API server's own address stands in for the Service IP.
+        env.update(self.k.service_env)
         for ef in c.spec.get("envFrom", []):
             kind, ref = (("configmaps", ef["configMapRef"]) if "configMapRef" in ef
                          else ("secrets", ef["secretRef"]))
@@ -487,6 +491,7 @@ class PodWorker(threading.Thread):
             c.not_before = time.time() + 2
             return False
         c.started_at = time.time()
+        c.runs += 1
         c.state = {"running": {"startedAt": now_iso()}}
         c.stopping_at = c.killed_at = None
         c.probes = {k: Probe(c.spec[k + "Probe"], c.started_at)
@@ -668,8 +673,10 @@ class PodWorker(threading.Thread):
     def stop_containers(self, cs, grace):
         """TERM, up to `grace` seconds, KILL: what the kubelet does on deletion."""
         cs = [c for c in cs if c.running]
+        pending = set()
         for c in cs:
-            c.proc.signal("TERM")
+            if not c.proc.signal("TERM"):
+                pending.add(c.name)
             c.stopping_at = time.time()
         deadline = time.time() + grace
         while any(c.running for c in cs) and time.time() < deadline:
@@ -677,6 +684,8 @@ class PodWorker(threading.Thread):
             for c in cs:
                 if c.running and c.proc.poll() is not None:
                     self.record_stop(c)
+                elif c.running and c.name in pending and c.proc.signal("TERM"):
+                    pending.discard(c.name)  # delivered now that the container exists
         for c in cs:
             if c.running:
                 log(f"{self.key}/{c.name}: still running after {grace}s: KILL")
@@ -748,7 +757,7 @@ class PodWorker(threading.Thread):
     def write_status(self):
         if self.stage == "done" and self.phase in ("Succeeded", "Failed"):
             phase = self.phase
-        elif self.stage == "main" and any(c.running or "terminated" in c.state for c in self.mains):
+        elif self.stage == "main" and any(c.running or c.runs for c in self.mains):
             phase = "Running"
         else:
             phase = "Pending"

@@ -124,7 +124,7 @@ class Runc:
         subprocess.run(self.cmd("delete", "-f", cid), capture_output=True)
 
     def kill(self, cid, sig):
-        subprocess.run(self.cmd("kill", cid, sig), capture_output=True)
+        return subprocess.run(self.cmd("kill", cid, sig), capture_output=True).returncode == 0
 
     def spec(self, *, rootfs, readonly, args, env, cwd, uid, gid, groups, caps, no_new_privs,
              mounts, hostname):
@@ -185,15 +185,17 @@ class Process:
         return rc
 
     def signal(self, name):
+        """Whether the signal was delivered (runc refuses while the container is still being
+        created: the caller sends it again)."""
         if self.proc.poll() is not None:
-            return
+            return True
         if self.runc:
-            self.runc.kill(self.cid, name)
-        else:
-            try:
-                os.killpg(self.proc.pid, getattr(signal, "SIG" + name))
-            except ProcessLookupError:
-                pass
+            return self.runc.kill(self.cid, name)
+        try:
+            os.killpg(self.proc.pid, getattr(signal, "SIG" + name))
+        except ProcessLookupError:
+            pass
+        return True
 
     def force(self):
         """Last resort when KILL did not end it: remove the container, then its runc."""
