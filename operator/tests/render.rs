@@ -486,3 +486,27 @@ fn a_monitor_of_a_static_list_loads_it_into_its_own_sqlite_file() {
         "/readyz"
     );
 }
+
+#[test]
+fn an_interval_monitor_rolls_when_its_configmap_list_changes() {
+    let d = Defaults::default();
+    let mut m: RelayMonitor = example("relaymonitor-configmap.yaml");
+    m.spec.schedule = None;
+    m.spec.interval = Some("1h".into());
+    let mut plan = relay_monitor::validate(&m, None, &d).unwrap();
+    let annotations = |plan: &relay_monitor::Monitor| {
+        let c = plan.children();
+        let dep = find(&c, ChildKind::Deployment, "from-configmap-rmon");
+        dep["spec"]["template"]["metadata"]["annotations"].clone()
+    };
+    plan.relays_hash = Some("aaaa".into());
+    let before = annotations(&plan);
+    assert_eq!(before["brotr.dev/relays-hash"], "aaaa");
+    plan.relays_hash = Some("bbbb".into());
+    let after = annotations(&plan);
+    assert_ne!(before, after, "an edited list must change the pod template");
+    assert_eq!(
+        before["brotr.dev/config-hash"],
+        after["brotr.dev/config-hash"]
+    );
+}

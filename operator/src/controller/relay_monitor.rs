@@ -16,7 +16,7 @@ use super::{Context, Error, Outcome, readiness};
 use crate::crd::brotr_deployment::{BrotrDeployment, JobState};
 use crate::crd::relay_monitor::{MonitorMode, RelayMonitor, RelayMonitorStatus};
 use crate::plan::relay_monitor::{Monitor, validate};
-use crate::render::{ChildKind, OWNER_UID};
+use crate::render::{ChildKind, OWNER_UID, content_hash};
 use crate::status::{State, Verdict};
 
 /// One reconcile of a RelayMonitor.
@@ -75,7 +75,7 @@ async fn converge(
         Ok(bd) => bd,
         Err(what) => return Ok((Outcome::waiting(what), None)),
     };
-    let plan = match validate(rm, bd.as_ref(), &ctx.defaults) {
+    let mut plan = match validate(rm, bd.as_ref(), &ctx.defaults) {
         Ok(p) => p,
         Err(e) => return Ok((Outcome::invalid(&e), None)),
     };
@@ -86,10 +86,11 @@ async fn converge(
     {
         return Ok((Outcome::waiting(missing), None));
     }
-    if let Some(c) = plan.referenced_config_map()
-        && let Err(missing) = ctx.reference::<ConfigMap>(&ns, &c.name, &c.key).await?
-    {
-        return Ok((Outcome::waiting(missing), None));
+    if let Some(c) = plan.referenced_config_map() {
+        match ctx.reference::<ConfigMap>(&ns, &c.name, &c.key).await? {
+            Err(missing) => return Ok((Outcome::waiting(missing), None)),
+            Ok(text) => plan.relays_hash = Some(content_hash(&text)),
+        }
     }
     let desired = plan.children();
     if !rm.spec.paused {

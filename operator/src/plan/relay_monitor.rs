@@ -61,6 +61,9 @@ pub struct Monitor {
     /// Seconds a scheduled run waits before starting, so a fleet on one schedule does not
     /// start in the same second.
     pub start_delay: u64,
+    /// Hash of the referenced ConfigMap's relay list (set by the controller once read): a
+    /// monitor on an interval loads the list when its pod starts, so an edit rolls the pod.
+    pub relays_hash: Option<String>,
 }
 
 /// Checks a RelayMonitor and resolves it; `pipeline` is its BrotrDeployment when it names one
@@ -149,6 +152,7 @@ pub fn validate(
         image: defaults.probe_image(spec.image.as_ref()),
         key: spec.identity.key_secret_ref.clone(),
         start_delay: spread(&format!("{}/{}", owner.namespace, owner.name), 60),
+        relays_hash: None,
         mode,
         targets,
         config,
@@ -249,14 +253,20 @@ impl Monitor {
         }
         .spec();
         match &self.mode {
-            Mode::Interval => out.push(deployment::service(
-                &self.owner,
-                &name,
-                "monitor",
-                if self.stopped { 0 } else { 1 },
-                spec,
-                template_annotations(&self.overrides, Some(&config_hash)),
-            )),
+            Mode::Interval => {
+                let mut annotations = template_annotations(&self.overrides, Some(&config_hash));
+                if let (Targets::ConfigMap(_), Some(h)) = (&self.targets, &self.relays_hash) {
+                    annotations.insert("brotr.dev/relays-hash".into(), h.clone());
+                }
+                out.push(deployment::service(
+                    &self.owner,
+                    &name,
+                    "monitor",
+                    if self.stopped { 0 } else { 1 },
+                    spec,
+                    annotations,
+                ))
+            }
             Mode::Schedule(cron) => out.push(cron_job(
                 &self.owner,
                 &name,
