@@ -21,10 +21,12 @@
 #              Job completes, the sidecar is stopped
 #   ports      two pods declaring the same containerPort: the second waits Pending (PortInUse)
 #              until the first is deleted (pods share the host network)
-#   operator   the real brotr-operator (its least-privilege user) and a BrotrDeployment on
-#              runc-node against a real PostgreSQL (e2e/pg.sh): the migration Job creates the
-#              tables, the seeder loads relays, the validator runs and is Ready, the
-#              BrotrDeployment is Ready; deleting it stops every container
+#   operator   the real brotr-operator, run as a pod on runc-node from its image (in-cluster
+#              config, a ServiceAccount bound to the generated ClusterRole), and a
+#              BrotrDeployment on runc-node against a real PostgreSQL (e2e/pg.sh): the migration
+#              Job creates the tables, the seeder loads relays, the validator runs and is Ready,
+#              the BrotrDeployment is Ready; deleting it removes the pods, deleting the
+#              operator leaves no container
 #   shutdown   SIGTERM to the kubelet with a pod running: every container is stopped
 # Ends with "N passed, N failed"; exits 1 on any failure.
 #
@@ -32,7 +34,6 @@
 #   BROTR_IMAGES_DIR          as for e2e/images.sh
 #   BROTR_KUBELET_REUSE_IMAGES=1  use the archives already in BROTR_IMAGES_DIR instead of running
 #                             e2e/images.sh (which rebuilds when the sources changed)
-#   BROTR_OPERATOR_BIN        operator binary (default: the debug build in the shared target dir)
 # shellcheck disable=SC2016  # bash -c '… "$1" …' _ ARG: the inner shell expands them
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
 OUT=${BROTR_IMAGES_DIR:-$HOME/.cache/brotr/images}
 VERSION=$(python3 -c 'import tomllib; print(tomllib.load(open("Cargo.toml","rb"))["workspace"]["package"]["version"])')
 PROBE_IMAGE=ghcr.io/brotr-dev/brotr-probe:$VERSION   # the operator's default for its version
-OPERATOR_BIN=${BROTR_OPERATOR_BIN:-$CARGO_TARGET_DIR/debug/brotr-operator}
 NODE=runc-node
 
 source e2e/tools.sh  # tools_apt
@@ -52,7 +52,6 @@ command -v curl >/dev/null 2>&1 || tools_apt curl
 python3 -c 'import yaml' 2>/dev/null || tools_apt python3-yaml
 python3 -c 'import yaml' || { echo "kubelet-test: PyYAML missing for $(command -v python3)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "kubelet-test: runc needs root" >&2; exit 1; }
-[ -x "$OPERATOR_BIN" ] || { echo "kubelet-test: no $OPERATOR_BIN (cargo build -p brotr-operator)" >&2; exit 1; }
 
 if [ "${BROTR_KUBELET_REUSE_IMAGES:-}" = 1 ]; then
   echo "== images: reusing $OUT (BROTR_KUBELET_REUSE_IMAGES=1)"
@@ -69,10 +68,9 @@ WORK=$(mktemp -d /tmp/brotr-kubelet-test.XXXXXX)
 chmod 0755 "$WORK"
 CP="$WORK/cp" STATE="$WORK/kubelet"
 RUNC=(runc --root "$STATE/runc")
-KUBELET_PID="" OPERATOR_PID=""
+KUBELET_PID=""
 cleanup() {
   local rc=$?
-  [ -n "$OPERATOR_PID" ] && { kill "$OPERATOR_PID" 2>/dev/null || true; wait "$OPERATOR_PID" 2>/dev/null || true; }
   if [ -n "$KUBELET_PID" ] && kill -0 "$KUBELET_PID" 2>/dev/null; then
     kill "$KUBELET_PID" 2>/dev/null || true
     wait "$KUBELET_PID" 2>/dev/null || true
@@ -81,7 +79,9 @@ cleanup() {
   for id in $("${RUNC[@]}" list -q 2>/dev/null); do "${RUNC[@]}" delete -f "$id" >/dev/null 2>&1 || true; done
   if [ "$rc" != 0 ]; then
     echo "-- kubelet log (tail)"; tail -40 "$WORK/kubelet.log" 2>/dev/null || true
-    [ -f "$WORK/operator.log" ] && { echo "-- operator log (tail)"; tail -20 "$WORK/operator.log"; }
+    for f in "$STATE"/pods/brotr-system_*/logs/operator.*; do
+      [ -f "$f" ] && { echo "-- ${f#"$STATE"/pods/} (tail)"; tail -20 "$f"; }
+    done
   fi
   bash e2e/control-plane.sh stop "$CP" >/dev/null 2>&1 || true
   pg_stop
@@ -418,15 +418,51 @@ if ! python3 -c 'import socket; s = socket.socket(); s.bind(("0.0.0.0", 9090))' 
 fi
 pg_start fsync=off
 kubectl apply --server-side -f crds/ -f deploy/rbac/cluster-role.yaml >/dev/null
-kubectl create clusterrolebinding brotr-operator-kubelet-test --clusterrole=brotr-operator --user=brotr-operator >/dev/null
 wait_for 60 kubectl wait --for=condition=Established crd/brotrdeployments.brotr.dev --timeout=5s
 OPS=brotr
 kubectl create namespace "$OPS" >/dev/null
+kubectl create namespace brotr-system >/dev/null
 wait_for 30 kubectl -n "$OPS" get serviceaccount default
+wait_for 30 kubectl -n brotr-system get serviceaccount default
+# The operator itself runs as a pod on runc-node, from its image, with in-cluster config: its
+# ServiceAccount's projected token, bound to exactly the generated ClusterRole, and the API
+# server's address in KUBERNETES_SERVICE_HOST/PORT.
+kubectl -n brotr-system create serviceaccount brotr-operator >/dev/null
+kubectl create clusterrolebinding brotr-operator-kubelet-test --clusterrole=brotr-operator \
+  --serviceaccount=brotr-system:brotr-operator >/dev/null
 OPORT=$(free_port)
-KUBECONFIG="$BROTR_K8S_OPERATOR_KUBECONFIG" "$OPERATOR_BIN" run --namespace "$OPS" \
-  --metrics-addr "127.0.0.1:$OPORT" --log-format text >"$WORK/operator.log" 2>&1 &
-OPERATOR_PID=$!
+cat <<EOF | kubectl apply -f - >/dev/null
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: brotr-operator, namespace: brotr-system}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app.kubernetes.io/name: brotr-operator}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: brotr-operator}}
+    spec:
+      serviceAccountName: brotr-operator
+      nodeSelector: {brotr.dev/runc: "true"}
+      securityContext: $POD_SC
+      containers:
+      - name: operator
+        image: ghcr.io/brotr-dev/brotr-operator:$VERSION
+        args: [run, --namespace, $OPS, --metrics-addr, "127.0.0.1:$OPORT", --log-format, text]
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+        ports: [{name: metrics, containerPort: $OPORT}]
+        readinessProbe: {httpGet: {path: /readyz, port: metrics}, periodSeconds: 2}
+        livenessProbe: {httpGet: {path: /healthz, port: metrics}, periodSeconds: 10}
+        securityContext: $SC
+EOF
+if kubectl -n brotr-system wait --for=condition=Available deployment/brotr-operator --timeout=60s >/dev/null; then
+  ok "the operator runs from its image as a pod on $NODE, Ready ($(case_time))"
+else
+  bad "the operator's Deployment is not Available"
+fi
+OP_POD=$(kubectl -n brotr-system get pods -l app.kubernetes.io/name=brotr-operator -o 'jsonpath={.items[0].metadata.name}')
+OPLOG=$(ls -d "$STATE/pods/brotr-system_${OP_POD}"_*/logs 2>/dev/null || echo /nonexistent)
 # The migration Job's probe reaches the database on the host's loopback (shared network).
 kubectl -n "$OPS" create secret generic pg-app --from-literal=uri="$BROTR_TEST_PG_URL" >/dev/null
 cat <<EOF | kubectl apply -f - >/dev/null
@@ -474,12 +510,20 @@ expect "validator pod $VP Ready on $NODE" \
 VPID=$(container_pid "$VP" probe || true)
 expect "its brotr-probe validate process runs under runc (pid ${VPID:-none}), /readyz on :9090 answers" \
   bash -c '[ -n "$1" ] && grep -q validate "/proc/$1/cmdline" && curl -sf -o /dev/null http://127.0.0.1:9090/readyz' _ "$VPID"
-expect "the operator logged no Forbidden" bash -c '! grep -q Forbidden "$1"' _ "$WORK/operator.log"
+expect "the operator applied the children and logged no Forbidden (${OPLOG#"$WORK"/})" \
+  bash -c 'grep -rq "applied" "$1" && ! grep -rq Forbidden "$1"' _ "$OPLOG"
+t=$(date +%s.%N)
 kubectl -n "$OPS" delete bd minimal --wait=true --timeout=60s >/dev/null
-no_pods() { [ -z "$(kubectl -n "$OPS" get pods -o name)" ]; }
-expect "deleting the BrotrDeployment removes every pod and container" \
-  bash -c 'for _ in $(seq 120); do [ -z "$(kubectl -n "$1" get pods -o name)" ] && [ -z "$("${@:2}" list -q)" ] && exit 0; sleep 0.5; done; exit 1' _ "$OPS" "${RUNC[@]}"
-kill "$OPERATOR_PID"; wait "$OPERATOR_PID" 2>/dev/null || true; OPERATOR_PID=""
+# The garbage collector deletes the children; it learns a new CRD's kind at its next discovery
+# (every 30 s), so this can take that long.
+if wait_for 90 bash -c '[ -z "$(kubectl -n "$1" get pods -o name)" ]' _ "$OPS"; then
+  ok "deleting the BrotrDeployment removes its pods ($(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'))"
+else
+  bad "pods of the deleted BrotrDeployment remain: $(kubectl -n "$OPS" get pods -o name | tr '\n' ' ')"
+fi
+kubectl -n brotr-system delete deployment brotr-operator --wait=false >/dev/null
+expect "deleting the operator's Deployment stops it: no runc container remains" \
+  wait_for 60 bash -c '[ -z "$(kubectl -n brotr-system get pods -o name)" ] && [ -z "$("${@:2}" list -q)" ]' _ x "${RUNC[@]}"
 
 case_start "shutdown: SIGTERM to the kubelet stops the containers it runs"
 LPORT=$(free_port)
