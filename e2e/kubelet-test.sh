@@ -16,6 +16,7 @@
 #              deleting the Deployment stops it (no runc container, no process left)
 #   crashloop  a restartPolicy Always pod that exits 2 → restartCount grows, CrashLoopBackOff,
 #              lastState.terminated.exitCode 2
+#   liveness   a livenessProbe that fails → the container is stopped (TERM) and restarted
 #   sidecar    a Job with a native sidecar (the Tor image, mapped to a host-command SOCKS5
 #              stand-in) gated on its startupProbe → the main container starts after it, the
 #              Job completes, the sidecar is stopped
@@ -27,6 +28,7 @@
 #              Job creates the tables, the seeder loads relays, the validator runs and is Ready,
 #              the BrotrDeployment is Ready; deleting it removes the pods, deleting the
 #              operator leaves no container
+#   node       still Ready and untainted at the end, its Lease renewed within 15 s
 #   shutdown   SIGTERM to the kubelet with a pod running: every container is stopped
 # Ends with "N passed, N failed"; exits 1 on any failure.
 #
@@ -340,6 +342,43 @@ expect "one output file per run (probe.0, probe.1, probe.2 … .stderr)" \
   bash -c 'set -- "$1"/pods/"$2"_crasher_*/logs/probe.*.stderr; [ "$#" -ge 3 ]' _ "$STATE" "$NS"
 kubectl -n "$NS" delete pod crasher --wait=true --timeout=60s >/dev/null
 
+case_start "liveness: a failing livenessProbe restarts the container"
+LVPORT=$(free_port)
+cat <<EOF | kubectl apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: unlively, namespace: $NS}
+spec:
+  nodeSelector: {brotr.dev/runc: "true"}
+  automountServiceAccountToken: false
+  securityContext: $POD_SC
+  terminationGracePeriodSeconds: 5
+  volumes: [{name: data, emptyDir: {}}]
+  initContainers:
+  - name: migrate
+    image: $PROBE_IMAGE
+    args: [migrate]
+    env: [{name: DATABASE_URL, value: /var/lib/brotr/data/brotr.db}]
+    volumeMounts: [{name: data, mountPath: /var/lib/brotr/data}]
+    securityContext: $SC
+  containers:
+  - name: probe
+    image: $PROBE_IMAGE
+    args: [validate, --metrics-addr, "127.0.0.1:$LVPORT"]
+    env: [{name: DATABASE_URL, value: /var/lib/brotr/data/brotr.db}]
+    livenessProbe: {httpGet: {path: /no-such-path, port: $LVPORT}, initialDelaySeconds: 1, periodSeconds: 1, failureThreshold: 2}
+    volumeMounts: [{name: data, mountPath: /var/lib/brotr/data}]
+    securityContext: $SC
+EOF
+if wait_for 60 bash -c '[ "$(kubectl -n "$1" get pod unlively -o jsonpath={.status.containerStatuses[0].restartCount})" -ge 1 ]' _ "$NS"; then
+  ok "restarted after the liveness probe failed ($(case_time))"
+else
+  bad "not restarted after a failing liveness probe"
+fi
+expect "the kubelet said why, and the run ended on TERM (lastState exit code 0)" \
+  bash -c 'grep -qF "$1/unlively/probe: liveness probe failed 2 times: restarting it" "$2" && [ "$(kubectl -n "$1" get pod unlively -o jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode})" = 0 ]' _ "$NS" "$WORK/kubelet.log"
+kubectl -n "$NS" delete pod unlively --wait=true --timeout=60s >/dev/null
+
 case_start "sidecar: a native sidecar (Tor image → host-command SOCKS5 stand-in) gates the Job's container"
 job sidecar "$PF" "      volumes: [{name: tmp, emptyDir: {}}]
       initContainers:
@@ -524,6 +563,14 @@ fi
 kubectl -n brotr-system delete deployment brotr-operator --wait=false >/dev/null
 expect "deleting the operator's Deployment stops it: no runc container remains" \
   wait_for 60 bash -c '[ -z "$(kubectl -n brotr-system get pods -o name)" ] && [ -z "$("${@:2}" list -q)" ]' _ x "${RUNC[@]}"
+
+echo "== the node after $(($(date +%s) - T0)) s"
+expect "still Ready and untainted (status heartbeat every 10 s)" node_ready
+lease_age() {
+  python3 -c 'import sys, datetime as d; t = d.datetime.strptime(sys.argv[1], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=d.timezone.utc); print(int((d.datetime.now(d.timezone.utc) - t).total_seconds()))' \
+    "$(jp kube-node-lease "lease/$NODE" '{.spec.renewTime}')"
+}
+expect "the Lease was renewed in the last 15 s ($(lease_age) s ago)" test "$(lease_age)" -le 15
 
 case_start "shutdown: SIGTERM to the kubelet stops the containers it runs"
 LPORT=$(free_port)

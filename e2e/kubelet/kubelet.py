@@ -21,6 +21,7 @@ import traceback
 import urllib.parse
 from datetime import datetime, timezone
 
+sys.dont_write_bytecode = True  # no __pycache__ in the repository's e2e/kubelet/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from api import Api, ApiError  # noqa: E402
 from pods import PodWorker, now_iso  # noqa: E402
