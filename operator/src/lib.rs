@@ -8,6 +8,7 @@
 
 pub mod controller;
 pub mod crd;
+pub mod docs;
 pub mod plan;
 pub mod rbac;
 pub mod render;

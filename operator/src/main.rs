@@ -1,4 +1,5 @@
-//! `brotr-operator`: `run` the controllers, or print the generated `crd` and `rbac` YAML.
+//! `brotr-operator`: `run` the controllers, or print the generated `crd` and `rbac` YAML and
+//! `docs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use anyhow::Context as _;
 use brotr_operator::controller::run::{self, Options};
 use brotr_operator::plan::Defaults;
 use brotr_operator::telemetry::{self, Metrics, Readiness};
-use brotr_operator::{GENERATED_HEADER, crd, rbac};
+use brotr_operator::{GENERATED_HEADER, crd, docs, rbac};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -36,8 +37,19 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Print generated documentation (Markdown) to stdout.
+    Docs {
+        #[command(subcommand)]
+        page: DocsPage,
+    },
     /// Run the controllers.
     Run(Box<RunArgs>),
+}
+
+#[derive(Subcommand)]
+enum DocsPage {
+    /// docs/crd-reference.md: every field of both CRDs, with bounds and CEL rules.
+    CrdReference,
 }
 
 #[derive(clap::Args)]
@@ -112,6 +124,9 @@ fn main() -> anyhow::Result<()> {
             chart_rules: true, ..
         } => print!("{}", rbac::chart_rules_yaml()?),
         Command::Rbac { namespaced, .. } => print!("{}", rbac::yaml(namespaced)?),
+        Command::Docs {
+            page: DocsPage::CrdReference,
+        } => print!("{}", docs::crd_reference_markdown()),
         Command::Run(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             if let Err(e) = rt.block_on(operate(*args)) {
