@@ -116,6 +116,13 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 case_start() { echo "== $1"; CASE_T0=$(date +%s.%N); }
 case_time() { awk -v a="$CASE_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'; }
 
+# The operator renders fixed ports (metrics 9090, Tor 9050); on the shared host network they
+# must be free, or those pods wait (PortInUse).
+for port in 9090 9050; do
+  python3 -c 'import socket, sys; s = socket.socket(); s.bind(("0.0.0.0", int(sys.argv[1])))' "$port" 2>/dev/null ||
+    { echo "kubelet-test: port $port is in use on this host; the pods that serve it would wait" >&2; exit 1; }
+done
+
 echo "== control plane and the kubelet"
 bash e2e/control-plane.sh start "$CP" >/dev/null
 # shellcheck source=/dev/null  # written by control-plane.sh start
@@ -125,7 +132,9 @@ cat >"$WORK/images.yaml" <<EOF
 ghcr.io/brotr-dev/brotr-probe: {archive: $OUT/brotr-probe-$VERSION.oci.tar}
 ghcr.io/brotr-dev/brotr-operator: {archive: $OUT/brotr-operator-$VERSION.oci.tar}
 EOF
-SOCKS_PORT=$(free_port)
+# The Tor image has no archive here: a SOCKS5 proxy on the sidecar's port (the operator's
+# TOR_PORT, 9050) stands in for it.
+SOCKS_PORT=9050
 echo "docker.io/fphammerle/tor-proxy: {hostCommand: [python3, $PWD/e2e/kubelet/socks5.py, --listen, '127.0.0.1:$SOCKS_PORT']}" >>"$WORK/images.yaml"
 python3 e2e/kubelet/kubelet.py --kubeconfig "$KUBECONFIG" --node-name "$NODE" --state-dir "$STATE" \
   --images "$WORK/images.yaml" --restart-backoff 1 >"$WORK/kubelet.log" 2>&1 &
@@ -451,10 +460,8 @@ kubectl -n "$NS" delete pod port-second --wait=true --timeout=60s >/dev/null
 
 case_start "operator: a BrotrDeployment on $NODE against a real PostgreSQL"
 # The probe's services all serve metrics on the operator's fixed port 9090; on the shared host
-# network only one can run at a time, so this pipeline runs one service (the validator).
-if ! python3 -c 'import socket; s = socket.socket(); s.bind(("0.0.0.0", 9090))' 2>/dev/null; then
-  bad "port 9090 is in use on this host: the validator pod would wait (PortInUse)"
-fi
+# network only one can run at a time, so this pipeline runs one service (the validator), with
+# Tor enabled: the operator gives it the Tor sidecar (the SOCKS5 stand-in on 9050).
 pg_start fsync=off
 kubectl apply --server-side -f crds/ -f deploy/rbac/cluster-role.yaml >/dev/null
 wait_for 60 kubectl wait --for=condition=Established crd/brotrdeployments.brotr.dev --timeout=5s
@@ -513,6 +520,8 @@ spec:
   database:
     external:
       urlSecretRef: {name: pg-app, key: uri}
+  networks:
+    tor: {enabled: true}
   seeder:
     relays: ["wss://relay.example.com", "wss://nos.example.org"]
   finder: {enabled: false}
@@ -546,6 +555,12 @@ expect "the seeder wrote the two relays to PostgreSQL ($SEEDED)" \
 VP=$(kubectl -n "$OPS" get pods -l app.kubernetes.io/component=validator -o 'jsonpath={.items[0].metadata.name}')
 expect "validator pod $VP Ready on $NODE" \
   test "$(jp "$OPS" "pod/$VP" '{.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status}')" = "$NODE True"
+expect "its native Tor sidecar (host-command stand-in) is started and ready" \
+  test "$(jp "$OPS" "pod/$VP" '{.spec.initContainers[0].name} {.spec.initContainers[0].restartPolicy} {.status.initContainerStatuses[0].started} {.status.initContainerStatuses[0].ready}')" = "tor Always true true"
+expect "the probe container started after the sidecar's startup probe passed" \
+  bash -c 'a=$(grep -n "$1/tor: startup probe passed" "$2" | cut -d: -f1); b=$(grep -n "$1/probe: started" "$2" | cut -d: -f1); [ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ]' _ "$OPS/$VP" "$WORK/kubelet.log"
+expect "the probe's config sends Tor through it (tor.proxyUrl socks5h://127.0.0.1:9050)" \
+  bash -c 'kubectl -n "$1" get configmap minimal-config -o jsonpath="{.data.probe\.yaml}" | grep -q "socks5h://127.0.0.1:9050"' _ "$OPS"
 VPID=$(container_pid "$VP" probe || true)
 expect "its brotr-probe validate process runs under runc (pid ${VPID:-none}), /readyz on :9090 answers" \
   bash -c '[ -n "$1" ] && grep -q validate "/proc/$1/cmdline" && curl -sf -o /dev/null http://127.0.0.1:9090/readyz' _ "$VPID"
