@@ -130,6 +130,7 @@ class PodWorker(threading.Thread):
         self.lock = threading.Lock()
         self.gone = False  # the object is no longer in the API
         self.stop_now = False  # the kubelet is shutting down
+        self.said = None  # the last waiting message logged (each is logged once)
         # A pod that finished before this kubelet saw it: nothing to run, its status stays.
         self.adopted = self.phase in ("Succeeded", "Failed")
         if self.adopted:
@@ -164,18 +165,25 @@ class PodWorker(threading.Thread):
                 return self.kill_all(self.k.shutdown_grace)
             if self.deleted_timestamp() or self.gone:
                 return self.terminate()
-            if self.stage == "prepare":
-                self.prepare()
-            if self.stage in ("init", "main"):
-                self.reap()
-                self.run_probes()
-            if self.stage == "init":
-                self.step_init()
-            if self.stage == "main":
-                self.step_main()
-            if not self.adopted:
-                self.write_status()
+            try:
+                self.tick()
+            except Exception as e:  # the API server unreachable for a moment: next tick
+                log(f"{self.key}: {type(e).__name__}: {e}; retrying")
+                time.sleep(1)
             time.sleep(TICK)
+
+    def tick(self):
+        if self.stage == "prepare":
+            self.prepare()
+        if self.stage in ("init", "main"):
+            self.reap()
+            self.run_probes()
+        if self.stage == "init":
+            self.step_init()
+        if self.stage == "main":
+            self.step_main()
+        if not self.adopted:
+            self.write_status()
 
     # --- preparation: ports, volumes -------------------------------------------------------
 
@@ -186,9 +194,9 @@ class PodWorker(threading.Thread):
         except NotYet as e:
             for c in self.inits + self.mains:
                 c.state = {"waiting": {"reason": e.reason, "message": str(e)}}
-            if getattr(self, "_said", None) != str(e):
+            if self.said != str(e):
                 log(f"{self.key}: waiting: {e.reason}: {e}")
-                self._said = str(e)
+                self.said = str(e)
             self.k.release_ports(self)
             self.ports = []
             time.sleep(1)
