@@ -70,3 +70,5 @@ bash e2e/gitops-test.sh
 echo "== container images: built from the dist binaries without a registry (buildah), run under runc"
 bash e2e/images.sh
 bash e2e/images-test.sh
+echo "== runc kubelet: pods of the control plane run from the real images (the operator's too)"
+bash e2e/kubelet-test.sh
