@@ -1,6 +1,8 @@
 -- Argo CD health of a brotr.dev resource, read from its kstatus conditions (Ready, Reconciling,
 -- Stalled, each with observedGeneration) as brotr-operator writes them. Plain Lua 5.1, which is
 -- what Argo CD's interpreter (gopher-lua) runs. The same rules as deploy/argocd/README.md:
+-- Both kinds share this script (RelayMonitor/health.lua links here): their statuses have the same
+-- contract.
 --   spec.paused                                   -> Suspended
 --   no status yet, or status.observedGeneration
 --   behind metadata.generation                    -> Progressing
