@@ -1,8 +1,6 @@
 -- Argo CD health of a brotr.dev resource, read from its kstatus conditions (Ready, Reconciling,
 -- Stalled, each with observedGeneration) as brotr-operator writes them. Plain Lua 5.1, which is
 -- what Argo CD's interpreter (gopher-lua) runs. The same rules as deploy/argocd/README.md:
--- Both kinds share this script (RelayMonitor/health.lua links here): their statuses have the same
--- contract.
 --   spec.paused                                   -> Suspended
 --   no status yet, or status.observedGeneration
 --   behind metadata.generation                    -> Progressing
@@ -12,6 +10,8 @@
 --   Ready=False, Reconciling=False                -> Degraded (converged but not working, e.g.
 --                                                    a scheduled run that failed)
 --   anything else                                 -> Progressing
+-- Both kinds share this script (RelayMonitor/health.lua links here): their statuses have the same
+-- contract.
 local hs = {}
 
 local function condition(conditions, type)
