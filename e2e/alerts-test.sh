@@ -32,16 +32,7 @@ DASHBOARD="$ROOT/charts/brotr-operator/files/dashboards/brotr.json"
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}
 PROBE=${BROTR_PROBE_BIN:-$TARGET/debug/brotr-probe}
 OPERATOR=${BROTR_OPERATOR_BIN:-$TARGET/debug/brotr-operator}
-T0=$(date +%s.%N)
-
-say() { echo "alerts: $*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-phase() { echo "== $* ($(elapsed) s)"; }
-
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok    $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL  $*"; }
+source "$HERE/checks.sh" alerts
 # run_step LABEL CMD...: one check; its output indented, its last lines only on success
 # (STEP_LINES, default 3).
 run_step() {

@@ -26,16 +26,7 @@ CP="$HERE/control-plane.sh"
 ARGO="$ROOT/deploy/argocd/health_test.py"
 CAPTURE=${BROTR_GITOPS_CAPTURE:-0}
 OPERATOR=${BROTR_OPERATOR_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}/debug/brotr-operator}
-T0=$(date +%s.%N)
-
-say() { echo "gitops: $*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-phase() { echo "== $* ($(elapsed) s)"; }
-
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok    $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL  $*"; }
+source "$HERE/checks.sh" gitops
 
 # Tools: fail loudly when one cannot be had, never skip.
 phase "tools"

@@ -43,11 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PASS=0 FAIL=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
-# expect DESCRIPTION COMMAND...: the command's success is the check.
-expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+source e2e/checks.sh images-test
 
 # unpack NAME: $WORK/NAME/{config.json (the image config), rootfs/}; prints "<bytes> <layers>".
 unpack() {
@@ -176,7 +172,7 @@ for name in brotr-probe brotr-operator; do
     expect "$name --version in the container says '$name $VERSION'" \
       test "$(cat "$WORK/$name-version.out")" = "$name $VERSION"
   else
-    bad "$name --version in the container exited non-zero"; show "$WORK/$name-version.err"
+    fail "$name --version in the container exited non-zero"; show "$WORK/$name-version.err"
   fi
 done
 
@@ -185,12 +181,12 @@ if run brotr-operator "$WORK/crd" "" crd; then
   expect "brotr-operator crd prints the BrotrDeployment and RelayMonitor CRDs" \
     test "$(grep -cE '^  name: (brotrdeployments|relaymonitors)\.brotr\.dev$' "$WORK/crd.out")" = 2
 else
-  bad "brotr-operator crd exited non-zero"; show "$WORK/crd.err"
+  fail "brotr-operator crd exited non-zero"; show "$WORK/crd.err"
 fi
 
 echo "== brotr-probe migrate: the root is read-only, the mounted data volume is not"
 if run brotr-probe "$WORK/migrate-ro" "" migrate; then
-  bad "brotr-probe migrate with nothing mounted succeeded (the root filesystem is not read-only?)"
+  fail "brotr-probe migrate with nothing mounted succeeded (the root filesystem is not read-only?)"
 else
   # The data dir belongs to 65532, so only the read-only root can refuse the file.
   expect "brotr-probe migrate with nothing mounted fails: $(grep -m1 -oiE 'read-only file system|unable to open database file' "$WORK/migrate-ro.err" || echo '?')" \
@@ -203,7 +199,7 @@ if run brotr-probe "$WORK/migrate" "$DATA:$WORKDIR:rw" migrate; then
   expect "brotr-probe migrate writes ./brotr.db into the volume at $WORKDIR, owned by 65532" \
     test "$(stat -c %u:%g "$DATA/brotr.db" 2>/dev/null)" = "65532:65532"
 else
-  bad "brotr-probe migrate with $WORKDIR mounted exited non-zero"; show "$WORK/migrate.err"
+  fail "brotr-probe migrate with $WORKDIR mounted exited non-zero"; show "$WORK/migrate.err"
 fi
 
 echo "== brotr-probe check against a real nostr-rs-relay on the host's loopback"
@@ -263,5 +259,4 @@ expect "the mounted GeoIP databases were read (no 'database unavailable')" \
   _ "$WORK/check.out" "$WORK/check.err"
 [ "$rc" = 0 ] || show "$WORK/check.err"
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" = 0 ]
+checks_summary

@@ -1,0 +1,20 @@
+# Shared by the e2e test scripts: progress lines and a tally of checks.
+#
+#   source e2e/checks.sh NAME   → say, die, elapsed, phase, pass, fail, expect; PASSED, FAILED
+#
+# A script counts its checks with pass/fail (or expect DESCRIPTION COMMAND…), goes on after a
+# failure so one run reports every broken check, and ends with `checks_summary` (exit status:
+# 0 only when nothing failed).
+CHECKS_NAME=${1:?usage: source e2e/checks.sh NAME}
+T0=$(date +%s.%N)
+PASSED=0 FAILED=0
+
+say() { echo "$CHECKS_NAME: $*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+phase() { echo "== $* ($(elapsed) s)"; }
+pass() { PASSED=$((PASSED + 1)); echo "ok    $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL  $*"; }
+# expect DESCRIPTION COMMAND...: the command's success is the check.
+expect() { local d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+checks_summary() { echo "$PASSED passed, $FAILED failed"; [ "$FAILED" -eq 0 ]; }
