@@ -13,6 +13,7 @@ import argparse
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the repository's e2e/kubelet
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from api import Api, ApiError  # noqa: E402
 from pods import PodWorker, now_iso  # noqa: E402
-from runtime import Images, Runc, log  # noqa: E402
+from runtime import Images, Runc, SharedHosts, log  # noqa: E402
 
 HEARTBEAT = 10  # seconds between Lease renewals and node status updates
 LEASE_SECONDS = 40
@@ -49,7 +50,9 @@ class Kubelet:
         self.shutdown_grace = args.shutdown_grace
         self.workers = {}  # uid → PodWorker
         self.finished = set()  # uids whose pod this kubelet has deleted (late events ignored)
-        self.ports = {}  # port → PodWorker holding it
+        self.ports = {}  # port → PodWorker holding it (host mode: declared; per-pod: host ports)
+        self.per_pod_ports = args.pod_ports == "per-pod"
+        self.shared = SharedHosts(os.path.join(self.state_dir, "shared"))
         self.lock = threading.Lock()
         self.stop = threading.Event()
 
@@ -65,6 +68,24 @@ class Kubelet:
             for p in ports:
                 self.ports[p] = worker
         return None
+
+    def allocate_ports(self, worker, ports):
+        """Per-pod port spaces: a free host port for each of the pod's declared ports, never one
+        another pod of this node holds (the kernel picks it; nothing binds it until the
+        container does)."""
+        out = {}
+        with self.lock:
+            for p in ports:
+                while True:
+                    s = socket.socket()
+                    s.bind(("0.0.0.0", 0))
+                    host = s.getsockname()[1]
+                    s.close()
+                    if host not in self.ports:
+                        break
+                self.ports[host] = worker
+                out[p] = host
+        return out
 
     def release_ports(self, worker):
         with self.lock:
@@ -215,6 +236,7 @@ class Kubelet:
         left = self.runc.list()
         for cid in left:
             self.runc.delete(cid)
+        self.shared.stop_all()
         log(f"stopped ({len(workers)} pods; {len(left)} containers force-removed)")
 
 
@@ -228,6 +250,11 @@ def main():
     ap.add_argument("--label", action="append", default=[], help="extra node label KEY=VALUE")
     ap.add_argument("--restart-backoff", type=float, default=10,
                     help="first crash-loop back-off in seconds (doubles up to 300; kubelet: 10)")
+    ap.add_argument("--pod-ports", choices=("host", "per-pod"), default="host",
+                    help="host: pods use their declared ports on the host's network, a pod whose "
+                    "port is taken waits (PortInUse); per-pod: each pod gets free host ports for "
+                    "its declared ports, and its listen addresses and probes are rewritten to "
+                    "them (the stand-in for a pod IP of its own; see README.md)")
     ap.add_argument("--shutdown-grace", type=float, default=10,
                     help="seconds containers get between TERM and KILL when the kubelet stops")
     args = ap.parse_args()

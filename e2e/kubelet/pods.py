@@ -20,6 +20,12 @@ from runtime import DEFAULT_PATH, ImageError, Process, log
 
 TICK = 0.25
 MAX_BACKOFF = 300  # the kubelet's cap on the crash-loop back-off (seconds)
+# A listen address in an argument or environment value: `HOST:PORT` or `--flag=HOST:PORT`, HOST
+# an IP literal, `localhost` or empty. Per-pod ports rewrite its PORT when the pod declares it.
+LISTEN_ADDR = re.compile(r"^((?:--?[A-Za-z0-9][\w.-]*=)?"
+                         r"(?:\[[0-9A-Fa-f:.]*\]|\d{1,3}(?:\.\d{1,3}){3}|localhost)?:)(\d{1,5})$")
+# The pod condition that shows a pod's host ports (per-pod ports): the pod's own port space.
+HOST_PORTS_CONDITION = "brotr.dev/HostPorts"
 
 
 def now_iso():
@@ -125,6 +131,7 @@ class PodWorker(threading.Thread):
         self.init_index = 0
         self.phase = pod.get("status", {}).get("phase", "Pending")
         self.ports = []
+        self.port_map = {}  # per-pod ports: declared port → host port
         self.transitions = {}
         self.written = None
         self.lock = threading.Lock()
@@ -199,15 +206,35 @@ class PodWorker(threading.Thread):
                 self.said = str(e)
             self.k.release_ports(self)
             self.ports = []
+            self.port_map = {}
             time.sleep(1)
             return
         self.stage = "init"
 
+    def declared_ports(self):
+        """The pod's declared TCP ports, less those of shared host-command images (the node's
+        one process of that image serves them)."""
+        want = set()
+        for c in self.inits + self.mains:
+            if (self.k.images.lookup(c.spec.get("image", "")) or {}).get("shared"):
+                continue
+            want |= {p["containerPort"] for p in c.spec.get("ports", [])
+                     if p.get("protocol", "TCP") == "TCP"}
+        return sorted(want)
+
     def claim_ports(self):
-        """Pods share the host's network: two pods serving the same port cannot both run. A
-        pod whose declared port is taken (by a pod here or any process) waits, Pending."""
-        want = sorted({p["containerPort"] for c in self.inits + self.mains
-                       for p in c.spec.get("ports", []) if p.get("protocol", "TCP") == "TCP"})
+        """Pods share the host's network. Host mode: two pods serving the same port cannot both
+        run; a pod whose declared port is taken (by a pod here or any process) waits, Pending.
+        Per-pod mode: each declared port gets a free host port of this pod's own (the
+        listen addresses and probes are rewritten to it, see remap)."""
+        want = self.declared_ports()
+        if self.k.per_pod_ports:
+            if not self.port_map and want:
+                self.port_map = self.k.allocate_ports(self, want)
+                log(f"{self.key}: per-pod ports: " + ", ".join(
+                    f"{p}→{h}" for p, h in sorted(self.port_map.items())))
+            self.ports = want
+            return
         owner = self.k.claim_ports(self, want)
         if owner:
             raise NotYet("PortInUse", f"port {owner[0]} is used by pod {owner[1]} on this node "
@@ -441,6 +468,13 @@ class PodWorker(threading.Thread):
                                    "nosuid", "nodev"]})
         return ms
 
+    def remap(self, s):
+        """Per-pod ports: a listen address on a declared port, moved to the pod's host port."""
+        m = LISTEN_ADDR.match(s) if self.port_map else None
+        if m and int(m.group(2)) in self.port_map:
+            return f"{m.group(1)}{self.port_map[int(m.group(2))]}"
+        return s
+
     def start_container(self, c):
         """Starts one run of a container; on a missing input the container waits instead."""
         ref = c.spec.get("image", "")
@@ -454,15 +488,35 @@ class PodWorker(threading.Thread):
             if args is None:
                 args = [] if "command" in c.spec else (image.get("Cmd") or [])
             argv = cmd + [expand(a, env) for a in args]
+            if self.port_map:
+                moved = [f"{a} → {self.remap(a)}" for a in argv if self.remap(a) != a]
+                moved += [f"{k}={v} → {self.remap(v)}" for k, v in env.items()
+                          if self.remap(v) != v]
+                argv = [self.remap(a) for a in argv]
+                env = {k: self.remap(v) for k, v in env.items()}
+                if moved and c.runs == 0:
+                    log(f"{self.key}/{c.name}: per-pod ports: rewrote {'; '.join(moved)}")
             run_no = c.restarts
             out = os.path.join(self.logs, f"{c.name}.{run_no}.stdout")
             err = os.path.join(self.logs, f"{c.name}.{run_no}.stderr")
             if host_cmd:
                 # No image archive: a host command stands in for this image (e.g. a SOCKS5
                 # proxy for the Tor sidecar). It is not the image, and runs unconfined.
-                log(f"{self.key}/{c.name}: STAND-IN: image {ref} has no archive; running the "
-                    f"host command {host_cmd} instead (not in a container)")
-                c.proc = Process.host(host_cmd, {**os.environ, **env}, out, err)
+                if img.get("shared"):
+                    # One process per node for this image (its port is fixed by what uses it):
+                    # this container attaches to it, starting it if it is not running.
+                    c.proc = self.k.shared.attach(host_cmd, {**os.environ, **env})
+                    log(f"{self.key}/{c.name}: STAND-IN: image {ref} has no archive; attached "
+                        f"to the node's shared host command {host_cmd} (pid {c.proc.pid}, log "
+                        f"{c.proc.log_path}; not in a container)")
+                    with open(out, "a") as f:
+                        f.write(f"attached to the shared stand-in pid {c.proc.pid}; its output: "
+                                f"{c.proc.log_path}\n")
+                else:
+                    host_cmd = [self.remap(a) for a in host_cmd]
+                    log(f"{self.key}/{c.name}: STAND-IN: image {ref} has no archive; running the "
+                        f"host command {host_cmd} instead (not in a container)")
+                    c.proc = Process.host(host_cmd, {**os.environ, **env}, out, err)
                 c.cid, c.image_id = None, "host-command://" + " ".join(host_cmd)
             else:
                 if not argv:
@@ -554,11 +608,12 @@ class PodWorker(threading.Thread):
     # --- probes ----------------------------------------------------------------------------
 
     def port_of(self, c, port):
+        """The host port a probe connects to (per-pod ports: the pod's host port)."""
         if isinstance(port, int) or str(port).isdigit():
-            return int(port)
+            return self.port_map.get(int(port), int(port))
         for p in c.spec.get("ports", []):
             if p.get("name") == port:
-                return p["containerPort"]
+                return self.port_map.get(p["containerPort"], p["containerPort"])
         raise ValueError(f"no port named {port}")
 
     def check(self, c, spec):
@@ -775,7 +830,14 @@ class PodWorker(threading.Thread):
         with self.lock:
             kept = [c for c in self.pod.get("status", {}).get("conditions", [])
                     if c["type"] not in ("PodReadyToStartContainers", "Initialized",
-                                         "ContainersReady", "Ready")]
+                                         "ContainersReady", "Ready", HOST_PORTS_CONDITION)]
+        if self.port_map:
+            # Where the pod's ports are on the host: what a pod IP of its own would give.
+            kept.append({"type": HOST_PORTS_CONDITION, "status": "True", "reason": "PerPodPorts",
+                         "message": " ".join(f"{p}={h}" for p, h in sorted(self.port_map.items())),
+                         "lastProbeTime": None,
+                         "lastTransitionTime": self.transitions.setdefault(
+                             HOST_PORTS_CONDITION, ("True", now_iso()))[1]})
         not_ready = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
         status = {
             "phase": phase,

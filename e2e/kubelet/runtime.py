@@ -36,8 +36,11 @@ class Images:
 
         ghcr.io/brotr-dev/brotr-probe:0.1.0: {archive: /path/brotr-probe-0.1.0.oci.tar}
         docker.io/fphammerle/tor-proxy:latest: {hostCommand: [python3, socks5.py, ...]}
+        docker.io/fphammerle/tor-proxy: {hostCommand: [...], shared: true}
 
-    A key without a tag or digest matches every tag of that repository.
+    A key without a tag or digest matches every tag of that repository. `shared: true`: one
+    process of the host command per node, which every container of that image attaches to
+    (SharedHosts).
     """
 
     def __init__(self, map_file, cache_dir):
@@ -45,17 +48,22 @@ class Images:
         self.cache_dir = cache_dir
         self.lock = threading.Lock()
 
-    def resolve(self, ref):
+    def lookup(self, ref):
+        """The map's entry for a reference (None when absent); nothing is unpacked."""
         with open(self.map_file) as f:
             m = yaml.safe_load(f) or {}
         repo = ref.split("@")[0]
         if ":" in repo.rsplit("/", 1)[-1]:
             repo = repo.rsplit(":", 1)[0]
-        entry = m.get(ref) or m.get(repo)
+        return m.get(ref) or m.get(repo)
+
+    def resolve(self, ref):
+        entry = self.lookup(ref)
         if not entry:
             raise ImageError(f"image {ref} is not in the image map {self.map_file}")
         if "hostCommand" in entry:
-            return {"hostCommand": [str(a) for a in entry["hostCommand"]]}
+            return {"hostCommand": [str(a) for a in entry["hostCommand"]],
+                    "shared": bool(entry.get("shared"))}
         archive = entry["archive"]
         if not os.path.isfile(archive):
             raise ImageError(f"image {ref}: no archive at {archive} (run e2e/images.sh)")
@@ -203,3 +211,95 @@ class Process:
             self.runc.delete(self.cid)
         if self.proc.poll() is None:
             self.proc.kill()
+
+
+class SharedHosts:
+    """Host commands run once per node (image map `shared: true`), e.g. the Tor sidecar's
+    stand-in: every pod's sidecar serves the same fixed port (the probe's config names
+    127.0.0.1:9050), which only one process can bind. The first container of such an image
+    starts the process; the others attach to it; it is stopped when the last one detaches (or
+    at kubelet shutdown), and started again by the next container after it died."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.lock = threading.Lock()
+        self.procs = {}  # argv tuple → [Popen, attachments]
+
+    def attach(self, argv, env):
+        key = tuple(argv)
+        with self.lock:
+            entry = self.procs.get(key)
+            if entry is None or entry[0].poll() is not None:
+                os.makedirs(self.log_dir, exist_ok=True)
+                name = hashlib.sha256(" ".join(argv).encode()).hexdigest()[:8]
+                path = os.path.join(self.log_dir, f"stand-in-{name}.log")
+                with open(path, "ab") as out:
+                    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                entry = self.procs[key] = [p, 0, path]
+                log(f"shared stand-in started: pid {p.pid} {argv} (log {path})")
+            entry[1] += 1
+            return SharedAttachment(self, key, entry[0], entry[2])
+
+    def detach(self, key, popen):
+        with self.lock:
+            entry = self.procs.get(key)
+            if entry is None or entry[0] is not popen:
+                return
+            entry[1] -= 1
+            if entry[1] > 0:
+                return
+            del self.procs[key]
+        self._stop(popen, key)
+
+    @staticmethod
+    def _stop(popen, key):
+        if popen.poll() is None:
+            try:
+                os.killpg(popen.pid, signal.SIGTERM)
+                popen.wait(5)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(popen.pid, signal.SIGKILL)
+                popen.wait()
+        log(f"shared stand-in stopped: pid {popen.pid} {list(key)}")
+
+    def stop_all(self):
+        with self.lock:
+            entries = list(self.procs.items())
+            self.procs.clear()
+        for key, (popen, _, _) in entries:
+            self._stop(popen, key)
+
+
+class SharedAttachment:
+    """A container's hold on a shared host process, with Process's interface: it runs while the
+    shared process does; TERM or KILL detaches it (exit code 0); the shared process ending ends
+    it with that process's code (the container restarts and starts a new one)."""
+
+    def __init__(self, shared, key, popen, log_path):
+        self.shared, self.key, self.popen, self.log_path = shared, key, popen, log_path
+        self.runc, self.cid = None, None
+        self.code = None
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def poll(self):
+        if self.code is None:
+            rc = self.popen.poll()
+            if rc is not None:
+                self.code = 128 - rc if rc < 0 else rc
+                self.shared.detach(self.key, self.popen)
+        return self.code
+
+    def signal(self, name):
+        if self.code is None:
+            self.code = 0
+            self.shared.detach(self.key, self.popen)
+        return True
+
+    def force(self):
+        self.signal("KILL")
