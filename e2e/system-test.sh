@@ -12,10 +12,33 @@
 #   publish a neg-relay the monitors publish their NIP-66 events to (not seeded)
 # The operator is installed with the Helm chart (charts/brotr-operator) and runs as a pod from its
 # image on runc-node, with in-cluster config (the kubelet's projected token). A BrotrDeployment
-# (schema full, Tor, every service, synchronizer shards 2, seeds = the relays + the decoy,
-# allowPrivate, 1-minute intervals) and three RelayMonitors (own keys and geohashes) are applied,
-# then checked through the API server and psql, step by step (see the `==` sections below).
-# Ends with "N passed, N failed"; exits 1 on any failure.
+# (schema full, identity, Tor, every service, synchronizer shards 2, seeds = the four relays + the
+# decoy, allowPrivate, 1-minute intervals) and three interval RelayMonitors (own keys and
+# geohashes, publishing to the publish relay) are applied; then, through the API server, psql,
+# the pods' own logs and a Nostr client:
+#   operator   Available from `helm install --wait`; its image, the projected token and
+#              KUBERNETES_SERVICE_HOST in its process, /readyz on its own host port
+#   pods       10 pods, all on runc-node; Jobs Succeeded, services Ready; every pod created and
+#              started after the migration Job completed; 8 service pods on distinct host ports
+#              for their 9090 (/readyz on each); the Tor sidecars of the 7 relay pods attached to
+#              the node's one SOCKS5 stand-in
+#   validation the four relays in `relay` (the onion one as network tor, reached through the
+#              stand-in), the decoy still a candidate with a failure
+#   archive    per relay exactly its events in event_relay, `event` their union, the stranger's DM
+#              never; each shard received and stored exactly the events of the relays it owns by
+#              FNV-1a (distinct subset sums: no relay synced by both); a cursor per relay; the DMs
+#              to the pipeline's key (NIP-42) — reported as a GAP when missed (see the message)
+#   NIP-66     a 10166 (own geohash) and a 30166 per relay from each of the 4 monitors, every
+#              signature valid for nostr-tools and go-nostr, n and rtt-* tags equal to the
+#              nip66_rtt rows stored under each monitor's key; no 30166 for the decoy
+#   next cycle events added to one relay of each shard: the next cycles receive and store exactly
+#              those, earlier rows untouched, every cursor advanced
+#   maintain   a Job from the refresh CronJob (as `kubectl create job --from=cronjob/…`) on
+#              runc-node brings event_stats, relay_stats and relay_metadata_latest_by_monitor to
+#              the live counts
+#   end        no container restarted, the operator logged no Forbidden or error, the node Ready
+# Ends with "N passed, N failed, N known gap(s)"; exits 1 on any failure (a known gap is printed
+# as GAP and does not fail the run).
 #
 # Environment:
 #   BROTR_IMAGES_DIR               as for e2e/images.sh
@@ -387,9 +410,9 @@ expect "relay table: the four relays, the onion one on network tor, the decoy ab
 DECOY_STATE=$(sql "select state_value::text from service_state where service_name = 'validator' and state_type = 'checkpoint' and state_key = '$DECOY_URL'")
 expect "the decoy stays a candidate with a failed validation ($DECOY_STATE)" \
   bash -c 'jq -e ".failures >= 1" <<<"$1" >/dev/null' _ "$DECOY_STATE"
-STANDIN_LOG=$(ls "$STATE"/shared/stand-in-*.log | head -1)
+STANDIN_LOG=("$STATE"/shared/stand-in-*.log)
 expect "the stand-in carried connections to $ONION:80 to the onion relay (127.0.0.1:$P_ONION)" \
-  grep -qF "onion $ONION:80 → 127.0.0.1:$P_ONION" "$STANDIN_LOG"
+  grep -qF "onion $ONION:80 → 127.0.0.1:$P_ONION" "${STANDIN_LOG[0]}"
 
 echo "== archive: every event of every relay once, split over the two shards"
 T=$(date +%s.%N)
