@@ -420,7 +420,7 @@ cursors() { sql "select state_key || '=' || coalesce(state_value->>'doneUntil', 
 synced() { [ "$(cursors | grep -c '=[0-9]')" = 4 ] && [ "$(sql 'select count(*) from event_relay')" -ge 23 ]; }
 wait_for 120 synced || true
 CURSORS1=$(cursors)
-expect "a cursor for each relay (filter kinds 1,4), past its newest event ($(elapsed "$T") after the pods were Ready)" \
+expect "a cursor for each relay (filter kinds 1,4), past its newest event (waited $(elapsed "$T"))" \
   bash -c 'for u in "${@:3}"; do grep -q "^$u#[0-9a-f]*=[0-9]*$" <<<"$1" || exit 1; done; for t in $(sed "s/.*=//" <<<"$1"); do [ "$t" -ge "$2" ] || exit 1; done' _ "$CURSORS1" $((BASE + 20)) "${RELAYS[@]}"
 sql "select r.url, encode(er.event_id, 'hex'), er.seen_at from event_relay er join relay r on r.id = er.relay_id" >"$WORK/archive1.txt"
 sql "select encode(id, 'hex') from event" >"$WORK/events1.txt"
