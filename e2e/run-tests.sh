@@ -72,3 +72,5 @@ bash e2e/images.sh
 bash e2e/images-test.sh
 echo "== runc kubelet: pods of the control plane run from the real images (the operator's too)"
 bash e2e/kubelet-test.sh
+echo "== the whole system: Helm-installed operator, a BrotrDeployment and RelayMonitors on the runc kubelet against real relays and PostgreSQL"
+bash e2e/system-test.sh
