@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use brotr_operator::controller::run::{self, Options};
@@ -85,6 +86,10 @@ struct RunArgs {
     /// PostgreSQL image of managed databases.
     #[arg(long, env = "BROTR_POSTGRES_IMAGE")]
     postgres_image: Option<String>,
+    /// Seconds between checks of the caches against the API server (a watch that fell behind
+    /// restarts the controllers).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    watchdog_secs: u64,
     /// Reconciles at once per kind.
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
@@ -200,14 +205,8 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         defaults,
         concurrency: args.concurrency,
         identity,
+        watchdog_every: Duration::from_secs(args.watchdog_secs),
     };
-    let controllers = run::run(
-        client,
-        opts,
-        metrics.clone(),
-        ready.clone(),
-        shutdown.clone(),
-    );
     let lost = async move {
         match leadership {
             Some(mut rx) => {
@@ -216,11 +215,33 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
             None => futures_util::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        r = controllers => r.map_err(anyhow::Error::msg)?,
-        _ = lost => {
-            metrics.leader.set(0);
-            anyhow::bail!("lost the leader lease; exiting so this replica restarts as a follower");
+    let mut lost = std::pin::pin!(lost);
+    let mut client = client;
+    loop {
+        let controllers = run::run(
+            client.clone(),
+            opts.clone(),
+            metrics.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        );
+        tokio::select! {
+            r = controllers => match r.map_err(anyhow::Error::msg)? {
+                run::Exit::Shutdown => break,
+                run::Exit::StaleCache(why) => {
+                    // A new client: its connections are new too. Restarted controllers list
+                    // everything again and write nothing that is already right.
+                    tracing::error!(%why, "a watch fell behind the API server; restarting the controllers");
+                    metrics.watch_restarts.inc();
+                    client = kube::Client::try_default()
+                        .await
+                        .context("no Kubernetes client configuration")?;
+                }
+            },
+            _ = &mut lost => {
+                metrics.leader.set(0);
+                anyhow::bail!("lost the leader lease; exiting so this replica restarts as a follower");
+            }
         }
     }
     let _ = server.await;

@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Counts a kind's cached objects by state: `(kind, [(status, count)])`.
@@ -33,6 +33,8 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// `brotr_operator_leader`: 1 while this replica runs the controllers.
     pub leader: IntGauge,
+    /// `brotr_operator_watch_restarts_total`: controllers restarted because a watch fell behind.
+    pub watch_restarts: IntCounter,
     /// `brotr_operator_objects{kind, status}`: custom resources by state (ready, reconciling,
     /// stalled), counted from the controllers' caches at each scrape so deleted objects drop out.
     pub objects: IntGaugeVec,
@@ -79,6 +81,11 @@ impl Metrics {
         .expect("valid metric");
         let leader = IntGauge::new("brotr_operator_leader", "1 while this replica leads")
             .expect("valid metric");
+        let watch_restarts = IntCounter::new(
+            "brotr_operator_watch_restarts_total",
+            "Controllers restarted because a watch fell behind the API server",
+        )
+        .expect("valid metric");
         let objects = IntGaugeVec::new(
             Opts::new(
                 "brotr_operator_objects",
@@ -94,6 +101,7 @@ impl Metrics {
             Box::new(writes.clone()),
             Box::new(leader.clone()),
             Box::new(objects.clone()),
+            Box::new(watch_restarts.clone()),
         ] {
             registry.register(c).expect("registered once");
         }
@@ -105,6 +113,7 @@ impl Metrics {
             writes,
             leader,
             objects,
+            watch_restarts,
             census: Arc::default(),
         }
     }

@@ -104,13 +104,14 @@ fn documented_metrics(doc: &str) -> BTreeMap<String, (String, Vec<String>)> {
 #[test]
 fn docs_metrics_lists_every_operator_metric_with_its_type_and_labels() {
     let m = Metrics::new();
-    let collectors: [&dyn Collector; 6] = [
+    let collectors: [&dyn Collector; 7] = [
         &m.reconciles,
         &m.failures,
         &m.duration,
         &m.writes,
         &m.leader,
         &m.objects,
+        &m.watch_restarts,
     ];
     let source = read("operator/src/telemetry.rs");
     let in_source: BTreeSet<&str> = source

@@ -14,100 +14,14 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use support::{Operator, admin, eventually, namespace, secret, setup};
+use support::{
+    Operator, admin, condition, create, dyn_api, eventually, example, full_pipeline, namespace,
+    secret, setup, wait_condition, wait_ready,
+};
 
 const NEEDS: &str = "needs a Kubernetes API server: KUBECONFIG (e2e/run-tests.sh starts one)";
-
-fn example(name: &str) -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
-    serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{path}{name}")).unwrap()).unwrap()
-}
-
-/// The full example without what a fake node cannot give (a node label, a GeoIP volume).
-fn full_pipeline(name: &str) -> Value {
-    let mut v = example("brotrdeployment-full.yaml");
-    v["metadata"]["name"] = name.into();
-    let spec = v["spec"].as_object_mut().unwrap();
-    spec.remove("podOverrides");
-    spec["monitor"].as_object_mut().unwrap().remove("geoip");
-    v
-}
-
-async fn create<K>(c: &Client, ns: &str, v: Value) -> K
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(v).unwrap();
-    Api::<K>::namespaced(c.clone(), ns)
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create")
-}
-
-/// The `type` condition of a BrotrDeployment or RelayMonitor, with the generations.
-async fn condition(
-    api: &Api<Value2>,
-    name: &str,
-    type_: &str,
-) -> Option<(String, String, i64, i64)> {
-    let o = api.get(name).await.ok()?;
-    let generation = o.metadata.generation.unwrap_or_default();
-    let c = o.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?
-        .clone();
-    Some((
-        c["status"].as_str()?.to_owned(),
-        c["reason"].as_str()?.to_owned(),
-        c["observedGeneration"].as_i64()?,
-        generation,
-    ))
-}
-
-type Value2 = kube::api::DynamicObject;
-
-fn dyn_api(c: &Client, ns: &str, kind: &str) -> Api<Value2> {
-    let ar = match kind {
-        "BrotrDeployment" => kube::api::ApiResource::erase::<BrotrDeployment>(&()),
-        _ => kube::api::ApiResource::erase::<RelayMonitor>(&()),
-    };
-    Api::namespaced_with(c.clone(), ns, &ar)
-}
-
-/// Waits for `Ready=True` describing the current generation.
-async fn wait_ready(c: &Client, ns: &str, kind: &str, name: &str, secs: u64) {
-    let api = dyn_api(c, ns, kind);
-    eventually(&format!("{kind} {ns}/{name} Ready"), secs, || async {
-        matches!(condition(&api, name, "Ready").await,
-            Some((s, _, observed, generation)) if s == "True" && observed == generation)
-    })
-    .await;
-}
-
-/// Waits for a condition status and reason on the current generation.
-async fn wait_condition(
-    c: &Client,
-    ns: &str,
-    kind: &str,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) {
-    let api = dyn_api(c, ns, kind);
-    eventually(&format!("{kind} {name} {type_}={status}/{reason}"), 60, || async {
-        matches!(condition(&api, name, type_).await,
-            Some((s, r, observed, generation)) if s == status && r == reason && observed == generation)
-    })
-    .await;
-}
 
 /// Every child of `uid`: (kind/name → generation or resourceVersion, uid).
 async fn children(c: &Client, ns: &str, uid: &str) -> BTreeMap<String, (String, String)> {

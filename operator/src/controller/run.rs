@@ -1,6 +1,7 @@
 //! Wiring: the watches, both controllers per scope (all namespaces, or each listed one), leader
 //! election, and shutdown.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,18 @@ pub struct Options {
     pub concurrency: u16,
     /// Name of this replica (Events, leases).
     pub identity: String,
+    /// How often the caches are compared with what the API server lists (see `watchdog`).
+    pub watchdog_every: Duration,
+}
+
+/// How the controllers stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// `shutdown` resolved.
+    Shutdown,
+    /// A watch fell behind the API server (the message says which objects): the caller
+    /// starts the controllers again on a new client.
+    StaleCache(String),
 }
 
 /// Fails fast with a clear message when the CRDs are missing or the operator may not list them.
@@ -60,14 +73,15 @@ pub async fn prometheus_operator(client: &Client) -> bool {
     }
 }
 
-/// Runs both controllers over every scope until `shutdown` resolves.
+/// Runs both controllers over every scope until `shutdown` resolves, or until the watchdog
+/// finds a cache that fell behind.
 pub async fn run(
     client: Client,
     opts: Options,
     metrics: Metrics,
     ready: Readiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
-) -> Result<(), String> {
+) -> Result<Exit, String> {
     let scopes: Vec<Scope> = if opts.namespaces.is_empty() {
         vec![Scope::All]
     } else {
@@ -87,18 +101,96 @@ pub async fn run(
         "starting the controllers"
     );
     let mut tasks = Vec::new();
+    let mut caches = Vec::new();
     for scope in scopes {
         let (bd, bd_store) =
             brotr_deployments(&client, &scope, &opts, &metrics, prom, shutdown.clone());
         tasks.push(bd.boxed());
-        tasks.push(
-            relay_monitors(&client, &scope, &opts, &metrics, bd_store, shutdown.clone()).boxed(),
+        let (rm, rm_store) = relay_monitors(
+            &client,
+            &scope,
+            &opts,
+            &metrics,
+            bd_store.clone(),
+            shutdown.clone(),
         );
+        tasks.push(rm.boxed());
+        caches.push((scope, bd_store, rm_store));
     }
     ready.set(true);
-    futures_util::future::join_all(tasks).await;
+    let exit = tokio::select! {
+        _ = futures_util::future::join_all(tasks) => Exit::Shutdown,
+        stale = watchdog(client.clone(), caches, opts.watchdog_every) => Exit::StaleCache(stale),
+    };
     ready.set(false);
-    Ok(())
+    Ok(exit)
+}
+
+type RmStore = kube::runtime::reflector::Store<DeserializeGuard<RelayMonitor>>;
+
+/// Resolves when an object the API server lists has been missing from the controllers' cache
+/// at two checks in a row. Seen after an API server restart: a watch that came back delivering
+/// nothing, so new objects were never reconciled. One metadata list per kind and scope per
+/// check; no writes.
+async fn watchdog(
+    client: Client,
+    caches: Vec<(Scope, BdStore, RmStore)>,
+    every: Duration,
+) -> String {
+    fn uids<K: kube::Resource>(objs: Vec<Arc<DeserializeGuard<K>>>) -> HashSet<String> {
+        objs.iter()
+            .filter_map(|o| kube::Resource::meta(o.as_ref()).uid.clone())
+            .collect()
+    }
+    async fn missing<K>(client: &Client, scope: &Scope, cached: HashSet<String>) -> Vec<String>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        // An error here is the API server not answering: nothing to compare.
+        let Ok(list) = scope
+            .api::<K>(client)
+            .list_metadata(&ListParams::default())
+            .await
+        else {
+            return vec![];
+        };
+        list.items
+            .into_iter()
+            .filter(|o| o.metadata.uid.as_ref().is_some_and(|u| !cached.contains(u)))
+            .map(|o| {
+                format!(
+                    "{} {}/{} ({})",
+                    K::kind(&()),
+                    o.metadata.namespace.unwrap_or_default(),
+                    o.metadata.name.unwrap_or_default(),
+                    o.metadata.uid.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+    let mut before: HashSet<String> = HashSet::new();
+    loop {
+        tokio::time::sleep(every).await;
+        let mut now = HashSet::new();
+        for (scope, bds, rms) in &caches {
+            now.extend(missing::<BrotrDeployment>(&client, scope, uids(bds.state())).await);
+            now.extend(missing::<RelayMonitor>(&client, scope, uids(rms.state())).await);
+        }
+        let mut stale: Vec<&String> = now.intersection(&before).collect();
+        if !stale.is_empty() {
+            stale.sort();
+            let names: Vec<&str> = stale.iter().map(|s| s.as_str()).collect();
+            return format!(
+                "not in the cache for {} s though the API server lists them: {}",
+                every.as_secs(),
+                names.join(", ")
+            );
+        }
+        before = now;
+    }
 }
 
 fn reporter(opts: &Options) -> Reporter {
@@ -190,13 +282,14 @@ fn relay_monitors<S>(
     metrics: &Metrics,
     pipelines: BdStore,
     shutdown: S,
-) -> impl std::future::Future<Output = ()> + use<S>
+) -> (impl std::future::Future<Output = ()> + use<S>, RmStore)
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (children, streams) = Children::watch(client, scope, "RelayMonitor");
     let c = main_controller::<RelayMonitor>(client, scope);
     let monitors = c.store();
+    let store = monitors.clone();
     metrics.add_census(reconcile::census(monitors.clone()));
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -215,7 +308,8 @@ where
     )
     .default_backoff()
     .applied_objects();
-    c.owns_stream(streams.config_maps)
+    let fut = c
+        .owns_stream(streams.config_maps)
         .owns_stream(streams.deployments)
         .owns_stream(streams.cron_jobs)
         // Jobs belong to the CronJob, not to the monitor: map them back by their labels.
@@ -243,7 +337,8 @@ where
         .with_config(config(opts))
         .graceful_shutdown_on(shutdown)
         .run(relay_monitor::reconcile, relay_monitor::error_policy, ctx)
-        .for_each(|_| futures_util::future::ready(()))
+        .for_each(|_| futures_util::future::ready(()));
+    (fut, store)
 }
 
 /// The RelayMonitor a Job of its CronJob belongs to.

@@ -5,15 +5,16 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use brotr_operator::crd::{BrotrDeployment, RelayMonitor};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt, ResourceExt};
-use serde_json::json;
+use kube::{Client, CustomResourceExt, Resource, ResourceExt};
+use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 /// The user the operator runs as in these tests (`e2e/control-plane.sh` writes its kubeconfig).
@@ -164,7 +165,8 @@ impl Operator {
             .args(["--log-format", "text", "--log-level", "info,kube=warn"])
             .env("KUBECONFIG", kubeconfig)
             .env_remove("POD_NAME")
-            .stdout(Stdio::null())
+            // Logs go to stdout (as in a container); errors of the process to stderr.
+            .stdout(out.try_clone().expect("log file"))
             .stderr(out);
         for ns in namespaces {
             cmd.args(["--namespace", ns]);
@@ -223,6 +225,13 @@ impl Operator {
         self.child.as_ref().map(|c| c.id()).unwrap_or_default()
     }
 
+    /// The process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Kills the process (SIGKILL: no lease release, no goodbye).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -274,4 +283,95 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+// Resources of the tests: examples, creation, conditions.
+
+pub fn example(name: &str) -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
+    serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{path}{name}")).unwrap()).unwrap()
+}
+
+/// The full example without what a fake node cannot give (a node label, a GeoIP volume).
+pub fn full_pipeline(name: &str) -> Value {
+    let mut v = example("brotrdeployment-full.yaml");
+    v["metadata"]["name"] = name.into();
+    let spec = v["spec"].as_object_mut().unwrap();
+    spec.remove("podOverrides");
+    spec["monitor"].as_object_mut().unwrap().remove("geoip");
+    v
+}
+
+pub async fn create<K>(c: &Client, ns: &str, v: Value) -> K
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(v).unwrap();
+    Api::<K>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("create")
+}
+
+/// The `type` condition of a BrotrDeployment or RelayMonitor, with the generations.
+pub async fn condition(
+    api: &Api<Value2>,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, i64, i64)> {
+    let o = api.get(name).await.ok()?;
+    let generation = o.metadata.generation.unwrap_or_default();
+    let c = o.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_owned(),
+        c["reason"].as_str()?.to_owned(),
+        c["observedGeneration"].as_i64()?,
+        generation,
+    ))
+}
+
+pub type Value2 = kube::api::DynamicObject;
+
+pub fn dyn_api(c: &Client, ns: &str, kind: &str) -> Api<Value2> {
+    let ar = match kind {
+        "BrotrDeployment" => kube::api::ApiResource::erase::<BrotrDeployment>(&()),
+        _ => kube::api::ApiResource::erase::<RelayMonitor>(&()),
+    };
+    Api::namespaced_with(c.clone(), ns, &ar)
+}
+
+/// Waits for `Ready=True` describing the current generation.
+pub async fn wait_ready(c: &Client, ns: &str, kind: &str, name: &str, secs: u64) {
+    let api = dyn_api(c, ns, kind);
+    eventually(&format!("{kind} {ns}/{name} Ready"), secs, || async {
+        matches!(condition(&api, name, "Ready").await,
+            Some((s, _, observed, generation)) if s == "True" && observed == generation)
+    })
+    .await;
+}
+
+/// Waits for a condition status and reason on the current generation.
+pub async fn wait_condition(
+    c: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) {
+    let api = dyn_api(c, ns, kind);
+    eventually(&format!("{kind} {name} {type_}={status}/{reason}"), 60, || async {
+        matches!(condition(&api, name, type_).await,
+            Some((s, r, observed, generation)) if s == status && r == reason && observed == generation)
+    })
+    .await;
 }
