@@ -619,3 +619,172 @@ async fn a_rate_limited_relay_allowing_one_subscription_at_a_time_is_archived() 
     assert_eq!(stored_of(store.as_ref(), &url, &evs).await, 1_000);
     assert!(r.wire.requests >= 10, "paged: {r:?}");
 }
+
+/// When the relay accepts our AUTH in the race with the first REQ.
+#[derive(Clone, Copy, Debug)]
+enum AuthRace {
+    /// The OK comes before the EOSE of the anonymous answer.
+    OkBeforeEose,
+    /// The OK comes after it (still pending at EOSE).
+    OkAfterEose,
+}
+
+type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// The next JSON array the client sends; `None` when it is gone.
+async fn next_array(ws: &mut ServerWs) -> Option<Vec<serde_json::Value>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(t)) => {
+                if let Ok(serde_json::Value::Array(items)) = serde_json::from_str(t.as_str()) {
+                    return Some(items);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn send_json(ws: &mut ServerWs, v: serde_json::Value) {
+    use futures_util::SinkExt;
+    let _ = ws
+        .send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await;
+}
+
+/// An AUTH message's pubkey and the OK accepting it.
+fn accept_auth(auth: &[serde_json::Value]) -> (Option<String>, serde_json::Value) {
+    let event = auth.get(1).cloned().unwrap_or_default();
+    let pubkey = event["pubkey"].as_str().map(str::to_owned);
+    (pubkey, serde_json::json!(["OK", event["id"], true, ""]))
+}
+
+/// A relay that, like nostr-rs-relay with `nip42_dms`, serves kind-4 events only to their
+/// authenticated author or `p`-tagged recipient and leaves them out silently otherwise. It sends
+/// its challenge on connect and answers a REQ as things stood when it arrived, but only after
+/// reading the AUTH that follows it: the race a real relay loses now and then, lost every time.
+async fn dm_relay(events: Vec<Event>, race: AuthRace) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let events = Arc::new(events);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let events = events.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                send_json(&mut ws, serde_json::json!(["AUTH", "race"])).await;
+                let mut authed: Option<String> = None;
+                while let Some(items) = next_array(&mut ws).await {
+                    match items.first().and_then(|v| v.as_str()) {
+                        Some("AUTH") => {
+                            let (pubkey, ok) = accept_auth(&items);
+                            authed = pubkey;
+                            send_json(&mut ws, ok).await;
+                        }
+                        Some("REQ") if items.len() >= 3 => {
+                            let reader = authed.clone();
+                            let mut held_ok = None;
+                            if reader.is_none() {
+                                let auth = next_array(&mut ws).await.unwrap_or_default();
+                                assert_eq!(auth.first(), Some(&serde_json::json!("AUTH")));
+                                let (pubkey, ok) = accept_auth(&auth);
+                                authed = pubkey;
+                                match race {
+                                    AuthRace::OkBeforeEose => send_json(&mut ws, ok).await,
+                                    AuthRace::OkAfterEose => held_ok = Some(ok),
+                                }
+                            }
+                            let sub = items[1].clone();
+                            let filter =
+                                Filter::from_json(items[2].to_string()).expect("REQ filter");
+                            let readable = |e: &Event| {
+                                e.kind != Kind::EncryptedDirectMessage
+                                    || reader.as_deref().is_some_and(|pk| {
+                                        e.pubkey.to_hex() == pk
+                                            || e.tags.public_keys().any(|p| p.to_hex() == pk)
+                                    })
+                            };
+                            let mut page: Vec<&Event> = events
+                                .iter()
+                                .filter(|e| {
+                                    filter.match_event(e, nostr::filter::MatchEventOptions::new())
+                                })
+                                .filter(|e| readable(e))
+                                .collect();
+                            page.sort_by_key(|e| std::cmp::Reverse(e.created_at));
+                            page.truncate(filter.limit.unwrap_or(usize::MAX));
+                            for e in page {
+                                send_json(&mut ws, serde_json::json!(["EVENT", sub, e])).await;
+                            }
+                            send_json(&mut ws, serde_json::json!(["EOSE", sub])).await;
+                            if let Some(ok) = held_ok {
+                                send_json(&mut ws, ok).await;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}")
+}
+
+/// Notes by strangers, kind-4 DMs to `me` and one DM between strangers.
+fn notes_and_dms(me: &Keys, notes: usize) -> (Vec<Event>, Vec<Event>, Event) {
+    let stranger = Keys::generate();
+    let notes = events(notes, 3000, 1);
+    let dm = |to: &PublicKey, i: u64| {
+        EventBuilder::new(Kind::EncryptedDirectMessage, format!("dm {i}"))
+            .tag(Tag::public_key(*to))
+            .custom_created_at(Timestamp::from((NOW - 100 - i as i64) as u64))
+            .sign_with_keys(&Keys::generate())
+            .expect("sign")
+    };
+    let mine = vec![dm(&me.public_key(), 1), dm(&me.public_key(), 2)];
+    (notes, mine, dm(&stranger.public_key(), 3))
+}
+
+/// A synchronizer answering AUTH with `keys`, paging with REQs.
+fn synchronizer_as(keys: &Keys) -> Synchronizer {
+    let (networks, limits) = local_networks(5.0);
+    let cfg = SyncConfig {
+        negentropy: false,
+        ..Default::default()
+    };
+    let lifecycle = ValidatorConfig::default().lifecycle();
+    let identity = Identity::from_keys(keys.clone());
+    Synchronizer::new(cfg, networks, limits, identity, lifecycle, None).expect("sync config")
+}
+
+/// An AUTH accepted while the first REQ is answered anonymously: that answer lacks the DMs to
+/// us, so the window is asked again before the cursor passes them.
+#[tokio::test]
+async fn dms_left_out_of_an_answer_given_before_auth_are_read_again() {
+    for race in [AuthRace::OkBeforeEose, AuthRace::OkAfterEose] {
+        let me = Keys::generate();
+        let (notes, mine, theirs) = notes_and_dms(&me, 30);
+        let mut all = notes.clone();
+        all.extend(mine.iter().cloned());
+        all.push(theirs.clone());
+        let url = dm_relay(all, race).await;
+        let (db, _g) = fresh_sqlite_url();
+        let store = open(&db, Schema::Full).await;
+        add_relays(store.as_ref(), &[&url]).await;
+        let r = cycle(&store, &synchronizer_as(&me), NOW).await;
+        assert_eq!(r.relays_failed, 0, "{race:?}: {r:?}");
+        let s = store.as_ref();
+        assert_eq!(stored_of(s, &url, &mine).await, 2, "{race:?}: DMs to us");
+        assert_eq!(stored_of(s, &url, &notes).await, 30, "{race:?}");
+        assert_eq!(stored_of(s, &url, &[theirs]).await, 0, "{race:?}");
+        let counts = store.counts().await.expect("counts");
+        assert_eq!((counts.events, counts.event_relays), (32, 32), "{race:?}");
+    }
+}

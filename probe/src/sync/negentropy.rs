@@ -12,6 +12,7 @@ use negentropy::Id;
 use nostr::Filter;
 use tokio::time::Instant;
 
+use super::reader::AUTH_OK_WAIT;
 use crate::net::relay::NegAnswer;
 use crate::net::{RelayError, RelaySession};
 use crate::nips::nip01::{self, RelayMessage};
@@ -49,8 +50,25 @@ impl From<nip77::NegentropyError> for NegError {
 }
 
 /// Reconciles `filter` (with its since/until, no limit) against `local` = `(created_at, id)` of
-/// what we archived from this relay in that window. Every round gets `round_timeout`.
+/// what we archived from this relay in that window. Every round gets `round_timeout`. An AUTH
+/// accepted meanwhile may widen what the relay lists: then the reconciliation is done again.
 pub async fn reconcile(
+    s: &mut RelaySession,
+    filter: &Filter,
+    local: &[(i64, [u8; 32])],
+    round_timeout: Duration,
+) -> Result<Reconciled, NegError> {
+    let mark = s.auth_mark();
+    let first = reconcile_once(s, filter, local, round_timeout).await?;
+    if s.authed_since(mark, AUTH_OK_WAIT).await? {
+        let mut again = reconcile_once(s, filter, local, round_timeout).await?;
+        again.rounds += first.rounds;
+        return Ok(again);
+    }
+    Ok(first)
+}
+
+async fn reconcile_once(
     s: &mut RelaySession,
     filter: &Filter,
     local: &[(i64, [u8; 32])],

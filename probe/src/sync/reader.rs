@@ -64,9 +64,14 @@ enum End {
     Closed(String),
 }
 
+/// How long an AUTH answered during a request may take to be accepted before the request is
+/// asked again.
+pub const AUTH_OK_WAIT: Duration = Duration::from_secs(1);
+
 /// Sends `base` with `since`/`until`/`limit` and reads the answer to EOSE (or CLOSED). Keeps the
 /// newest `limit` valid, distinct events matching `base`. A CLOSED `auth-required:` is answered
-/// once (AUTH, then the same REQ again).
+/// once (AUTH, then the same REQ again); so is an AUTH accepted after the REQ went out (the
+/// relay may have answered as to an anonymous client, silently leaving out e.g. DMs to us).
 pub async fn fetch(
     s: &mut RelaySession,
     base: &Filter,
@@ -75,8 +80,9 @@ pub async fn fetch(
     limits: ReadLimits,
 ) -> Result<Page, RelayError> {
     let filter = window_filter(base, window.0, window.1, limit);
-    let mut auth_retry = true;
+    let (mut auth_retry, mut reread) = (true, true);
     loop {
+        let mark = s.auth_mark();
         let sub = s.new_sub("brotr-sync");
         s.send_request(nip01::req(&sub, std::slice::from_ref(&filter)))
             .await?;
@@ -86,6 +92,11 @@ pub async fn fetch(
             End::Eose => {
                 // Close the subscription; a relay that already closed it ignores this.
                 s.send(nip01::close(&sub)).await?;
+                if reread && s.authed_since(mark, AUTH_OK_WAIT).await? {
+                    reread = false;
+                    debug!(relay = %s.url(), "AUTH accepted during a REQ: asking again");
+                    continue;
+                }
                 return Ok(page);
             }
             End::Closed(reason) if page.events.is_empty() => {

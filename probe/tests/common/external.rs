@@ -193,6 +193,8 @@ pub struct NostrRsRelayConfig {
     pub event_kind_allowlist: Option<Vec<u64>>,
     /// Require NIP-42 authentication (advertised in NIP-11 `supported_nips`).
     pub nip42_auth: bool,
+    /// Send DMs (kind 4) only to their authenticated author or `p`-tagged recipient.
+    pub nip42_dms: bool,
     /// TOML appended verbatim (sections not written above, e.g. `[verified_users]`).
     pub extra_toml: String,
 }
@@ -240,7 +242,11 @@ impl NostrRsRelayConfig {
         if let Some(kinds) = &self.event_kind_allowlist {
             let _ = writeln!(t, "event_kind_allowlist = {kinds:?}");
         }
-        let _ = writeln!(t, "\n[authorization]\nnip42_auth = {}\n", self.nip42_auth);
+        let _ = writeln!(
+            t,
+            "\n[authorization]\nnip42_auth = {}\nnip42_dms = {}\n",
+            self.nip42_auth, self.nip42_dms
+        );
         t.push_str(&self.extra_toml);
         t
     }

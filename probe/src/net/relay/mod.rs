@@ -106,7 +106,37 @@ pub struct RelaySession {
     auth_pending: Option<EventId>,
     authed: bool,
     auth_refused: Option<String>,
+    /// AUTH messages sent on this connection.
+    auths_sent: u64,
     pub stats: WireStats,
+}
+
+/// Where AUTH stood when a request went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthMark {
+    sent: u64,
+    authed: bool,
+}
+
+/// How AUTH changed between a request (`then`) and the end of its answer (`now`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthChange {
+    None,
+    Accepted,
+    /// An AUTH sent meanwhile awaits its OK.
+    Pending,
+}
+
+fn auth_changed(then: AuthMark, now: AuthMark, pending: bool) -> AuthChange {
+    if then.authed {
+        AuthChange::None
+    } else if now.authed {
+        AuthChange::Accepted
+    } else if now.sent != then.sent && pending {
+        AuthChange::Pending
+    } else {
+        AuthChange::None
+    }
 }
 
 impl RelaySession {
@@ -138,6 +168,7 @@ impl RelaySession {
             auth_pending: None,
             authed: false,
             auth_refused: None,
+            auths_sent: 0,
             stats: WireStats::default(),
         };
         Ok((session, response))
@@ -286,6 +317,7 @@ impl RelaySession {
         debug!(relay = %self.url, "answering NIP-42 AUTH");
         self.auth_pending = Some(event.id);
         self.authed = false;
+        self.auths_sent += 1;
         self.send(nip42::auth_message(&event)).await
     }
 
@@ -312,6 +344,30 @@ impl RelaySession {
             Some(reason) => AuthOutcome::Refused(reason),
             None => AuthOutcome::NoAnswer,
         })
+    }
+
+    /// Where AUTH stands, to mark when a request goes out (see [`RelaySession::authed_since`]).
+    pub fn auth_mark(&self) -> AuthMark {
+        AuthMark {
+            sent: self.auths_sent,
+            authed: self.authed,
+        }
+    }
+
+    /// Whether the answer to a request sent at `mark` may lack what only an authenticated client
+    /// may read (relays such as nostr-rs-relay leave it out silently): an AUTH went out during
+    /// the answer and was not refused (its OK awaited up to `wait`; some relays never send
+    /// one), or one pending at `mark` was accepted since.
+    pub async fn authed_since(
+        &mut self,
+        mark: AuthMark,
+        wait: Duration,
+    ) -> Result<bool, RelayError> {
+        match auth_changed(mark, self.auth_mark(), self.auth_pending.is_some()) {
+            AuthChange::None => Ok(false),
+            AuthChange::Accepted => Ok(true),
+            AuthChange::Pending => Ok(self.authenticate(wait).await?.may_retry()),
+        }
     }
 
     /// Waits until the relay accepted our AUTH (answered as the challenge arrives, before or
@@ -349,5 +405,50 @@ impl RelaySession {
     /// Best-effort close that never holds the caller long.
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_millis(200), self.ws.close(None)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(sent: u64, authed: bool) -> AuthMark {
+        AuthMark { sent, authed }
+    }
+
+    #[test]
+    fn an_answer_is_read_again_only_when_auth_changed_during_it() {
+        // Authenticated before the request: the answer was complete.
+        assert_eq!(
+            auth_changed(mark(1, true), mark(1, true), false),
+            AuthChange::None
+        );
+        // Accepted during the answer, or an AUTH sent during it awaits its OK.
+        assert_eq!(
+            auth_changed(mark(0, false), mark(1, true), false),
+            AuthChange::Accepted
+        );
+        assert_eq!(
+            auth_changed(mark(1, false), mark(1, true), false),
+            AuthChange::Accepted
+        );
+        assert_eq!(
+            auth_changed(mark(0, false), mark(1, false), true),
+            AuthChange::Pending
+        );
+        // Refused; never challenged; or pending since before the request (a relay that never
+        // answers AUTH: waiting again on every page would cost a timeout each).
+        assert_eq!(
+            auth_changed(mark(0, false), mark(1, false), false),
+            AuthChange::None
+        );
+        assert_eq!(
+            auth_changed(mark(0, false), mark(0, false), false),
+            AuthChange::None
+        );
+        assert_eq!(
+            auth_changed(mark(1, false), mark(1, false), true),
+            AuthChange::None
+        );
     }
 }
