@@ -482,8 +482,13 @@ for i in 0 1; do
     [ "$(shard_of "$u" 2)" = "$i" ] && { own+=("$u"); want=$((want + DB_COUNT[$u])); }
   done
   read -r cycles rmax new rec < <(shard_totals "$i")
-  expect "shard $i (pod $BD-sync-$i, --shard $i/2) synced only its ${#own[@]} relays (FNV-1a of the URL): at most ${#own[@]} per cycle ($rmax), received $rec = stored $new = their $want events, in $cycles cycles" \
-    test "$rmax $rec $new" = "${#own[@]} $want $want"
+  # The shard of the NIP-42 relay may read its first window twice: when its AUTH went out while
+  # the relay was answering, that answer (up to all of the relay's events) comes again and is
+  # not stored again. Every other relay's events are received exactly once.
+  reread=0
+  [ "$(shard_of "$AUTH_URL" 2)" = "$i" ] && reread=$N_AUTH
+  expect "shard $i (pod $BD-sync-$i, --shard $i/2) synced only its ${#own[@]} relays (FNV-1a of the URL): at most ${#own[@]} per cycle ($rmax), stored $new = their $want events, received $rec (at most $reread of them read again before AUTH), in $cycles cycles" \
+    test "$rmax $new" = "${#own[@]} $want" -a "$rec" -ge "$want" -a "$rec" -le $((want + reread))
 done
 
 echo "== NIP-66: what each monitor published, checked by an independent client, against its rows"
@@ -577,8 +582,15 @@ else
 fi
 for i in 0 1; do
   read -r cycles rmax new rec < <(shard_totals "$i" "$T_PUB")
-  expect "shard $i: the cycle(s) since then received and stored exactly the ${ADD_N[$i]} new events of ${ADD_URL[$i]} ($rec received, $new stored)" \
-    test "$rec $new" = "${ADD_N[$i]} ${ADD_N[$i]}"
+  # On the NIP-42 relay's shard a window answered before AUTH is read again (see above): what
+  # it held, already archived, may come twice and is not stored again.
+  if [ "$(shard_of "$AUTH_URL" 2)" = "$i" ]; then
+    expect "shard $i: the cycle(s) since then stored exactly the ${ADD_N[$i]} new events of ${ADD_URL[$i]} ($new stored; $rec received, re-reads before AUTH on the NIP-42 relay included)" \
+      test "$new" = "${ADD_N[$i]}" -a "$rec" -ge "$new" -a "$rec" -le $((new + N_AUTH))
+  else
+    expect "shard $i: the cycle(s) since then received and stored exactly the ${ADD_N[$i]} new events of ${ADD_URL[$i]} ($rec received, $new stored)" \
+      test "$rec $new" = "${ADD_N[$i]} ${ADD_N[$i]}"
+  fi
 done
 sql "select r.url, encode(er.event_id, 'hex'), er.seen_at from event_relay er join relay r on r.id = er.relay_id" >"$WORK/archive2.txt"
 expect "the new events are archived on their relay; every earlier row is unchanged (same seen_at), nothing else was added" \
