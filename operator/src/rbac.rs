@@ -70,19 +70,18 @@ pub fn resource_rules() -> Vec<PolicyRule> {
     ]
 }
 
+/// The name and label both the ClusterRole and the Role carry.
+fn metadata() -> ObjectMeta {
+    ObjectMeta {
+        name: Some(NAME.into()),
+        labels: Some([("app.kubernetes.io/name".to_owned(), NAME.to_owned())].into()),
+        ..Default::default()
+    }
+}
+
 pub fn cluster_role() -> ClusterRole {
     ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(NAME.into()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/name".to_owned(),
-                    "brotr-operator".to_owned(),
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        },
+        metadata: metadata(),
         rules: Some(rules()),
         ..Default::default()
     }
@@ -91,17 +90,7 @@ pub fn cluster_role() -> ClusterRole {
 /// The same permissions for an operator watching only some namespaces: bind it in each.
 pub fn role() -> Role {
     Role {
-        metadata: ObjectMeta {
-            name: Some(NAME.into()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/name".to_owned(),
-                    "brotr-operator".to_owned(),
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        },
+        metadata: metadata(),
         rules: Some(rules()),
     }
 }
