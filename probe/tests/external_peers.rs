@@ -590,6 +590,71 @@ async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
     );
 }
 
+/// A relay without a frame size limit lists a large difference in one NEG-MSG. One over our
+/// message limit ends the connection; the synchronizer then pages that window with REQ on a new
+/// connection (the relay is archived, not failed), and reconciles again next cycle, when the
+/// difference is small.
+#[tokio::test]
+#[ignore = "needs the external peers of e2e/tools.sh"]
+async fn a_neg_msg_over_our_message_limit_falls_back_to_req_paging_on_a_new_connection() {
+    use brotr_probe::config::SyncConfig;
+    use brotr_probe::identity::Identity;
+    use brotr_probe::services::synchronizer::Synchronizer;
+    use brotr_probe::store::RelayRow;
+
+    const NOW: i64 = 1_760_000_000;
+    const N: i64 = 1_500;
+    let relay = NegRelay::start_with(&NegRelayConfig::default()).await;
+    publish(&relay.url, &notes_before(NOW, N, |i| i * 37)).await;
+    let (db, _dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    store
+        .insert_relays(&[RelayRow {
+            url: local(&relay.url),
+            discovered_at: NOW,
+        }])
+        .await
+        .unwrap();
+    // 1,500 ids are 48 kB of hex in one NEG-MSG: over a 16 KiB limit; every event is far below.
+    let (networks, mut limits) = local_networks(5.0);
+    limits.max_message_bytes = 16 * 1024;
+    let cfg = SyncConfig {
+        extract_hints: false,
+        ..Default::default()
+    };
+    let sync = Synchronizer::new(
+        cfg,
+        networks,
+        limits,
+        Identity::ephemeral(),
+        ValidatorConfig::default().lifecycle(),
+        None,
+    )
+    .expect("valid sync config");
+
+    let first = sync.run_cycle(&ctx(&store, NOW)).await.expect("cycle");
+    let what = format!("{first:?}\n{}", relay.log());
+    assert_eq!(
+        (first.relays_failed, first.negentropy_windows),
+        (0, 0),
+        "{what}"
+    );
+    assert_eq!(first.events_new, N as u64, "{what}");
+    assert_eq!(store.counts().await.unwrap().events, N as u64, "{what}");
+
+    let again = sync.run_cycle(&ctx(&store, NOW + 60)).await.expect("cycle");
+    let what = format!("{again:?}\n{}", relay.log());
+    assert_eq!(
+        (
+            again.relays_failed,
+            again.negentropy_windows,
+            again.events_new
+        ),
+        (0, 1, 0),
+        "nothing left to list: NIP-77 fits again: {what}"
+    );
+}
+
 /// Two signed events (one with characters that canonical JSON must escape exactly), a copy of the
 /// first whose content changed after signing, and one carrying another event's signature.
 const EXPECTED: [bool; 4] = [true, true, false, false];

@@ -498,11 +498,16 @@ impl<'a> RelayReader<'a> {
         }
     }
 
-    /// Drops the session after a failure; whether another attempt is allowed.
-    fn broke(&mut self) -> bool {
+    /// Drops the session (the next use opens a new one), keeping its traffic figures.
+    fn drop_session(&mut self) {
         if let Some(old) = self.session.take() {
             self.out.wire.add(&old.stats);
         }
+    }
+
+    /// Drops the session after a failure; whether another attempt is allowed.
+    fn broke(&mut self) -> bool {
+        self.drop_session();
         self.reconnects += 1;
         self.reconnects <= RECONNECTS
     }
@@ -643,6 +648,12 @@ impl<'a> RelayReader<'a> {
             }
             NegEnd::Unsupported(reason) => {
                 info!(relay = %self.url, %reason, "no NIP-77; paging with REQ");
+                None
+            }
+            NegEnd::TooLarge(e) => {
+                // Not a broken relay: the next cycle's difference may fit again.
+                self.drop_session();
+                info!(relay = %self.url, error = %e, "NIP-77 answer too large; paging with REQ");
                 None
             }
             NegEnd::Stopped => Some(Step::Stop(None)),

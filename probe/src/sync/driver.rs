@@ -208,6 +208,9 @@ pub enum NegEnd {
     Done,
     /// The relay does not really speak NIP-77 (its answer says why): page with REQs instead.
     Unsupported(String),
+    /// The relay listed the difference in a message over our size limit (it has no frame size
+    /// limit of its own) and the connection is gone: page with REQs instead, on a new one.
+    TooLarge(RelayError),
     Stopped,
     Failed(RelayError),
 }
@@ -239,6 +242,7 @@ pub async fn negentropy_window<K: BatchSink>(
     let rec = match reconcile(s, &filter, w.local, round_timeout).await {
         Ok(r) => r,
         Err(NegError::Unsupported(reason)) => return NegEnd::Unsupported(reason),
+        Err(NegError::Relay(e @ RelayError::TooLarge { .. })) => return NegEnd::TooLarge(e),
         Err(NegError::Relay(e)) => return NegEnd::Failed(e),
     };
     let keep = Progress {

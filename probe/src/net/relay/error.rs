@@ -11,6 +11,9 @@ pub enum RelayError {
     Dial(#[from] DialError),
     #[error("{relay}: WebSocket error: {reason}")]
     Ws { relay: String, reason: String },
+    /// A message or frame over the session's size limit; the connection is gone.
+    #[error("{relay}: WebSocket error: {reason}")]
+    TooLarge { relay: String, reason: String },
     #[error("{relay} closed the connection")]
     Closed { relay: String },
     #[error("{relay} sent nothing for {after:?} in the middle of an answer")]

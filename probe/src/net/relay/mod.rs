@@ -199,10 +199,13 @@ impl RelaySession {
         format!("{prefix}-{}", self.next_sub)
     }
 
-    fn err_ws(&self, e: impl std::fmt::Display) -> RelayError {
-        RelayError::Ws {
-            relay: self.url.to_string(),
-            reason: e.to_string(),
+    fn err_ws(&self, e: tokio_tungstenite::tungstenite::Error) -> RelayError {
+        let (relay, reason) = (self.url.to_string(), e.to_string());
+        match e {
+            tokio_tungstenite::tungstenite::Error::Capacity(_) => {
+                RelayError::TooLarge { relay, reason }
+            }
+            _ => RelayError::Ws { relay, reason },
         }
     }
 
