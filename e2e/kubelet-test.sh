@@ -39,7 +39,8 @@
 # shellcheck disable=SC2016  # bash -c '… "$1" …' _ ARG: the inner shell expands them
 set -euo pipefail
 cd "$(dirname "$0")/.."
-T0=$(date +%s)
+# shellcheck source=e2e/checks.sh
+source e2e/checks.sh kubelet-test
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
 OUT=${BROTR_IMAGES_DIR:-$HOME/.cache/brotr/images}
@@ -91,10 +92,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PASS=0 FAIL=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
-expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
 # wait_for SECONDS COMMAND...: polls every 0.5 s until the command succeeds.
 wait_for() {
   local end=$(($(date +%s) + $1)); shift
@@ -145,9 +142,9 @@ node_ready() {
 }
 t=$(date +%s.%N)
 if wait_for 60 node_ready; then
-  ok "node $NODE registered, Ready and untainted in $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }')"
+  pass "node $NODE registered, Ready and untainted in $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }')"
 else
-  bad "node $NODE not Ready/untainted"; exit 1
+  fail "node $NODE not Ready/untainted"; exit 1
 fi
 expect "node labels brotr.dev/runc=true, kubernetes.io/hostname=$NODE" \
   test "$(jp default "node/$NODE" '{.metadata.labels.brotr\.dev/runc} {.metadata.labels.kubernetes\.io/hostname}')" = "true $NODE"
@@ -183,9 +180,9 @@ case_start "version: a Job running brotr-probe --version from the image"
 job version "$PF" "      containers:
       - {name: probe, image: $PROBE_IMAGE, args: [--version], securityContext: $SC}" | kubectl apply -f - >/dev/null
 if kubectl -n "$NS" wait --for=condition=Complete job/version --timeout=60s >/dev/null; then
-  ok "Job version Complete ($(case_time))"
+  pass "Job version Complete ($(case_time))"
 else
-  bad "Job version not Complete"
+  fail "Job version not Complete"
 fi
 P=$(job_pod "$NS" version)
 expect "pod $P ran on $NODE" test "$(jp "$NS" "pod/$P" '{.spec.nodeName}')" = "$NODE"
@@ -213,9 +210,9 @@ job migrate "$PF" "      volumes: [{name: data, emptyDir: {}}, {name: tmp, empty
         volumeMounts: [{name: data, mountPath: /var/lib/brotr/data}, {name: tmp, mountPath: /tmp}]
         securityContext: $SC" | kubectl apply -f - >/dev/null
 if kubectl -n "$NS" wait --for=condition=Complete job/migrate --timeout=60s >/dev/null; then
-  ok "Job migrate Complete ($(case_time))"
+  pass "Job migrate Complete ($(case_time))"
 else
-  bad "Job migrate not Complete"
+  fail "Job migrate not Complete"
 fi
 P=$(job_pod "$NS" migrate)
 DB=$(ls "$STATE/pods/${NS}_${P}"_*/volumes/data/brotr.db 2>/dev/null || true)
@@ -233,9 +230,9 @@ job exit2 "$PF" "      containers:
         env: [{name: DATABASE_URL, valueFrom: {secretKeyRef: {name: db, key: bad}}}]
         securityContext: $SC" | kubectl apply -f - >/dev/null
 if kubectl -n "$NS" wait --for=condition=Failed job/exit2 --timeout=60s >/dev/null; then
-  ok "Job exit2 Failed ($(case_time))"
+  pass "Job exit2 Failed ($(case_time))"
 else
-  bad "Job exit2 not Failed"
+  fail "Job exit2 not Failed"
 fi
 expect "Job failed by PodFailurePolicy after one pod (failed=1)" \
   test "$(jp "$NS" job/exit2 '{.status.conditions[?(@.type=="Failed")].reason} {.status.failed}')" = "PodFailurePolicy 1"
@@ -284,9 +281,9 @@ spec:
         securityContext: $SC
 EOF
 if kubectl -n "$NS" wait --for=condition=Available deployment/validator --timeout=90s >/dev/null; then
-  ok "Deployment validator Available ($(case_time))"
+  pass "Deployment validator Available ($(case_time))"
 else
-  bad "Deployment validator not Available"
+  fail "Deployment validator not Available"
 fi
 P=$(kubectl -n "$NS" get pods -l app=validator -o 'jsonpath={.items[0].metadata.name}')
 expect "pod Running, Ready=True, ContainersReady=True, container ready and started" \
@@ -310,7 +307,7 @@ if [ -n "$PID" ] && [ -d "/proc/$PID" ]; then
   expect "the service-account token is mounted (projected volume, TokenRequest)" \
     bash -c 'test -s "$(ls "$1"/pods/"$2"_*/volumes/kube-api-access-*/token)"' _ "$STATE" "${NS}_${P}"
 else
-  bad "no running runc container for $P/probe"
+  fail "no running runc container for $P/probe"
 fi
 t=$(date +%s.%N)
 kubectl -n "$NS" delete deployment validator --wait=false >/dev/null
@@ -339,9 +336,9 @@ spec:
 EOF
 restarts() { jp "$NS" pod/crasher '{.status.containerStatuses[0].restartCount}'; }
 if wait_for 60 bash -c '[ "$(kubectl -n "$1" get pod crasher -o jsonpath={.status.containerStatuses[0].restartCount})" -ge 3 ]' _ "$NS"; then
-  ok "restartCount reached $(restarts) ($(case_time); back-off 1 s, 2 s, 4 s…)"
+  pass "restartCount reached $(restarts) ($(case_time); back-off 1 s, 2 s, 4 s…)"
 else
-  bad "restartCount stayed at $(restarts)"
+  fail "restartCount stayed at $(restarts)"
 fi
 expect "lastState.terminated exitCode 2 (Error), phase Running, Ready False" \
   test "$(jp "$NS" pod/crasher '{.status.containerStatuses[0].lastState.terminated.exitCode} {.status.containerStatuses[0].lastState.terminated.reason} {.status.phase} {.status.conditions[?(@.type=="Ready")].status}')" = "2 Error Running False"
@@ -380,9 +377,9 @@ spec:
     securityContext: $SC
 EOF
 if wait_for 60 bash -c '[ "$(kubectl -n "$1" get pod unlively -o jsonpath={.status.containerStatuses[0].restartCount})" -ge 1 ]' _ "$NS"; then
-  ok "restarted after the liveness probe failed ($(case_time))"
+  pass "restarted after the liveness probe failed ($(case_time))"
 else
-  bad "not restarted after a failing liveness probe"
+  fail "not restarted after a failing liveness probe"
 fi
 expect "the kubelet said why, and the run ended on TERM (lastState exit code 0)" \
   bash -c 'grep -qF "$1/unlively/probe: liveness probe failed 2 times: restarting it" "$2" && [ "$(kubectl -n "$1" get pod unlively -o jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode})" = 0 ]' _ "$NS" "$WORK/kubelet.log"
@@ -400,9 +397,9 @@ job sidecar "$PF" "      volumes: [{name: tmp, emptyDir: {}}]
       containers:
       - {name: probe, image: $PROBE_IMAGE, args: [--version], securityContext: $SC}" | kubectl apply -f - >/dev/null
 if kubectl -n "$NS" wait --for=condition=Complete job/sidecar --timeout=60s >/dev/null; then
-  ok "Job sidecar Complete ($(case_time))"
+  pass "Job sidecar Complete ($(case_time))"
 else
-  bad "Job sidecar not Complete"
+  fail "Job sidecar not Complete"
 fi
 P=$(job_pod "$NS" sidecar)
 expect "the kubelet says the Tor image ran as a host-command stand-in" \
@@ -503,9 +500,9 @@ spec:
         securityContext: $SC
 EOF
 if kubectl -n brotr-system wait --for=condition=Available deployment/brotr-operator --timeout=60s >/dev/null; then
-  ok "the operator runs from its image as a pod on $NODE, Ready ($(case_time))"
+  pass "the operator runs from its image as a pod on $NODE, Ready ($(case_time))"
 else
-  bad "the operator's Deployment is not Available"
+  fail "the operator's Deployment is not Available"
 fi
 OP_POD=$(kubectl -n brotr-system get pods -l app.kubernetes.io/name=brotr-operator -o 'jsonpath={.items[0].metadata.name}')
 OPLOG=$(ls -d "$STATE/pods/brotr-system_${OP_POD}"_*/logs 2>/dev/null || echo /nonexistent)
@@ -536,9 +533,9 @@ spec:
 EOF
 bd_ready() { [ "$(jp "$OPS" bd/minimal '{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 if wait_for 180 bd_ready; then
-  ok "BrotrDeployment minimal Ready ($(case_time)): $(jp "$OPS" bd/minimal '{.status.conditions[?(@.type=="Ready")].reason}')"
+  pass "BrotrDeployment minimal Ready ($(case_time)): $(jp "$OPS" bd/minimal '{.status.conditions[?(@.type=="Ready")].reason}')"
 else
-  bad "BrotrDeployment minimal not Ready: $(jp "$OPS" bd/minimal '{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}')"
+  fail "BrotrDeployment minimal not Ready: $(jp "$OPS" bd/minimal '{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}')"
 fi
 MJOB=$(kubectl -n "$OPS" get jobs -o name | grep -- '-migrate-' | head -1)
 expect "migration Job ${MJOB#*/} Complete, its pod ran on $NODE and Succeeded" \
@@ -571,15 +568,15 @@ kubectl -n "$OPS" delete bd minimal --wait=true --timeout=60s >/dev/null
 # The garbage collector deletes the children; it learns a new CRD's kind at its next discovery
 # (every 30 s), so this can take that long.
 if wait_for 90 bash -c '[ -z "$(kubectl -n "$1" get pods -o name)" ]' _ "$OPS"; then
-  ok "deleting the BrotrDeployment removes its pods ($(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'))"
+  pass "deleting the BrotrDeployment removes its pods ($(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'))"
 else
-  bad "pods of the deleted BrotrDeployment remain: $(kubectl -n "$OPS" get pods -o name | tr '\n' ' ')"
+  fail "pods of the deleted BrotrDeployment remain: $(kubectl -n "$OPS" get pods -o name | tr '\n' ' ')"
 fi
 kubectl -n brotr-system delete deployment brotr-operator --wait=false >/dev/null
 expect "deleting the operator's Deployment stops it: no runc container remains" \
   wait_for 60 bash -c '[ -z "$(kubectl -n brotr-system get pods -o name)" ] && [ -z "$("${@:2}" list -q)" ]' _ x "${RUNC[@]}"
 
-echo "== the node after $(($(date +%s) - T0)) s"
+echo "== the node after $(elapsed) s"
 expect "still Ready and untainted (status heartbeat every 10 s)" node_ready
 lease_age() {
   python3 -c 'import sys, datetime as d; t = d.datetime.strptime(sys.argv[1], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=d.timezone.utc); print(int((d.datetime.now(d.timezone.utc) - t).total_seconds()))' \
@@ -626,6 +623,5 @@ expect "its container process (pid ${LPID:-none}) is gone and runc lists nothing
   bash -c '[ -n "$1" ] && ! kill -0 "$1" 2>/dev/null && [ -z "$("${@:2}" list -q)" ]' _ "$LPID" "${RUNC[@]}"
 expect "it ended on TERM (exit code 0), not KILL" grep -qF "$NS/last/probe: stopped (exit code 0)" "$WORK/kubelet.log"
 
-echo "kubelet log: $(wc -l <"$WORK/kubelet.log") lines; total $(($(date +%s) - T0)) s"
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" = 0 ]
+echo "kubelet log: $(wc -l <"$WORK/kubelet.log") lines; total $(elapsed) s"
+checks_summary

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL cluster on a free loopback port, for tests and benchmarks.
 #   source e2e/pg.sh; pg_start [extra postgres -c options...]   → exports BROTR_TEST_PG_URL
+#   pg_restart SECONDS   → crash-stops it (immediate: no checkpoint, clients cut), keeps it down
+#                          SECONDS, starts it again on the same port with the same data
 #   pg_stop                                                      → stops it and removes its files
 # Installs Debian's postgresql when no server binaries are present.
 set -euo pipefail
@@ -37,9 +39,15 @@ pg_start() {
   local opts="-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300"
   for o in "$@"; do opts="$opts -c $o"; done
   runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -o "$opts" -l "$PG_DIR/log" -w start >/dev/null
-  export PG_DIR PG_PORT PG_BIN="$bin"
+  export PG_DIR PG_PORT PG_BIN="$bin" PG_OPTS="$opts"
   export BROTR_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "e2e/pg.sh: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($PG_DIR)" >&2
+}
+
+pg_restart() {
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null
+  sleep "$1"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -o "$PG_OPTS" -l "$PG_DIR/log" -w start >/dev/null
 }
 
 pg_stop() {

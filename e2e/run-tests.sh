@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the Kubernetes control-plane smoke test and CRD validation on a real API
 # server, format and lint gates, then `cargo test --workspace -- --include-ignored`, then the
-# chart, alert, GitOps and container-image tests (e2e/*-test.sh). cargo test runs the unit
+# chart, alert, GitOps and container-image tests, the runc kubelet and the whole system with its
+# failure drills (e2e/*-test.sh). cargo test runs the unit
 # tests, and every test that needs a real server or tool (PostgreSQL, the control plane, the
 # external relays and verifiers, MaxMind's test databases, the real-world relay list). Those are
 # `#[ignore]`d by a plain `cargo test`; here they run, and a missing server or tool fails them.
@@ -72,5 +73,5 @@ bash e2e/images.sh
 bash e2e/images-test.sh
 echo "== runc kubelet: pods of the control plane run from the real images (the operator's too)"
 bash e2e/kubelet-test.sh
-echo "== the whole system: Helm-installed operator, a BrotrDeployment and RelayMonitors on the runc kubelet against real relays and PostgreSQL"
+echo "== the whole system: Helm-installed operator, a BrotrDeployment and RelayMonitors on the runc kubelet against real relays and PostgreSQL; failure drills"
 bash e2e/system-test.sh

@@ -36,7 +36,22 @@
 #   maintain   a Job from the refresh CronJob (as `kubectl create job --from=cronjob/…`) on
 #              runc-node brings event_stats, relay_stats and relay_metadata_latest_by_monitor to
 #              the live counts
-#   end        no container restarted, the operator logged no Forbidden or error, the node Ready
+#   before the drills  no container restarted, the operator logged no Forbidden or error
+# then the failure drills, each on the running system:
+#   pod killed     20,000 events on the NIP-77 relay; once its shard's cycle has committed a first
+#                  batch, the probe process SIGKILLed and the pod force-deleted: the StatefulSet's
+#                  replacement stores exactly the events not yet committed, none lost or twice
+#   PostgreSQL     another 20,000; mid-sync the server is stopped immediately (connections cut)
+#                  for 5 s: the shard's connections are cut, the rest is stored by itself, once,
+#                  every service pod is Ready again, nothing restarted
+#   hostile relay  the open relay's port taken over by e2e/system/hostile-relay.py (floods forged
+#                  events, non-JSON, binary and 2 MiB frames, never ends an answer): events added
+#                  to the other relays are archived by both shards, nothing forged stored
+#   operator kill  a new RelayMonitor; the operator SIGKILLed as soon as it wrote a child: after
+#                  its restart the monitor is Ready, no duplicate children, nothing rewritten
+#   API server     kube-apiserver SIGKILLed, down 30 s, started again: a change made after it
+#                  converges, the operator not restarted, the node Ready
+#   end        one restart in all (the operator's), no Forbidden ever, the node Ready
 # Ends with "N passed, N failed"; exits 1 on any failure.
 #
 # Environment:
@@ -47,7 +62,8 @@
 # shellcheck disable=SC2016  # bash -c '… "$1" …' _ ARG: the inner shell expands them
 set -euo pipefail
 cd "$(dirname "$0")/.."
-T0=$(date +%s)
+# shellcheck source=e2e/checks.sh
+source e2e/checks.sh system-test
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
 OUT=${BROTR_IMAGES_DIR:-$HOME/.cache/brotr/images}
@@ -95,7 +111,7 @@ fi
 for name in brotr-probe brotr-operator; do
   [ -f "$OUT/$name-$VERSION.oci.tar" ] || { echo "system-test: no $OUT/$name-$VERSION.oci.tar" >&2; exit 1; }
 done
-T_READY=$(date +%s)
+T_READY=$(elapsed)
 
 source e2e/pg.sh
 WORK=$(mktemp -d /tmp/brotr-system-test.XXXXXX)
@@ -123,10 +139,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PASS=0 FAIL=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
-expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
 # wait_for SECONDS COMMAND...: polls every second until the command succeeds.
 wait_for() {
   local end=$(($(date +%s) + $1)); shift
@@ -139,7 +151,7 @@ jp() { kubectl -n "$1" get "$2" -o "jsonpath=$3" 2>/dev/null || true; }
 sql() { psql "$BROTR_TEST_PG_URL" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 secret_key() { python3 -c 'import secrets; print(secrets.token_hex(32))'; }
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'; }
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'; }
 # shard_of URL N: the synchronizer shard that owns URL (FNV-1a 64 of the URL mod N, as
 # probe/src/config/sync.rs Shard::owns).
 shard_of() {
@@ -156,19 +168,21 @@ echo "== local relays with known events"
 T=$(date +%s.%N)
 ONION=brotrsystemtestonionrelay$(printf 'a%.0s' $(seq 30))d.onion   # a v3 name: 56 base32 chars ending in d
 ONION_URL=ws://$ONION
-# Ports such that the two synchronizer shards each own at least one of the four relays.
+# Ports such that the two synchronizer shards each own at least one of the four relays, and the
+# open relay (the one that turns hostile in a drill) shares its shard with another relay.
 while :; do
   P_OPEN=$(free_port) P_AUTH=$(free_port) P_NEG=$(free_port)
   s=""
   for u in "ws://127.0.0.1:$P_OPEN" "ws://127.0.0.1:$P_AUTH" "ws://127.0.0.1:$P_NEG" "$ONION_URL"; do
     s+=$(shard_of "$u" 2)
   done
-  [[ $s == *0* && $s == *1* ]] && break
+  [[ $s == *0* && $s == *1* && ${s:1} == *${s:0:1}* ]] && break
 done
 P_ONION=$(free_port) P_PUB=$(free_port) P_DECOY=$(free_port)
 OPEN_URL=ws://127.0.0.1:$P_OPEN AUTH_URL=ws://127.0.0.1:$P_AUTH NEG_URL=ws://127.0.0.1:$P_NEG
 PUB_URL=ws://127.0.0.1:$P_PUB DECOY_URL=ws://127.0.0.1:$P_DECOY
 RELAYS=("$OPEN_URL" "$AUTH_URL" "$NEG_URL" "$ONION_URL")
+declare -A RELAY_PID
 nostr_rs_relay() {  # nostr_rs_relay NAME PORT AUTH
   local d="$WORK/relay-$1"
   mkdir -p "$d"
@@ -177,11 +191,16 @@ nostr_rs_relay() {  # nostr_rs_relay NAME PORT AUTH
   # debug: the log shows each connection's REQs and AUTH in order
   (cd "$d" && RUST_LOG=warn,nostr_rs_relay=debug exec "$BROTR_NOSTR_RS_RELAY" --config "$d/config.toml") >"$d/relay.log" 2>&1 &
   PIDS+=($!)
+  RELAY_PID[$1]=$!
 }
 nostr_rs_relay open "$P_OPEN" false
 nostr_rs_relay auth "$P_AUTH" true
+# NEG-MSG frames capped at 60 kB, as relays serving large sets cap them: the drills' 20,000-event
+# differences then take many rounds. (Without a cap the relay would list them in one 1.3 MB
+# message, over the synchronizer's 1 MiB message limit: it would page with REQ instead, see
+# probe/tests/external_peers.rs.)
 for r in neg:$P_NEG onion:$P_ONION publish:$P_PUB; do
-  "$BROTR_NEG_RELAY" "${r#*:}" >"$WORK/relay-${r%%:*}.log" 2>&1 &
+  "$BROTR_NEG_RELAY" -frame-limit 60000 "${r#*:}" >"$WORK/relay-${r%%:*}.log" 2>&1 &
   PIDS+=($!)
 done
 mkdir -p "$WORK/decoy" && echo "not a Nostr relay" >"$WORK/decoy/index.html"
@@ -214,7 +233,7 @@ publish "$AUTH_URL" "$EV/auth-stranger.jsonl"
 publish "$NEG_URL" "$EV/neg.jsonl"
 publish "ws://127.0.0.1:$P_ONION" "$EV/onion.jsonl"
 count() { $NOSTR req -relay "$1" -filter "$2" "${@:3}" | wc -l; }
-expect "relays up and seeded with signed events: open 2, auth 3 notes + 3 DMs, neg 6, onion 12 ($(elapsed "$T"))" \
+expect "relays up and seeded with signed events: open 2, auth 3 notes + 3 DMs, neg 6, onion 12 ($(since "$T"))" \
   test "$(count "$OPEN_URL" '{}') $(count "$AUTH_URL" '{"kinds":[1]}') $(count "$NEG_URL" '{}') $(count "ws://127.0.0.1:$P_ONION" '{}')" = "2 3 6 12"
 expect "the auth relay serves no DM without AUTH, the 2 DMs to the pipeline's key after NIP-42 AUTH as it" \
   test "$(count "$AUTH_URL" '{"kinds":[4]}') $(count "$AUTH_URL" '{"kinds":[4]}' -auth-key "$BD_KEY")" = "0 2"
@@ -239,19 +258,19 @@ python3 e2e/kubelet/kubelet.py --kubeconfig "$KUBECONFIG" --node-name "$NODE" --
 KUBELET_PID=$!
 node_ready() { [ "$(jp default "node/$NODE" '{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 if wait_for 60 node_ready; then
-  ok "control plane, PostgreSQL and node $NODE Ready ($(elapsed "$T"))"
+  pass "control plane, PostgreSQL and node $NODE Ready ($(since "$T"))"
 else
-  bad "node $NODE not Ready"; exit 1
+  fail "node $NODE not Ready"; exit 1
 fi
 
 echo "== the operator: Helm chart, a pod from its image on $NODE"
 T=$(date +%s.%N)
 if ! "$BROTR_HELM" install brotr charts/brotr-operator -n "$OPNS" --create-namespace \
     --set-string 'nodeSelector.brotr\.dev/runc=true' --wait --timeout 180s >"$WORK/helm.log" 2>&1; then
-  cat "$WORK/helm.log"; bad "helm install"; exit 1
+  cat "$WORK/helm.log"; fail "helm install"; exit 1
 fi
 OP_POD=$(kubectl -n "$OPNS" get pods -l app.kubernetes.io/instance=brotr -o 'jsonpath={.items[0].metadata.name}')
-ok "helm install --wait: the operator's Deployment is Available ($(elapsed "$T")), pod $OP_POD"
+pass "helm install --wait: the operator's Deployment is Available ($(since "$T")), pod $OP_POD"
 OP_LOGS=$(ls -d "$STATE/pods/${OPNS}_${OP_POD}"_*/logs)
 OP_PID=$(cat "/sys/fs/cgroup/does-not-exist" 2>/dev/null || true)
 container_pid() {  # container_pid POD CONTAINER: host PID of its running runc container
@@ -317,9 +336,9 @@ spec:
 EOF
 bd_ready() { [ "$(jp "$NS" "bd/$BD" '{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 if wait_for 180 bd_ready; then
-  ok "BrotrDeployment $BD Ready ($(elapsed "$T")): $(jp "$NS" "bd/$BD" '{.status.conditions[?(@.type=="Ready")].reason}')"
+  pass "BrotrDeployment $BD Ready ($(since "$T")): $(jp "$NS" "bd/$BD" '{.status.conditions[?(@.type=="Ready")].reason}')"
 else
-  bad "BrotrDeployment $BD not Ready: $(jp "$NS" "bd/$BD" '{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}')"
+  fail "BrotrDeployment $BD not Ready: $(jp "$NS" "bd/$BD" '{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}')"
   exit 1
 fi
 
@@ -355,9 +374,9 @@ rm_ready() {
   done
 }
 if wait_for 120 rm_ready; then
-  ok "RelayMonitors ${MONITORS[*]} Ready ($(elapsed "$T"))"
+  pass "RelayMonitors ${MONITORS[*]} Ready ($(since "$T"))"
 else
-  bad "RelayMonitors not Ready: $(kubectl -n "$NS" get rmon -o jsonpath='{range .items[*]}{.metadata.name}: {.status.conditions[?(@.type=="Ready")].reason} {.status.conditions[?(@.type=="Ready")].message}; {end}')"
+  fail "RelayMonitors not Ready: $(kubectl -n "$NS" get rmon -o jsonpath='{range .items[*]}{.metadata.name}: {.status.conditions[?(@.type=="Ready")].reason} {.status.conditions[?(@.type=="Ready")].message}; {end}')"
 fi
 
 echo "== the pods: all on $NODE, migration first, own ports, one Tor stand-in"
@@ -419,7 +438,7 @@ cursors() { sql "select state_key || '=' || coalesce(state_value->>'doneUntil', 
 synced() { [ "$(cursors | grep -c '=[0-9]')" = 4 ] && [ "$(sql 'select count(*) from event_relay')" -ge 23 ]; }
 wait_for 120 synced || true
 CURSORS1=$(cursors)
-expect "a cursor for each relay (filter kinds 1,4), past its newest event (waited $(elapsed "$T"))" \
+expect "a cursor for each relay (filter kinds 1,4), past its newest event (waited $(since "$T"))" \
   bash -c 'for u in "${@:3}"; do grep -q "^$u#[0-9a-f]*=[0-9]*$" <<<"$1" || exit 1; done; for t in $(sed "s/.*=//" <<<"$1"); do [ "$t" -ge "$2" ] || exit 1; done' _ "$CURSORS1" $((BASE + 20)) "${RELAYS[@]}"
 sql "select r.url, encode(er.event_id, 'hex'), er.seen_at from event_relay er join relay r on r.id = er.relay_id" >"$WORK/archive1.txt"
 sql "select encode(id, 'hex') from event" >"$WORK/events1.txt"
@@ -505,10 +524,10 @@ published() {
     [ "$(jq -r 'select(.kind == 30166) | .pubkey + " " + (.tags[] | select(.[0] == "d") | .[1])' "$WORK/nip66.jsonl" | sort -u | wc -l)" = 16 ]
 }
 if wait_for 120 published; then
-  ok "the pipeline's monitor and the 3 RelayMonitors published 10166 and a 30166 for each relay to $PUB_URL ($(wc -l <"$WORK/nip66.jsonl") events, $(elapsed "$T"))"
+  pass "the pipeline's monitor and the 3 RelayMonitors published 10166 and a 30166 for each relay to $PUB_URL ($(wc -l <"$WORK/nip66.jsonl") events, $(since "$T"))"
 else
   fetch_nip66 || true
-  bad "NIP-66 events missing on the publish relay: $(jq -r '"\(.kind) \(.pubkey[:8]) \(.tags[] | select(.[0] == "d") | .[1])"' "$WORK/nip66.jsonl" 2>/dev/null | sort | tr '\n' ';')"
+  fail "NIP-66 events missing on the publish relay: $(jq -r '"\(.kind) \(.pubkey[:8]) \(.tags[] | select(.[0] == "d") | .[1])"' "$WORK/nip66.jsonl" 2>/dev/null | sort | tr '\n' ';')"
 fi
 NODE_OK=$(node "$BROTR_NODE_VERIFY" <"$WORK/nip66.jsonl" | jq -s '[.[] | select(.valid)] | length')
 GO_OK=$("$BROTR_GO_VERIFY" <"$WORK/nip66.jsonl" | jq -s '[.[] | select(.valid)] | length')
@@ -576,9 +595,9 @@ for i in 0 1; do
 done
 next_cycles() { [ "$(shard_totals 0 "$T_PUB" | cut -d' ' -f1)" -ge 1 ] && [ "$(shard_totals 1 "$T_PUB" | cut -d' ' -f1)" -ge 1 ]; }
 if wait_for 100 next_cycles; then
-  ok "both shards ran their next cycle ($(elapsed "$T") after the events were published; interval 1m)"
+  pass "both shards ran their next cycle ($(since "$T") after the events were published; interval 1m)"
 else
-  bad "no sync cycle after the new events within 100 s"
+  fail "no sync cycle after the new events within 100 s"
 fi
 for i in 0 1; do
   read -r cycles rmax new rec < <(shard_totals "$i" "$T_PUB")
@@ -617,15 +636,15 @@ BEFORE=$(views)
 LIVE="$(sql 'select count(*) from event') 4 4"
 kubectl -n "$NS" create job refresh-now --from="cronjob/$BD-refresh" >/dev/null
 if kubectl -n "$NS" wait --for=condition=Complete job/refresh-now --timeout=90s >/dev/null; then
-  ok "Job refresh-now from cronjob/$BD-refresh Complete on $NODE ($(elapsed "$T")): $(kubectl -n "$NS" get pods -l job-name=refresh-now -o jsonpath='{.items[0].spec.containers[0].args}')"
+  pass "Job refresh-now from cronjob/$BD-refresh Complete on $NODE ($(since "$T")): $(kubectl -n "$NS" get pods -l job-name=refresh-now -o jsonpath='{.items[0].spec.containers[0].args}')"
 else
-  bad "Job refresh-now not Complete"
+  fail "Job refresh-now not Complete"
 fi
 AFTER=$(views)
 expect "views (event_stats.event_count, relay_stats rows, monitors in relay_metadata_latest_by_monitor): $BEFORE before, $AFTER after, live $LIVE" \
   test "$AFTER" = "$LIVE" -a "$BEFORE" != "$LIVE"
 
-echo "== the end: no restarts, nothing forbidden, the node healthy"
+echo "== before the drills: no restarts, nothing forbidden, no error, the node healthy"
 RESTARTS=$(kubectl get pods -A -o jsonpath='{range .items[*]}{range .status.containerStatuses[*]}{.restartCount}{"\n"}{end}{range .status.initContainerStatuses[*]}{.restartCount}{"\n"}{end}{end}' | awk '{s += $1} END {print s + 0}')
 expect "no container restarted ($RESTARTS restarts)" test "$RESTARTS" = 0
 expect "the operator (under the chart's RBAC) logged no Forbidden and no error" \
@@ -633,6 +652,274 @@ expect "the operator (under the chart's RBAC) logged no Forbidden and no error" 
 expect "the node is Ready; the kubelet logged no crashed worker" \
   bash -c '[ "$(kubectl get node "$1" -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status}")" = True ] && ! grep -q "worker crashed" "$2"' _ "$NODE" "$WORK/kubelet.log"
 
-echo "setup (tools, images) $((T_READY - T0)) s; total $(($(date +%s) - T0)) s"
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" = 0 ]
+
+echo "== drills: helpers"
+now_iso() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
+rows_of() { sql "select count(*) from event_relay er join relay r on r.id = er.relay_id where r.url = '$1'"; }
+# wait_fast SECONDS COMMAND...: polls every 50 ms (wait_for's second is too coarse to catch a batch).
+wait_fast() {
+  local end=$(($(date +%s) + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep 0.05
+  done
+}
+cycle_after() { [ "$(shard_totals "$1" "$2" | cut -d' ' -f1)" -ge 1 ]; }
+# after_cycle SHARD: returns once the shard has just finished a cycle, so that its next one is
+# about an interval away.
+after_cycle() { local t; t=$(now_iso); wait_for 100 cycle_after "$1" "$t"; }
+grew() { [ "$(rows_of "$1")" -gt "$2" ]; }
+has_rows() { [ "$(rows_of "$1")" -ge "$2" ]; }
+pod_ready() { [ "$(jp "$1" "pod/$2" '{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+# all_ready: every running pod of the pipeline Ready, and /readyz 200 on each service pod.
+all_ready() {
+  local p hp
+  for p in $(kubectl -n "$NS" get pods -l '!job-name' -o name | sed 's|pod/||'); do
+    pod_ready "$NS" "$p" || return 1
+    hp=$(jp "$NS" "pod/$p" '{.status.conditions[?(@.type=="brotr.dev/HostPorts")].message}')
+    curl -sf "http://127.0.0.1:${hp#9090=}/readyz" >/dev/null || return 1
+  done
+}
+restarts() { kubectl get pods -A -o jsonpath='{range .items[*]}{range .status.containerStatuses[*]}{.restartCount}{"\n"}{end}{range .status.initContainerStatuses[*]}{.restartCount}{"\n"}{end}{end}' | awk '{s += $1} END {print s + 0}'; }
+SN=$(shard_of "$NEG_URL" 2) SPOD=$BD-sync-$(shard_of "$NEG_URL" 2) BULK=20000
+# bulk FILE CONTENT: BULK events backdated one a second over the last hours, published to the
+# NIP-77 relay right after a cycle of its shard (so that the next cycle finds all of them).
+# NIP-77 reconciles the whole history, not only what is newer than the cursor.
+bulk() {
+  $NOSTR gen -key "$AUTHOR" -n "$BULK" -content "$2" -created-at $(($(date +%s) - BULK - 10)) >"$1"
+  after_cycle "$SN" || true
+  $NOSTR publish -relay "$NEG_URL" -workers 16 <"$1" >/dev/null
+}
+echo "   the NIP-77 relay $NEG_URL is synced by shard $SN (pod $SPOD); bulk batches of $BULK events"
+
+echo "== drill: a synchronizer pod killed mid-batch; its replacement resumes with no loss"
+T=$(date +%s.%N)
+SUID=$(jp "$NS" "pod/$SPOD" '{.metadata.uid}')
+B0=$(rows_of "$NEG_URL")
+bulk "$EV/bulk-kill.jsonl" "bulk for the kill drill"
+echo "   $BULK events published ($(since "$T")); waiting for the shard's next cycle"
+if wait_fast 90 grew "$NEG_URL" "$B0"; then
+  SPID=$(container_pid "$SPOD" probe || true)
+  kill -KILL "$SPID" 2>/dev/null || true
+  T_KILL=$(now_iso)
+  # Counted before the pod is deleted: its replacement starts within a second of that.
+  sleep 0.3
+  K=$(($(rows_of "$NEG_URL") - B0))
+  kubectl -n "$NS" delete pod "$SPOD" --grace-period=0 --force >/dev/null 2>&1 || true
+  expect "the probe of $SPOD (pid ${SPID:-none}) SIGKILLed mid-batch: $K of $BULK stored; the pod force-deleted" \
+    test -n "$SPID" -a "$K" -gt 0 -a "$K" -lt "$BULK"
+else
+  fail "the shard never started storing the bulk"; K=0 T_KILL=$(now_iso)
+fi
+replaced() { local u; u=$(jp "$NS" "pod/$SPOD" '{.metadata.uid}'); [ -n "$u" ] && [ "$u" != "$SUID" ] && pod_ready "$NS" "$SPOD"; }
+if wait_for 90 replaced; then
+  pass "its StatefulSet replaced it: pod $SPOD uid $(jp "$NS" "pod/$SPOD" '{.metadata.uid}' | cut -c1-8) (was ${SUID:0:8}) Ready on $(jp "$NS" "pod/$SPOD" '{.spec.nodeName}') ($(since "$T"))"
+else
+  fail "no Ready replacement for $SPOD"
+fi
+wait_for 120 has_rows "$NEG_URL" $((B0 + BULK)) || true
+read -r cycles rmax new rec < <(shard_totals "$SN" "$T_KILL")
+# NIP-77 against the ids already stored: it does not start over (fewer than BULK received).
+expect "the replacement's cycle stored exactly the $((BULK - K)) events the killed one had not committed ($new stored, $rec received)" \
+  test "$new" = $((BULK - K)) -a "$rec" -ge "$new" -a "$rec" -lt "$BULK"
+expect "nothing lost, nothing twice: the relay has $B0 + $BULK event_relay rows ($(rows_of "$NEG_URL")), each bulk event once in event" \
+  test "$(rows_of "$NEG_URL") $(sql "select count(*) from event where content like 'bulk for the kill drill %'")" = "$((B0 + BULK)) $BULK"
+
+echo "== drill: PostgreSQL crash-restarted mid-sync; nothing lost or duplicated, the services recover by themselves"
+T=$(date +%s.%N)
+B1=$(rows_of "$NEG_URL")
+R0=$(restarts)
+bulk "$EV/bulk-pg.jsonl" "bulk for the PostgreSQL drill"
+if wait_fast 90 grew "$NEG_URL" "$B1"; then
+  T_DOWN=$(now_iso)
+  pg_restart 5
+  K=$(($(rows_of "$NEG_URL") - B1))
+  expect "PostgreSQL stopped (immediate: connections cut, no checkpoint) with $K of $BULK stored, down 5 s, started again" \
+    test "$K" -gt 0 -a "$K" -lt "$BULK"
+else
+  fail "the shard never started storing the bulk"; T_DOWN=$(now_iso)
+fi
+# What the shard's pod saw of the outage, in its log since: PostgreSQL's notice on the cut
+# connections, and whether a cycle or a relay failed for it.
+outage_seen() {
+  cat "$STATE/pods/${NS}_${SPOD}"_*/logs/probe.*.std* 2>/dev/null | python3 -c '
+import json, sys
+cut = failed = 0
+for line in sys.stdin:
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e["timestamp"] <= sys.argv[1]:
+        continue
+    cut += e.get("message") == "terminating connection due to immediate shutdown command"
+    failed += e.get("message") in ("cycle failed", "relay not fully synced this cycle")
+print(cut, failed)' "$T_DOWN"
+}
+read -r CUT FAILED < <(outage_seen) || true
+expect "the shard's pod was cut off mid-work: $CUT of its connections ended by the shutdown; $FAILED failed cycles or relays" \
+  test "${CUT:-0}" -ge 1
+if wait_for 150 has_rows "$NEG_URL" $((B1 + BULK)); then
+  pass "the rest was stored without help ($(since "$T") since the bulk)"
+else
+  fail "the bulk is not complete after the outage: $(($(rows_of "$NEG_URL") - B1)) of $BULK"
+fi
+expect "nothing lost, nothing twice: $B1 + $BULK event_relay rows ($(rows_of "$NEG_URL")), each bulk event once in event" \
+  test "$(rows_of "$NEG_URL") $(sql "select count(*) from event where content like 'bulk for the PostgreSQL drill %'")" = "$((B1 + BULK)) $BULK"
+if wait_for 150 all_ready; then
+  pass "every service pod Ready again, /readyz 200 on each, without a restart ($(($(restarts) - R0)) restarts) ($(since "$T"))"
+else
+  fail "services not all Ready after the outage"
+fi
+expect "no container restarted through the outage" test "$(restarts)" = "$R0"
+
+echo "== drill: a relay turns hostile mid-run (floods garbage, never ends an answer); the others are still archived"
+T=$(date +%s.%N)
+kill "${RELAY_PID[open]}" 2>/dev/null || true
+port_free() { ! ss -Hltn "sport = :$P_OPEN" | grep -q .; }
+wait_for 10 port_free || true
+python3 e2e/system/hostile-relay.py --listen "127.0.0.1:$P_OPEN" >"$WORK/hostile.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 bash -c '! curl -sf "http://127.0.0.1:$1/" | jq . >/dev/null 2>&1 && ss -Hltn "sport = :$1" | grep -q .' _ "$P_OPEN" || true
+T_H=$(now_iso)
+O0=$(rows_of "$OPEN_URL") E0=$(sql 'select count(*) from event')
+declare -A HOSTILE_ADD=([$AUTH_URL]=2 [$NEG_URL]=3 [$ONION_URL]=4)
+for u in "${!HOSTILE_ADD[@]}"; do
+  f="$EV/while-hostile-$(shard_of "$u" 2)-${HOSTILE_ADD[$u]}.jsonl"
+  $NOSTR gen -key "$AUTHOR" -n "${HOSTILE_ADD[$u]}" -content "while a relay is hostile" -created-at "$(date +%s)" >"$f"
+  [ "$u" = "$ONION_URL" ] && p=ws://127.0.0.1:$P_ONION || p=$u
+  publish "$p" "$f"
+done
+# A cycle running while the events were published may miss them; the next one has them.
+both_cycled() { cycle_after 0 "$T_H" && cycle_after 1 "$T_H" && [ "$(($(sql 'select count(*) from event') - E0))" -ge 9 ]; }
+if wait_for 200 both_cycled; then
+  pass "both shards completed cycles with the hostile relay in them, the added events stored ($(since "$T"))"
+else
+  fail "the shards did not store the added events with the hostile relay in their cycles"
+fi
+FLOODED=$(grep -c 'first \["\(REQ\|NEG-OPEN\)' "$WORK/hostile.log" || true)
+expect "the hostile relay flooded $FLOODED subscriptions ($(awk '/ frames /{n += $(NF - 5)} END {print n + 0}' "$WORK/hostile.log" 2>/dev/null) frames of forged events, non-JSON, binary, 2 MiB frames; no EOSE)" \
+  test "$FLOODED" -ge 1
+for i in 0 1; do
+  want=0
+  for u in "${!HOSTILE_ADD[@]}"; do [ "$(shard_of "$u" 2)" = "$i" ] && want=$((want + HOSTILE_ADD[$u])); done
+  read -r cycles rmax new rec < <(shard_totals "$i" "$T_H")
+  hostile=""; [ "$(shard_of "$OPEN_URL" 2)" = "$i" ] && hostile=" (owns the hostile relay)"
+  expect "shard $i$hostile: its cycles since stored exactly the $want events added to its healthy relays ($new)" \
+    test "$new" = "$want"
+done
+expect "the hostile relay's rows are unchanged ($O0), the event table grew by exactly the 9 added, no forged event stored" \
+  test "$(rows_of "$OPEN_URL") $(($(sql 'select count(*) from event') - E0)) $(sql "select count(*) from event where content like 'forged %'")" = "$O0 9 0"
+RSS=""
+for i in 0 1; do
+  pid=$(container_pid "$BD-sync-$i" probe || true)
+  RSS+="sync-$i $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$pid/status" 2>/dev/null) "
+done
+expect "no container restarted; the synchronizers' peak RSS: $RSS" test "$(restarts)" = "$R0"
+
+echo "== drill: the operator killed mid-reconcile (a new RelayMonitor); it converges, no duplicate children"
+T=$(date +%s.%N)
+PKEY=$(secret_key)
+kubectl -n "$NS" create secret generic paris-key --from-literal=key="$PKEY" >/dev/null
+rm_yaml() {
+  cat <<EOF
+apiVersion: brotr.dev/v1alpha1
+kind: RelayMonitor
+metadata: {name: paris, namespace: $NS}
+spec:
+  identity: {keySecretRef: {name: paris-key, key: key}}
+  interval: 1m
+  targets: {brotrDeploymentRef: {name: $BD}}
+  networks: {tor: {enabled: true}}
+  limits: {allowPrivate: true}
+  settings:
+    checks: $CHECKS
+    publish: {relays: ["$PUB_URL"], geohash: $1}
+  workload:
+    podOverrides: {nodeSelector: {brotr.dev/runc: "true"}}
+EOF
+}
+OP_R0=$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')
+OP_PID=$(container_pid "$OP_POD" operator || true)
+rm_yaml u09tu | kubectl apply -f - >/dev/null
+PUID=$(jp "$NS" rmon/paris '{.metadata.uid}')
+children() { kubectl -n "$NS" get configmaps,deployments,services,cronjobs -l "brotr.dev/owner-uid=$PUID" -o name 2>/dev/null; }
+wrote_some() { [ -n "$(children)" ]; }
+wait_fast 30 wrote_some || true
+kill -KILL "$OP_PID" 2>/dev/null || true
+AT_KILL=$(children | tr '\n' ' ')
+echo "   operator (pid ${OP_PID:-none}) SIGKILLed $(since "$T") after the apply; children then: ${AT_KILL:-none}"
+paris_ready() {
+  [ "$(jp "$NS" rmon/paris '{.status.conditions[?(@.type=="Ready")].status} {.status.observedGeneration}')" = "True $(jp "$NS" rmon/paris '{.metadata.generation}')" ]
+}
+if wait_for 120 paris_ready; then
+  pass "RelayMonitor paris Ready for its generation after the operator came back ($(since "$T"))"
+else
+  fail "paris not Ready: $(jp "$NS" rmon/paris '{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}')"
+fi
+expect "the operator's container restarted once (restartCount $OP_R0 → $(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')) and is Ready" \
+  bash -c '[ "$1" = $(($2 + 1)) ] && [ "$3" = true ]' _ "$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')" "$OP_R0" "$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].ready}')"
+CH=$(children)
+KINDS=$(cut -d/ -f1 <<<"$CH" | sort | uniq -c | awk '{printf "%s %s, ", $1, $2}')
+DUPS=$(cut -d/ -f1 <<<"$CH" | sort | uniq -d)
+DGEN=$(kubectl -n "$NS" get deployments -l "brotr.dev/owner-uid=$PUID" -o jsonpath='{.items[*].metadata.generation}')
+NPOD=$(kubectl -n "$NS" get pods -l "brotr.dev/owner-uid=$PUID" --field-selector=status.phase=Running -o name | wc -l)
+expect "no duplicate children (${KINDS%, }); the Deployment at generation $DGEN (not rewritten after the restart); $NPOD pod of paris Running" \
+  test -z "$DUPS" -a -n "$CH" -a "$DGEN" = 1 -a "$NPOD" = 1
+
+echo "== drill: the API server down for 30 s (SIGKILL); the operator rides it out and converges after"
+T=$(date +%s.%N)
+OP_R1=$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')
+APID=$(while read -r p; do if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = kube-apiserver ]; then echo "$p"; fi; done <"$CP/pids" | head -1)
+[ -n "$APID" ] || { fail "no running kube-apiserver in $CP/pids"; exit 1; }
+# Its command line and environment, to start the same server again.
+python3 - "$APID" "$WORK/apiserver.cmd" <<'PY'
+import json, sys
+pid = sys.argv[1]
+split = lambda f: [a.decode() for a in open(f"/proc/{pid}/{f}", "rb").read().split(b"\0") if a]
+json.dump({"args": split("cmdline"), "env": dict(kv.split("=", 1) for kv in split("environ") if "=" in kv)}, open(sys.argv[2], "w"))
+PY
+kill -KILL "$APID"
+api_down() { ! kubectl get --raw /readyz >/dev/null 2>&1; }
+wait_for 10 api_down || true
+sleep 30
+python3 - "$WORK/apiserver.cmd" "$CP/kube-apiserver.log" "$CP/pids" <<'PY'
+import json, subprocess, sys
+c = json.load(open(sys.argv[1]))
+log = open(sys.argv[2], "ab")
+p = subprocess.Popen(c["args"], env=c["env"], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+open(sys.argv[3], "a").write(f"{p.pid}\n")
+PY
+api_up() { kubectl get --raw /readyz >/dev/null 2>&1; }
+if wait_for 60 api_up; then
+  pass "kube-apiserver (pid $APID) SIGKILLed, down 30 s, the same command started again ($(since "$T"))"
+else
+  fail "kube-apiserver did not come back"; exit 1
+fi
+T=$(date +%s.%N)
+rm_yaml u09wh | kubectl apply -f - >/dev/null
+PGEN=$(jp "$NS" rmon/paris '{.metadata.generation}')
+paris_moved() {
+  paris_ready && [ "$(jp "$NS" rmon/paris '{.status.observedGeneration}')" = "$PGEN" ] &&
+    kubectl -n "$NS" get configmaps -l "brotr.dev/owner-uid=$PUID" -o yaml | grep -q u09wh &&
+    [ "$(kubectl -n "$NS" get pods -l "brotr.dev/owner-uid=$PUID" -o name | wc -l)" = 1 ] &&
+    pod_ready "$NS" "$(kubectl -n "$NS" get pods -l "brotr.dev/owner-uid=$PUID" -o jsonpath='{.items[0].metadata.name}')"
+}
+if wait_for 150 paris_moved; then
+  pass "a change made after the outage (paris's geohash) converged: Ready for generation $PGEN, its config rendered, its pod rolled and Ready ($(since "$T"))"
+else
+  fail "the change after the outage did not converge: $(jp "$NS" rmon/paris '{.status.observedGeneration} {.status.conditions[?(@.type=="Ready")].reason}')"
+fi
+expect "the operator was not restarted by the outage (restartCount $OP_R1 → $(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')): no crash loop" \
+  test "$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')" = "$OP_R1"
+expect "the node is Ready again" node_ready
+
+echo "== the end: only the operator's deliberate kill restarted anything, nothing forbidden, the node healthy"
+expect "one container restart in all: the operator's, SIGKILLed in its drill ($(restarts))" test "$(restarts)" = 1
+expect "the operator (under the chart's RBAC) never logged Forbidden, outage included" \
+  bash -c '! grep -qi "forbidden" "$1"/operator.*' _ "$OP_LOGS"
+expect "the node is Ready; the kubelet logged no crashed worker" \
+  bash -c '[ "$(kubectl get node "$1" -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status}")" = True ] && ! grep -q "worker crashed" "$2"' _ "$NODE" "$WORK/kubelet.log"
+
+echo "setup (tools, images) ${T_READY} s; total $(elapsed) s"
+checks_summary

@@ -590,6 +590,53 @@ async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
     );
 }
 
+/// A reconciliation over many rounds (the relay's frames capped at 60 kB) where we already hold
+/// the oldest part of the relay's events, as after a synchronizer killed mid-batch: each event
+/// we lack is fetched once, none twice.
+#[tokio::test]
+#[ignore = "needs the external peers of e2e/tools.sh"]
+async fn a_multi_round_reconciliation_with_a_partial_local_set_fetches_each_missing_event_once() {
+    use brotr_probe::config::SyncConfig;
+    use brotr_probe::store::RelayRow;
+
+    const NOW: i64 = 1_760_000_000;
+    const HELD: i64 = 2_000;
+    const N: i64 = 20_000;
+    let relay = NegRelay::start_with(&NegRelayConfig {
+        frame_limit: Some(60_000),
+        ..Default::default()
+    })
+    .await;
+    // One a second, oldest first: the first HELD are synced, then the rest appear.
+    let all = notes_before(NOW, N, |i| N - i);
+    publish(&relay.url, &all[..HELD as usize]).await;
+    let (db, _dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    store
+        .insert_relays(&[RelayRow {
+            url: local(&relay.url),
+            discovered_at: NOW,
+        }])
+        .await
+        .unwrap();
+    let sync = synchronizer(SyncConfig {
+        extract_hints: false,
+        ..Default::default()
+    });
+    let first = sync.run_cycle(&ctx(&store, NOW)).await.expect("cycle");
+    assert_eq!(first.events_new, HELD as u64, "{first:?}");
+    publish(&relay.url, &all[HELD as usize..]).await;
+    let second = sync.run_cycle(&ctx(&store, NOW + 60)).await.expect("cycle");
+    let what = format!("{second:?}\n{}", relay.log());
+    assert_eq!(second.negentropy_windows, 1, "{what}");
+    assert_eq!(second.events_new, (N - HELD) as u64, "{what}");
+    assert_eq!(
+        second.wire.events_received,
+        (N - HELD) as u64,
+        "each missing event fetched once: {what}"
+    );
+}
+
 /// A relay without a frame size limit lists a large difference in one NEG-MSG. One over our
 /// message limit ends the connection; the synchronizer then pages that window with REQ on a new
 /// connection (the relay is archived, not failed), and reconciles again next cycle, when the

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -72,11 +73,33 @@ func gen(args []string) {
 func publish(args []string) {
 	fs := flag.NewFlagSet("publish", flag.ExitOnError)
 	url := fs.String("relay", "", "relay URL")
+	workers := fs.Int("workers", 1, "events in flight at once (each waits for its OK)")
 	_ = fs.Parse(args)
 	r := connect(*url)
 	defer r.Close()
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 16<<20)
+	// With more than one worker the ids are printed in the order the OKs come.
+	events := make(chan nostr.Event)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for w := 0; w < *workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range events {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := r.Publish(ctx, e)
+				cancel()
+				if err != nil {
+					die("publish %s to %s: %v", e.ID, *url, err)
+				}
+				mu.Lock()
+				fmt.Println(e.ID)
+				mu.Unlock()
+			}
+		}()
+	}
 	for in.Scan() {
 		if len(in.Bytes()) == 0 {
 			continue
@@ -85,14 +108,10 @@ func publish(args []string) {
 		if err := json.Unmarshal(in.Bytes(), &e); err != nil {
 			die("bad event: %v", err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := r.Publish(ctx, e)
-		cancel()
-		if err != nil {
-			die("publish %s to %s: %v", e.ID, *url, err)
-		}
-		fmt.Println(e.ID)
+		events <- e
 	}
+	close(events)
+	wg.Wait()
 }
 
 var errNoChallenge = errors.New("no AUTH challenge received")
