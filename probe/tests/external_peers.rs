@@ -31,6 +31,26 @@ fn local(url: &str) -> RelayUrl {
     RelayUrl::parse_allowing_local(url).expect("test url")
 }
 
+/// A fresh SQLite store (full schema) holding `url` as its one relay, discovered at `now`.
+async fn store_with_relay(
+    url: &str,
+    now: i64,
+) -> (
+    std::sync::Arc<dyn brotr_probe::store::Store>,
+    tempfile::TempDir,
+) {
+    let (db, dir) = fresh_sqlite_url();
+    let store = open(&db, Schema::Full).await;
+    store
+        .insert_relays(&[brotr_probe::store::RelayRow {
+            url: local(url),
+            discovered_at: now,
+        }])
+        .await
+        .expect("insert the relay");
+    (store, dir)
+}
+
 fn signed_note(content: &str) -> Event {
     EventBuilder::text_note(content)
         .sign_with_keys(&Keys::generate())
@@ -254,7 +274,6 @@ async fn nostr_rs_relay_returns_every_match_oldest_first_and_a_limit_newest_firs
 #[ignore = "needs the external peers of e2e/tools.sh"]
 async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging() {
     use brotr_probe::config::SyncConfig;
-    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     let relay = NostrRsRelay::start(&NostrRsRelayConfig::default()).await;
@@ -275,15 +294,7 @@ async fn the_synchronizer_archives_every_event_of_a_nostr_rs_relay_by_req_paging
         assert_eq!(next_message(&mut ws).await[2], true, "{}", relay.log());
     }
 
-    let (db, _dir) = fresh_sqlite_url();
-    let store = open(&db, Schema::Full).await;
-    store
-        .insert_relays(&[RelayRow {
-            url: local(&relay.url),
-            discovered_at: NOW,
-        }])
-        .await
-        .unwrap();
+    let (store, _dir) = store_with_relay(&relay.url, NOW).await;
     let sync = synchronizer(SyncConfig {
         limit: 100,
         extract_hints: false,
@@ -550,7 +561,6 @@ async fn the_synchronizer_reconciles_with_go_nostrs_negentropy_and_resyncs_for_a
 #[ignore = "needs the external peers of e2e/tools.sh"]
 async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
     use brotr_probe::config::SyncConfig;
-    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     let config = NegRelayConfig {
@@ -560,16 +570,7 @@ async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
     let relay = NegRelay::start_with(&config).await;
     let events = notes_before(NOW, 250, |i| i * 37);
     publish(&relay.url, &events).await;
-    let (db, _dir) = fresh_sqlite_url();
-    let store = open(&db, Schema::Full).await;
-    let url = local(&relay.url);
-    store
-        .insert_relays(&[RelayRow {
-            url: url.clone(),
-            discovered_at: NOW,
-        }])
-        .await
-        .unwrap();
+    let (store, _dir) = store_with_relay(&relay.url, NOW).await;
     let sync = synchronizer(SyncConfig {
         limit: 100,
         extract_hints: false,
@@ -597,7 +598,6 @@ async fn a_neg_err_blocked_from_go_nostrs_relay_falls_back_to_req_paging() {
 #[ignore = "needs the external peers of e2e/tools.sh"]
 async fn a_multi_round_reconciliation_with_a_partial_local_set_fetches_each_missing_event_once() {
     use brotr_probe::config::SyncConfig;
-    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     const HELD: i64 = 2_000;
@@ -610,15 +610,7 @@ async fn a_multi_round_reconciliation_with_a_partial_local_set_fetches_each_miss
     // One a second, oldest first: the first HELD are synced, then the rest appear.
     let all = notes_before(NOW, N, |i| N - i);
     publish(&relay.url, &all[..HELD as usize]).await;
-    let (db, _dir) = fresh_sqlite_url();
-    let store = open(&db, Schema::Full).await;
-    store
-        .insert_relays(&[RelayRow {
-            url: local(&relay.url),
-            discovered_at: NOW,
-        }])
-        .await
-        .unwrap();
+    let (store, _dir) = store_with_relay(&relay.url, NOW).await;
     let sync = synchronizer(SyncConfig {
         extract_hints: false,
         ..Default::default()
@@ -645,39 +637,18 @@ async fn a_multi_round_reconciliation_with_a_partial_local_set_fetches_each_miss
 #[ignore = "needs the external peers of e2e/tools.sh"]
 async fn a_neg_msg_over_our_message_limit_falls_back_to_req_paging_on_a_new_connection() {
     use brotr_probe::config::SyncConfig;
-    use brotr_probe::identity::Identity;
-    use brotr_probe::services::synchronizer::Synchronizer;
-    use brotr_probe::store::RelayRow;
 
     const NOW: i64 = 1_760_000_000;
     const N: i64 = 1_500;
     let relay = NegRelay::start_with(&NegRelayConfig::default()).await;
     publish(&relay.url, &notes_before(NOW, N, |i| i * 37)).await;
-    let (db, _dir) = fresh_sqlite_url();
-    let store = open(&db, Schema::Full).await;
-    store
-        .insert_relays(&[RelayRow {
-            url: local(&relay.url),
-            discovered_at: NOW,
-        }])
-        .await
-        .unwrap();
+    let (store, _dir) = store_with_relay(&relay.url, NOW).await;
     // 1,500 ids are 48 kB of hex in one NEG-MSG: over a 16 KiB limit; every event is far below.
-    let (networks, mut limits) = local_networks(5.0);
-    limits.max_message_bytes = 16 * 1024;
     let cfg = SyncConfig {
         extract_hints: false,
         ..Default::default()
     };
-    let sync = Synchronizer::new(
-        cfg,
-        networks,
-        limits,
-        Identity::ephemeral(),
-        ValidatorConfig::default().lifecycle(),
-        None,
-    )
-    .expect("valid sync config");
+    let sync = synchronizer_with_limits(cfg, |l| l.max_message_bytes = 16 * 1024);
 
     let first = sync.run_cycle(&ctx(&store, NOW)).await.expect("cycle");
     let what = format!("{first:?}\n{}", relay.log());

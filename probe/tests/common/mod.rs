@@ -110,7 +110,16 @@ pub fn local_dialer(timeout_secs: f64) -> Dialer {
 
 /// A synchronizer for loopback relays: ephemeral key, every relay, local hints allowed.
 pub fn synchronizer(cfg: SyncConfig) -> Synchronizer {
-    let (networks, limits) = local_networks(5.0);
+    synchronizer_with_limits(cfg, |_| {})
+}
+
+/// [`synchronizer`] with its limits changed by `tune`.
+pub fn synchronizer_with_limits(
+    cfg: SyncConfig,
+    tune: impl FnOnce(&mut LimitsConfig),
+) -> Synchronizer {
+    let (networks, mut limits) = local_networks(5.0);
+    tune(&mut limits);
     Synchronizer::new(
         cfg,
         networks,
