@@ -786,7 +786,7 @@ O0=$(rows_of "$OPEN_URL") E0=$(sql 'select count(*) from event')
 declare -A HOSTILE_ADD=([$AUTH_URL]=2 [$NEG_URL]=3 [$ONION_URL]=4)
 for u in "${!HOSTILE_ADD[@]}"; do
   f="$EV/while-hostile-$(shard_of "$u" 2)-${HOSTILE_ADD[$u]}.jsonl"
-  $NOSTR gen -key "$AUTHOR" -n "${HOSTILE_ADD[$u]}" -content "while a relay is hostile" -created-at "$(date +%s)" >"$f"
+  $NOSTR gen -key "$AUTHOR" -n "${HOSTILE_ADD[$u]}" -content "while a relay is hostile, on $u" -created-at "$(date +%s)" >"$f"
   [ "$u" = "$ONION_URL" ] && p=ws://127.0.0.1:$P_ONION || p=$u
   publish "$p" "$f"
 done

@@ -1,12 +1,13 @@
 //! Wiring: the watches, both controllers per scope (all namespaces, or each listed one), leader
 //! election, and shutdown.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
@@ -128,21 +129,47 @@ pub async fn run(
 
 type RmStore = kube::runtime::reflector::Store<DeserializeGuard<RelayMonitor>>;
 
-/// Resolves when an object the API server lists has been missing from the controllers' cache
-/// at two checks in a row. Seen after an API server restart: a watch that came back delivering
-/// nothing, so new objects were never reconciled. One metadata list per kind and scope per
-/// check; no writes.
+/// What the controllers' cache lacks of what the API server lists: objects it does not hold,
+/// or holds at an older generation (a spec change its watch never delivered). `cached` maps uid
+/// to generation.
+fn behind(kind: &str, cached: &HashMap<String, i64>, listed: Vec<ObjectMeta>) -> Vec<String> {
+    listed
+        .into_iter()
+        .filter_map(|m| {
+            let uid = m.uid?;
+            let generation = m.generation.unwrap_or(0);
+            let why = match cached.get(&uid) {
+                None => "not in the cache".to_owned(),
+                Some(&g) if g < generation => format!("generation {generation}, cached {g}"),
+                Some(_) => return None,
+            };
+            Some(format!(
+                "{kind} {}/{} ({uid}): {why}",
+                m.namespace.unwrap_or_default(),
+                m.name.unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// Resolves when an object the API server lists has been missing from the controllers' cache,
+/// or cached at an older generation, at two checks in a row. Seen after an API server restart:
+/// a watch that came back delivering nothing, so new objects and spec changes were never
+/// reconciled. One metadata list per kind and scope per check; no writes.
 async fn watchdog(
     client: Client,
     caches: Vec<(Scope, BdStore, RmStore)>,
     every: Duration,
 ) -> String {
-    fn uids<K: kube::Resource>(objs: Vec<Arc<DeserializeGuard<K>>>) -> HashSet<String> {
+    fn generations<K: kube::Resource>(objs: Vec<Arc<DeserializeGuard<K>>>) -> HashMap<String, i64> {
         objs.iter()
-            .filter_map(|o| kube::Resource::meta(o.as_ref()).uid.clone())
+            .filter_map(|o| {
+                let m = kube::Resource::meta(o.as_ref());
+                Some((m.uid.clone()?, m.generation.unwrap_or(0)))
+            })
             .collect()
     }
-    async fn missing<K>(client: &Client, scope: &Scope, cached: HashSet<String>) -> Vec<String>
+    async fn stale<K>(client: &Client, scope: &Scope, cached: HashMap<String, i64>) -> Vec<String>
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -157,34 +184,26 @@ async fn watchdog(
         else {
             return vec![];
         };
-        list.items
-            .into_iter()
-            .filter(|o| o.metadata.uid.as_ref().is_some_and(|u| !cached.contains(u)))
-            .map(|o| {
-                format!(
-                    "{} {}/{} ({})",
-                    K::kind(&()),
-                    o.metadata.namespace.unwrap_or_default(),
-                    o.metadata.name.unwrap_or_default(),
-                    o.metadata.uid.unwrap_or_default()
-                )
-            })
-            .collect()
+        behind(
+            &K::kind(&()),
+            &cached,
+            list.items.into_iter().map(|o| o.metadata).collect(),
+        )
     }
     let mut before: HashSet<String> = HashSet::new();
     loop {
         tokio::time::sleep(every).await;
         let mut now = HashSet::new();
         for (scope, bds, rms) in &caches {
-            now.extend(missing::<BrotrDeployment>(&client, scope, uids(bds.state())).await);
-            now.extend(missing::<RelayMonitor>(&client, scope, uids(rms.state())).await);
+            now.extend(stale::<BrotrDeployment>(&client, scope, generations(bds.state())).await);
+            now.extend(stale::<RelayMonitor>(&client, scope, generations(rms.state())).await);
         }
         let mut stale: Vec<&String> = now.intersection(&before).collect();
         if !stale.is_empty() {
             stale.sort();
             let names: Vec<&str> = stale.iter().map(|s| s.as_str()).collect();
             return format!(
-                "not in the cache for {} s though the API server lists them: {}",
+                "behind the API server for {} s: {}",
                 every.as_secs(),
                 names.join(", ")
             );
@@ -388,4 +407,49 @@ pub async fn lead(
         rx.changed().await.map_err(|e| format!("lease: {e}"))?;
     }
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(uid: &str, generation: i64) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(format!("rm-{uid}")),
+            namespace: Some("ns".into()),
+            uid: Some(uid.into()),
+            generation: Some(generation),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_cache_is_behind_for_objects_it_lacks_or_holds_at_an_older_generation() {
+        let cached = HashMap::from([
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 3),
+            ("c".to_owned(), 2),
+        ]);
+        let listed = vec![meta("a", 2), meta("b", 3), meta("c", 1), meta("d", 1)];
+        assert_eq!(
+            behind("RelayMonitor", &cached, listed),
+            [
+                "RelayMonitor ns/rm-a (a): generation 2, cached 1",
+                "RelayMonitor ns/rm-d (d): not in the cache",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cache_that_holds_everything_listed_is_not_behind() {
+        let cached = HashMap::from([("a".to_owned(), 5)]);
+        assert!(behind("BrotrDeployment", &cached, vec![meta("a", 5)]).is_empty());
+        assert!(behind("BrotrDeployment", &cached, vec![]).is_empty());
+        // Without a uid nothing can be compared.
+        let no_uid = ObjectMeta {
+            uid: None,
+            ..meta("x", 1)
+        };
+        assert!(behind("BrotrDeployment", &cached, vec![no_uid]).is_empty());
+    }
 }
