@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{ChildKind, Desired, Owner};
 
@@ -21,23 +20,13 @@ pub fn service(
         metadata: owner.meta(name, component),
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(owner.selector(component)),
-                match_expressions: None,
-            },
+            selector: owner.label_selector(component),
             strategy: Some(DeploymentStrategy {
                 type_: Some("Recreate".into()),
                 rolling_update: None,
             }),
             revision_history_limit: Some(3),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.pod_labels(component)),
-                    annotations: Some(annotations),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
+            template: owner.pod_template(component, pod, annotations),
             ..Default::default()
         }),
         ..Default::default()

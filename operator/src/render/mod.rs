@@ -18,7 +18,8 @@ pub mod stateful_set;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -84,6 +85,31 @@ impl Owner {
             (COMPONENT.into(), component.into()),
             (OWNER_KIND.into(), self.kind.into()),
         ])
+    }
+
+    /// The selector of a workload's pods (see [`Owner::selector`]).
+    pub fn label_selector(&self, component: &str) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(self.selector(component)),
+            match_expressions: None,
+        }
+    }
+
+    /// The pod template of a long-running workload: its pod labels, `annotations`, `pod`.
+    pub fn pod_template(
+        &self,
+        component: &str,
+        pod: PodSpec,
+        annotations: BTreeMap<String, String>,
+    ) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(self.pod_labels(component)),
+                annotations: Some(annotations),
+                ..Default::default()
+            }),
+            spec: Some(pod),
+        }
     }
 
     /// Metadata of a child: name, namespace, labels, owner reference.

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{ChildKind, Desired, Owner};
@@ -213,10 +213,7 @@ pub fn stateful_set(owner: &Owner, m: &Managed<'_>) -> Desired {
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
             service_name: Some(m.name.into()),
-            selector: LabelSelector {
-                match_labels: Some(owner.selector("database")),
-                match_expressions: None,
-            },
+            selector: owner.label_selector("database"),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(owner.labels("database")),

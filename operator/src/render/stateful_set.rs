@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{ChildKind, Desired, Owner};
 
@@ -25,19 +24,9 @@ pub fn shards(
             replicas: Some(replicas),
             service_name: Some(service_name.into()),
             pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(owner.selector(component)),
-                match_expressions: None,
-            },
+            selector: owner.label_selector(component),
             revision_history_limit: Some(3),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.pod_labels(component)),
-                    annotations: Some(annotations),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
+            template: owner.pod_template(component, pod, annotations),
             ..Default::default()
         }),
         ..Default::default()
