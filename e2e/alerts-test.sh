@@ -106,14 +106,7 @@ run_step "every dashboard query parses (promtool check rules on them as recordin
 # ------------------------------------------------------------------ 3a. the probe, in the background
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # wait_for SECONDS CMD...: retries CMD every half second.
-wait_for() {
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 0.5
-  done
-}
+wait_for() { wait_every 0.5 "$@"; }
 scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics"; }
 # metric_at_least PORT SERIES N: the sample SERIES (name and labels exactly as exposed; a
 # trailing * matches any labels) has a value >= N.

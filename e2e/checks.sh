@@ -1,6 +1,8 @@
+# shellcheck shell=bash
 # Shared by the e2e test scripts: progress lines and a tally of checks.
 #
-#   source e2e/checks.sh NAME   → say, die, elapsed, phase, pass, fail, expect; PASSED, FAILED
+#   source e2e/checks.sh NAME   → say, die, elapsed, phase, pass, fail, expect, wait_every;
+#                                 PASSED, FAILED
 #
 # A script counts its checks with pass/fail (or expect DESCRIPTION COMMAND…), goes on after a
 # failure so one run reports every broken check, and ends with `checks_summary` (exit status:
@@ -17,4 +19,14 @@ pass() { PASSED=$((PASSED + 1)); echo "ok    $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL  $*"; }
 # expect DESCRIPTION COMMAND...: the command's success is the check.
 expect() { local d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+# wait_every INTERVAL SECONDS COMMAND...: runs the command (quietly) every INTERVAL seconds until
+# it succeeds; 1 when SECONDS pass first.
+wait_every() {
+  local every=$1 end=$(($(date +%s) + $2))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep "$every"
+  done
+}
 checks_summary() { echo "$PASSED passed, $FAILED failed"; [ "$FAILED" -eq 0 ]; }

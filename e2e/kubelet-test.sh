@@ -93,13 +93,7 @@ cleanup() {
 trap cleanup EXIT
 
 # wait_for SECONDS COMMAND...: polls every 0.5 s until the command succeeds.
-wait_for() {
-  local end=$(($(date +%s) + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || return 1
-    sleep 0.5
-  done
-}
+wait_for() { wait_every 0.5 "$@"; }
 # jp NS KIND/NAME JSONPATH: one field (empty when absent).
 jp() { kubectl -n "$1" get "$2" -o "jsonpath=$3" 2>/dev/null || true; }
 job_pod() { kubectl -n "$1" get pods -l "job-name=$2" -o 'jsonpath={.items[0].metadata.name}'; }

@@ -140,13 +140,7 @@ cleanup() {
 trap cleanup EXIT
 
 # wait_for SECONDS COMMAND...: polls every second until the command succeeds.
-wait_for() {
-  local end=$(($(date +%s) + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || return 1
-    sleep 1
-  done
-}
+wait_for() { wait_every 1 "$@"; }
 jp() { kubectl -n "$1" get "$2" -o "jsonpath=$3" 2>/dev/null || true; }
 sql() { psql "$BROTR_TEST_PG_URL" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -657,13 +651,7 @@ echo "== drills: helpers"
 now_iso() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
 rows_of() { sql "select count(*) from event_relay er join relay r on r.id = er.relay_id where r.url = '$1'"; }
 # wait_fast SECONDS COMMAND...: polls every 50 ms (wait_for's second is too coarse to catch a batch).
-wait_fast() {
-  local end=$(($(date +%s) + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || return 1
-    sleep 0.05
-  done
-}
+wait_fast() { wait_every 0.05 "$@"; }
 cycle_after() { [ "$(shard_totals "$1" "$2" | cut -d' ' -f1)" -ge 1 ]; }
 # after_cycle SHARD: returns once the shard has just finished a cycle, so that its next one is
 # about an interval away.
