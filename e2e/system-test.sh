@@ -276,8 +276,10 @@ OP_PID=$(container_pid "$OP_POD" operator || true)
 OP_PORT=$(jp "$OPNS" "pod/$OP_POD" '{.status.conditions[?(@.type=="brotr.dev/HostPorts")].message}')
 expect "it runs on $NODE from its image (imageID oci-archive://…) under runc (pid ${OP_PID:-none})" \
   bash -c 'kubectl -n "$1" get pod "$2" -o jsonpath="{.spec.nodeName} {.status.containerStatuses[0].imageID}" | grep -q "^$3 oci-archive://" && [ -n "$4" ]' _ "$OPNS" "$OP_POD" "$NODE" "$OP_PID"
+# Where in-cluster clients read the token, inside the container's root (/proc/PID/root).
+SA_TOKEN=/var/run/secrets/kubernetes.io/serviceaccount/token
 expect "in-cluster config: the kubelet's projected service-account token and KUBERNETES_SERVICE_HOST in its process" \
-  bash -c 'kubectl -n "$1" get pod "$2" -o jsonpath="{.spec.volumes[*].projected.sources[*].serviceAccountToken.path}" | grep -qw token && tr "\0" "\n" <"/proc/$3/environ" | grep -q "^KUBERNETES_SERVICE_HOST=127.0.0.1$" && [ -s "/proc/$3/root/var/run/secrets/kubernetes.io/serviceaccount/token" ]' _ "$OPNS" "$OP_POD" "${OP_PID:-0}"
+  bash -c 'kubectl -n "$1" get pod "$2" -o jsonpath="{.spec.volumes[*].projected.sources[*].serviceAccountToken.path}" | grep -qw token && tr "\0" "\n" <"/proc/$3/environ" | grep -q "^KUBERNETES_SERVICE_HOST=127.0.0.1$" && [ -s "/proc/$3/root$4" ]' _ "$OPNS" "$OP_POD" "${OP_PID:-0}" "$SA_TOKEN"
 expect "its metrics port 8080 is its own host port (per-pod ports: $OP_PORT) and /readyz answers there" \
   bash -c '[[ $1 == 8080=* ]] && curl -sf "http://127.0.0.1:${1#8080=}/readyz" >/dev/null' _ "$OP_PORT"
 
@@ -338,28 +340,33 @@ fi
 
 echo "== three RelayMonitors of the pipeline (own keys and geohashes, interval mode)"
 T=$(date +%s.%N)
-MONITORS=(zurich newyork tokyo)
-declare -A GEOHASH=([zurich]=u0qj8 [newyork]=dr5ru [tokyo]=xn76u) MKEY MPUB
-for m in "${MONITORS[@]}"; do
-  MKEY[$m]=$(secret_key)
-  MPUB[$m]=$($NOSTR pubkey "${MKEY[$m]}")
-  kubectl -n "$NS" create secret generic "$m-key" --from-literal=key="${MKEY[$m]}" >/dev/null
-  cat <<EOF | kubectl apply -f - >/dev/null
+# rm_yaml NAME GEOHASH: an interval RelayMonitor of the pipeline with its own key Secret
+# NAME-key, publishing to the publish relay.
+rm_yaml() {
+  cat <<EOF
 apiVersion: brotr.dev/v1alpha1
 kind: RelayMonitor
-metadata: {name: $m, namespace: $NS}
+metadata: {name: $1, namespace: $NS}
 spec:
-  identity: {keySecretRef: {name: $m-key, key: key}}
+  identity: {keySecretRef: {name: $1-key, key: key}}
   interval: 1m
   targets: {brotrDeploymentRef: {name: $BD}}
   networks: {tor: {enabled: true}}
   limits: {allowPrivate: true}
   settings:
     checks: $CHECKS
-    publish: {relays: ["$PUB_URL"], geohash: ${GEOHASH[$m]}}
+    publish: {relays: ["$PUB_URL"], geohash: $2}
   workload:
     podOverrides: {nodeSelector: {brotr.dev/runc: "true"}}
 EOF
+}
+MONITORS=(zurich newyork tokyo)
+declare -A GEOHASH=([zurich]=u0qj8 [newyork]=dr5ru [tokyo]=xn76u) MKEY MPUB
+for m in "${MONITORS[@]}"; do
+  MKEY[$m]=$(secret_key)
+  MPUB[$m]=$($NOSTR pubkey "${MKEY[$m]}")
+  kubectl -n "$NS" create secret generic "$m-key" --from-literal=key="${MKEY[$m]}" >/dev/null
+  rm_yaml "$m" "${GEOHASH[$m]}" | kubectl apply -f - >/dev/null
 done
 rm_ready() {
   local m
@@ -809,27 +816,9 @@ echo "== drill: the operator killed mid-reconcile (a new RelayMonitor); it conve
 T=$(date +%s.%N)
 PKEY=$(secret_key)
 kubectl -n "$NS" create secret generic paris-key --from-literal=key="$PKEY" >/dev/null
-rm_yaml() {
-  cat <<EOF
-apiVersion: brotr.dev/v1alpha1
-kind: RelayMonitor
-metadata: {name: paris, namespace: $NS}
-spec:
-  identity: {keySecretRef: {name: paris-key, key: key}}
-  interval: 1m
-  targets: {brotrDeploymentRef: {name: $BD}}
-  networks: {tor: {enabled: true}}
-  limits: {allowPrivate: true}
-  settings:
-    checks: $CHECKS
-    publish: {relays: ["$PUB_URL"], geohash: $1}
-  workload:
-    podOverrides: {nodeSelector: {brotr.dev/runc: "true"}}
-EOF
-}
 OP_R0=$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')
 OP_PID=$(container_pid "$OP_POD" operator || true)
-rm_yaml u09tu | kubectl apply -f - >/dev/null
+rm_yaml paris u09tu | kubectl apply -f - >/dev/null
 PUID=$(jp "$NS" rmon/paris '{.metadata.uid}')
 children() { kubectl -n "$NS" get configmaps,deployments,services,cronjobs -l "brotr.dev/owner-uid=$PUID" -o name 2>/dev/null; }
 wrote_some() { [ -n "$(children)" ]; }
@@ -885,7 +874,7 @@ else
   fail "kube-apiserver did not come back"; exit 1
 fi
 T=$(date +%s.%N)
-rm_yaml u09wh | kubectl apply -f - >/dev/null
+rm_yaml paris u09wh | kubectl apply -f - >/dev/null
 PGEN=$(jp "$NS" rmon/paris '{.metadata.generation}')
 paris_moved() {
   paris_ready && [ "$(jp "$NS" rmon/paris '{.status.observedGeneration}')" = "$PGEN" ] &&

@@ -421,37 +421,27 @@ mod tests {
 
     #[test]
     fn an_answer_is_read_again_only_when_auth_changed_during_it() {
-        // Authenticated before the request: the answer was complete.
-        assert_eq!(
-            auth_changed(mark(1, true), mark(1, true), false),
-            AuthChange::None
-        );
-        // Accepted during the answer, or an AUTH sent during it awaits its OK.
-        assert_eq!(
-            auth_changed(mark(0, false), mark(1, true), false),
-            AuthChange::Accepted
-        );
-        assert_eq!(
-            auth_changed(mark(1, false), mark(1, true), false),
-            AuthChange::Accepted
-        );
-        assert_eq!(
-            auth_changed(mark(0, false), mark(1, false), true),
-            AuthChange::Pending
-        );
-        // Refused; never challenged; or pending since before the request (a relay that never
-        // answers AUTH: waiting again on every page would cost a timeout each).
-        assert_eq!(
-            auth_changed(mark(0, false), mark(1, false), false),
-            AuthChange::None
-        );
-        assert_eq!(
-            auth_changed(mark(0, false), mark(0, false), false),
-            AuthChange::None
-        );
-        assert_eq!(
-            auth_changed(mark(1, false), mark(1, false), true),
-            AuthChange::None
-        );
+        use AuthChange::{Accepted, None, Pending};
+        // (before the request, after the answer, an AUTH awaiting its OK) → what changed
+        let cases = [
+            // Authenticated before the request: the answer was complete.
+            ((1, true), (1, true), false, None),
+            // Accepted during the answer, or an AUTH sent during it awaits its OK.
+            ((0, false), (1, true), false, Accepted),
+            ((1, false), (1, true), false, Accepted),
+            ((0, false), (1, false), true, Pending),
+            // Refused; never challenged; or pending since before the request (a relay that
+            // never answers AUTH: waiting again on every page would cost a timeout each).
+            ((0, false), (1, false), false, None),
+            ((0, false), (0, false), false, None),
+            ((1, false), (1, false), true, None),
+        ];
+        for ((s0, a0), (s1, a1), pending, want) in cases {
+            assert_eq!(
+                auth_changed(mark(s0, a0), mark(s1, a1), pending),
+                want,
+                "before ({s0}, {a0}), after ({s1}, {a1}), pending {pending}"
+            );
+        }
     }
 }
