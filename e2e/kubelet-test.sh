@@ -89,6 +89,7 @@ cleanup() {
   bash e2e/control-plane.sh stop "$CP" >/dev/null 2>&1 || true
   pg_stop
   rm -rf "$WORK"
+  checks_recap
 }
 trap cleanup EXIT
 

@@ -136,6 +136,7 @@ cleanup() {
   bash e2e/control-plane.sh stop "$CP" >/dev/null 2>&1 || true
   pg_stop
   if [ "${BROTR_SYSTEM_KEEP:-}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+  checks_recap
 }
 trap cleanup EXIT
 
@@ -751,8 +752,8 @@ for line in sys.stdin:
     failed += e.get("message") in ("cycle failed", "relay not fully synced this cycle")
 print(cut, failed)' "$T_DOWN"
 }
-read -r CUT FAILED < <(outage_seen) || true
-expect "the shard's pod was cut off mid-work: $CUT of its connections ended by the shutdown; $FAILED failed cycles or relays" \
+read -r CUT CYCLES_FAILED < <(outage_seen) || true
+expect "the shard's pod was cut off mid-work: $CUT of its connections ended by the shutdown; $CYCLES_FAILED failed cycles or relays" \
   test "${CUT:-0}" -ge 1
 if wait_for 150 has_rows "$NEG_URL" $((B1 + BULK)); then
   pass "the rest was stored without help ($(since "$T") since the bulk)"
