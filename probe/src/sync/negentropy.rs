@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use negentropy::Id;
 use nostr::Filter;
 use tokio::time::Instant;
 
@@ -75,8 +74,8 @@ async fn reconcile_once(
     round_timeout: Duration,
 ) -> Result<Reconciled, NegError> {
     let unsupported = |what: String| NegError::Unsupported(what);
-    let mut neg = nip77::client(local)?;
-    let init = neg.initiate().map_err(nip77::NegentropyError::from)?;
+    let mut neg = nip77::Reconciliation::new(local)?;
+    let init = neg.initiate()?;
     let sub = s.new_sub("brotr-neg");
     let (first, _) = s.neg_open(&sub, filter, &init, round_timeout).await?;
     let mut msg = match first {
@@ -89,14 +88,9 @@ async fn reconcile_once(
         NegAnswer::Silent => return Err(unsupported("no answer to NEG-OPEN".into())),
     };
     let mut out = Reconciled::default();
-    let mut have: Vec<Id> = Vec::new();
-    let mut need: Vec<Id> = Vec::new();
     loop {
         out.rounds += 1;
-        let next = neg
-            .reconcile_with_ids(&msg, &mut have, &mut need)
-            .map_err(nip77::NegentropyError::from)?;
-        let Some(next) = next else { break };
+        let Some(next) = neg.step(&msg)? else { break };
         if out.rounds >= MAX_ROUNDS {
             return Err(unsupported(format!("over {MAX_ROUNDS} rounds")));
         }
@@ -104,8 +98,8 @@ async fn reconcile_once(
         msg = next_message(s, &sub, round_timeout).await?;
     }
     let _ = s.send(nip77::neg_close(&sub)).await;
-    out.have = have.len();
-    out.need = need.into_iter().map(|id| *id).collect();
+    out.have = neg.have_count();
+    out.need = neg.into_need();
     Ok(out)
 }
 
