@@ -57,7 +57,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ "$K8S_STARTED" = 1 ]; then "$CP" stop "$W/k8s" >/dev/null 2>&1 || true; fi
-  if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${BROTR_KEEP:-0}" != 1 ]; then
+  if checks_ok && [ "$rc" -eq 0 ] && [ "${BROTR_KEEP:-0}" != 1 ]; then
     rm -rf "$W"
   else
     say "work files, logs and scraped metrics kept in $W"
@@ -313,5 +313,4 @@ STEP_LINES=100 run_step "metric names referenced by rules and dashboard are expo
   python3 "$CHECK" check "$RULES" "$DASHBOARD" "$W/probe.metrics" "$W/operator.metrics"
 
 phase "done"
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+checks_summary

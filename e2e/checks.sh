@@ -2,7 +2,7 @@
 # Shared by the e2e test scripts: progress lines and a tally of checks.
 #
 #   source e2e/checks.sh NAME   → say, die, elapsed, phase, pass, fail, expect, wait_every,
-#                                 checks_summary, checks_recap
+#                                 checks_ok, checks_summary, checks_recap; CHECKS_PASSED
 #
 # A script counts its checks with pass/fail (or expect DESCRIPTION COMMAND…), goes on after a
 # failure so one run reports every broken check, and ends with `checks_summary` (exit status:
@@ -30,10 +30,12 @@ wait_every() {
     sleep "$every"
   done
 }
-checks_summary() { echo "$CHECKS_PASSED passed, ${#CHECKS_FAILED[@]} failed"; [ "${#CHECKS_FAILED[@]}" -eq 0 ]; }
+# checks_ok: no check failed (so far).
+checks_ok() { [ "${#CHECKS_FAILED[@]}" -eq 0 ]; }
+checks_summary() { echo "$CHECKS_PASSED passed, ${#CHECKS_FAILED[@]} failed"; checks_ok; }
 # checks_recap: the failed checks again, for the end of a long failure dump (CI shows its tail).
 checks_recap() {
-  [ "${#CHECKS_FAILED[@]}" -eq 0 ] && return 0
+  checks_ok && return 0
   local f
   echo "-- $CHECKS_NAME: ${#CHECKS_FAILED[@]} failed check(s)"
   for f in "${CHECKS_FAILED[@]}"; do echo "FAIL  $f"; done

@@ -49,10 +49,10 @@ lua_tests() {
   echo "$out" | sed 's/^/  /'
   read -r p f < <(echo "$out" | tail -n1 | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }') || true
   if [ "$rc" -eq 0 ] && [ -n "${p:-}" ] && [ "$p" -gt 0 ]; then
-    PASSED=$((PASSED + p))
+    CHECKS_PASSED=$((CHECKS_PASSED + p))
     echo "ok    Argo CD health scripts: $p cases passed (lua5.1 and lua5.4)"
   else
-    PASSED=$((PASSED + ${p:-0})) FAILED=$((FAILED + ${f:-0}))
+    CHECKS_PASSED=$((CHECKS_PASSED + ${p:-0}))
     fail "Argo CD health scripts: ${p:-?} passed, ${f:-?} failed"
   fi
 }
@@ -73,7 +73,7 @@ cleanup() {
   local rc=$?
   if [ -n "$OP_PID" ]; then kill -TERM "$OP_PID" 2>/dev/null || true; wait "$OP_PID" 2>/dev/null || true; fi
   "$CP" stop "$DIR" >/dev/null 2>&1 || true
-  if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${BROTR_KEEP:-0}" != 1 ]; then
+  if checks_ok && [ "$rc" -eq 0 ] && [ "${BROTR_KEEP:-0}" != 1 ]; then
     rm -rf "$DIR"
   else
     say "cluster files and logs kept in $DIR (operator log: $DIR/operator.log)"
@@ -93,7 +93,7 @@ if out=$(k apply --server-side --field-manager=brotr-e2e -f "$ROOT/crds/" 2>&1) 
     out=$(k wait --for=condition=Established crd/brotrdeployments.brotr.dev crd/relaymonitors.brotr.dev --timeout=60s 2>&1); then
   pass "CRDs applied and Established"
 else
-  fail "CRDs: $out"; echo "$PASSED passed, $FAILED failed"; exit 1
+  fail "CRDs: $out"; checks_summary; exit 1
 fi
 # The operator's user gets exactly the generated ClusterRole, as in operator/tests/support.
 k apply --server-side --field-manager=brotr-e2e -f "$ROOT/deploy/rbac/cluster-role.yaml" >/dev/null
@@ -384,5 +384,4 @@ if [ "$CAPTURE" = 1 ]; then
 fi
 
 phase "done"
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+checks_summary
