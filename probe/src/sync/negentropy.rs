@@ -98,8 +98,8 @@ async fn reconcile_once(
         msg = next_message(s, &sub, round_timeout).await?;
     }
     let _ = s.send(nip77::neg_close(&sub)).await;
-    out.have = neg.have_count();
-    out.need = neg.into_need();
+    let d = neg.finish();
+    (out.need, out.have) = (d.need, d.have);
     Ok(out)
 }
 
