@@ -40,13 +40,8 @@ pub struct Difference {
 
 impl Reconciliation {
     pub fn new(items: &[(i64, [u8; 32])]) -> Result<Self, NegentropyError> {
-        let mut storage = NegentropyStorageVector::with_capacity(items.len());
-        for (t, id) in items {
-            storage.insert(u64::try_from(*t).unwrap_or(0), Id::from_byte_array(*id))?;
-        }
-        storage.seal()?;
         Ok(Reconciliation {
-            neg: Negentropy::owned(storage, FRAME_LIMIT)?,
+            neg: Negentropy::owned(storage(items)?, FRAME_LIMIT)?,
             have: Vec::new(),
             need: Vec::new(),
         })
@@ -81,6 +76,16 @@ impl Reconciliation {
             have: have.len(),
         }
     }
+}
+
+/// `(created_at, id)` items, sealed for negentropy.
+fn storage(items: &[(i64, [u8; 32])]) -> Result<NegentropyStorageVector, NegentropyError> {
+    let mut storage = NegentropyStorageVector::with_capacity(items.len());
+    for (t, id) in items {
+        storage.insert(u64::try_from(*t).unwrap_or(0), Id::from_byte_array(*id))?;
+    }
+    storage.seal()?;
+    Ok(storage)
 }
 
 /// `["NEG-OPEN", sub, filter, hex]`.
@@ -145,12 +150,7 @@ mod tests {
     /// the frame limit of relays that cap their messages (60 kB); not finished, so that its ids
     /// are still as the crate reported them.
     fn exchange(local: &[(i64, [u8; 32])], remote: &[(i64, [u8; 32])]) -> Reconciliation {
-        let mut storage = NegentropyStorageVector::with_capacity(remote.len());
-        for (t, id) in remote {
-            storage.insert(*t as u64, Id::from_byte_array(*id)).unwrap();
-        }
-        storage.seal().unwrap();
-        let mut relay = Negentropy::owned(storage, 60_000).unwrap();
+        let mut relay = Negentropy::owned(storage(remote).unwrap(), 60_000).unwrap();
         let mut ours = Reconciliation::new(local).unwrap();
         let mut msg = ours.initiate().unwrap();
         for _ in 0..1_000 {
