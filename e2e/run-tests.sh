@@ -17,22 +17,23 @@ export CARGO_TERM_COLOR=never
 bash e2e/prune-target.sh
 
 source e2e/pg.sh
+source e2e/sections.sh
 K8S_DIR=""
 cleanup() {
+  local rc=$?
   pg_stop
   if [ -n "$K8S_DIR" ]; then bash e2e/control-plane.sh stop "$K8S_DIR" >/dev/null 2>&1 || true; rm -rf "$K8S_DIR"; fi
+  sections_table "$rc"
 }
 trap cleanup EXIT
-pg_start fsync=off
 
-echo "== Kubernetes control plane smoke test (builds it from the Go module proxy when not cached)"
-bash e2e/k8s-smoke.sh
-echo "== CRDs: generated YAML applied to the real API server; every example accepted or rejected as expected"
-bash e2e/crd-validation.sh
+section "PostgreSQL (install when missing, start)" pg_start fsync=off
+section "control plane: build (Go, cached after)" bash e2e/control-plane.sh build >/dev/null
+section "control plane smoke test" bash e2e/k8s-smoke.sh
+section "CRD validation on the API server" bash e2e/crd-validation.sh
 
-echo "== external test peers (e2e/tools.sh; built once, then cached)"
 source e2e/tools.sh
-tools_install
+section "external test peers (e2e/tools.sh)" tools_install
 
 # The real-world relay list is third-party data kept beside the project, never in it.
 CORPUS="$(cd .. && pwd)/shared/data/seed_relays_bigbrotr.txt"
@@ -44,34 +45,24 @@ else
   SKIP=(--skip real_world_corpus)
 fi
 
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== Kubernetes control plane for the Rust tests (operator/tests/{cluster,e2e}.rs)"
+section "cargo fmt --check" cargo fmt --all -- --check
+section "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 K8S_DIR=$(mktemp -d /tmp/brotr-k8s-tests.XXXXXX)
-bash e2e/control-plane.sh start "$K8S_DIR" >/dev/null
+section "control plane for the Rust tests" bash e2e/control-plane.sh start "$K8S_DIR" >/dev/null
 # KUBECONFIG (admin) and BROTR_K8S_OPERATOR_KUBECONFIG (the operator's least-privilege user).
 source "$K8S_DIR/env"
 
-echo "== cargo test (ignored tests included: every server and tool above is present)"
-cargo test --workspace --locked -- --include-ignored "${SKIP[@]}"
+section "cargo build (tests)" cargo test --workspace --locked --no-run
+section "cargo test (ignored included)" cargo test --workspace --locked -- --include-ignored "${SKIP[@]}"
 
 # The scripts below drive the binaries cargo test just built, each on its own throwaway control
 # plane. PyYAML reads the rendered manifests and the Argo CD testdata.
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
-echo "== Prometheus Operator CRDs (generated offline) accept and reject what they should"
-bash e2e/monitoring-crds.sh verify
-echo "== Helm chart: lint, values schema, dry-runs, install / upgrade / uninstall under its own RBAC"
-bash e2e/chart-test.sh
-echo "== alert rules (promtool), Grafana dashboard, metric names checked against real /metrics"
-bash e2e/alerts-test.sh
-echo "== GitOps: examples, Argo CD health scripts, kstatus of live objects"
-bash e2e/gitops-test.sh
-echo "== container images: built from the dist binaries without a registry (buildah), run under runc"
-bash e2e/images.sh
-bash e2e/images-test.sh
-echo "== runc kubelet: pods of the control plane run from the real images (the operator's too)"
-bash e2e/kubelet-test.sh
-echo "== the whole system: Helm-installed operator, a BrotrDeployment and RelayMonitors on the runc kubelet against real relays and PostgreSQL; failure drills"
-bash e2e/system-test.sh
+section "Prometheus Operator CRDs accept and reject" bash e2e/monitoring-crds.sh verify
+section "Helm chart (lint, schema, install/upgrade/uninstall)" bash e2e/chart-test.sh
+section "alert rules, dashboard, metric names" bash e2e/alerts-test.sh
+section "GitOps: examples, Argo CD health, kstatus" bash e2e/gitops-test.sh
+section "images: dist build + buildah" bash e2e/images.sh
+section "images: checks, run under runc" bash e2e/images-test.sh
+section "runc kubelet test" bash e2e/kubelet-test.sh
+section "whole system + failure drills" bash e2e/system-test.sh
