@@ -95,6 +95,16 @@ pub enum Command {
     /// Run the pipeline in one process: migrate, seed, then every service until SIGTERM
     /// (`--once`: one cycle of each, then exit).
     Run(RunArgs),
+    /// Serve the archive read-only until SIGTERM: a Nostr relay (NIP-01, 11, 45, 77) on `/`,
+    /// an HTTP API under `/v1` (OpenAPI at `/openapi.json`), `/healthz`, `/readyz`, `/metrics`.
+    Api(ApiArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Listen address (default: config `api.listen`, 0.0.0.0:8080).
+    #[arg(long, env = "BROTR_API_LISTEN")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -188,6 +198,8 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Api(#[from] crate::services::api::ApiError),
     #[error("cannot read seed file {path}: {source}")]
     SeedFile {
         path: String,
@@ -208,6 +220,12 @@ impl CliError {
                 }
             }
             CliError::Service(_) | CliError::Unreachable(_) => 1,
+            CliError::Api(e) => match e {
+                crate::services::api::ApiError::BadListen { .. }
+                | crate::services::api::ApiError::Bind { .. } => 2,
+                crate::services::api::ApiError::Store(s) if s.is_config_error() => 2,
+                _ => 1,
+            },
             CliError::Config(_)
             | CliError::ConfigFile { .. }
             | CliError::Finder(_)
@@ -419,7 +437,7 @@ impl Job {
     fn build(cli: &Cli, cfg: &ProbeConfig) -> Result<Option<Job>, CliError> {
         let identity = || Identity::load(&cfg.monitor.publish);
         Ok(Some(match &cli.command {
-            Command::Migrate | Command::Check(_) => return Ok(None),
+            Command::Migrate | Command::Check(_) | Command::Api(_) => return Ok(None),
             Command::Seed(a) => Job::Seed(seeder(a, cfg.limits.allow_private)?),
             Command::Maintain(a) => Job::Maintain(Maintainer {
                 cfg: cfg.maintain.clone(),
@@ -451,6 +469,7 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
             open_store(&cli, true).await?;
             return Ok(());
         }
+        Command::Api(args) => return api(&cli, cfg, args).await,
         _ => Job::build(&cli, &cfg)?,
     };
     let Some(job) = job else { return Ok(()) };
@@ -487,6 +506,24 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
             result
         }
     }
+}
+
+/// `api`: the archive, read-only, until SIGTERM.
+async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError> {
+    use crate::services::api;
+    let addr = api::listen_addr(&cfg.api, args.listen.as_deref())?;
+    let url: DatabaseUrl = cli.database.parse()?;
+    let archive = store::open_archive(&url, cli.schema).await?;
+    info!(database = %url.redacted(), schema = %archive.schema(), "archive opened");
+    api::run(
+        archive,
+        cfg.api,
+        crate::metrics::Metrics::new(),
+        addr,
+        Shutdown::on_signals(),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn check_one(cfg: &ProbeConfig, args: &CheckArgs) -> Result<(), CliError> {

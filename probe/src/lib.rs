@@ -9,6 +9,7 @@
 //! * `store` — the [`store::Store`] trait with PostgreSQL and SQLite implementations.
 //! * `monitor` — what the monitor measures about one relay; `sync` — reading and reconciling
 //!   relays for the archive.
+//! * `serve` — the archive's read side (`brotr-probe api`): the read-only relay and the HTTP API.
 //! * `services` — seeder, finder, validator, monitor, synchronizer, maintenance; each one cycle
 //!   of work over a store, run by `runtime`.
 
@@ -32,6 +33,8 @@ pub mod nips;
 pub mod progress;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+#[cfg(feature = "runtime")]
+pub mod serve;
 #[cfg(feature = "runtime")]
 pub mod services;
 #[cfg(feature = "runtime")]

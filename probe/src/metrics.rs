@@ -18,6 +18,7 @@ pub struct Metrics {
     pub synchronizer: SyncMetrics,
     pub maintain: MaintainMetrics,
     pub database: DatabaseMetrics,
+    pub api: ApiMetrics,
 }
 
 /// Every service's cycles.
@@ -93,6 +94,26 @@ pub struct MaintainMetrics {
     pub step_seconds: HistogramVec,
     /// Rows deleted, by step and table.
     pub rows_deleted: IntCounterVec,
+}
+
+/// The archive's read side (`brotr-probe api`).
+#[derive(Clone)]
+pub struct ApiMetrics {
+    /// HTTP requests by route (the route's template, never the URL) and status.
+    pub requests: IntCounterVec,
+    /// Relay messages from clients by type (REQ, COUNT, NEG-OPEN, …; `invalid` otherwise).
+    pub messages: IntCounterVec,
+    /// Reads of the archive by operation (`events`, `count`, `negentropy`, `relays`, …).
+    pub query_seconds: HistogramVec,
+    /// Open WebSocket connections.
+    pub connections: IntGauge,
+    /// Open subscriptions over all connections.
+    pub subscriptions: IntGauge,
+    /// Refusals by reason (`rate_limited`, `too_many_connections`, `too_many_subscriptions`,
+    /// `invalid_filter`, `too_big`, `slow_reader`, `malformed`, `timeout`, `read_only`, `lite`).
+    pub refusals: IntCounterVec,
+    /// Events sent to subscriptions after their EOSE (the live tail).
+    pub live_events: IntCounter,
 }
 
 #[derive(Clone)]
@@ -358,6 +379,40 @@ impl DatabaseMetrics {
     }
 }
 
+impl ApiMetrics {
+    fn new(b: &Builder) -> Self {
+        ApiMetrics {
+            requests: b.counter_vec(
+                "brotr_api_requests_total",
+                "HTTP requests, by route and status",
+                &["route", "status"],
+            ),
+            messages: b.counter_vec(
+                "brotr_api_messages_total",
+                "Relay messages from clients, by type",
+                &["type"],
+            ),
+            query_seconds: b.histogram(
+                "brotr_api_query_duration_seconds",
+                "Duration of archive reads, by operation",
+                &["op"],
+                &QUERY_SECONDS,
+            ),
+            connections: b.gauge("brotr_api_connections", "Open WebSocket connections"),
+            subscriptions: b.gauge("brotr_api_subscriptions", "Open subscriptions"),
+            refusals: b.counter_vec(
+                "brotr_api_refusals_total",
+                "Requests, messages and connections refused, by reason",
+                &["reason"],
+            ),
+            live_events: b.counter(
+                "brotr_api_live_events_total",
+                "Events sent to open subscriptions after their EOSE",
+            ),
+        }
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let b = Builder(Registry::new());
@@ -369,6 +424,7 @@ impl Metrics {
             synchronizer: SyncMetrics::new(&b),
             maintain: MaintainMetrics::new(&b),
             database: DatabaseMetrics::new(&b),
+            api: ApiMetrics::new(&b),
             registry: b.0,
         }
     }

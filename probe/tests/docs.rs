@@ -98,7 +98,7 @@ fn described(collectors: &[&dyn Collector]) -> BTreeMap<String, (String, Vec<Str
 #[test]
 fn docs_metrics_lists_every_probe_metric_with_its_type_and_labels() {
     let m = Metrics::new();
-    let (s, v, f, mo, sy, ma, db) = (
+    let (s, v, f, mo, sy, ma, db, api) = (
         &m.service,
         &m.validator,
         &m.finder,
@@ -106,8 +106,9 @@ fn docs_metrics_lists_every_probe_metric_with_its_type_and_labels() {
         &m.synchronizer,
         &m.maintain,
         &m.database,
+        &m.api,
     );
-    let collectors: [&dyn Collector; 32] = [
+    let collectors: [&dyn Collector; 39] = [
         &s.cycles,
         &s.cycle_seconds,
         &s.consecutive_failures,
@@ -140,6 +141,13 @@ fn docs_metrics_lists_every_probe_metric_with_its_type_and_labels() {
         &ma.rows_deleted,
         &db.pool_connections,
         &db.query_seconds,
+        &api.requests,
+        &api.messages,
+        &api.query_seconds,
+        &api.connections,
+        &api.subscriptions,
+        &api.refusals,
+        &api.live_events,
     ];
     let real = described(&collectors);
     let in_source = metric_names_in(&read("probe/src/metrics.rs"));

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Network;
 
+pub mod api;
 pub mod maintain;
 pub mod monitor;
 pub mod sync;
 
+pub use api::ApiConfig;
 pub use maintain::MaintainConfig;
 pub use monitor::{CheckConfig, ChecksConfig, MonitorConfig};
 pub use sync::{RelayOverride, Shard, SyncConfig};
@@ -327,6 +329,8 @@ pub struct ProbeConfig {
     pub sync: SyncConfig,
     #[garde(dive)]
     pub maintain: MaintainConfig,
+    #[garde(dive)]
+    pub api: ApiConfig,
 }
 
 /// A configuration file that cannot be used.

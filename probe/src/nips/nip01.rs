@@ -142,6 +142,93 @@ pub fn event(e: &Event) -> String {
     format!(r#"["EVENT",{}]"#, e.as_json())
 }
 
+// The relay side (the api answers clients): client messages are `nostr`'s [`ClientMessage`],
+// parsed once here; answers are written straight from stored columns.
+
+/// A message from a client, owning its data.
+pub type ClientMessage = nostr::ClientMessage<'static>;
+
+/// Why a client's text frame is not a message we can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a NIP-01 client message: {0}")]
+pub struct ClientParseError(pub String);
+
+/// Parses one text frame from a client (REQ, CLOSE, COUNT, EVENT, AUTH, NEG-*).
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ClientParseError> {
+    ClientMessage::from_json(text).map_err(|e| ClientParseError(shorten(&e.to_string(), 120)))
+}
+
+/// One event as NIP-01 JSON, from its stored columns (`tags_json` is the stored JSON array).
+pub fn event_json(
+    id: &[u8; 32],
+    pubkey: &[u8; 32],
+    created_at: i64,
+    kind: i32,
+    tags_json: &str,
+    content: &str,
+    sig: &[u8],
+) -> String {
+    format!(
+        r#"{{"id":"{}","pubkey":"{}","created_at":{created_at},"kind":{kind},"tags":{tags_json},"content":{},"sig":"{}"}}"#,
+        hex::encode(id),
+        hex::encode(pubkey),
+        json_string(content),
+        hex::encode(sig)
+    )
+}
+
+/// `["EVENT", sub, event]` around an event's JSON.
+pub fn event_for(sub: &str, event_json: &str) -> String {
+    format!(r#"["EVENT",{},{event_json}]"#, json_string(sub))
+}
+
+/// `["EOSE", sub]`.
+pub fn eose(sub: &str) -> String {
+    format!(r#"["EOSE",{}]"#, json_string(sub))
+}
+
+/// `["CLOSED", sub, "prefix: text"]`.
+pub fn closed(sub: &str, message: &str) -> String {
+    format!(
+        r#"["CLOSED",{},{}]"#,
+        json_string(sub),
+        json_string(message)
+    )
+}
+
+/// `["OK", id, accepted, message]`.
+pub fn ok(id_hex: &str, accepted: bool, message: &str) -> String {
+    format!(
+        r#"["OK",{},{accepted},{}]"#,
+        json_string(id_hex),
+        json_string(message)
+    )
+}
+
+/// `["NOTICE", text]`.
+pub fn notice(message: &str) -> String {
+    format!(r#"["NOTICE",{}]"#, json_string(message))
+}
+
+/// `["COUNT", sub, {"count": n}]` (NIP-45), `"approximate": true` when it is an estimate.
+pub fn count(sub: &str, n: u64, approximate: bool) -> String {
+    let approx = if approximate {
+        r#","approximate":true"#
+    } else {
+        ""
+    };
+    format!(r#"["COUNT",{},{{"count":{n}{approx}}}]"#, json_string(sub))
+}
+
+/// `["NEG-ERR", sub, "prefix: text"]` (NIP-77).
+pub fn neg_err(sub: &str, message: &str) -> String {
+    format!(
+        r#"["NEG-ERR",{},{}]"#,
+        json_string(sub),
+        json_string(message)
+    )
+}
+
 fn json_string(s: &str) -> String {
     Value::String(s.to_owned()).to_string()
 }
@@ -290,6 +377,83 @@ mod tests {
         assert_eq!(v[1], "a\"b");
         assert_eq!(v[2]["limit"], 1);
         assert_eq!(close("s"), r#"["CLOSE","s"]"#);
+    }
+
+    #[test]
+    fn answers_to_clients_parse_as_relay_messages() {
+        let keys = Keys::generate();
+        let ev = EventBuilder::text_note("a \"quoted\" note\n")
+            .tag(nostr::Tag::hashtag("x"))
+            .sign_with_keys(&keys)
+            .unwrap();
+        let tags = serde_json::to_string(&ev.tags).unwrap();
+        let json = event_json(
+            &ev.id.to_bytes(),
+            &ev.pubkey.to_bytes(),
+            i64::try_from(ev.created_at.as_secs()).unwrap(),
+            i32::from(ev.kind.as_u16()),
+            &tags,
+            &ev.content,
+            ev.sig.as_ref(),
+        );
+        let back = Event::from_json(&json).unwrap();
+        assert_eq!(back, ev);
+        back.verify().unwrap();
+        let m = parse_relay_message(&event_for("s\"1", &json)).unwrap();
+        assert_eq!(subscription_of(&m), Some("s\"1"));
+        for (text, name) in [
+            (eose("s"), "EOSE"),
+            (closed("s", "invalid: bad filter"), "CLOSED"),
+            (
+                ok(&ev.id.to_hex(), false, "blocked: read-only archive"),
+                "OK",
+            ),
+            (notice("hi"), "NOTICE"),
+            (count("s", 42, false), "COUNT"),
+            (neg_err("n", "blocked: this query is too big"), "NEG-ERR"),
+        ] {
+            assert_eq!(
+                message_name(&parse_relay_message(&text).unwrap()),
+                name,
+                "{text}"
+            );
+        }
+        let v: Value = serde_json::from_str(&count("s", 7, true)).unwrap();
+        assert_eq!(v[2]["count"], 7);
+        assert_eq!(v[2]["approximate"], true);
+    }
+
+    #[test]
+    fn client_messages_parse_with_nostr_types() {
+        let pk = Keys::generate().public_key();
+        let text = format!(
+            r##"["REQ","s",{{"authors":["{}"],"kinds":[1]}},{{"#t":["x"]}}]"##,
+            pk.to_hex()
+        );
+        match parse_client_message(&text).unwrap() {
+            nostr::ClientMessage::Req {
+                subscription_id,
+                filters,
+            } => {
+                assert_eq!(subscription_id.as_str(), "s");
+                assert_eq!(filters.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_client_message(r#"["CLOSE","s"]"#),
+            Ok(nostr::ClientMessage::Close(_))
+        ));
+        for bad in [
+            "",
+            "[]",
+            r#"["REQ"]"#,
+            r#"{"REQ":1}"#,
+            r#"["HELLO","s"]"#,
+            "\u{0}",
+        ] {
+            assert!(parse_client_message(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -287,6 +287,53 @@ pub fn info_url(relay: &crate::model::RelayUrl) -> String {
     format!("{scheme}://{rest}")
 }
 
+/// What the archive says about itself (the api's NIP-11 document): the NIPs it serves, and the
+/// `limitation` numbers its relay enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveInfo {
+    pub name: String,
+    pub description: String,
+    pub software: String,
+    pub version: String,
+    /// A lite archive keeps no event bodies: REQ is refused, COUNT and NIP-77 still work.
+    pub lite: bool,
+    pub max_message_length: u32,
+    pub max_subscriptions: u32,
+    pub max_filters: u32,
+    pub max_limit: u32,
+    pub default_limit: u32,
+    pub max_subid_length: u32,
+}
+
+impl ArchiveInfo {
+    /// NIP-01, NIP-11, NIP-45 (COUNT) and NIP-77 (negentropy).
+    pub const SUPPORTED_NIPS: [u16; 4] = [1, 11, 45, 77];
+
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "name": self.name,
+            "description": self.description,
+            "supported_nips": Self::SUPPORTED_NIPS,
+            "software": self.software,
+            "version": self.version,
+            "limitation": {
+                "max_message_length": self.max_message_length,
+                "max_subscriptions": self.max_subscriptions,
+                "max_filters": self.max_filters,
+                "max_limit": self.max_limit,
+                "default_limit": self.default_limit,
+                "max_subid_length": self.max_subid_length,
+                "auth_required": false,
+                "payment_required": false,
+                // Nothing can be written: EVENT is answered `OK false "blocked: …"`.
+                "restricted_writes": true,
+            },
+            "brotr": { "schema": if self.lite { "lite" } else { "full" } },
+        })
+        .to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,5 +525,28 @@ mod tests {
             let url = RelayUrl::parse_allowing_local(relay).unwrap();
             assert_eq!(info_url(&url), want, "{relay}");
         }
+    }
+
+    #[test]
+    fn the_archive_document_reads_back_with_our_own_parser() {
+        let info = ArchiveInfo {
+            name: "Brotr archive".into(),
+            description: "d".into(),
+            software: "brotr".into(),
+            version: "0.1.0".into(),
+            lite: false,
+            max_message_length: 131_072,
+            max_subscriptions: 32,
+            max_filters: 10,
+            max_limit: 500,
+            default_limit: 500,
+            max_subid_length: 64,
+        };
+        let v: Value = serde_json::from_str(&info.to_json()).unwrap();
+        assert_eq!(v["supported_nips"], serde_json::json!([1, 11, 45, 77]));
+        assert_eq!(v["limitation"]["max_limit"], 500);
+        assert_eq!(v["limitation"]["max_filters"], 10);
+        assert_eq!(v["limitation"]["restricted_writes"], true);
+        assert_eq!(v["brotr"]["schema"], "full");
     }
 }

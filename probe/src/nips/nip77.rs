@@ -78,6 +78,26 @@ impl Reconciliation {
     }
 }
 
+/// The relay side of a reconciliation (NEG-OPEN, NEG-MSG as the api answers them): holds the
+/// sealed items of the filter and answers each message of the client.
+pub struct Responder {
+    neg: Negentropy<'static, NegentropyStorageVector>,
+}
+
+impl Responder {
+    /// Over `items`, each answer at most `frame_limit` bytes (0: unbounded).
+    pub fn new(items: &[(i64, [u8; 32])], frame_limit: u64) -> Result<Self, NegentropyError> {
+        Ok(Responder {
+            neg: Negentropy::owned(storage(items)?, frame_limit)?,
+        })
+    }
+
+    /// The answer to one client message (hex-decoded).
+    pub fn answer(&mut self, message: &[u8]) -> Result<Vec<u8>, NegentropyError> {
+        Ok(self.neg.reconcile(message)?)
+    }
+}
+
 /// `(created_at, id)` items, sealed for negentropy.
 fn storage(items: &[(i64, [u8; 32])]) -> Result<NegentropyStorageVector, NegentropyError> {
     let mut storage = NegentropyStorageVector::with_capacity(items.len());
@@ -150,11 +170,11 @@ mod tests {
     /// the frame limit of relays that cap their messages (60 kB); not finished, so that its ids
     /// are still as the crate reported them.
     fn exchange(local: &[(i64, [u8; 32])], remote: &[(i64, [u8; 32])]) -> Reconciliation {
-        let mut relay = Negentropy::owned(storage(remote).unwrap(), 60_000).unwrap();
+        let mut relay = Responder::new(remote, 60_000).unwrap();
         let mut ours = Reconciliation::new(local).unwrap();
         let mut msg = ours.initiate().unwrap();
         for _ in 0..1_000 {
-            match ours.step(&relay.reconcile(&msg).unwrap()).unwrap() {
+            match ours.step(&relay.answer(&msg).unwrap()).unwrap() {
                 Some(next) => msg = next,
                 None => return ours,
             }

@@ -2,6 +2,7 @@
 //! [`Service::run_cycle`] over a [`Ctx`]; services share nothing but the database (and the
 //! wake-up signal that says "relays were promoted"). The runtime runs them.
 
+pub mod api;
 pub mod finder;
 pub mod maintainer;
 pub mod monitor;

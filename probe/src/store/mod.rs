@@ -6,6 +6,8 @@ pub mod health;
 mod maintain;
 mod open;
 mod postgres;
+pub mod query;
+pub mod read;
 mod sqlite;
 mod timed;
 pub mod version;
@@ -17,8 +19,9 @@ use crate::model::{Candidate, EventRow, Metadata, MetadataType, Network, RelayUr
 
 pub use copy_text::CopyWriter;
 pub use health::{active_relays, relay_health};
-pub use open::{DatabaseUrl, OpenMode, migrate, open};
+pub use open::{DatabaseUrl, OpenMode, migrate, open, open_archive};
 pub use postgres::{PgStore, encode_events};
+pub use read::{Archive, Reader};
 pub use sqlite::SqliteStore;
 pub use timed::Timed;
 pub use version::VersionError;

@@ -114,6 +114,17 @@ pub async fn open(url: &DatabaseUrl, schema: Option<Schema>) -> Result<Arc<dyn S
     open_with(url, schema, OpenMode::Check).await
 }
 
+/// Opens an existing, migrated database for reading (the api): the store with its reads.
+pub async fn open_archive(
+    url: &DatabaseUrl,
+    schema: Option<Schema>,
+) -> Result<Arc<dyn super::Archive>, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Postgres(u) => Arc::new(PgStore::open(u, schema, OpenMode::Check).await?),
+        DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema, OpenMode::Check).await?),
+    })
+}
+
 async fn open_with(
     url: &DatabaseUrl,
     schema: Option<Schema>,

@@ -26,6 +26,17 @@ use crate::model::{Candidate, EventRow, MetadataType, Network, Schema};
 /// The channel promotions are announced on (`NOTIFY`), so every process's services wake.
 const PROMOTED_CHANNEL: &str = "brotr_relays_promoted";
 
+/// The channel each ingest batch that stored new events is announced on, with the payload
+/// `"<relay id>:<seen_at>"`: the api's live tail reads that batch back by the
+/// `(relay_id, seen_at)` index.
+pub(crate) const EVENTS_CHANNEL: &str = "brotr_events";
+
+/// The `(relay id, seen_at)` of an [`EVENTS_CHANNEL`] payload.
+pub(crate) fn parse_batch_notice(payload: &str) -> Option<(i32, i64)> {
+    let (relay, seen_at) = payload.split_once(':')?;
+    Some((relay.parse().ok()?, seen_at.parse().ok()?))
+}
+
 static FULL: Migrator = sqlx::migrate!("../migrations/postgres/full");
 static LITE: Migrator = sqlx::migrate!("../migrations/postgres/lite");
 
@@ -365,6 +376,15 @@ impl Store for PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(query_err("event_relay insert"))?;
+            if new > 0 {
+                // Delivered on commit, to the api's live tail; nobody listening costs nothing.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(EVENTS_CHANNEL)
+                    .bind(format!("{relay_id}:{seen_at}"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_err("event notify"))?;
+            }
             tx.commit()
                 .await
                 .map_err(query_err("event ingest commit"))?;

@@ -36,6 +36,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The connection pool, for the read side.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Opens the file (created only when migrating), then creates or upgrades the schema, or
     /// checks it.
     pub async fn open(path: &Path, requested: Option<Schema>, mode: OpenMode) -> Result<Self> {

@@ -1,0 +1,99 @@
+//! The archive's read side (`brotr-probe api`): where it listens and what one client may ask.
+//! The NIP-11 document advertises the same numbers.
+
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+
+/// Limits of the api (relay and HTTP API alike).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiConfig {
+    /// Address the relay and the HTTP API listen on.
+    #[garde(length(min = 1, max = 256))]
+    pub listen: String,
+    /// Name in the NIP-11 document.
+    #[garde(length(max = 256))]
+    pub name: String,
+    /// Description in the NIP-11 document.
+    #[garde(length(max = 4096))]
+    pub description: String,
+    /// Open WebSocket connections from one IP address (HTTP requests count against the rate).
+    #[garde(range(min = 1, max = 100_000))]
+    pub max_connections_per_ip: u32,
+    /// Requests per second from one IP address (HTTP requests and WebSocket messages together),
+    /// with bursts up to `burst`.
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub requests_per_second: u32,
+    /// Requests one IP address may make at once above its rate.
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub burst: u32,
+    /// Open subscriptions (REQ) per connection.
+    #[garde(range(min = 1, max = 10_000))]
+    pub max_subscriptions: u32,
+    /// Filters in one REQ or COUNT.
+    #[garde(range(min = 1, max = 100))]
+    pub max_filters: u32,
+    /// Values in `ids` or in `authors` of one filter.
+    #[garde(range(min = 1, max = 100_000))]
+    pub max_ids_per_filter: u32,
+    /// Values over all `#x` tag lists of one filter.
+    #[garde(range(min = 1, max = 100_000))]
+    pub max_tag_values: u32,
+    /// Largest `limit` of a filter (larger ones are clamped) and of an HTTP page.
+    #[garde(range(min = 1, max = 100_000))]
+    pub max_limit: u32,
+    /// `limit` of a filter without one.
+    #[garde(range(min = 1, max = 100_000))]
+    pub default_limit: u32,
+    /// Largest WebSocket message from a client, in bytes (a larger one ends the connection).
+    #[garde(range(min = 1024, max = 16_777_216))]
+    pub max_message_bytes: u32,
+    /// Longest subscription id.
+    #[garde(range(min = 1, max = 1024))]
+    pub max_subid_length: u32,
+    /// Every query is cancelled after this many milliseconds (HTTP 504, `CLOSED "error: …"`).
+    #[garde(range(min = 100, max = 600_000))]
+    pub statement_timeout_ms: u64,
+    /// Most events one NIP-77 reconciliation may cover; a larger window is answered
+    /// `NEG-ERR "blocked: this query is too big"`.
+    #[garde(range(min = 1, max = 50_000_000))]
+    pub max_negentropy_items: u32,
+    /// NIP-77 sessions open at once per connection.
+    #[garde(range(min = 1, max = 100))]
+    pub max_negentropy_sessions: u32,
+    /// Messages waiting to be written to one client; a client that lets more pile up is not
+    /// reading and is cut.
+    #[garde(range(min = 16, max = 1_000_000))]
+    pub max_outbox: u32,
+    /// How often the SQLite archive is polled for new events (PostgreSQL announces them).
+    #[garde(range(min = 0.05, max = 60.0))]
+    pub poll_secs: f64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "0.0.0.0:8080".into(),
+            name: "Brotr archive".into(),
+            description: "A read-only archive of the events Brotr collected from Nostr relays."
+                .into(),
+            max_connections_per_ip: 32,
+            requests_per_second: 50,
+            burst: 100,
+            max_subscriptions: 32,
+            max_filters: 10,
+            max_ids_per_filter: 500,
+            max_tag_values: 500,
+            max_limit: 500,
+            default_limit: 500,
+            max_message_bytes: 131_072,
+            max_subid_length: 64,
+            statement_timeout_ms: 5_000,
+            max_negentropy_items: 2_000_000,
+            max_negentropy_sessions: 4,
+            max_outbox: 2_048,
+            poll_secs: 1.0,
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! `brotr-probe api`: the archive's read side on one port, like a relay.
+//!
+//! - `GET /` upgrades to the read-only relay ([`relay`]), answers NIP-11 for
+//!   `Accept: application/nostr+json`, and otherwise says what is served here;
+//! - `/v1/…`: the HTTP API ([`http`]) with its OpenAPI document at `/openapi.json`;
+//! - `/healthz`, `/readyz`, `/metrics`, as the other services have them.
+//!
+//! Both the relay and the HTTP routes read through one [`Reader`] with the queries of
+//! `store::query`: a filter means the same thing wherever it is asked.
+
+pub mod http;
+pub mod relay;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::broadcast;
+
+use crate::config::ApiConfig;
+use crate::metrics::Metrics;
+use crate::nips::nip01;
+use crate::nips::nip11::ArchiveInfo;
+use crate::store::query::QueryLimits;
+use crate::store::{Archive, StoreError, StoredEvent};
+
+/// New events as the live tail delivers them, rendered once for every connection.
+pub type LiveBatch = Arc<Vec<LiveEvent>>;
+
+/// One new event: what a subscription's filter looks at, and its JSON.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub id: [u8; 32],
+    pub pubkey: [u8; 32],
+    pub created_at: i64,
+    pub kind: i32,
+    pub tagvalues: Vec<String>,
+    pub json: String,
+}
+
+/// Why a read of the archive failed, as a client sees it (never SQL, never a stack trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("the query took too long")]
+    Timeout,
+    #[error("the archive's database is unavailable")]
+    Unavailable,
+}
+
+impl ReadError {
+    /// The `reason` label of `brotr_api_refusals_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReadError::Timeout => "timeout",
+            ReadError::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Everything a request or a session needs. One per process.
+pub struct Api {
+    pub reader: Arc<dyn Archive>,
+    pub cfg: ApiConfig,
+    pub limits: QueryLimits,
+    pub metrics: crate::metrics::ApiMetrics,
+    pub(crate) all_metrics: Metrics,
+    pub live: broadcast::Sender<LiveBatch>,
+    info: String,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    connections: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl Api {
+    pub fn new(reader: Arc<dyn Archive>, cfg: ApiConfig, metrics: Metrics) -> Arc<Self> {
+        let limits = QueryLimits {
+            max_limit: cfg.max_limit,
+            default_limit: cfg.default_limit.min(cfg.max_limit),
+            max_ids: cfg.max_ids_per_filter as usize,
+            max_authors: cfg.max_ids_per_filter as usize,
+            max_tag_values: cfg.max_tag_values as usize,
+            ..QueryLimits::default()
+        };
+        let info = ArchiveInfo {
+            name: cfg.name.clone(),
+            description: cfg.description.clone(),
+            software: "https://example.invalid/brotr".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            lite: reader.schema() == crate::model::Schema::Lite,
+            max_message_length: cfg.max_message_bytes,
+            max_subscriptions: cfg.max_subscriptions,
+            max_filters: cfg.max_filters,
+            max_limit: cfg.max_limit,
+            default_limit: limits.default_limit,
+            max_subid_length: cfg.max_subid_length,
+        }
+        .to_json();
+        let one = NonZeroU32::MIN;
+        let quota = Quota::per_second(NonZeroU32::new(cfg.requests_per_second).unwrap_or(one))
+            .allow_burst(NonZeroU32::new(cfg.burst).unwrap_or(one));
+        Arc::new(Api {
+            reader,
+            limits,
+            metrics: metrics.api.clone(),
+            all_metrics: metrics,
+            live: broadcast::channel(256).0,
+            info,
+            limiter: RateLimiter::keyed(quota),
+            connections: Mutex::new(HashMap::new()),
+            cfg,
+        })
+    }
+
+    /// One request or message from `ip`, within its rate.
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        self.limiter.check_key(&ip).is_ok()
+    }
+
+    /// A connection slot for `ip`, released when the guard drops; `None` when it has
+    /// `max_connections_per_ip` open.
+    fn connect(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionGuard> {
+        let mut open = self.connections.lock().ok()?;
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.cfg.max_connections_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionGuard {
+            api: self.clone(),
+            ip,
+        })
+    }
+
+    /// Runs one read with the statement timeout, timed into the query histogram.
+    pub async fn read<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ReadError> {
+        let timer = self
+            .metrics
+            .query_seconds
+            .with_label_values(&[op])
+            .start_timer();
+        let limit = Duration::from_millis(self.cfg.statement_timeout_ms);
+        let out = match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if is_timeout(&e) => Err(ReadError::Timeout),
+            Ok(Err(e)) => {
+                tracing::warn!(op, error = %e, "archive read failed");
+                Err(ReadError::Unavailable)
+            }
+            Err(_) => Err(ReadError::Timeout),
+        };
+        timer.observe_duration();
+        out
+    }
+
+    /// Starts the live tail: new archived events, rendered once, to every session.
+    pub async fn start_live(self: &Arc<Self>) -> Result<(), StoreError> {
+        // A lite archive answers no REQ, so nothing would read the tail.
+        if self.reader.schema() == crate::model::Schema::Lite {
+            return Ok(());
+        }
+        let poll = Duration::from_secs_f64(self.cfg.poll_secs);
+        let mut rx = self.reader.live(poll).await?;
+        let tx = self.live.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                let batch: Vec<LiveEvent> = batch
+                    .into_iter()
+                    .filter(|e| e.content.is_some())
+                    .map(|e| LiveEvent {
+                        json: event_json(&e),
+                        id: e.id,
+                        pubkey: e.pubkey,
+                        created_at: e.created_at,
+                        kind: e.kind,
+                        tagvalues: e.tagvalues,
+                    })
+                    .collect();
+                // No receiver (no connection) is not an error.
+                let _ = tx.send(Arc::new(batch));
+            }
+        });
+        Ok(())
+    }
+}
+
+/// A statement cancelled by PostgreSQL's `statement_timeout` (SQLSTATE 57014).
+fn is_timeout(e: &StoreError) -> bool {
+    match e {
+        StoreError::Query {
+            source: sqlx::Error::Database(db),
+            ..
+        } => db.code().as_deref() == Some("57014"),
+        _ => false,
+    }
+}
+
+/// Holds one of an IP's connection slots.
+pub(crate) struct ConnectionGuard {
+    api: Arc<Api>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.api.connections.lock()
+            && let Some(n) = open.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// An event's NIP-01 JSON from its stored columns (full schema).
+pub fn event_json(e: &StoredEvent) -> String {
+    nip01::event_json(
+        &e.id,
+        &e.pubkey,
+        e.created_at,
+        e.kind,
+        e.tags_json.as_deref().unwrap_or("[]"),
+        e.content.as_deref().unwrap_or(""),
+        e.sig.as_deref().unwrap_or(&[]),
+    )
+}
+
+/// The whole app: relay, NIP-11, HTTP API, OpenAPI, health and metrics.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/", get(root).options(cors_preflight))
+        .merge(http::routes())
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            http::count_and_limit,
+        ))
+        .with_state(api)
+}
+
+/// Serves `router(api)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(api).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// NIP-11 asks for these on the relay's URL.
+fn cors(headers: &mut HeaderMap) {
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, OPTIONS"),
+    );
+}
+
+async fn cors_preflight() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    cors(r.headers_mut());
+    r
+}
+
+async fn root(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if let Ok(ws) = ws {
+        let ip = peer.ip();
+        let Some(guard) = api.connect(ip) else {
+            api.metrics
+                .refusals
+                .with_label_values(&["too_many_connections"])
+                .inc();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from your address\n",
+            )
+                .into_response();
+        };
+        let max = api.cfg.max_message_bytes as usize;
+        return ws
+            .max_message_size(max)
+            .max_frame_size(max)
+            .on_upgrade(move |socket| async move {
+                relay::session(socket, api, ip).await;
+                drop(guard);
+            });
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("application/nostr+json") {
+        let mut r = (
+            [(header::CONTENT_TYPE, "application/nostr+json")],
+            api.info.clone(),
+        )
+            .into_response();
+        cors(r.headers_mut());
+        return r;
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Brotr archive: a read-only Nostr relay on this URL (WebSocket; NIP-11 with \
+         Accept: application/nostr+json), an HTTP API under /v1 (OpenAPI at /openapi.json), \
+         /healthz, /readyz and /metrics.\n",
+    )
+        .into_response()
+}
+
+async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    match api.read("ping", api.reader.ping()).await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database not ready: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let (in_use, idle) = api.reader.pool_usage();
+    let pool = &api.all_metrics.database.pool_connections;
+    pool.with_label_values(&["in_use"]).set(i64::from(in_use));
+    pool.with_label_values(&["idle"]).set(i64::from(idle));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        api.all_metrics.render(),
+    )
+        .into_response()
+}

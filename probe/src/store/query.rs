@@ -1,0 +1,922 @@
+//! Reads of the archive, compiled: a NIP-01 filter (or the HTTP API's, which is the same plus a
+//! keyset cursor) becomes one [`EventQuery`], checked against [`QueryLimits`], and then one SQL
+//! statement per dialect. No I/O here: the stores run what this builds, so the relay, the HTTP
+//! routes and any later reader share one definition of what a filter means.
+//!
+//! Order is NIP-01's: newest first, and on equal `created_at` the lowest id first. A keyset
+//! [`Cursor`] continues after the last row of a page in that order. The row comparison
+//! `(created_at, id) < (c, i)` would page ids the wrong way on ties, so the condition is written
+//! out as `created_at <= c AND (created_at < c OR id > i)`, whose first half the
+//! `(created_at, id)` index serves as a range.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use nostr::Filter;
+
+use crate::model::Schema;
+
+/// Which SQL dialect a statement is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// Bounds on what one filter may ask for. The NIP-11 document advertises the same numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Largest `limit`; larger ones are clamped to it (NIP-01 lets a relay return fewer).
+    pub max_limit: u32,
+    /// `limit` when a filter has none.
+    pub default_limit: u32,
+    /// Most values in `ids`.
+    pub max_ids: usize,
+    /// Most values in `authors`.
+    pub max_authors: usize,
+    /// Most values in `kinds`.
+    pub max_kinds: usize,
+    /// Most values over all `#x` tag lists of one filter.
+    pub max_tag_values: usize,
+    /// Longest tag value, in bytes (longer ones are never indexed, so they could never match).
+    pub max_tag_value_bytes: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_limit: 500,
+            default_limit: 500,
+            max_ids: 500,
+            max_authors: 500,
+            max_kinds: 50,
+            max_tag_values: 500,
+            max_tag_value_bytes: crate::model::event::MAX_TAGVALUE_BYTES,
+        }
+    }
+}
+
+/// Why a filter is refused. The message names the field and the bound, for `CLOSED "invalid: …"`
+/// and HTTP 400 alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("{field}: {got} values, at most {max} allowed")]
+    TooMany {
+        field: &'static str,
+        got: usize,
+        max: usize,
+    },
+    #[error("{field}: {reason}")]
+    BadValue { field: String, reason: String },
+    #[error("search (NIP-50) is not supported by this archive")]
+    Search,
+}
+
+/// A position in NIP-01 order: the next page starts strictly after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: [u8; 32],
+}
+
+impl Cursor {
+    /// The opaque form handed to HTTP clients: 80 hex digits (big-endian `created_at`, then id).
+    pub fn encode(&self) -> String {
+        let mut bytes = Vec::with_capacity(40);
+        bytes.extend_from_slice(&self.created_at.to_be_bytes());
+        bytes.extend_from_slice(&self.id);
+        hex::encode(bytes)
+    }
+
+    pub fn decode(text: &str) -> Result<Self, QueryError> {
+        let bad = |reason: &str| QueryError::BadValue {
+            field: "cursor".into(),
+            reason: reason.into(),
+        };
+        if text.len() != 80 {
+            return Err(bad("not a cursor this API returned (wrong length)"));
+        }
+        let bytes = hex::decode(text).map_err(|_| bad("not a cursor this API returned"))?;
+        let (t, id) = bytes.split_at(8);
+        let created_at = i64::from_be_bytes(t.try_into().map_err(|_| bad("bad time"))?);
+        let id: [u8; 32] = id.try_into().map_err(|_| bad("bad id"))?;
+        Ok(Cursor { created_at, id })
+    }
+}
+
+/// One filter, checked and normalized: the unit every read of events is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventQuery {
+    /// `None`: any; `Some(empty)`: nothing can match (NIP-01: a list is OR'd, an empty OR is
+    /// false).
+    pub ids: Option<Vec<[u8; 32]>>,
+    pub authors: Option<Vec<[u8; 32]>>,
+    pub kinds: Option<Vec<i32>>,
+    /// `#x` lists by letter: every letter must match (AND), any value of its list (OR), on the
+    /// first value of an `x` tag.
+    pub tags: BTreeMap<char, Vec<String>>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Rows to return, after clamping. 0 is allowed (NIP-01: only live events).
+    pub limit: u32,
+    /// Continue after this row (HTTP keyset paging).
+    pub after: Option<Cursor>,
+}
+
+impl EventQuery {
+    /// Checks a NIP-01 filter against `limits` and normalizes it.
+    pub fn from_filter(filter: &Filter, limits: &QueryLimits) -> Result<Self, QueryError> {
+        if filter.search.is_some() {
+            return Err(QueryError::Search);
+        }
+        let ids = filter
+            .ids
+            .as_ref()
+            .map(|s| s.iter().map(|id| id.to_bytes()).collect::<Vec<_>>());
+        let authors = filter
+            .authors
+            .as_ref()
+            .map(|s| s.iter().map(|pk| pk.to_bytes()).collect::<Vec<_>>());
+        let kinds = filter
+            .kinds
+            .as_ref()
+            .map(|s| s.iter().map(|k| i32::from(k.as_u16())).collect::<Vec<_>>());
+        let mut tags = BTreeMap::new();
+        for (letter, values) in filter.generic_tags.iter() {
+            tags.insert(letter.as_char(), values.iter().cloned().collect::<Vec<_>>());
+        }
+        let time = |t: Option<nostr::Timestamp>, field: &str| -> Result<Option<i64>, QueryError> {
+            t.map(|t| {
+                i64::try_from(t.as_secs()).map_err(|_| QueryError::BadValue {
+                    field: field.into(),
+                    reason: format!("{} is out of range", t.as_secs()),
+                })
+            })
+            .transpose()
+        };
+        let limit = match filter.limit {
+            None => limits.default_limit,
+            Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        };
+        EventQuery {
+            ids,
+            authors,
+            kinds,
+            tags,
+            since: time(filter.since, "since")?,
+            until: time(filter.until, "until")?,
+            limit,
+            after: None,
+        }
+        .checked(limits)
+    }
+
+    /// Checks the list sizes and values against `limits` and clamps `limit`.
+    pub fn checked(mut self, limits: &QueryLimits) -> Result<Self, QueryError> {
+        let too_many = |field: &'static str, got: usize, max: usize| {
+            if got > max {
+                Err(QueryError::TooMany { field, got, max })
+            } else {
+                Ok(())
+            }
+        };
+        too_many("ids", self.ids.as_ref().map_or(0, Vec::len), limits.max_ids)?;
+        too_many(
+            "authors",
+            self.authors.as_ref().map_or(0, Vec::len),
+            limits.max_authors,
+        )?;
+        too_many(
+            "kinds",
+            self.kinds.as_ref().map_or(0, Vec::len),
+            limits.max_kinds,
+        )?;
+        too_many(
+            "tags",
+            self.tags.values().map(Vec::len).sum(),
+            limits.max_tag_values,
+        )?;
+        for (letter, values) in &self.tags {
+            if !letter.is_ascii_alphabetic() {
+                return Err(QueryError::BadValue {
+                    field: format!("#{letter}"),
+                    reason: "tag filters are single letters a-z, A-Z".into(),
+                });
+            }
+            if let Some(v) = values.iter().find(|v| v.len() > limits.max_tag_value_bytes) {
+                return Err(QueryError::BadValue {
+                    field: format!("#{letter}"),
+                    reason: format!(
+                        "a value of {} bytes, at most {} allowed",
+                        v.len(),
+                        limits.max_tag_value_bytes
+                    ),
+                });
+            }
+            if values.iter().any(|v| v.contains('\0')) {
+                return Err(QueryError::BadValue {
+                    field: format!("#{letter}"),
+                    reason: "a value contains a NUL character".into(),
+                });
+            }
+        }
+        self.limit = self.limit.min(limits.max_limit);
+        Ok(self)
+    }
+
+    /// Whether no row can match, so no statement needs to run.
+    pub fn is_empty(&self) -> bool {
+        fn empty<T>(l: &Option<Vec<T>>) -> bool {
+            l.as_ref().is_some_and(Vec::is_empty)
+        }
+        empty(&self.ids)
+            || empty(&self.authors)
+            || empty(&self.kinds)
+            || self.tags.values().any(Vec::is_empty)
+            || matches!((self.since, self.until), (Some(s), Some(u)) if s > u)
+    }
+
+    /// Whether a stored event matches (the live tail filters new rows with this, so it must
+    /// agree with the SQL).
+    pub fn matches(
+        &self,
+        id: &[u8; 32],
+        pubkey: &[u8; 32],
+        created_at: i64,
+        kind: i32,
+        tagvalues: &[String],
+    ) -> bool {
+        self.ids.as_ref().is_none_or(|l| l.contains(id))
+            && self.authors.as_ref().is_none_or(|l| l.contains(pubkey))
+            && self.kinds.as_ref().is_none_or(|l| l.contains(&kind))
+            && self.since.is_none_or(|s| created_at >= s)
+            && self.until.is_none_or(|u| created_at <= u)
+            && self.tags.iter().all(|(letter, values)| {
+                values.iter().any(|v| {
+                    tagvalues.iter().any(|tv| {
+                        tv.len() == v.len() + 2
+                            && tv.starts_with(*letter)
+                            && tv.as_bytes().get(1) == Some(&b':')
+                            && tv.ends_with(v.as_str())
+                    })
+                })
+            })
+    }
+}
+
+/// A value bound to a statement's placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    Int(i64),
+    Bytes(Vec<u8>),
+    Text(String),
+    /// PostgreSQL arrays (`= ANY($n)`, `&& $n`); SQLite statements never use these.
+    Ints(Vec<i32>),
+    ByteArrays(Vec<Vec<u8>>),
+    Texts(Vec<String>),
+}
+
+/// A statement and its binds, in placeholder order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl fmt::Display for Sql {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Builds a statement's text and binds together, so the placeholders always line up.
+struct Builder {
+    dialect: Dialect,
+    text: String,
+    binds: Vec<Bind>,
+}
+
+impl Builder {
+    fn new(dialect: Dialect) -> Self {
+        Builder {
+            dialect,
+            text: String::new(),
+            binds: Vec::new(),
+        }
+    }
+
+    /// Adds a bind and returns its placeholder.
+    fn bind(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        match self.dialect {
+            Dialect::Postgres => format!("${}", self.binds.len()),
+            Dialect::Sqlite => "?".into(),
+        }
+    }
+
+    /// `col = ANY($n)` (PostgreSQL) or `col IN (?, …)` (SQLite) for a list of blobs.
+    fn bytes_in(&mut self, col: &str, list: &[[u8; 32]]) -> String {
+        match self.dialect {
+            Dialect::Postgres if list.len() == 1 => {
+                let p = self.bind(Bind::Bytes(list[0].to_vec()));
+                format!("{col} = {p}")
+            }
+            Dialect::Postgres => {
+                let p = self.bind(Bind::ByteArrays(list.iter().map(|b| b.to_vec()).collect()));
+                format!("{col} = ANY({p})")
+            }
+            Dialect::Sqlite => {
+                let ps: Vec<String> = list
+                    .iter()
+                    .map(|b| self.bind(Bind::Bytes(b.to_vec())))
+                    .collect();
+                format!("{col} IN ({})", ps.join(", "))
+            }
+        }
+    }
+
+    fn ints_in(&mut self, col: &str, list: &[i32]) -> String {
+        match self.dialect {
+            Dialect::Postgres if list.len() == 1 => {
+                let p = self.bind(Bind::Int(i64::from(list[0])));
+                format!("{col} = {p}")
+            }
+            Dialect::Postgres => {
+                let p = self.bind(Bind::Ints(list.to_vec()));
+                format!("{col} = ANY({p})")
+            }
+            Dialect::Sqlite => {
+                let ps: Vec<String> = list
+                    .iter()
+                    .map(|k| self.bind(Bind::Int(i64::from(*k))))
+                    .collect();
+                format!("{col} IN ({})", ps.join(", "))
+            }
+        }
+    }
+
+    /// The event matches one value of the list for tag `letter`.
+    fn tag_in(&mut self, schema: Schema, letter: char, values: &[String]) -> String {
+        let keys: Vec<String> = values.iter().map(|v| format!("{letter}:{v}")).collect();
+        match self.dialect {
+            Dialect::Postgres => {
+                // The GIN index is on this exact expression (full) or column (lite).
+                let expr = match schema {
+                    Schema::Full => "tags_to_tagvalues(tags)",
+                    Schema::Lite => "tagvalues",
+                };
+                let p = self.bind(Bind::Texts(keys));
+                format!("{expr} && {p}")
+            }
+            Dialect::Sqlite => {
+                let ps: Vec<String> = keys.into_iter().map(|k| self.bind(Bind::Text(k))).collect();
+                format!(
+                    "EXISTS (SELECT 1 FROM json_each(event.tagvalues) AS tv WHERE tv.value IN ({}))",
+                    ps.join(", ")
+                )
+            }
+        }
+    }
+
+    fn finish(self) -> Sql {
+        Sql {
+            text: self.text,
+            binds: self.binds,
+        }
+    }
+}
+
+/// The `WHERE` conditions of `q` (without `WHERE`; `TRUE` when there are none).
+fn conditions(b: &mut Builder, schema: Schema, q: &EventQuery) -> String {
+    let mut conds: Vec<String> = Vec::new();
+    if let Some(ids) = &q.ids {
+        conds.push(b.bytes_in("id", ids));
+    }
+    if let Some(authors) = &q.authors {
+        conds.push(b.bytes_in("pubkey", authors));
+    }
+    if let Some(kinds) = &q.kinds {
+        conds.push(b.ints_in("kind", kinds));
+    }
+    for (letter, values) in &q.tags {
+        conds.push(b.tag_in(schema, *letter, values));
+    }
+    if let Some(since) = q.since {
+        let p = b.bind(Bind::Int(since));
+        conds.push(format!("created_at >= {p}"));
+    }
+    if let Some(until) = q.until {
+        let p = b.bind(Bind::Int(until));
+        conds.push(format!("created_at <= {p}"));
+    }
+    if let Some(c) = q.after {
+        let t1 = b.bind(Bind::Int(c.created_at));
+        let t2 = b.bind(Bind::Int(c.created_at));
+        let id = b.bind(Bind::Bytes(c.id.to_vec()));
+        conds.push(format!(
+            "created_at <= {t1} AND (created_at < {t2} OR id > {id})"
+        ));
+    }
+    if conds.is_empty() {
+        "TRUE".into()
+    } else {
+        conds.join(" AND ")
+    }
+}
+
+/// Columns of [`events`], in order: id, pubkey, created_at, kind, tagvalues, tags (JSON text),
+/// content, sig. A lite schema returns NULL for the last three.
+pub fn events(dialect: Dialect, schema: Schema, q: &EventQuery) -> Sql {
+    let mut b = Builder::new(dialect);
+    let cols = match (dialect, schema) {
+        (Dialect::Postgres, Schema::Full) => {
+            "id, pubkey, created_at, kind, tags_to_tagvalues(tags), tags::text, content, sig"
+        }
+        (Dialect::Postgres, Schema::Lite) => {
+            "id, pubkey, created_at, kind, tagvalues, NULL::text, NULL::text, NULL::bytea"
+        }
+        (Dialect::Sqlite, Schema::Full) => {
+            "id, pubkey, created_at, kind, tagvalues, tags, content, sig"
+        }
+        (Dialect::Sqlite, Schema::Lite) => {
+            "id, pubkey, created_at, kind, tagvalues, NULL, NULL, NULL"
+        }
+    };
+    let cond = conditions(&mut b, schema, q);
+    let limit = b.bind(Bind::Int(i64::from(q.limit)));
+    b.text = format!(
+        "SELECT {cols} FROM event WHERE {cond} ORDER BY created_at DESC, id ASC LIMIT {limit}"
+    );
+    b.finish()
+}
+
+/// How many events match any of `qs` (NIP-45: the filters are OR'd into one count). Each
+/// query's `limit` and cursor are ignored.
+pub fn count(dialect: Dialect, schema: Schema, qs: &[EventQuery]) -> Sql {
+    let mut b = Builder::new(dialect);
+    let live: Vec<&EventQuery> = qs.iter().filter(|q| !q.is_empty()).collect();
+    let parts: Vec<String> = live
+        .iter()
+        .map(|q| {
+            let q = EventQuery {
+                after: None,
+                ..(*q).clone()
+            };
+            let cond = conditions(&mut b, schema, &q);
+            format!("SELECT id FROM event WHERE {cond}")
+        })
+        .collect();
+    b.text = match parts.len() {
+        0 => "SELECT 0".into(),
+        1 => format!("SELECT count(*) FROM ({}) AS matched", parts[0]),
+        _ => format!(
+            "SELECT count(*) FROM ({}) AS matched",
+            parts.join(" UNION ")
+        ),
+    };
+    b.finish()
+}
+
+/// `(created_at, id)` of the events matching `q`, ascending (NIP-77's order), at most
+/// `cap + 1` rows so the caller can tell a set larger than `cap` without reading all of it.
+pub fn negentropy_items(dialect: Dialect, schema: Schema, q: &EventQuery, cap: u32) -> Sql {
+    let mut b = Builder::new(dialect);
+    let q = EventQuery {
+        after: None,
+        ..q.clone()
+    };
+    let cond = conditions(&mut b, schema, &q);
+    let limit = b.bind(Bind::Int(i64::from(cap) + 1));
+    b.text = format!(
+        "SELECT created_at, id FROM event WHERE {cond} ORDER BY created_at ASC, id ASC LIMIT {limit}"
+    );
+    b.finish()
+}
+
+/// Merges the rows of several filters of one REQ: each filter's rows come newest first already;
+/// the union is deduplicated by id and put in NIP-01 order. `key` gives (created_at, id).
+pub fn merge_in_order<T>(rows: Vec<T>, key: impl Fn(&T) -> (i64, [u8; 32])) -> Vec<T> {
+    let mut rows = rows;
+    rows.sort_by(|a, b| {
+        let (ta, ia) = key(a);
+        let (tb, ib) = key(b);
+        tb.cmp(&ta).then(ia.cmp(&ib))
+    });
+    rows.dedup_by(|a, b| key(a).1 == key(b).1);
+    rows
+}
+
+/// Relay status from the round-trip check, over every monitor's latest result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayStatus {
+    /// Some monitor's last check opened a connection.
+    Online,
+    /// Monitors checked it and none connected.
+    Offline,
+    /// No monitor has checked it.
+    Unknown,
+}
+
+/// Which relays a page lists, in URL order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayFilter {
+    pub network: Option<crate::model::Network>,
+    /// Listed in `supported_nips` of some monitor's latest NIP-11 document.
+    pub nip: Option<u32>,
+    /// Contained (case-insensitive) in the NIP-11 `software`.
+    pub software: Option<String>,
+    /// ISO 3166 code of the geo check.
+    pub country: Option<String>,
+    pub status: Option<RelayStatus>,
+    /// Continue after this URL.
+    pub after: Option<String>,
+    /// Rows of the page; the statement reads one more.
+    pub limit: u32,
+}
+
+/// "Some monitor's latest `check` of the relay satisfies `cond`", where `cond` (built after the
+/// check's bind, so placeholders stay in text order) starts with ` AND` or is empty.
+fn latest_where(b: &mut Builder, check: &str, cond: impl FnOnce(&mut Builder) -> String) -> String {
+    let p = b.bind(Bind::Text(check.into()));
+    let cond = cond(b);
+    format!(
+        "EXISTS (SELECT 1 FROM relay_metadata_latest_by_monitor l \
+         WHERE l.relay_url = r.url AND l.metadata_type = {p}{cond})"
+    )
+}
+
+const RTT_UP: &str = " AND coalesce(l.success, TRUE) = TRUE";
+
+/// `url, network, discovered_at` of the relays of one page (`limit + 1` rows).
+pub fn relays(dialect: Dialect, f: &RelayFilter) -> Sql {
+    let mut b = Builder::new(dialect);
+    let mut conds: Vec<String> = Vec::new();
+    if let Some(n) = f.network {
+        let p = b.bind(Bind::Text(n.as_str().into()));
+        conds.push(format!("r.network = {p}"));
+    }
+    if let Some(after) = &f.after {
+        let p = b.bind(Bind::Text(after.clone()));
+        conds.push(format!("r.url > {p}"));
+    }
+    if let Some(nip) = f.nip {
+        conds.push(latest_where(&mut b, "nip11_info", |b| {
+            let n = b.bind(Bind::Int(i64::from(nip)));
+            match dialect {
+                Dialect::Postgres => {
+                    format!(" AND l.data -> 'supported_nips' @> jsonb_build_array({n}::int)")
+                }
+                Dialect::Sqlite => format!(
+                    " AND EXISTS (SELECT 1 FROM json_each(l.data, '$.supported_nips') j \
+                     WHERE j.value = {n})"
+                ),
+            }
+        }));
+    }
+    if let Some(sw) = &f.software {
+        conds.push(latest_where(&mut b, "nip11_info", |b| {
+            let p = b.bind(Bind::Text(sw.to_lowercase()));
+            match dialect {
+                Dialect::Postgres => format!(" AND strpos(lower(l.data ->> 'software'), {p}) > 0"),
+                Dialect::Sqlite => {
+                    format!(" AND instr(lower(json_extract(l.data, '$.software')), {p}) > 0")
+                }
+            }
+        }));
+    }
+    if let Some(c) = &f.country {
+        conds.push(latest_where(&mut b, "nip66_geo", |b| {
+            let p = b.bind(Bind::Text(c.to_uppercase()));
+            match dialect {
+                Dialect::Postgres => format!(" AND l.data ->> 'geo_country' = {p}"),
+                Dialect::Sqlite => format!(" AND json_extract(l.data, '$.geo_country') = {p}"),
+            }
+        }));
+    }
+    match f.status {
+        None => {}
+        Some(RelayStatus::Online) => {
+            conds.push(latest_where(&mut b, "nip66_rtt", |_| RTT_UP.into()))
+        }
+        Some(RelayStatus::Offline) => {
+            let any = latest_where(&mut b, "nip66_rtt", |_| String::new());
+            let up = latest_where(&mut b, "nip66_rtt", |_| RTT_UP.into());
+            conds.push(format!("{any} AND NOT {up}"));
+        }
+        Some(RelayStatus::Unknown) => {
+            let any = latest_where(&mut b, "nip66_rtt", |_| String::new());
+            conds.push(format!("NOT {any}"));
+        }
+    }
+    let cond = if conds.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        conds.join(" AND ")
+    };
+    let limit = b.bind(Bind::Int(i64::from(f.limit) + 1));
+    b.text = format!(
+        "SELECT r.url, r.network, r.discovered_at FROM relay r WHERE {cond} \
+         ORDER BY r.url LIMIT {limit}"
+    );
+    b.finish()
+}
+
+/// The latest result per monitor of the health checks (`nip66_rtt`, `nip11_info`, `nip66_geo`)
+/// of `urls`: `relay_url, metadata_type, monitor, generated_at, success, reason, data` (text).
+pub fn relay_health(dialect: Dialect, urls: &[String]) -> Sql {
+    let mut b = Builder::new(dialect);
+    let url_cond = match dialect {
+        Dialect::Postgres => {
+            let p = b.bind(Bind::Texts(urls.to_vec()));
+            format!("relay_url = ANY({p})")
+        }
+        Dialect::Sqlite => {
+            let ps: Vec<String> = urls.iter().map(|u| b.bind(Bind::Text(u.clone()))).collect();
+            if ps.is_empty() {
+                "FALSE".to_owned()
+            } else {
+                format!("relay_url IN ({})", ps.join(", "))
+            }
+        }
+    };
+    let data = match dialect {
+        Dialect::Postgres => "data::text",
+        Dialect::Sqlite => "data",
+    };
+    b.text = format!(
+        "SELECT relay_url, metadata_type, monitor, generated_at, coalesce(success, TRUE), reason, \
+         {data} FROM relay_metadata_latest_by_monitor WHERE {url_cond} \
+         AND metadata_type IN ('nip66_rtt', 'nip11_info', 'nip66_geo') \
+         ORDER BY relay_url, metadata_type, monitor"
+    );
+    b.finish()
+}
+
+/// One relay's results, newest first: `metadata_type, monitor (hex), generated_at, success,
+/// reason, data` (text).
+pub fn relay_history(
+    dialect: Dialect,
+    url: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+    check: Option<&str>,
+    limit: u32,
+) -> Sql {
+    let mut b = Builder::new(dialect);
+    let u = b.bind(Bind::Text(url.into()));
+    let mut conds = vec![format!("r.url = {u}")];
+    if let Some(s) = since {
+        let p = b.bind(Bind::Int(s));
+        conds.push(format!("rm.generated_at >= {p}"));
+    }
+    if let Some(t) = until {
+        let p = b.bind(Bind::Int(t));
+        conds.push(format!("rm.generated_at <= {p}"));
+    }
+    if let Some(c) = check {
+        let p = b.bind(Bind::Text(c.into()));
+        conds.push(format!("rm.metadata_type = {p}"));
+    }
+    let limit = b.bind(Bind::Int(i64::from(limit)));
+    let (monitor, data) = match dialect {
+        Dialect::Postgres => ("encode(rm.monitor, 'hex')", "m.data::text"),
+        Dialect::Sqlite => ("lower(hex(rm.monitor))", "m.data"),
+    };
+    b.text = format!(
+        "SELECT rm.metadata_type, {monitor}, rm.generated_at, coalesce(rm.success, TRUE), \
+         rm.reason, {data} FROM relay r JOIN relay_metadata rm ON rm.relay_id = r.id \
+         JOIN metadata m ON m.id = rm.metadata_id AND m.type = rm.metadata_type \
+         WHERE {} ORDER BY rm.generated_at DESC, rm.metadata_type LIMIT {limit}",
+        conds.join(" AND ")
+    );
+    b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nostr::JsonUtil;
+
+    fn q(json: &str) -> Result<EventQuery, QueryError> {
+        let f = Filter::from_json(json).expect("filter json");
+        EventQuery::from_filter(&f, &QueryLimits::default())
+    }
+
+    const A: &str = "aa00000000000000000000000000000000000000000000000000000000000001";
+    const B: &str = "bb00000000000000000000000000000000000000000000000000000000000002";
+
+    #[test]
+    fn every_field_becomes_a_condition_in_both_dialects() {
+        let query = q(&format!(
+            r##"{{"ids":["{A}"],"authors":["{A}","{B}"],"kinds":[1,7],"#p":["{B}"],"#t":["x","y"],"since":10,"until":20,"limit":5}}"##
+        ))
+        .unwrap();
+        let pg = events(Dialect::Postgres, Schema::Full, &query);
+        assert_eq!(
+            pg.text,
+            "SELECT id, pubkey, created_at, kind, tags_to_tagvalues(tags), tags::text, content, sig \
+             FROM event WHERE id = $1 AND pubkey = ANY($2) AND kind = ANY($3) \
+             AND tags_to_tagvalues(tags) && $4 AND tags_to_tagvalues(tags) && $5 \
+             AND created_at >= $6 AND created_at <= $7 ORDER BY created_at DESC, id ASC LIMIT $8"
+        );
+        assert_eq!(pg.binds.len(), 8);
+        assert_eq!(pg.binds[3], Bind::Texts(vec![format!("p:{B}")]));
+        assert_eq!(pg.binds[4], Bind::Texts(vec!["t:x".into(), "t:y".into()]));
+        assert_eq!(pg.binds[7], Bind::Int(5));
+        let lite = events(Dialect::Postgres, Schema::Lite, &query);
+        assert!(lite.text.contains("tagvalues && $4"), "{lite}");
+        let sqlite = events(Dialect::Sqlite, Schema::Full, &query);
+        assert_eq!(sqlite.text.matches('?').count(), sqlite.binds.len());
+        assert!(sqlite.text.contains("pubkey IN (?, ?)"), "{sqlite}");
+        assert!(sqlite.text.contains("kind IN (?, ?)"), "{sqlite}");
+        assert!(
+            sqlite
+                .binds
+                .iter()
+                .all(|b| !matches!(b, Bind::Ints(_) | Bind::Texts(_) | Bind::ByteArrays(_)))
+        );
+    }
+
+    #[test]
+    fn an_empty_filter_reads_newest_first_with_the_default_limit() {
+        let pg = events(Dialect::Postgres, Schema::Full, &q("{}").unwrap());
+        assert!(
+            pg.text
+                .ends_with("WHERE TRUE ORDER BY created_at DESC, id ASC LIMIT $1"),
+            "{pg}"
+        );
+        assert_eq!(pg.binds, vec![Bind::Int(500)]);
+    }
+
+    #[test]
+    fn limits_are_enforced_and_limit_is_clamped() {
+        let limits = QueryLimits {
+            max_authors: 2,
+            max_limit: 100,
+            ..QueryLimits::default()
+        };
+        let f =
+            Filter::from_json(format!(r#"{{"authors":["{A}","{B}"],"limit":100000}}"#)).unwrap();
+        assert_eq!(EventQuery::from_filter(&f, &limits).unwrap().limit, 100);
+        let three = format!("{}{}", &A[..63], "3");
+        let f = Filter::from_json(format!(r#"{{"authors":["{A}","{B}","{three}"]}}"#)).unwrap();
+        let e = EventQuery::from_filter(&f, &limits).unwrap_err();
+        assert_eq!(e.to_string(), "authors: 3 values, at most 2 allowed");
+        let long = "x".repeat(2000);
+        let e = q(&format!(r##"{{"#t":["{long}"]}}"##)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "#t: a value of 2000 bytes, at most 1024 allowed"
+        );
+        assert_eq!(q(r#"{"search":"hello"}"#).unwrap_err(), QueryError::Search);
+    }
+
+    #[test]
+    fn empty_lists_and_inverted_ranges_match_nothing() {
+        assert!(q(r#"{"ids":[]}"#).unwrap().is_empty());
+        assert!(q(r#"{"kinds":[]}"#).unwrap().is_empty());
+        assert!(q(r#"{"since":20,"until":10}"#).unwrap().is_empty());
+        assert!(!q(r#"{"since":10,"until":10}"#).unwrap().is_empty());
+        assert!(!q("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_cursor_continues_in_nip01_order() {
+        let c = Cursor {
+            created_at: 1_700_000_000,
+            id: [7; 32],
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Ok(c));
+        assert!(Cursor::decode("zz").is_err());
+        assert!(Cursor::decode(&"g".repeat(80)).is_err());
+        let query = EventQuery {
+            after: Some(c),
+            limit: 10,
+            ..EventQuery::default()
+        };
+        let pg = events(Dialect::Postgres, Schema::Full, &query);
+        assert!(
+            pg.text
+                .contains("WHERE created_at <= $1 AND (created_at < $2 OR id > $3) ORDER BY"),
+            "{pg}"
+        );
+    }
+
+    #[test]
+    fn matches_agrees_with_the_filter_semantics() {
+        let query = q(&format!(r##"{{"kinds":[1],"#p":["{B}"],"since":10}}"##)).unwrap();
+        let id = [1; 32];
+        let pk = [2; 32];
+        let tv = vec![format!("p:{B}"), "t:x".to_string()];
+        assert!(query.matches(&id, &pk, 10, 1, &tv));
+        assert!(
+            !query.matches(&id, &pk, 9, 1, &tv),
+            "since is inclusive, 9 < 10"
+        );
+        assert!(!query.matches(&id, &pk, 10, 7, &tv));
+        assert!(!query.matches(&id, &pk, 10, 1, &["t:x".to_string()]));
+        // A value that only ends like the wanted one is no match.
+        let t = q(r##"{"#t":["x"]}"##).unwrap();
+        assert!(!t.matches(&id, &pk, 1, 1, &["t:yx".to_string()]));
+        assert!(t.matches(&id, &pk, 1, 1, &["t:x".to_string()]));
+    }
+
+    #[test]
+    fn several_filters_count_once_each_event() {
+        let qs = [
+            q(r#"{"kinds":[1]}"#).unwrap(),
+            q(r#"{"kinds":[7]}"#).unwrap(),
+            q(r#"{"ids":[]}"#).unwrap(),
+        ];
+        let pg = count(Dialect::Postgres, Schema::Full, &qs);
+        assert_eq!(
+            pg.text,
+            "SELECT count(*) FROM (SELECT id FROM event WHERE kind = $1 UNION \
+             SELECT id FROM event WHERE kind = $2) AS matched"
+        );
+        assert_eq!(
+            count(Dialect::Sqlite, Schema::Full, &qs[2..]).text,
+            "SELECT 0"
+        );
+    }
+
+    #[test]
+    fn merging_orders_newest_first_lowest_id_first_and_drops_repeats() {
+        let rows = vec![
+            (5, [2u8; 32]),
+            (7, [9; 32]),
+            (5, [1; 32]),
+            (7, [9; 32]),
+            (6, [0; 32]),
+        ];
+        let merged = merge_in_order(rows, |r| *r);
+        assert_eq!(
+            merged,
+            vec![(7, [9; 32]), (6, [0; 32]), (5, [1; 32]), (5, [2; 32])]
+        );
+    }
+
+    #[test]
+    fn relay_filters_bind_in_text_order() {
+        let f = RelayFilter {
+            network: Some(crate::model::Network::Clearnet),
+            nip: Some(11),
+            software: Some("Strfry".into()),
+            country: Some("de".into()),
+            status: Some(RelayStatus::Offline),
+            after: Some("wss://a.example".into()),
+            limit: 10,
+        };
+        let pg = relays(Dialect::Postgres, &f);
+        // Every $n appears once, in increasing order of first appearance.
+        let mut seen = Vec::new();
+        for (i, _) in pg.text.match_indices('$') {
+            let n: usize = pg.text[i + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap();
+            seen.push(n);
+        }
+        assert_eq!(seen, (1..=pg.binds.len()).collect::<Vec<_>>(), "{pg}");
+        let idx = |needle: &str| {
+            pg.binds
+                .iter()
+                .position(|b| *b == Bind::Text(needle.into()))
+                .unwrap()
+        };
+        assert!(
+            pg.text.contains(&format!(
+                "strpos(lower(l.data ->> 'software'), ${}) > 0",
+                idx("strfry") + 1
+            )),
+            "{pg}"
+        );
+        assert!(
+            pg.text
+                .contains(&format!("l.data ->> 'geo_country' = ${}", idx("DE") + 1)),
+            "{pg}"
+        );
+        let sqlite = relays(Dialect::Sqlite, &f);
+        assert_eq!(sqlite.text.matches('?').count(), sqlite.binds.len());
+        // SQLite's positional binds: the software value right after its check's name.
+        let sw = sqlite
+            .binds
+            .iter()
+            .position(|b| *b == Bind::Text("strfry".into()))
+            .unwrap();
+        assert_eq!(sqlite.binds[sw - 1], Bind::Text("nip11_info".into()));
+        let c = sqlite
+            .binds
+            .iter()
+            .position(|b| *b == Bind::Text("DE".into()))
+            .unwrap();
+        assert_eq!(sqlite.binds[c - 1], Bind::Text("nip66_geo".into()));
+        assert_eq!(
+            *sqlite.binds.last().unwrap(),
+            Bind::Int(11),
+            "the page size + 1"
+        );
+    }
+}

@@ -1,0 +1,600 @@
+//! `brotr-probe api` against both stores: the read-only relay (REQ in NIP-01 order with every
+//! filter field, checked against nostr's own `Filter::match_event`; COUNT; EVENT refused; NIP-77
+//! reconciliation; the live tail), NIP-11, and the HTTP API (keyset paging, errors, OpenAPI).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brotr_probe::config::ApiConfig;
+use brotr_probe::metrics::Metrics;
+use brotr_probe::model::{EventRow, Schema};
+use brotr_probe::nips::nip77::Reconciliation;
+use brotr_probe::serve::{self, Api};
+use brotr_probe::store::{self, DatabaseUrl, Store};
+use futures_util::{SinkExt, StreamExt};
+use nostr::{Event, EventBuilder, Filter, JsonUtil, Keys, Kind, Tag, Timestamp};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use common::{NEEDS_PG, fresh_pg_url, fresh_sqlite_url, relay, tag};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An api serving `url` on a loopback port, stopped when dropped.
+struct Served {
+    addr: SocketAddr,
+    store: Arc<dyn Store>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// An api over a new archive holding `events` (stored before it starts, so they are not "new"
+/// to its live tail).
+async fn serve_with(url: &DatabaseUrl, schema: Schema, cfg: ApiConfig, events: &[Event]) -> Served {
+    let store = common::open(url, schema).await;
+    if !events.is_empty() {
+        store
+            .insert_events(
+                &relay("wss://relay.example.com"),
+                1_700_000_000,
+                &rows(events),
+            )
+            .await
+            .unwrap();
+    }
+    let archive = store::open_archive(url, None).await.expect("open archive");
+    let api = Api::new(archive, cfg, Metrics::new());
+    api.start_live().await.expect("live tail");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve::serve(listener, api, async move {
+        let _ = stopped.await;
+    }));
+    Served {
+        addr,
+        store,
+        _stop: stop,
+    }
+}
+
+fn test_cfg() -> ApiConfig {
+    ApiConfig {
+        poll_secs: 0.1,
+        requests_per_second: 10_000,
+        burst: 10_000,
+        ..ApiConfig::default()
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .expect("websocket");
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next text frame as JSON (5 s at most).
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = frame {
+            return serde_json::from_str(&t).expect("json frame");
+        }
+    }
+}
+
+/// REQ, then every EVENT until EOSE; the CLOSED message instead when refused.
+async fn req(ws: &mut Ws, sub: &str, filters: &[Value]) -> Result<Vec<Event>, String> {
+    let mut msg = vec![json!("REQ"), json!(sub)];
+    msg.extend(filters.iter().cloned());
+    send(ws, Value::Array(msg)).await;
+    let mut out = Vec::new();
+    loop {
+        let m = next(ws).await;
+        match m[0].as_str() {
+            Some("EVENT") if m[1] == sub => {
+                let e = Event::from_json(m[2].to_string()).expect("event json");
+                e.verify().expect("a valid signature");
+                out.push(e);
+            }
+            Some("EOSE") if m[1] == sub => return Ok(out),
+            Some("CLOSED") if m[1] == sub => return Err(m[2].as_str().unwrap_or("").to_owned()),
+            _ => panic!("unexpected frame {m}"),
+        }
+    }
+}
+
+/// The archive's test data: three authors, several kinds and tags, and ties in created_at.
+fn dataset() -> Vec<Event> {
+    let keys: Vec<Keys> = (0..3).map(|_| Keys::generate()).collect();
+    let mut events = Vec::new();
+    for i in 0..30u64 {
+        let k = &keys[(i % 3) as usize];
+        let kind = [1u16, 7, 1, 0, 30023][(i % 5) as usize];
+        let mut tags: Vec<Tag> = vec![tag(&["t", if i % 2 == 0 { "even" } else { "odd" }])];
+        if i % 4 == 0 {
+            tags.push(tag(&["p", &keys[2].public_key().to_hex()]));
+        }
+        if i % 6 == 0 {
+            tags.push(tag(&["e", &"ab".repeat(32)]));
+        }
+        if kind == 30023 {
+            tags.push(tag(&["d", &format!("article-{i}")]));
+        }
+        // Pairs share a second: NIP-01's tie rule (lowest id first) decides their order.
+        let created_at = 1_700_000_000 + (i / 2) * 10;
+        events.push(
+            EventBuilder::new(Kind::from(kind), format!("content {i} \"quoted\" \\ é"))
+                .tags(tags)
+                .custom_created_at(Timestamp::from(created_at))
+                .sign_with_keys(k)
+                .unwrap(),
+        );
+    }
+    events
+}
+
+fn rows(events: &[Event]) -> Vec<EventRow> {
+    events
+        .iter()
+        .map(|e| EventRow::from_event(e).unwrap())
+        .collect()
+}
+
+/// What a relay must answer for `filter`: nostr's own matcher, NIP-01's order and limit.
+fn expected(events: &[Event], filter: &Filter) -> Vec<nostr::EventId> {
+    let mut m: Vec<&Event> = events
+        .iter()
+        .filter(|e| filter.match_event(e, Default::default()))
+        .collect();
+    m.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    if let Some(l) = filter.limit {
+        m.truncate(l);
+    }
+    m.into_iter().map(|e| e.id).collect()
+}
+
+async fn archive_suite(url: DatabaseUrl) {
+    let events = dataset();
+    let served = serve_with(&url, Schema::Full, test_cfg(), &events).await;
+    let mut ws = connect(served.addr).await;
+
+    // Every filter field, alone and together, against nostr's matcher.
+    let a = events[0].pubkey.to_hex();
+    let b = events[1].pubkey.to_hex();
+    let p = events[2].pubkey.to_hex();
+    let filters = [
+        json!({}),
+        json!({"limit": 5}),
+        json!({"ids": [events[3].id.to_hex(), events[17].id.to_hex()]}),
+        json!({"authors": [a]}),
+        json!({"authors": [a, b], "kinds": [1]}),
+        json!({"kinds": [7, 0]}),
+        json!({"#t": ["even"]}),
+        json!({"#p": [p]}),
+        json!({"#e": ["ab".repeat(32)], "kinds": [1]}),
+        json!({"#d": ["article-4", "article-9"]}),
+        json!({"#t": ["odd"], "#p": [p]}),
+        json!({"since": 1_700_000_050, "until": 1_700_000_100}),
+        json!({"since": 1_700_000_050, "until": 1_700_000_050}),
+        json!({"kinds": [1], "limit": 3}),
+        json!({"authors": [a], "since": 1_700_000_040, "limit": 2}),
+        json!({"kinds": [9999]}),
+    ];
+    for (i, f) in filters.iter().enumerate() {
+        let filter = Filter::from_json(f.to_string()).unwrap();
+        let got: Vec<_> = req(&mut ws, &format!("s{i}"), std::slice::from_ref(f))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(got, expected(&events, &filter), "filter {f}");
+    }
+    // An empty list is an OR over nothing: it matches nothing (nostr's own matcher reads it as
+    // "no condition", so it is not the oracle here).
+    for f in [
+        json!({"ids": []}),
+        json!({"authors": []}),
+        json!({"kinds": [], "limit": 5}),
+    ] {
+        assert!(
+            req(&mut ws, "empty", std::slice::from_ref(&f))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{f}"
+        );
+    }
+    // Several filters of one REQ: their union, once each, in order.
+    let (f1, f2) = (
+        json!({"kinds": [7]}),
+        json!({"authors": [a], "kinds": [7, 1]}),
+    );
+    let got: Vec<_> = req(&mut ws, "union", &[f1.clone(), f2.clone()])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let mut want = expected(&events, &Filter::from_json(f1.to_string()).unwrap());
+    want.extend(expected(
+        &events,
+        &Filter::from_json(f2.to_string()).unwrap(),
+    ));
+    let mut want: Vec<&Event> = events.iter().filter(|e| want.contains(&e.id)).collect();
+    want.sort_by(|x, y| y.created_at.cmp(&x.created_at).then(x.id.cmp(&y.id)));
+    assert_eq!(got, want.iter().map(|e| e.id).collect::<Vec<_>>());
+
+    // COUNT: several filters OR'd into one number.
+    send(&mut ws, json!(["COUNT", "c", f1, f2])).await;
+    let m = next(&mut ws).await;
+    assert_eq!(m[0], "COUNT");
+    assert_eq!(m[2]["count"], want.len());
+
+    // EVENT is refused: the archive is read-only, and nothing was stored.
+    let outsider = EventBuilder::text_note("let me in")
+        .sign_with_keys(&Keys::generate())
+        .unwrap();
+    send(
+        &mut ws,
+        json!(["EVENT", serde_json::to_value(&outsider).unwrap()]),
+    )
+    .await;
+    let m = next(&mut ws).await;
+    assert_eq!(
+        m,
+        json!([
+            "OK",
+            outsider.id.to_hex(),
+            false,
+            "blocked: read-only archive"
+        ])
+    );
+    assert!(
+        served
+            .store
+            .get_event(&outsider.id.to_bytes())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Bad filters are CLOSED with a reason, and the connection goes on.
+    let many: Vec<String> = (0..501).map(|i| format!("{i:064x}")).collect();
+    let err = req(&mut ws, "big", &[json!({"authors": many})])
+        .await
+        .unwrap_err();
+    assert_eq!(err, "invalid: authors: 501 values, at most 500 allowed");
+    let err = req(&mut ws, "s", &[json!({"search": "x"})])
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("invalid: search"), "{err}");
+    send(&mut ws, json!(["REQ"])).await;
+    let m = next(&mut ws).await;
+    assert_eq!(m[0], "NOTICE");
+    assert!(m[1].as_str().unwrap().starts_with("invalid:"), "{m}");
+    assert_eq!(
+        req(&mut ws, "after", &[json!({"limit": 1})])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // NIP-77: a client holding half the archive learns exactly the other half.
+    let items: Vec<(i64, [u8; 32])> = events
+        .iter()
+        .map(|e| (e.created_at.as_secs() as i64, e.id.to_bytes()))
+        .collect();
+    let mut recon = Reconciliation::new(&items[..15]).unwrap();
+    let open = recon.initiate().unwrap();
+    send(&mut ws, json!(["NEG-OPEN", "n", {}, hex::encode(open)])).await;
+    loop {
+        let m = next(&mut ws).await;
+        assert_eq!(m[0], "NEG-MSG", "{m}");
+        let msg = hex::decode(m[2].as_str().unwrap()).unwrap();
+        match recon.step(&msg).unwrap() {
+            Some(next_msg) => send(&mut ws, json!(["NEG-MSG", "n", hex::encode(next_msg)])).await,
+            None => break,
+        }
+    }
+    send(&mut ws, json!(["NEG-CLOSE", "n"])).await;
+    let mut missing: Vec<[u8; 32]> = items[15..].iter().map(|(_, id)| *id).collect();
+    missing.sort_unstable();
+    assert_eq!(recon.finish().need, missing);
+
+    // The live tail: archived after EOSE, delivered to matching subscriptions only (on a new
+    // connection: the subscriptions above are still open and would match too).
+    let mut ws = connect(served.addr).await;
+    assert!(
+        req(&mut ws, "live", &[json!({"kinds": [1], "#t": ["new"]})])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let k = Keys::generate();
+    let fresh = |kind: u16, t: &str| {
+        EventBuilder::new(Kind::from(kind), "fresh")
+            .tag(tag(&["t", t]))
+            .sign_with_keys(&k)
+            .unwrap()
+    };
+    let (wanted, other_kind, other_tag) = (fresh(1, "new"), fresh(7, "new"), fresh(1, "old"));
+    served
+        .store
+        .insert_events(
+            &relay("wss://relay2.example.com"),
+            1_800_000_000,
+            &rows(&[other_kind, wanted.clone(), other_tag]),
+        )
+        .await
+        .unwrap();
+    let m = next(&mut ws).await;
+    assert_eq!(m[0], "EVENT", "{m}");
+    assert_eq!(m[1], "live");
+    assert_eq!(m[2]["id"], wanted.id.to_hex());
+    // Nothing else arrives for it: the next frame is the answer to a new request.
+    assert_eq!(
+        req(&mut ws, "z", &[json!({"ids": []})])
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_relay_serves_the_sqlite_archive() {
+    let (url, _dir) = fresh_sqlite_url();
+    archive_suite(url).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn the_relay_serves_the_postgres_archive() {
+    let _ = NEEDS_PG;
+    archive_suite(fresh_pg_url().await).await;
+}
+
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    accept: &str,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("http");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+async fn http_suite(url: DatabaseUrl) {
+    let events = dataset();
+    let served = serve_with(&url, Schema::Full, test_cfg(), &events).await;
+    let addr = served.addr;
+
+    // NIP-11 on the relay's URL, with the CORS headers NIP-11 asks for.
+    let (status, headers, body) = get(addr, "/", "application/nostr+json").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let info: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["supported_nips"], json!([1, 11, 45, 77]));
+    assert_eq!(info["limitation"]["max_limit"], 500);
+    assert_eq!(info["limitation"]["restricted_writes"], true);
+
+    // Keyset pages of 4 walk the whole filter in NIP-01 order, ties included.
+    let filter = Filter::from_json(r#"{"kinds":[1,7]}"#).unwrap();
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            None => "/v1/events?kinds=1,7&limit=4".to_owned(),
+            Some(c) => format!("/v1/events?kinds=1,7&limit=4&cursor={c}"),
+        };
+        let (status, _, body) = get(addr, &path, "application/json").await;
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let evs = page["events"].as_array().unwrap();
+        assert!(evs.len() <= 4);
+        for e in evs {
+            got.push(Event::from_json(e.to_string()).unwrap().id);
+        }
+        pages += 1;
+        match page["next"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(got, expected(&events, &filter));
+    assert_eq!(pages, got.len().div_ceil(4));
+    // The same filter as JSON means the same thing.
+    let (_, _, body) = get(
+        addr,
+        "/v1/events?filter=%7B%22kinds%22%3A%5B1%2C7%5D%7D&limit=500",
+        "application/json",
+    )
+    .await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| Event::from_json(e.to_string()).unwrap().id)
+        .collect();
+    assert_eq!(ids, got);
+
+    // 400 names the parameter and why; never SQL.
+    for (path, param) in [
+        ("/v1/events?authors=xyz", "authors"),
+        ("/v1/events?kinds=1,banana", "kinds"),
+        ("/v1/events?limit=0", "limit"),
+        ("/v1/events?limit=100000", "limit"),
+        ("/v1/events?cursor=nope", "cursor"),
+        ("/v1/events?tag=pp", "tag"),
+        ("/v1/events?colour=red", "colour"),
+        ("/v1/events?kinds=1&kinds=2", "kinds"),
+        ("/v1/events?filter=%7B%22kinds%22%3A1%7D", "filter"),
+        ("/v1/relays?network=moon", "network"),
+        ("/v1/relays?status=sleepy", "status"),
+        ("/v1/relays?country=Germany", "country"),
+    ] {
+        let (status, _, body) = get(addr, path, "application/json").await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let e: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(e["parameter"], param, "{path}: {body}");
+        assert!(!body.to_lowercase().contains("select"), "{body}");
+    }
+    let (status, _, _) = get(
+        addr,
+        "/v1/relays/wss%3A%2F%2Fnowhere.example",
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The relay we stored through, listed and detailed.
+    let (status, _, body) = get(addr, "/v1/relays?network=clearnet", "application/json").await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["relays"][0]["url"], "wss://relay.example.com");
+    assert_eq!(page["relays"][0]["status"], "unknown");
+    let (status, _, body) = get(
+        addr,
+        "/v1/relays/wss%3A%2F%2Frelay.example.com",
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, _, body) = get(addr, "/v1/stats", "application/json").await;
+    assert_eq!(status, 200, "{body}");
+
+    // The OpenAPI document is 3.1 and lists every route.
+    let (status, _, body) = get(addr, "/openapi.json", "application/json").await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for p in ["/v1/events", "/v1/relays", "/v1/relays/{url}", "/v1/stats"] {
+        assert!(doc["paths"].get(p).is_some(), "{p} missing");
+    }
+
+    // Health and metrics, as the other services have them.
+    assert_eq!(get(addr, "/healthz", "*/*").await.0, 200);
+    assert_eq!(get(addr, "/readyz", "*/*").await.0, 200);
+    let (_, _, metrics) = get(addr, "/metrics", "*/*").await;
+    assert!(
+        metrics.contains("brotr_api_requests_total{route=\"/v1/events\",status=\"400\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("brotr_api_query_duration_seconds_bucket{op=\"events\""),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_http_api_serves_the_sqlite_archive() {
+    let (url, _dir) = fresh_sqlite_url();
+    http_suite(url).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn the_http_api_serves_the_postgres_archive() {
+    http_suite(fresh_pg_url().await).await;
+}
+
+#[tokio::test]
+async fn a_lite_archive_refuses_req_but_counts() {
+    let (url, _dir) = fresh_sqlite_url();
+    let events = dataset();
+    let served = serve_with(&url, Schema::Lite, test_cfg(), &events).await;
+    let mut ws = connect(served.addr).await;
+    let err = req(&mut ws, "s", &[json!({"kinds": [1]})])
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("blocked: this archive is lite"), "{err}");
+    send(&mut ws, json!(["COUNT", "c", {"kinds": [1]}])).await;
+    let m = next(&mut ws).await;
+    let want = expected(&events, &Filter::from_json(r#"{"kinds":[1]}"#).unwrap()).len();
+    assert_eq!(m, json!(["COUNT", "c", {"count": want}]));
+    let (status, _, _) = get(served.addr, "/v1/events", "application/json").await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn limits_refuse_and_cut_without_harm_to_others() {
+    let (url, _dir) = fresh_sqlite_url();
+    let cfg = ApiConfig {
+        max_subscriptions: 3,
+        max_filters: 2,
+        max_connections_per_ip: 2,
+        ..test_cfg()
+    };
+    let served = serve_with(&url, Schema::Full, cfg, &[]).await;
+    let mut ws = connect(served.addr).await;
+    for i in 0..3 {
+        req(&mut ws, &format!("s{i}"), &[json!({"kinds": [1]})])
+            .await
+            .unwrap();
+    }
+    let err = req(&mut ws, "s3", &[json!({})]).await.unwrap_err();
+    assert!(err.starts_with("blocked: 3 subscriptions open"), "{err}");
+    // Replacing an open one is allowed.
+    req(&mut ws, "s1", &[json!({"kinds": [7]})]).await.unwrap();
+    let err = req(&mut ws, "s1", &[json!({}), json!({}), json!({})])
+        .await
+        .unwrap_err();
+    assert_eq!(err, "invalid: 3 filters, at most 2 per request");
+    let err = req(&mut ws, &"x".repeat(65), &[json!({})])
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("invalid: subscription ids"), "{err}");
+    // Binary and oversized frames: a NOTICE, then the connection is cut for the oversized one.
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await[0], "NOTICE");
+    // Per-IP connections: the third is refused with 429 before the upgrade.
+    let _second = connect(served.addr).await;
+    let third = tokio_tungstenite::connect_async(format!("ws://{}/", served.addr)).await;
+    assert!(third.is_err(), "a third connection from one address");
+    let big = format!(r##"["REQ","s",{{"#t":["{}"]}}]"##, "x".repeat(200_000));
+    ws.send(Message::Text(big.into())).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(end, Ok(true), "an oversized frame ends the connection");
+    // The server still serves a fresh connection (the cut one freed its slot).
+    let mut again = connect(served.addr).await;
+    req(&mut again, "ok", &[json!({"limit": 1})]).await.unwrap();
+}
