@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# Runs every test: the Kubernetes control-plane smoke test and CRD validation on a real API
-# server, format and lint gates, then `cargo test --workspace -- --include-ignored`, then the
-# chart, alert, GitOps and container-image tests, the runc kubelet and the whole system with its
-# failure drills (e2e/*-test.sh). cargo test runs the unit
-# tests, and every test that needs a real server or tool (PostgreSQL, the control plane, the
-# external relays and verifiers, MaxMind's test databases, the real-world relay list). Those are
-# `#[ignore]`d by a plain `cargo test`; here they run, and a missing server or tool fails them.
-# Installs what it needs on a fresh machine (PostgreSQL via apt; the control plane built from the
-# Go module proxy; the external peers by e2e/tools.sh; all cached under $HOME/.cache/brotr).
+# Runs every test: format and lint gates, `cargo test --workspace -- --include-ignored`, the
+# Kubernetes control-plane smoke test and CRD validation on a real API server, the chart, alert,
+# GitOps and container-image tests, the runc kubelet and the whole system with its failure
+# drills (e2e/*-test.sh). cargo test runs the unit tests, and every test that needs a real server
+# or tool (PostgreSQL, the control plane, the external relays and verifiers, MaxMind's test
+# databases, the real-world relay list). Those are `#[ignore]`d by a plain `cargo test`; here they
+# run, and a missing server or tool fails them.
+#
+# Installs what it needs on a fresh machine (Debian packages in one apt transaction, e2e/deps.sh;
+# the control plane built from the Go module proxy; the external peers by e2e/tools.sh; all cached
+# under $HOME/.cache/brotr). Two cores, so the order is planned (see README, "Running the tests"):
+#   - the network-bound installs and the Go build run in the background while the workspace
+#     compiles;
+#   - the workspace is compiled once for lints and tests: the test build runs with clippy as the
+#     workspace's compiler wrapper (what `cargo clippy` does, but emitting the binaries), so
+#     clippy's lints fail the build as `cargo clippy -- -D warnings` would, and no separate check
+#     build of every crate is needed;
+#   - the images' dist build (whole-program optimisation, ~10 min; skipped when its inputs did not
+#     change) runs niced in the background during cargo test;
+#   - the light e2e tests (own control planes, mostly waiting) run beside the runc ones.
+# Ends with a table of every section's wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,21 +31,22 @@ bash e2e/prune-target.sh
 source e2e/pg.sh
 source e2e/sections.sh
 K8S_DIR=""
+kill_tree() { local c; for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done; kill "$1" 2>/dev/null || true; }
 cleanup() {
-  local rc=$?
+  local rc=$? pid
+  for pid in "${SECTIONS_PID[@]}"; do kill_tree "$pid"; done
   pg_stop
   if [ -n "$K8S_DIR" ]; then bash e2e/control-plane.sh stop "$K8S_DIR" >/dev/null 2>&1 || true; rm -rf "$K8S_DIR"; fi
   sections_table "$rc"
 }
 trap cleanup EXIT
 
-section "PostgreSQL (install when missing, start)" pg_start fsync=off
-section "control plane: build (Go, cached after)" bash e2e/control-plane.sh build >/dev/null
-section "control plane smoke test" bash e2e/k8s-smoke.sh
-section "CRD validation on the API server" bash e2e/crd-validation.sh
+# --- background: what waits on the network, and the Go build ---------------------------------
+section_bg "Debian packages (one apt transaction) + external test peers" \
+  bash -c 'bash e2e/deps.sh && BROTR_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay,helm bash e2e/tools.sh >/dev/null'
+section_bg "control plane: build (Go; cached after)" bash e2e/control-plane.sh build
 
-source e2e/tools.sh
-section "external test peers (e2e/tools.sh)" tools_install
+section "PostgreSQL (start)" pg_start fsync=off
 
 # The real-world relay list is third-party data kept beside the project, never in it.
 CORPUS="$(cd .. && pwd)/shared/data/seed_relays_bigbrotr.txt"
@@ -45,24 +58,70 @@ else
   SKIP=(--skip real_world_corpus)
 fi
 
+# --- the workspace, compiled once ---------------------------------------------------------------
 section "cargo fmt --check" cargo fmt --all -- --check
-section "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+section "cargo fetch" cargo fetch --locked
+# clippy-driver as the workspace's rustc wrapper, with `-D warnings`: the lints of
+# `cargo clippy --workspace --all-targets -- -D warnings`, on the build the tests run.
+CLIPPY_DRIVER=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)
+[ -x "$CLIPPY_DRIVER" ] || { echo "!! clippy-driver not found (rustup component add clippy)" >&2; exit 1; }
+export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+section "cargo build: every target, with clippy's lints (-D warnings)" \
+  cargo test --workspace --all-targets --locked --no-run
+# The e2e scripts drive the binaries this build made (no second build with other features).
+export BROTR_PROBE_BIN="$CARGO_TARGET_DIR/debug/brotr-probe"
+export BROTR_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/brotr-operator"
+
+section_wait "Debian packages (one apt transaction) + external test peers"
+# Its exports (BROTR_NOSTR_RS_RELAY, …) for this shell: everything is installed, so this is quick.
+source e2e/tools.sh
+section "external test peers (exports)" tools_install
+
+# The images' dist build in the background, niced: cargo test and the light e2e tests mostly wait.
+section_bg "images: dist build + buildah (reused when the sources did not change)" \
+  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS nice -n 19 bash e2e/images.sh
+
+section_wait "control plane: build (Go; cached after)"
+section "control plane smoke test" bash e2e/k8s-smoke.sh
+section "CRD validation on the API server" bash e2e/crd-validation.sh
 K8S_DIR=$(mktemp -d /tmp/brotr-k8s-tests.XXXXXX)
 section "control plane for the Rust tests" bash e2e/control-plane.sh start "$K8S_DIR" >/dev/null
 # KUBECONFIG (admin) and BROTR_K8S_OPERATOR_KUBECONFIG (the operator's least-privilege user).
 source "$K8S_DIR/env"
 
-section "cargo build (tests)" cargo test --workspace --locked --no-run
-section "cargo test (ignored included)" cargo test --workspace --locked -- --include-ignored "${SKIP[@]}"
+# Not --all-targets: the benches (harness = false) would run whole benchmarks. They were built and
+# linted above; the targets run here are a subset of that build, so nothing compiles again.
+section "cargo test (ignored included)" \
+  cargo test --workspace --locked -- --include-ignored "${SKIP[@]}"
+bash e2e/control-plane.sh stop "$K8S_DIR" >/dev/null 2>&1 || true
+rm -rf "$K8S_DIR"
+K8S_DIR=""
+unset KUBECONFIG
 
-# The scripts below drive the binaries cargo test just built, each on its own throwaway control
-# plane. PyYAML reads the rendered manifests and the Argo CD testdata.
-python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
-section "Prometheus Operator CRDs accept and reject" bash e2e/monitoring-crds.sh verify
-section "Helm chart (lint, schema, install/upgrade/uninstall)" bash e2e/chart-test.sh
-section "alert rules, dashboard, metric names" bash e2e/alerts-test.sh
-section "GitOps: examples, Argo CD health, kstatus" bash e2e/gitops-test.sh
-section "images: dist build + buildah" bash e2e/images.sh
+# --- the e2e scripts ----------------------------------------------------------------------------
+# Each starts its own throwaway control plane. The light ones (no runc, no fixed host ports) run
+# one after another in the background, beside the runc ones (which share the host's ports 9090
+# and 9050, so those run one after another too).
+light_e2e() {
+  # A subshell: its table rows go back to the parent through $LIGHT_ROWS, one per script.
+  SECTIONS=()
+  light() { local rc=0; section "$@" || rc=$?; printf '%s\n' "${SECTIONS[-1]}" >>"$LIGHT_ROWS"; return "$rc"; }
+  light "Prometheus Operator CRDs accept and reject" bash e2e/monitoring-crds.sh verify
+  light "Helm chart (lint, schema, install/upgrade/uninstall)" bash e2e/chart-test.sh
+  light "alert rules, dashboard, metric names" bash e2e/alerts-test.sh
+  light "GitOps: examples, Argo CD health, kstatus" bash e2e/gitops-test.sh
+}
+LIGHT_ROWS=$(mktemp /tmp/brotr-light-rows.XXXXXX)
+section_bg "light e2e tests: CRDs, chart, alerts, GitOps (in the background)" light_e2e
+
+section_wait "images: dist build + buildah (reused when the sources did not change)"
 section "images: checks, run under runc" bash e2e/images-test.sh
-section "runc kubelet test" bash e2e/kubelet-test.sh
-section "whole system + failure drills" bash e2e/system-test.sh
+section "runc kubelet test" env BROTR_KUBELET_REUSE_IMAGES=1 bash e2e/kubelet-test.sh
+section "whole system + failure drills" env BROTR_SYSTEM_REUSE_IMAGES=1 bash e2e/system-test.sh
+
+light_rc=0
+section_wait "light e2e tests: CRDs, chart, alerts, GitOps (in the background)" || light_rc=$?
+# Each light script's own time, in the table too.
+while IFS= read -r row; do SECTIONS+=("  $row"); done <"$LIGHT_ROWS"
+rm -f "$LIGHT_ROWS"
+exit "$light_rc"

@@ -23,6 +23,8 @@
 # Environment:
 #   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
 #   BROTR_NOSTR_RS_RELAY_VERSION  crates.io version               (default 0.8.12)
+#   BROTR_NOSTR_RS_RELAY_PROFILE  test (opt-level 1, what the tests use) or release (the crate's
+#                               own profile, for benchmarks that compare against it); default test
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
 #   BROTR_PY_RELAY_VERSION      PyPI nostr-relay version          (default 1.14)
 #   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,
@@ -52,8 +54,11 @@ tools_apt() {
   mkdir -p "$TOOLS_CACHE"
   tools_log "installing ${missing[*]} with apt-get (log: $log)"
   export DEBIAN_FRONTEND=noninteractive
-  { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; } >"$log" 2>&1 ||
-    { tail -5 "$log" >&2; tools_die "apt-get install ${missing[*]} failed"; }
+  # Another install may hold dpkg's lock (the test command installs in the background): wait.
+  local wait=(-o DPkg::Lock::Timeout=900)
+  { apt-get "${wait[@]}" update -qq && apt-get "${wait[@]}" install -y -qq "${missing[@]}"; } \
+    >"$log" 2>&1 ||
+    { tail -5 "$log" >&2; tools_die "apt-get install ${missing[*]} failed (log: $log)"; }
 }
 
 # nostr-rs-relay: built from its crates.io source with e2e/nostr-rs-relay-<version>.Cargo.lock.
@@ -63,7 +68,16 @@ tools_apt() {
 # move, see e2e/README-tools.md): reproducible and known to build. It builds with its own target
 # dir (not the workspace's); only the binary is kept.
 tools_nostr_rs_relay() {
-  local v=$NOSTR_RS_RELAY_VERSION bin="$TOOLS_CACHE/bin/nostr-rs-relay-$NOSTR_RS_RELAY_VERSION"
+  local v=$NOSTR_RS_RELAY_VERSION profile=${BROTR_NOSTR_RS_RELAY_PROFILE:-test}
+  local bin="$TOOLS_CACHE/bin/nostr-rs-relay-$NOSTR_RS_RELAY_VERSION"
+  # The tests need a working relay, not a fast one: opt-level 1 and no debug info build in about
+  # half the time of the crate's release profile. Benchmarks ask for `release`.
+  local opt=()
+  case "$profile" in
+    test) bin+="-test"; opt=(CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=false) ;;
+    release) ;;
+    *) tools_die "BROTR_NOSTR_RS_RELAY_PROFILE must be test or release, not $profile"; return 1 ;;
+  esac
   if [ ! -x "$bin" ]; then
     local lock="$TOOLS_E2E_DIR/nostr-rs-relay-$v.Cargo.lock"
     [ -f "$lock" ] || tools_die "nostr-rs-relay $v: no $lock (make one as described above)" ||
@@ -81,8 +95,10 @@ tools_nostr_rs_relay() {
     [ -n "$crate" ] || tools_die "nostr-rs-relay $v: .crate not in cargo's registry cache" || return 1
     tar -xzf "$crate" -C "$root/src" && cp "$lock" "$root/src/nostr-rs-relay-$v/Cargo.lock" ||
       return 1
-    tools_log "building nostr-rs-relay $v (about 8 minutes; log: $log)"
-    if ! CARGO_TARGET_DIR="$root/target" nice -n 10 cargo install --locked --quiet \
+    tools_log "building nostr-rs-relay $v, $profile build (4-8 minutes; log: $log)"
+    # Not through the workspace's clippy wrapper (the test command sets one for its own build).
+    if ! env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS "${opt[@]}" CARGO_TARGET_DIR="$root/target" \
+        nice -n 10 cargo install --locked --quiet \
         --path "$root/src/nostr-rs-relay-$v" --root "$root" >>"$log" 2>&1; then
       tail -20 "$log" >&2
       tools_die "nostr-rs-relay $v: cargo install failed (log: $log)"
