@@ -43,7 +43,7 @@ trap cleanup EXIT
 
 # --- background: what waits on the network, and the Go build ---------------------------------
 section_bg "Debian packages (one apt transaction) + external test peers" \
-  bash -c 'bash e2e/deps.sh && BROTR_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay,helm bash e2e/tools.sh >/dev/null'
+  bash -c 'bash e2e/deps.sh && BROTR_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,go-client,neg-relay,geoip-test,py-relay,ts-relay,helm bash e2e/tools.sh >/dev/null'
 section_bg "control plane: build (Go; cached after)" bash e2e/control-plane.sh build
 
 section "PostgreSQL (start)" pg_start fsync=off

@@ -39,7 +39,8 @@ section_bg() {
   SECTIONS_START[$name]=$(date +%s.%N)
   SECTIONS_LOG[$name]=$log
   echo "== $name (in the background)"
-  ( "$@" ) >"$log" 2>&1 &
+  # The job's own end time, so its row is its duration, not the time until it was waited for.
+  ( rc=0; "$@" || rc=$?; date +%s.%N >"$log.end"; exit "$rc" ) >"$log" 2>&1 &
   SECTIONS_PID[$name]=$!
 }
 
@@ -49,9 +50,12 @@ section_wait() {
   wait "${SECTIONS_PID[$name]}" || rc=$?
   echo "== $name (background, waited $(_sections_since "$t0") s for it)"
   cat "${SECTIONS_LOG[$name]}"
-  rm -f "${SECTIONS_LOG[$name]}"
-  SECTIONS+=("$(_sections_since "${SECTIONS_START[$name]}")|$([ "$rc" -eq 0 ] && echo "ok, overlapped" || echo "FAILED ($rc)")|$name")
-  echo "-- $name: ${SECTIONS[-1]%%|*} s (overlapped with what ran meanwhile)"
+  local secs
+  secs=$(awk -v a="${SECTIONS_START[$name]}" -v b="$(cat "${SECTIONS_LOG[$name]}.end" 2>/dev/null || date +%s.%N)" \
+    'BEGIN { printf "%.0f", b - a }')
+  rm -f "${SECTIONS_LOG[$name]}" "${SECTIONS_LOG[$name]}.end"
+  SECTIONS+=("$secs|$([ "$rc" -eq 0 ] && echo "ok, in the background" || echo "FAILED ($rc)")|$name")
+  echo "-- $name: $secs s (in the background, beside what ran meanwhile)"
   if [ "$rc" -ne 0 ]; then
     echo "!! section failed: $name (exit $rc)" >&2
   fi

@@ -11,6 +11,7 @@
 #                         prefix holding the pinned nostr-tools it imports
 #   BROTR_GO_VERIFY       e2e/go-verify built (go-nostr's event checks)
 #   BROTR_NEG_RELAY       e2e/neg-relay built (in-memory NIP-77 relay on go-nostr's negentropy)
+#   BROTR_GO_CLIENT       e2e/system/nostr-client built (go-nostr: publish, REQ until EOSE)
 #   BROTR_GEOIP_TEST_DIR  MaxMind's small test databases (GeoLite2-City-Test.mmdb,
 #                         GeoLite2-ASN-Test.mmdb; Apache-2.0/MIT), taken from the `maxminddb`
 #                         sdist on PyPI — never committed
@@ -134,7 +135,7 @@ tools_nostr_tools() {
 # tools_go_build NAME VAR: builds e2e/NAME (a Go main package on go-nostr) with its committed
 # go.sum into bin/NAME-<sha of go.mod, go.sum, main.go>, so an edit rebuilds it; exports VAR.
 tools_go_build() {
-  local name=$1 var=$2 src="$TOOLS_E2E_DIR/$1" key bin
+  local name=$1 var=$2 src="$TOOLS_E2E_DIR/${3:-$1}" key bin
   command -v go >/dev/null 2>&1 || { tools_die "$name: no go toolchain on PATH"; return 1; }
   key=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
   bin="$TOOLS_CACHE/bin/$name-$key"
@@ -156,6 +157,10 @@ tools_go_build() {
 
 # go-verify: e2e/go-verify (go-nostr): event checks.
 tools_go_verify() { tools_go_build go-verify BROTR_GO_VERIFY; }
+
+# go-client: e2e/system/nostr-client (go-nostr): publishes events and queries relays (REQ until
+# EOSE), a client we did not write.
+tools_go_client() { tools_go_build nostr-client BROTR_GO_CLIENT system/nostr-client; }
 
 # neg-relay: e2e/neg-relay, an in-memory relay with NIP-77 on go-nostr's own negentropy code
 tools_neg_relay() { tools_go_build neg-relay BROTR_NEG_RELAY; }
@@ -292,7 +297,7 @@ tools_helm() {
 
 tools_install() {
   local t fn failed=0 lock_fd
-  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay}"
+  IFS=, read -r -a _tools <<<"${BROTR_TOOLS:-nostr-rs-relay,nostr-tools,go-nostr,go-client,neg-relay,geoip-test,py-relay,ts-relay}"
   # One install at a time per cache (two worktrees may run their tests at once).
   mkdir -p "$TOOLS_CACHE"
   exec {lock_fd}>"$TOOLS_CACHE/.tools.lock"
@@ -302,6 +307,7 @@ tools_install() {
       nostr-rs-relay) fn=tools_nostr_rs_relay ;;
       nostr-tools) fn=tools_nostr_tools ;;
       go-nostr) fn=tools_go_verify ;;
+      go-client) fn=tools_go_client ;;
       neg-relay) fn=tools_neg_relay ;;
       geoip-test) fn=tools_geoip_test ;;
       py-relay) fn=tools_py_relay ;;
@@ -330,7 +336,7 @@ tools_install() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
   for v in BROTR_NOSTR_RS_RELAY BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
-    BROTR_GO_VERIFY BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY BROTR_HELM; do
+    BROTR_GO_VERIFY BROTR_GO_CLIENT BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY BROTR_HELM; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done
   true

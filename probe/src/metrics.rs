@@ -453,6 +453,7 @@ mod tests {
             "_total",
             "_seconds",
             "_connections",
+            "_subscriptions",
             "_failures",
             "_behind",
             "_dormant",

@@ -13,7 +13,7 @@ use brotr_probe::metrics::Metrics;
 use brotr_probe::model::{EventRow, Schema};
 use brotr_probe::nips::nip77::Reconciliation;
 use brotr_probe::serve::{self, Api};
-use brotr_probe::store::{self, DatabaseUrl, Store};
+use brotr_probe::store::{self, DatabaseUrl, Reader, Store};
 use futures_util::{SinkExt, StreamExt};
 use nostr::{Event, EventBuilder, Filter, JsonUtil, Keys, Kind, Tag, Timestamp};
 use serde_json::{Value, json};
@@ -45,7 +45,9 @@ async fn serve_with(url: &DatabaseUrl, schema: Schema, cfg: ApiConfig, events: &
             .await
             .unwrap();
     }
-    let archive = store::open_archive(url, None).await.expect("open archive");
+    let archive = store::open_archive(&reader_url(url).await, None)
+        .await
+        .expect("open archive");
     let api = Api::new(archive, cfg, Metrics::new());
     api.start_live().await.expect("live tail");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -59,6 +61,24 @@ async fn serve_with(url: &DatabaseUrl, schema: Schema, cfg: ApiConfig, events: &
         store,
         _stop: stop,
     }
+}
+
+/// On PostgreSQL, the URL of a new login role in `brotr_reader` (what a deployment gives the
+/// api); SQLite has no roles.
+async fn reader_url(url: &DatabaseUrl) -> DatabaseUrl {
+    let DatabaseUrl::Postgres(admin) = url else {
+        return url.clone();
+    };
+    let role = format!("brotr_api_{}", hex::encode(rand::random::<[u8; 4]>()));
+    let pool = sqlx::PgPool::connect(admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN IN ROLE brotr_reader"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    DatabaseUrl::Postgres(admin.replacen("://postgres@", &format!("://{role}@"), 1))
 }
 
 fn test_cfg() -> ApiConfig {
@@ -485,8 +505,17 @@ async fn http_suite(url: DatabaseUrl) {
     .await;
     assert_eq!(status, 200, "{body}");
 
+    // Stats come from the statistics views, with the time they were refreshed.
+    served.store.refresh_views().await.unwrap();
     let (status, _, body) = get(addr, "/v1/stats", "application/json").await;
     assert_eq!(status, 200, "{body}");
+    let stats: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["events"], events.len());
+    assert_eq!(stats["relays"], 1);
+    assert!(stats["refreshed_at"].as_i64().unwrap() > 1_700_000_000, "{stats}");
+    let kinds = &stats["kinds"];
+    let ones = events.iter().filter(|e| e.kind.as_u16() == 1).count();
+    assert_eq!(kinds["1"], ones, "{stats}");
 
     // The OpenAPI document is 3.1 and lists every route.
     let (status, _, body) = get(addr, "/openapi.json", "application/json").await;
@@ -597,4 +626,59 @@ async fn limits_refuse_and_cut_without_harm_to_others() {
     // The server still serves a fresh connection (the cut one freed its slot).
     let mut again = connect(served.addr).await;
     req(&mut again, "ok", &[json!({"limit": 1})]).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn the_api_role_reads_and_cannot_write() {
+    let url = fresh_pg_url().await;
+    let store = common::open(&url, Schema::Full).await;
+    let events = dataset();
+    store
+        .insert_events(&relay("wss://relay.example.com"), 1_700_000_000, &rows(&events))
+        .await
+        .unwrap();
+    let reader = reader_url(&url).await;
+    let DatabaseUrl::Postgres(reader_pg) = &reader else {
+        unreachable!()
+    };
+    assert!(!reader_pg.contains("://postgres@"), "{reader_pg}");
+    // It reads everything the api serves.
+    let archive = store::open_archive(&reader, None).await.unwrap();
+    let all = brotr_probe::store::query::EventQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    assert_eq!(archive.query_events(&all).await.unwrap().len(), events.len());
+    archive.stats().await.unwrap();
+    archive
+        .relays_page(&brotr_probe::store::query::RelayFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Its connection cannot write: a plain INSERT, and the store's own ingest, are refused.
+    let pg = brotr_probe::store::PgStore::open(reader_pg, None, store::OpenMode::Check)
+        .await
+        .unwrap();
+    let err = sqlx::query(
+        "INSERT INTO relay (discovered_at, url, network) VALUES (1, 'wss://x.example', 'clearnet')",
+    )
+    .execute(pg.pool())
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    let fresh = EventBuilder::text_note("no")
+        .sign_with_keys(&Keys::generate())
+        .unwrap();
+    assert!(
+        archive
+            .insert_events(&relay("wss://y.example"), 1, &rows(&[fresh]))
+            .await
+            .is_err()
+    );
+    // Nothing was written.
+    let c = store.counts().await.unwrap();
+    assert_eq!((c.relays, c.events), (1, events.len() as u64));
 }

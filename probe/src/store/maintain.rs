@@ -44,6 +44,14 @@ pub(super) async fn pg_refresh_views(pool: &PgPool) -> Result<Vec<&'static str>>
             .await
             .map_err(query_err("view refresh"))?;
     }
+    // When they were refreshed, for the api's `/v1/stats` (PostgreSQL keeps no such time).
+    sqlx::query(
+        "SELECT service_state_upsert(ARRAY['maintain'], ARRAY['refresh'], ARRAY['views'], \
+         ARRAY[jsonb_build_object('refreshed_at', extract(epoch FROM now())::bigint)])",
+    )
+    .execute(pool)
+    .await
+    .map_err(query_err("view refresh time"))?;
     Ok(PG_VIEWS.to_vec())
 }
 
