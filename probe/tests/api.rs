@@ -512,7 +512,10 @@ async fn http_suite(url: DatabaseUrl) {
     let stats: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["events"], events.len());
     assert_eq!(stats["relays"], 1);
-    assert!(stats["refreshed_at"].as_i64().unwrap() > 1_700_000_000, "{stats}");
+    assert!(
+        stats["refreshed_at"].as_i64().unwrap() > 1_700_000_000,
+        "{stats}"
+    );
     let kinds = &stats["kinds"];
     let ones = events.iter().filter(|e| e.kind.as_u16() == 1).count();
     assert_eq!(kinds["1"], ones, "{stats}");
@@ -635,7 +638,11 @@ async fn the_api_role_reads_and_cannot_write() {
     let store = common::open(&url, Schema::Full).await;
     let events = dataset();
     store
-        .insert_events(&relay("wss://relay.example.com"), 1_700_000_000, &rows(&events))
+        .insert_events(
+            &relay("wss://relay.example.com"),
+            1_700_000_000,
+            &rows(&events),
+        )
         .await
         .unwrap();
     let reader = reader_url(&url).await;
@@ -649,7 +656,10 @@ async fn the_api_role_reads_and_cannot_write() {
         limit: 1000,
         ..Default::default()
     };
-    assert_eq!(archive.query_events(&all).await.unwrap().len(), events.len());
+    assert_eq!(
+        archive.query_events(&all).await.unwrap().len(),
+        events.len()
+    );
     archive.stats().await.unwrap();
     archive
         .relays_page(&brotr_probe::store::query::RelayFilter {
