@@ -13,7 +13,7 @@ use brotr_probe::metrics::Metrics;
 use brotr_probe::model::{EventRow, Schema};
 use brotr_probe::nips::nip77::Reconciliation;
 use brotr_probe::serve::{self, Api};
-use brotr_probe::store::{self, DatabaseUrl, Reader, Store};
+use brotr_probe::store::{self, DatabaseUrl, Store};
 use futures_util::{SinkExt, StreamExt};
 use nostr::{Event, EventBuilder, Filter, JsonUtil, Keys, Kind, Tag, Timestamp};
 use serde_json::{Value, json};
