@@ -283,358 +283,295 @@ fn keys(rows: Vec<(i64, Vec<u8>)>, cap: u32) -> Result<Option<Vec<Item>>> {
         .map(Some)
 }
 
-#[async_trait]
-impl Reader for PgStore {
-    async fn query_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
-        if q.is_empty() || q.limit == 0 {
-            return Ok(Vec::new());
+/// `impl Reader` for one store: the reads both stores share, written once (`$dialect` picks the
+/// SQL, `$query` binds it, `$event`, `$health` and `$check` decode rows of that backend), plus
+/// the store's own methods (`live`, `stats`). One macro for the whole impl, so `async_trait`
+/// sees every method.
+macro_rules! reader_impl {
+    ($store:ty, $dialect:expr, $query:ident, $event:ident, $health:ident, $check:ident,
+     $relay_sql:literal, { $($own:tt)* }) => {
+        #[async_trait]
+        impl Reader for $store {
+        async fn query_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
+            if q.is_empty() || q.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let sql = query::events($dialect, super::Store::schema(self), q);
+            let rows = $query(&sql)
+                .fetch_all(self.pool())
+                .await
+                .map_err(query_err("event query"))?;
+            rows.iter().map($event).collect()
         }
-        let sql = query::events(Dialect::Postgres, super::Store::schema(self), q);
-        let rows = pg_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .map_err(query_err("event query"))?;
-        rows.iter().map(pg_event).collect()
-    }
 
-    async fn count_events(&self, qs: &[EventQuery]) -> Result<u64> {
-        let sql = query::count(Dialect::Postgres, super::Store::schema(self), qs);
-        let n: i64 = pg_query(&sql)
-            .fetch_one(self.pool())
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(query_err("event count"))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    async fn negentropy_items(&self, q: &EventQuery, cap: u32) -> Result<Option<Vec<Item>>> {
-        if q.is_empty() {
-            return Ok(Some(Vec::new()));
+        async fn count_events(&self, qs: &[EventQuery]) -> Result<u64> {
+            let sql = query::count($dialect, super::Store::schema(self), qs);
+            let n: i64 = $query(&sql)
+                .fetch_one(self.pool())
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(query_err("event count"))?;
+            Ok(u64::try_from(n).unwrap_or(0))
         }
-        let sql = query::negentropy_items(Dialect::Postgres, super::Store::schema(self), q, cap);
-        let rows: Vec<(i64, Vec<u8>)> = pg_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .map_err(query_err("negentropy items"))?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(query_err("negentropy items"))?;
-        keys(rows, cap)
-    }
 
-    async fn live(&self, _poll: Duration) -> Result<mpsc::Receiver<Vec<StoredEvent>>> {
-        let pool = self.pool().clone();
-        let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
-            .await
-            .map_err(query_err("listen"))?;
-        listener
-            .listen(super::postgres::EVENTS_CHANNEL)
-            .await
-            .map_err(query_err("listen"))?;
-        let sql = match super::Store::schema(self) {
-            Schema::Full => {
-                "SELECT e.id, e.pubkey, e.created_at, e.kind, tags_to_tagvalues(e.tags), \
-                 e.tags::text, e.content, e.sig FROM event_relay er JOIN event e \
-                 ON e.id = er.event_id WHERE er.relay_id = $1 AND er.seen_at = $2"
+        async fn negentropy_items(&self, q: &EventQuery, cap: u32) -> Result<Option<Vec<Item>>> {
+            if q.is_empty() {
+                return Ok(Some(Vec::new()));
             }
-            Schema::Lite => {
-                "SELECT e.id, e.pubkey, e.created_at, e.kind, e.tagvalues, NULL::text, \
-                 NULL::text, NULL::bytea FROM event_relay er JOIN event e \
-                 ON e.id = er.event_id WHERE er.relay_id = $1 AND er.seen_at = $2"
-            }
-        };
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            // PgListener reconnects by itself after a lost connection (what was announced
-            // meanwhile is in the archive, not in the tail).
-            while let Ok(n) = listener.recv().await {
-                if tx.is_closed() {
-                    break;
-                }
-                let Some((relay_id, seen_at)) = super::postgres::parse_batch_notice(n.payload())
-                else {
-                    continue;
-                };
-                let batch = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(relay_id)
-                    .bind(seen_at)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(query_err("live tail"))
-                    .and_then(|rows| rows.iter().map(pg_event).collect::<Result<Vec<_>>>());
-                match batch {
-                    Ok(b) if b.is_empty() => {}
-                    Ok(b) => {
-                        if tx.send(b).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "live tail: reading a batch failed"),
-                }
-            }
-        });
-        Ok(rx)
-    }
-    async fn relays_page(&self, f: &RelayFilter) -> Result<Vec<RelaySummary>> {
-        let sql = query::relays(Dialect::Postgres, f);
-        let relays: Vec<(String, String, i64)> = pg_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .and_then(|rows| {
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                    .collect()
-            })
-            .map_err(query_err("relays read"))?;
-        let urls: Vec<String> = relays.iter().map(|r| r.0.clone()).collect();
-        let sql = query::relay_health(Dialect::Postgres, &urls);
-        let rows: Vec<HealthRow> = pg_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .and_then(|rows| rows.iter().map(health_row_pg).collect())
-            .map_err(query_err("relay health read"))?;
-        Ok(assemble(relays, rows))
-    }
+            let sql = query::negentropy_items($dialect, super::Store::schema(self), q, cap);
+            let rows: Vec<(i64, Vec<u8>)> = $query(&sql)
+                .fetch_all(self.pool())
+                .await
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                        .collect()
+                })
+                .map_err(query_err("negentropy items"))?;
+            keys(rows, cap)
+        }
 
-    async fn relay_detail(
-        &self,
-        url: &str,
-        since: Option<i64>,
-        until: Option<i64>,
-        check: Option<&str>,
-        limit: u32,
-    ) -> Result<Option<RelayDetail>> {
-        let relay: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT url, network, discovered_at FROM relay WHERE url = $1")
+        async fn relays_page(&self, f: &RelayFilter) -> Result<Vec<RelaySummary>> {
+            let sql = query::relays($dialect, f);
+            let relays: Vec<(String, String, i64)> = $query(&sql)
+                .fetch_all(self.pool())
+                .await
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                        .collect()
+                })
+                .map_err(query_err("relays read"))?;
+            let urls: Vec<String> = relays.iter().map(|r| r.0.clone()).collect();
+            let sql = query::relay_health($dialect, &urls);
+            let rows: Vec<HealthRow> = $query(&sql)
+                .fetch_all(self.pool())
+                .await
+                .and_then(|rows| rows.iter().map($health).collect())
+                .map_err(query_err("relay health read"))?;
+            Ok(assemble(relays, rows))
+        }
+
+        async fn relay_detail(
+            &self,
+            url: &str,
+            since: Option<i64>,
+            until: Option<i64>,
+            check: Option<&str>,
+            limit: u32,
+        ) -> Result<Option<RelayDetail>> {
+            let relay: Option<(String, String, i64)> = sqlx::query_as($relay_sql)
                 .bind(url)
                 .fetch_optional(self.pool())
                 .await
                 .map_err(query_err("relay read"))?;
-        let Some(relay) = relay else { return Ok(None) };
-        let sql = query::relay_health(Dialect::Postgres, std::slice::from_ref(&relay.0));
-        let rows: Vec<HealthRow> = pg_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .and_then(|rows| rows.iter().map(health_row_pg).collect())
-            .map_err(query_err("relay health read"))?;
-        let sql = query::relay_history(Dialect::Postgres, url, since, until, check, limit);
-        let history = pg_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .and_then(|rows| {
-                rows.iter()
-                    .map(check_row_pg)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-            })
-            .map_err(query_err("relay history read"))?;
-        Ok(assemble(vec![relay], rows)
-            .pop()
-            .map(|relay| RelayDetail { relay, history }))
-    }
+            let Some(relay) = relay else { return Ok(None) };
+            let sql = query::relay_health($dialect, std::slice::from_ref(&relay.0));
+            let rows: Vec<HealthRow> = $query(&sql)
+                .fetch_all(self.pool())
+                .await
+                .and_then(|rows| rows.iter().map($health).collect())
+                .map_err(query_err("relay health read"))?;
+            let sql = query::relay_history($dialect, url, since, until, check, limit);
+            let history = $query(&sql)
+                .fetch_all(self.pool())
+                .await
+                .and_then(|rows| {
+                    rows.iter()
+                        .map($check)
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                })
+                .map_err(query_err("relay history read"))?;
+            Ok(assemble(vec![relay], rows)
+                .pop()
+                .map(|relay| RelayDetail { relay, history }))
+        }
 
-    async fn stats(&self) -> Result<Stats> {
-        let (events, relays, pubkeys, refreshed_at): (i64, i64, Option<i64>, Option<i64>) =
-            sqlx::query_as(
-                "SELECT coalesce((SELECT event_count FROM event_stats), 0)::bigint, \
+        $($own)*
+        }
+    };
+}
+
+reader_impl!(
+    PgStore,
+    Dialect::Postgres,
+    pg_query,
+    pg_event,
+    health_row_pg,
+    check_row_pg,
+    "SELECT url, network, discovered_at FROM relay WHERE url = $1",
+    {
+        async fn live(&self, _poll: Duration) -> Result<mpsc::Receiver<Vec<StoredEvent>>> {
+            let pool = self.pool().clone();
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+                .await
+                .map_err(query_err("listen"))?;
+            listener
+                .listen(super::postgres::EVENTS_CHANNEL)
+                .await
+                .map_err(query_err("listen"))?;
+            let sql = match super::Store::schema(self) {
+                Schema::Full => {
+                    "SELECT e.id, e.pubkey, e.created_at, e.kind, tags_to_tagvalues(e.tags), \
+                 e.tags::text, e.content, e.sig FROM event_relay er JOIN event e \
+                 ON e.id = er.event_id WHERE er.relay_id = $1 AND er.seen_at = $2"
+                }
+                Schema::Lite => {
+                    "SELECT e.id, e.pubkey, e.created_at, e.kind, e.tagvalues, NULL::text, \
+                 NULL::text, NULL::bytea FROM event_relay er JOIN event e \
+                 ON e.id = er.event_id WHERE er.relay_id = $1 AND er.seen_at = $2"
+                }
+            };
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(async move {
+                // PgListener reconnects by itself after a lost connection (what was announced
+                // meanwhile is in the archive, not in the tail).
+                while let Ok(n) = listener.recv().await {
+                    if tx.is_closed() {
+                        break;
+                    }
+                    let Some((relay_id, seen_at)) =
+                        super::postgres::parse_batch_notice(n.payload())
+                    else {
+                        continue;
+                    };
+                    let batch = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(relay_id)
+                        .bind(seen_at)
+                        .fetch_all(&pool)
+                        .await
+                        .map_err(query_err("live tail"))
+                        .and_then(|rows| rows.iter().map(pg_event).collect::<Result<Vec<_>>>());
+                    match batch {
+                        Ok(b) if b.is_empty() => {}
+                        Ok(b) => {
+                            if tx.send(b).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "live tail: reading a batch failed"),
+                    }
+                }
+            });
+            Ok(rx)
+        }
+        async fn stats(&self) -> Result<Stats> {
+            let (events, relays, pubkeys, refreshed_at): (i64, i64, Option<i64>, Option<i64>) =
+                sqlx::query_as(
+                    "SELECT coalesce((SELECT event_count FROM event_stats), 0)::bigint, \
                     (SELECT count(*) FROM relay)::bigint, \
                     (SELECT unique_pubkeys FROM event_stats)::bigint, \
                     (SELECT (state_value ->> 'refreshed_at')::bigint FROM service_state \
                      WHERE service_name = 'maintain' AND state_type = 'refresh' \
                        AND state_key = 'views')",
-            )
-            .fetch_one(self.pool())
-            .await
-            .map_err(query_err("stats read"))?;
-        let kinds: Vec<(i32, i64)> = sqlx::query_as(
+                )
+                .fetch_one(self.pool())
+                .await
+                .map_err(query_err("stats read"))?;
+            let kinds: Vec<(i32, i64)> = sqlx::query_as(
             "SELECT kind, event_count::bigint FROM kind_counts ORDER BY event_count DESC, kind LIMIT 50",
         )
         .fetch_all(self.pool())
         .await
         .map_err(query_err("stats read"))?;
-        Ok(Stats {
-            events,
-            relays,
-            pubkeys,
-            kinds: kinds_json(kinds),
-            refreshed_at,
-        })
-    }
-}
-
-#[async_trait]
-impl Reader for SqliteStore {
-    async fn query_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
-        if q.is_empty() || q.limit == 0 {
-            return Ok(Vec::new());
+            Ok(Stats {
+                events,
+                relays,
+                pubkeys,
+                kinds: kinds_json(kinds),
+                refreshed_at,
+            })
         }
-        let sql = query::events(Dialect::Sqlite, super::Store::schema(self), q);
-        let rows = sqlite_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .map_err(query_err("event query"))?;
-        rows.iter().map(sqlite_event).collect()
     }
+);
 
-    async fn count_events(&self, qs: &[EventQuery]) -> Result<u64> {
-        let sql = query::count(Dialect::Sqlite, super::Store::schema(self), qs);
-        let n: i64 = sqlite_query(&sql)
-            .fetch_one(self.pool())
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(query_err("event count"))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    async fn negentropy_items(&self, q: &EventQuery, cap: u32) -> Result<Option<Vec<Item>>> {
-        if q.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        let sql = query::negentropy_items(Dialect::Sqlite, super::Store::schema(self), q, cap);
-        let rows: Vec<(i64, Vec<u8>)> = sqlite_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .map_err(query_err("negentropy items"))?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(query_err("negentropy items"))?;
-        keys(rows, cap)
-    }
-
-    async fn live(&self, poll: Duration) -> Result<mpsc::Receiver<Vec<StoredEvent>>> {
-        let pool = self.pool().clone();
-        // `event` keeps a rowid that only grows: it marks insertion order exactly.
-        let mut mark: i64 = sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM event")
-            .fetch_one(&pool)
-            .await
-            .map_err(query_err("live tail"))?;
-        let cols = match super::Store::schema(self) {
-            Schema::Full => "id, pubkey, created_at, kind, tagvalues, tags, content, sig",
-            Schema::Lite => "id, pubkey, created_at, kind, tagvalues, NULL, NULL, NULL",
-        };
-        let sql =
-            format!("SELECT {cols}, rowid FROM event WHERE rowid > ? ORDER BY rowid LIMIT 1000");
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(poll);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if tx.is_closed() {
-                    break;
-                }
-                let rows = match sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(mark)
-                    .fetch_all(&pool)
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "live tail: polling failed");
-                        continue;
+reader_impl!(
+    SqliteStore,
+    Dialect::Sqlite,
+    sqlite_query,
+    sqlite_event,
+    health_row_sqlite,
+    check_row_sqlite,
+    "SELECT url, network, discovered_at FROM relay WHERE url = ?",
+    {
+        async fn live(&self, poll: Duration) -> Result<mpsc::Receiver<Vec<StoredEvent>>> {
+            let pool = self.pool().clone();
+            // `event` keeps a rowid that only grows: it marks insertion order exactly.
+            let mut mark: i64 = sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM event")
+                .fetch_one(&pool)
+                .await
+                .map_err(query_err("live tail"))?;
+            let cols = match super::Store::schema(self) {
+                Schema::Full => "id, pubkey, created_at, kind, tagvalues, tags, content, sig",
+                Schema::Lite => "id, pubkey, created_at, kind, tagvalues, NULL, NULL, NULL",
+            };
+            let sql = format!(
+                "SELECT {cols}, rowid FROM event WHERE rowid > ? ORDER BY rowid LIMIT 1000"
+            );
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(poll);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if tx.is_closed() {
+                        break;
                     }
-                };
-                let mut batch = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    if let Ok(rowid) = r.try_get::<i64, _>(8) {
-                        mark = mark.max(rowid);
-                    }
-                    match sqlite_event(r) {
-                        Ok(e) => batch.push(e),
+                    let rows = match sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                        .bind(mark)
+                        .fetch_all(&pool)
+                        .await
+                    {
+                        Ok(rows) => rows,
                         Err(e) => {
-                            tracing::warn!(error = %e, "live tail: a stored event is malformed")
+                            tracing::warn!(error = %e, "live tail: polling failed");
+                            continue;
+                        }
+                    };
+                    let mut batch = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        if let Ok(rowid) = r.try_get::<i64, _>(8) {
+                            mark = mark.max(rowid);
+                        }
+                        match sqlite_event(r) {
+                            Ok(e) => batch.push(e),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "live tail: a stored event is malformed")
+                            }
                         }
                     }
+                    if !batch.is_empty() && tx.send(batch).await.is_err() {
+                        break;
+                    }
                 }
-                if !batch.is_empty() && tx.send(batch).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(rx)
-    }
+            });
+            Ok(rx)
+        }
 
-    async fn relays_page(&self, f: &RelayFilter) -> Result<Vec<RelaySummary>> {
-        let sql = query::relays(Dialect::Sqlite, f);
-        let relays: Vec<(String, String, i64)> = sqlite_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .and_then(|rows| {
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                    .collect()
-            })
-            .map_err(query_err("relays read"))?;
-        let urls: Vec<String> = relays.iter().map(|r| r.0.clone()).collect();
-        let sql = query::relay_health(Dialect::Sqlite, &urls);
-        let rows: Vec<HealthRow> = sqlite_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .and_then(|rows| rows.iter().map(health_row_sqlite).collect())
-            .map_err(query_err("relay health read"))?;
-        Ok(assemble(relays, rows))
-    }
-
-    async fn relay_detail(
-        &self,
-        url: &str,
-        since: Option<i64>,
-        until: Option<i64>,
-        check: Option<&str>,
-        limit: u32,
-    ) -> Result<Option<RelayDetail>> {
-        let relay: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT url, network, discovered_at FROM relay WHERE url = ?")
-                .bind(url)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(query_err("relay read"))?;
-        let Some(relay) = relay else { return Ok(None) };
-        let sql = query::relay_health(Dialect::Sqlite, std::slice::from_ref(&relay.0));
-        let rows: Vec<HealthRow> = sqlite_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .and_then(|rows| rows.iter().map(health_row_sqlite).collect())
-            .map_err(query_err("relay health read"))?;
-        let sql = query::relay_history(Dialect::Sqlite, url, since, until, check, limit);
-        let history = sqlite_query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .and_then(|rows| {
-                rows.iter()
-                    .map(check_row_sqlite)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-            })
-            .map_err(query_err("relay history read"))?;
-        Ok(assemble(vec![relay], rows)
-            .pop()
-            .map(|relay| RelayDetail { relay, history }))
-    }
-
-    async fn stats(&self) -> Result<Stats> {
-        let (events, relays, pubkeys): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM relay), \
+        async fn stats(&self) -> Result<Stats> {
+            let (events, relays, pubkeys): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM relay), \
                     (SELECT count(DISTINCT pubkey) FROM event)",
-        )
-        .fetch_one(self.pool())
-        .await
-        .map_err(query_err("stats read"))?;
-        let kinds: Vec<(i32, i64)> = sqlx::query_as(
+            )
+            .fetch_one(self.pool())
+            .await
+            .map_err(query_err("stats read"))?;
+            let kinds: Vec<(i32, i64)> = sqlx::query_as(
             "SELECT kind, count(*) AS n FROM event GROUP BY kind ORDER BY n DESC, kind LIMIT 50",
         )
         .fetch_all(self.pool())
         .await
         .map_err(query_err("stats read"))?;
-        Ok(Stats {
-            events,
-            relays,
-            pubkeys: Some(pubkeys),
-            kinds: kinds_json(kinds),
-            refreshed_at: Some(crate::runtime::unix_now()),
-        })
+            Ok(Stats {
+                events,
+                relays,
+                pubkeys: Some(pubkeys),
+                kinds: kinds_json(kinds),
+                refreshed_at: Some(crate::runtime::unix_now()),
+            })
+        }
     }
-}
+);
 
 /// `{"<kind>": count, …}`.
 fn kinds_json(kinds: Vec<(i32, i64)>) -> serde_json::Value {
@@ -646,29 +583,37 @@ fn kinds_json(kinds: Vec<(i32, i64)>) -> serde_json::Value {
     )
 }
 
-fn health_row_pg(r: &sqlx::postgres::PgRow) -> std::result::Result<HealthRow, sqlx::Error> {
-    Ok((
-        r.try_get(0)?,
-        r.try_get(1)?,
-        r.try_get(2)?,
-        r.try_get(3)?,
-        r.try_get(4)?,
-        r.try_get(5)?,
-        r.try_get(6)?,
-    ))
+/// `health_row_pg` / `health_row_sqlite`, `check_row_pg` / `check_row_sqlite`: the same decoding
+/// for each backend's row type.
+macro_rules! row_decoders {
+    ($health:ident, $check:ident, $row:ty) => {
+        fn $health(r: &$row) -> std::result::Result<HealthRow, sqlx::Error> {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+                r.try_get(6)?,
+            ))
+        }
+
+        fn $check(r: &$row) -> std::result::Result<CheckResult, sqlx::Error> {
+            Ok(check_row(
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get::<&str, _>(5)?,
+            ))
+        }
+    };
 }
 
-fn health_row_sqlite(r: &sqlx::sqlite::SqliteRow) -> std::result::Result<HealthRow, sqlx::Error> {
-    Ok((
-        r.try_get(0)?,
-        r.try_get(1)?,
-        r.try_get(2)?,
-        r.try_get(3)?,
-        r.try_get(4)?,
-        r.try_get(5)?,
-        r.try_get(6)?,
-    ))
-}
+row_decoders!(health_row_pg, check_row_pg, sqlx::postgres::PgRow);
+row_decoders!(health_row_sqlite, check_row_sqlite, sqlx::sqlite::SqliteRow);
 
 fn check_row(
     check: String,
@@ -686,26 +631,4 @@ fn check_row(
         reason,
         data: serde_json::from_str(data).unwrap_or(serde_json::Value::Null),
     }
-}
-
-fn check_row_pg(r: &sqlx::postgres::PgRow) -> std::result::Result<CheckResult, sqlx::Error> {
-    Ok(check_row(
-        r.try_get(0)?,
-        r.try_get(1)?,
-        r.try_get(2)?,
-        r.try_get(3)?,
-        r.try_get(4)?,
-        r.try_get::<&str, _>(5)?,
-    ))
-}
-
-fn check_row_sqlite(r: &sqlx::sqlite::SqliteRow) -> std::result::Result<CheckResult, sqlx::Error> {
-    Ok(check_row(
-        r.try_get(0)?,
-        r.try_get(1)?,
-        r.try_get(2)?,
-        r.try_get(3)?,
-        r.try_get(4)?,
-        r.try_get::<&str, _>(5)?,
-    ))
 }
