@@ -13,7 +13,12 @@ BEGIN
             RAISE NOTICE 'role brotr_reader not created: % may not create roles', current_user;
             RETURN;
         END IF;
-        CREATE ROLE brotr_reader NOLOGIN;
+        -- Two databases of one server migrating at once may both get here: one creates it.
+        BEGIN
+            CREATE ROLE brotr_reader NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO brotr_reader', current_schema());
     GRANT SELECT ON brotr_schema, _sqlx_migrations, relay, event, event_relay, metadata,
