@@ -82,7 +82,7 @@ system_kubectl() {
 newest_patch() {
   local mod=$1 want=$2 minor versions
   minor=$(echo "$want" | cut -d. -f1-2)
-  versions=$(cd "$K8S_CACHE" && nice -n 19 go list -m -versions "$mod" | tr ' ' '\n' | grep -E "^${minor//./\\.}\.[0-9]+$" || true)
+  versions=$(cd "$K8S_CACHE" && go list -m -versions "$mod" | tr ' ' '\n' | grep -E "^${minor//./\\.}\.[0-9]+$" || true)
   if echo "$versions" | grep -qx "$want"; then echo "$want"; return; fi
   local best; best=$(echo "$versions" | sort -V | tail -1)
   [ -n "$best" ] || die "no $minor.x release of $mod on the module proxy"
@@ -97,7 +97,7 @@ build_k8s() { # build_k8s BIN
   # The staging list comes from k8s.io/kubernetes' own go.mod (its replace block maps each
   # staging module to ./staging/src/...); a scratch main module must replace every one of
   # them with the published v0.X.Y, because k8s.io/kubernetes requires them at v0.0.0.
-  gomod=$(cd "$K8S_CACHE" && nice -n 19 go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+  gomod=$(cd "$K8S_CACHE" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   stage=$(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/.*#\1#p' "$gomod")
   [ "$(echo "$stage" | wc -l)" -ge 25 ] || die "could not read the staging list from $gomod"
@@ -116,7 +116,7 @@ build_k8s() { # build_k8s BIN
   system_kubectl >/dev/null || { log "no kubectl on this machine; building one"; cmds+=(kubectl); }
   local pkgs=() c
   for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@$K8S_VERSION"); done
-  (cd "$src" && nice -n 19 go get -tool "${pkgs[@]}")
+  (cd "$src" && go get -tool "${pkgs[@]}")
   local minor; minor=$(echo "$K8S_VERSION" | cut -d. -f2)
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
   ld+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
@@ -124,7 +124,7 @@ build_k8s() { # build_k8s BIN
   ld+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
   pkgs=(); for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   mkdir -p "$bin/.tmp"
-  (cd "$src" && nice -n 19 go build -trimpath -pgo=off -ldflags "$ld" -o "$bin/.tmp/" "${pkgs[@]}")
+  (cd "$src" && go build -trimpath -pgo=off -ldflags "$ld" -o "$bin/.tmp/" "${pkgs[@]}")
   for c in "${cmds[@]}"; do mv -f "$bin/.tmp/$c" "$bin/$c"; done
 }
 
@@ -135,16 +135,16 @@ build_etcd() { # build_etcd BIN
   # in a scratch main module those are ignored and the published api/client/pkg modules of the
   # same tag are used.
   printf 'module local/etcdbin\n\ngo 1.26\n' >"$src/go.mod"
-  (cd "$src" && nice -n 19 go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+  (cd "$src" && go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
   mkdir -p "$bin/.tmp"
-  (cd "$src" && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$bin/.tmp/etcd" go.etcd.io/etcd/server/v3)
+  (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$bin/.tmp/etcd" go.etcd.io/etcd/server/v3)
   mv -f "$bin/.tmp/etcd" "$bin/etcd"
 }
 
 build_kwok() { # build_kwok BIN
   local bin=$1
   mkdir -p "$bin/.tmp"
-  (cd "$K8S_CACHE" && GOBIN="$bin/.tmp" nice -n 19 go install -trimpath \
+  (cd "$K8S_CACHE" && GOBIN="$bin/.tmp" go install -trimpath \
     -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
   mv -f "$bin/.tmp/kwok" "$bin/kwok"
@@ -157,7 +157,7 @@ build_kwok() { # build_kwok BIN
 # Job go Running -> Succeeded) / pod-delete.
 write_kwok_stages() { # write_kwok_stages BIN
   local bin=$1 dir f
-  dir=$(cd "$K8S_CACHE" && nice -n 19 go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+  dir=$(cd "$K8S_CACHE" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   : >"$bin/.tmp/kwok-stages.yaml"
   for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \

@@ -6,7 +6,8 @@
 #
 # The Dockerfiles (probe/Dockerfile, operator/Dockerfile) need base images from a registry, which
 # this machine and CI cannot reach. This script makes the same runtime image from what is here:
-# the binaries compiled with the `dist` profile, the shared libraries `ldd` names (glibc, libm,
+# the binaries compiled with the `dist` profile (or, for the test command, the test build's own
+# binaries, stripped: see BROTR_IMAGE_PROFILE), the shared libraries `ldd` names (glibc, libm,
 # libgcc_s, the loader: the "distroless cc" layout), the system CA bundle and a passwd/group with
 # the nonroot user 65532, committed by buildah `FROM scratch` as one layer. See images/README.md.
 #
@@ -14,6 +15,12 @@
 #   BROTR_IMAGES_DIR   where the archives go              (default $HOME/.cache/brotr/images)
 #   CARGO_TARGET_DIR   cargo's target dir                 (default $HOME/.cache/brotr/target)
 #   BROTR_BUILD_LOCK   lock file every cargo build takes  (default /tmp/brotr-build.lock)
+#   BROTR_IMAGE_PROFILE  dist (default): what ships, built here by `cargo build --profile dist`.
+#                      debug: package the binaries the test build already made
+#                      ($CARGO_TARGET_DIR/debug, stripped of their line tables), with no build
+#                      at all. The test command (e2e/run-tests.sh) uses this: the workspace is
+#                      compiled once, and the images the e2e tests run carry the very binaries
+#                      cargo test tested. images-test.sh holds each profile to its size limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +28,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brotr/target}"
 export CARGO_TERM_COLOR=never
 OUT=${BROTR_IMAGES_DIR:-$HOME/.cache/brotr/images}
 LOCK=${BROTR_BUILD_LOCK:-/tmp/brotr-build.lock}
+PROFILE=${BROTR_IMAGE_PROFILE:-dist}
+case "$PROFILE" in
+  dist | debug) ;;
+  *) echo "images: BROTR_IMAGE_PROFILE=$PROFILE: expected dist or debug" >&2; exit 2 ;;
+esac
+BIN_DIR="$CARGO_TARGET_DIR/$PROFILE"
 
 # What every image says about itself (OCI annotation keys), from the workspace's Cargo.toml.
 { read -r VERSION; read -r LICENSE; read -r SOURCE; } < <(python3 - <<'EOF'
@@ -40,26 +53,42 @@ command -v flock >/dev/null 2>&1 || tools_apt util-linux
 [ -s /etc/ssl/certs/ca-certificates.crt ] || tools_apt ca-certificates
 command -v buildah >/dev/null 2>&1 || { echo "images: buildah not installed" >&2; exit 1; }
 
-# The images are a function of the sources that go into the binaries, the toolchain and this
-# script: when none changed since the archives were built, they are reused as they are (the dist
-# build alone takes ~10 minutes, most of it whole-program optimisation).
-INPUTS=$( {
-  rustc -V
-  sha256sum "$0"
-  git ls-files -z -- Cargo.toml Cargo.lock probe operator migrations | xargs -0 sha256sum
-} | sha256sum | cut -c1-16)
+# The images are a function of their inputs: for dist, the sources that go into the binaries, the
+# toolchain and this script (the dist build alone takes ~10 minutes, most of it whole-program
+# optimisation); for debug, the test build's binaries themselves and this script. When none
+# changed since the archives were built, they are reused as they are.
+if [ "$PROFILE" = debug ]; then
+  for name in brotr-probe brotr-operator; do
+    [ -x "$BIN_DIR/$name" ] || {
+      echo "images: BROTR_IMAGE_PROFILE=debug but $BIN_DIR/$name is not built (cargo build first)" >&2
+      exit 1
+    }
+  done
+  INPUTS=$( { echo debug; sha256sum "$0" "$BIN_DIR/brotr-probe" "$BIN_DIR/brotr-operator"; } |
+    sha256sum | cut -c1-16)
+else
+  INPUTS=$( {
+    rustc -V
+    sha256sum "$0"
+    git ls-files -z -- Cargo.toml Cargo.lock probe operator migrations | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16)
+fi
 STAMP="$OUT/.inputs"
 mkdir -p "$OUT"
-if [ "$(cat "$STAMP" 2>/dev/null)" = "$INPUTS" ] &&
+if [ "$(cat "$STAMP" 2>/dev/null)" = "$INPUTS" ] && [ "$(cat "$OUT/.profile" 2>/dev/null)" = "$PROFILE" ] &&
     [ -s "$OUT/brotr-probe-$VERSION.oci.tar" ] && [ -s "$OUT/brotr-operator-$VERSION.oci.tar" ]; then
-  echo "images: sources unchanged since the archives in $OUT were built (inputs $INPUTS): reused"
+  echo "images: inputs unchanged since the $PROFILE archives in $OUT were built ($INPUTS): reused"
   exit 0
 fi
 
-echo "== cargo build --profile dist (brotr-probe, brotr-operator)"
-start=$(date +%s)
-flock "$LOCK" cargo build --profile dist --locked -p brotr-probe -p brotr-operator
-echo "dist build: $(($(date +%s) - start)) s (including any wait for $LOCK)"
+if [ "$PROFILE" = dist ]; then
+  echo "== cargo build --profile dist (brotr-probe, brotr-operator)"
+  start=$(date +%s)
+  flock "$LOCK" cargo build --profile dist --locked -p brotr-probe -p brotr-operator
+  echo "dist build: $(($(date +%s) - start)) s (including any wait for $LOCK)"
+else
+  echo "== the test build's binaries ($BIN_DIR), stripped"
+fi
 
 WORK=$(mktemp -d /tmp/brotr-images.XXXXXX)
 # vfs: no overlay or fuse needed; the storage is throwaway, the archives are the output.
@@ -125,9 +154,15 @@ EOF
 # build NAME DESCRIPTION WORKDIR
 build() {
   local name=$1 description=$2 workdir=$3
-  local bin="$CARGO_TARGET_DIR/dist/$name" root="$WORK/rootfs-$name"
+  local bin="$BIN_DIR/$name" root="$WORK/rootfs-$name"
   local archive="$OUT/$name-$VERSION.oci.tar" mnt
-  echo "== $name $VERSION"
+  echo "== $name $VERSION ($PROFILE)"
+  if [ "$PROFILE" = debug ]; then
+    # The dist profile strips at link time; the test build keeps line tables for backtraces.
+    mkdir -p "$WORK/bin"
+    strip -o "$WORK/bin/$name" "$bin"
+    bin="$WORK/bin/$name"
+  fi
   stage_rootfs "$bin" "$root"
   CTR=$("${BUILDAH[@]}" from --quiet scratch)
   mnt=$("${BUILDAH[@]}" mount "$CTR")
@@ -157,7 +192,8 @@ build() {
     'BEGIN { printf "%s: %s (%d layer): %.1f MB uncompressed, %.1f MB archive (gzip)\n", n, a, l, u / 1e6, c / 1e6 }'
 }
 
-rm -f "$STAMP"
+rm -f "$STAMP" "$OUT/.profile"
 build brotr-probe "Brotr probe: discovers, validates, monitors and archives Nostr relays" "$DATA_DIR"
 build brotr-operator "Brotr operator: reconciles BrotrDeployment and RelayMonitor resources" /
+echo "$PROFILE" >"$OUT/.profile"
 echo "$INPUTS" >"$STAMP"

@@ -82,7 +82,7 @@ monitoring_crds() (
   if [ ! -x "$cg" ]; then
     say "building controller-gen $cgv (log: $log)"
     rm -rf "$root/bin/.tmp" && mkdir -p "$root/bin/.tmp"
-    (cd "$root/bin" && GOBIN="$root/bin/.tmp" nice -n 19 go install -trimpath -ldflags "-s -w" \
+    (cd "$root/bin" && GOBIN="$root/bin/.tmp" go install -trimpath -ldflags "-s -w" \
       "sigs.k8s.io/controller-tools/cmd/controller-gen@$cgv") >>"$log" 2>&1 ||
       die "go install controller-gen@$cgv failed"
     mv -f "$root/bin/.tmp/controller-gen" "$cg" && rmdir "$root/bin/.tmp"
@@ -101,7 +101,7 @@ monitoring_crds() (
   rm -rf "$work" && mkdir -p "$work" && cp -R "$src/." "$work/" && chmod -R u+w "$work" ||
     die "copying $src failed"
   # Its own go.sum pins every dependency; download them before controller-gen's package loader.
-  (cd "$work" && nice -n 19 go mod download) >>"$log" 2>&1 ||
+  (cd "$work" && go mod download) >>"$log" 2>&1 ||
     die "go mod download (dependencies of $mod@$mv) failed"
 
   # 3. Generate into a temp dir, renamed into place only when complete.
@@ -109,7 +109,7 @@ monitoring_crds() (
   rm -rf "$tmp" && mkdir -p "$tmp"
   say "generating CRDs from $mod@$mv with controller-gen $cgv"
   (cd "$work" && echo "+ controller-gen $opts ${paths[*]} output:crd:dir=$tmp" &&
-    nice -n 19 "$cg" "$opts" "${paths[@]}" "output:crd:dir=$tmp") >>"$log" 2>&1 ||
+    "$cg" "$opts" "${paths[@]}" "output:crd:dir=$tmp") >>"$log" 2>&1 ||
     die "controller-gen failed"
   # Upstream's annotation: the operator version without the leading v, after controller-gen's.
   local f n=0

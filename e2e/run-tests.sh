@@ -16,9 +16,11 @@
 #     workspace's compiler wrapper (what `cargo clippy` does, but emitting the binaries), so
 #     clippy's lints fail the build as `cargo clippy -- -D warnings` would, and no separate check
 #     build of every crate is needed;
-#   - the images' dist build (whole-program optimisation, ~10 min; skipped when its inputs did not
-#     change) runs niced in the background during cargo test;
-#   - the light e2e tests (own control planes, mostly waiting) run beside the runc ones.
+#   - the images the e2e tests run are made from that same build's binaries (stripped; no dist
+#     build here: `bash e2e/images.sh` makes the dist images that ship, and images-test.sh checks
+#     either);
+#   - the runc tests (images, kubelet, the whole system) run in the background beside cargo test,
+#     and the light e2e tests (own control planes, mostly waiting) after cargo test.
 # Ends with a table of every section's wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,11 +79,27 @@ section_wait "Debian packages (one apt transaction) + external test peers"
 source e2e/tools.sh
 section "external test peers (exports)" tools_install
 
-# The images' dist build in the background, niced: cargo test and the light e2e tests mostly wait.
-section_bg "images: dist build + buildah (reused when the sources did not change)" \
-  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS nice -n 19 bash e2e/images.sh
+# The images from the binaries just built: buildah only, seconds; reused when they did not change.
+export BROTR_IMAGES_DIR="$HOME/.cache/brotr/test-images"
+section "images: the test build's binaries, stripped (buildah)" \
+  env BROTR_IMAGE_PROFILE=debug bash e2e/images.sh
 
 section_wait "control plane: build (Go; cached after)"
+
+# The runc tests, one after another (they share the host's ports 9090 and 9050), in the
+# background beside cargo test: they mostly wait on pods, cycles and drills.
+runc_e2e() {
+  # A subshell: its table rows go back to the parent through $RUNC_ROWS, one per script.
+  SECTIONS=()
+  row() { local rc=0; section "$@" || rc=$?; printf '%s\n' "${SECTIONS[-1]}" >>"$RUNC_ROWS"; return "$rc"; }
+  row "images: checks, run under runc" bash e2e/images-test.sh
+  row "runc kubelet test" env BROTR_KUBELET_REUSE_IMAGES=1 bash e2e/kubelet-test.sh
+  row "whole system + failure drills" env BROTR_SYSTEM_REUSE_IMAGES=1 bash e2e/system-test.sh
+}
+RUNC_ROWS=$(mktemp /tmp/brotr-runc-rows.XXXXXX)
+RUNC_GROUP="runc tests: images, kubelet, whole system (in the background)"
+section_bg "$RUNC_GROUP" runc_e2e
+
 section "control plane smoke test" bash e2e/k8s-smoke.sh
 section "CRD validation on the API server" bash e2e/crd-validation.sh
 K8S_DIR=$(mktemp -d /tmp/brotr-k8s-tests.XXXXXX)
@@ -98,30 +116,18 @@ rm -rf "$K8S_DIR"
 K8S_DIR=""
 unset KUBECONFIG
 
-# --- the e2e scripts ----------------------------------------------------------------------------
-# Each starts its own throwaway control plane. The light ones (no runc, no fixed host ports) run
-# one after another in the background, beside the runc ones (which share the host's ports 9090
-# and 9050, so those run one after another too).
-light_e2e() {
-  # A subshell: its table rows go back to the parent through $LIGHT_ROWS, one per script.
-  SECTIONS=()
-  light() { local rc=0; section "$@" || rc=$?; printf '%s\n' "${SECTIONS[-1]}" >>"$LIGHT_ROWS"; return "$rc"; }
-  light "Prometheus Operator CRDs accept and reject" bash e2e/monitoring-crds.sh verify
-  light "Helm chart (lint, schema, install/upgrade/uninstall)" bash e2e/chart-test.sh
-  light "alert rules, dashboard, metric names" bash e2e/alerts-test.sh
-  light "GitOps: examples, Argo CD health, kstatus" bash e2e/gitops-test.sh
-}
-LIGHT_ROWS=$(mktemp /tmp/brotr-light-rows.XXXXXX)
-section_bg "light e2e tests: CRDs, chart, alerts, GitOps (in the background)" light_e2e
-
-section_wait "images: dist build + buildah (reused when the sources did not change)"
-section "images: checks, run under runc" bash e2e/images-test.sh
-section "runc kubelet test" env BROTR_KUBELET_REUSE_IMAGES=1 bash e2e/kubelet-test.sh
-section "whole system + failure drills" env BROTR_SYSTEM_REUSE_IMAGES=1 bash e2e/system-test.sh
-
+# --- the light e2e scripts, while the runc ones finish --------------------------------------------
+# Each starts its own throwaway control plane; no runc, no fixed host ports.
 light_rc=0
-section_wait "light e2e tests: CRDs, chart, alerts, GitOps (in the background)" || light_rc=$?
-# Each light script's own time, in the table too.
-while IFS= read -r row; do SECTIONS+=("  $row"); done <"$LIGHT_ROWS"
-rm -f "$LIGHT_ROWS"
-exit "$light_rc"
+section "Prometheus Operator CRDs accept and reject" bash e2e/monitoring-crds.sh verify || light_rc=$?
+section "Helm chart (lint, schema, install/upgrade/uninstall)" bash e2e/chart-test.sh || light_rc=$?
+section "alert rules, dashboard, metric names" bash e2e/alerts-test.sh || light_rc=$?
+section "GitOps: examples, Argo CD health, kstatus" bash e2e/gitops-test.sh || light_rc=$?
+
+runc_rc=0
+section_wait "$RUNC_GROUP" || runc_rc=$?
+# Each runc script's own time, in the table too.
+while IFS= read -r row; do SECTIONS+=("  $row"); done <"$RUNC_ROWS"
+rm -f "$RUNC_ROWS"
+[ "$light_rc" = 0 ] || exit "$light_rc"
+exit "$runc_rc"

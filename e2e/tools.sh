@@ -99,7 +99,7 @@ tools_nostr_rs_relay() {
     tools_log "building nostr-rs-relay $v, $profile build (4-8 minutes; log: $log)"
     # Not through the workspace's clippy wrapper (the test command sets one for its own build).
     if ! env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS "${opt[@]}" CARGO_TARGET_DIR="$root/target" \
-        nice -n 10 cargo install --locked --quiet \
+        cargo install --locked --quiet \
         --path "$root/src/nostr-rs-relay-$v" --root "$root" >>"$log" 2>&1; then
       tail -20 "$log" >&2
       tools_die "nostr-rs-relay $v: cargo install failed (log: $log)"
@@ -145,7 +145,7 @@ tools_go_build() {
     if ! (cd "$src" && GOMODCACHE="$TOOLS_CACHE/go/mod" GOCACHE="$TOOLS_CACHE/go/build" \
         GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 \
         GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" \
-        nice -n 10 go build -o "$bin.tmp" .) >"$log" 2>&1; then
+        go build -o "$bin.tmp" .) >"$log" 2>&1; then
       tail -5 "$log" >&2
       tools_die "$name: go build failed (log: $log)"
       return 1
@@ -253,7 +253,7 @@ tools_ts_relay() {
     rm -rf "$dir" && mkdir -p "$dir" && cp "$src/package.json" "$src/package-lock.json" "$dir/" ||
       return 1
     tools_log "installing ts-relay with npm ci (better-sqlite3 compiles, ≈ 1 min; log: $log)"
-    if ! (cd "$dir" && nice -n 10 npm ci --no-audit --no-fund --loglevel=error "${nodedir[@]}" &&
+    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error "${nodedir[@]}" &&
         node -e 'new (require("better-sqlite3"))(":memory:").close()') >"$log" 2>&1; then
       tail -5 "$log" >&2
       tools_die "ts-relay: npm ci failed (log: $log)"
