@@ -68,26 +68,18 @@ section "cargo fetch" cargo fetch --locked
 CLIPPY_DRIVER=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)
 [ -x "$CLIPPY_DRIVER" ] || { echo "!! clippy-driver not found (rustup component add clippy)" >&2; exit 1; }
 export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-section "cargo build: every target, with clippy's lints (-D warnings)" \
-  cargo test --workspace --all-targets --locked --no-run
+# First the two binaries (and two test targets: `cargo test` resolves features as the whole test
+# build does, so nothing compiles twice), so that the runc tests, which need only the binaries,
+# can start while the other test targets compile.
+section "cargo build: the binaries, with clippy's lints (-D warnings)" \
+  cargo test --workspace --locked --no-run --test cli --test render
 # The e2e scripts drive the binaries this build made (no second build with other features).
 export BROTR_PROBE_BIN="$CARGO_TARGET_DIR/debug/brotr-probe"
 export BROTR_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/brotr-operator"
 
-section_wait "Debian packages (one apt transaction) + external test peers"
-# Its exports (BROTR_NOSTR_RS_RELAY, …) for this shell: everything is installed, so this is quick.
-source e2e/tools.sh
-section "external test peers (exports)" tools_install
-
-# The images from the binaries just built: buildah only, seconds; reused when they did not change.
-export BROTR_IMAGES_DIR="$HOME/.cache/brotr/test-images"
-section "images: the test build's binaries, stripped (buildah)" \
-  env BROTR_IMAGE_PROFILE=debug bash e2e/images.sh
-
-section_wait "control plane: build (Go; cached after)"
-
 # The runc tests, one after another (they share the host's ports 9090 and 9050), in the
-# background beside cargo test: they mostly wait on pods, cycles and drills.
+# background beside the rest of the build and cargo test: they mostly wait on pods, cycles and
+# drills. They need the images, the control plane and the tools.
 runc_e2e() {
   # A subshell: its table rows go back to the parent through $RUNC_ROWS, one per script.
   SECTIONS=()
@@ -98,7 +90,29 @@ runc_e2e() {
 }
 RUNC_ROWS=$(mktemp /tmp/brotr-runc-rows.XXXXXX)
 RUNC_GROUP="runc tests: images, kubelet, whole system (in the background)"
-section_bg "$RUNC_GROUP" runc_e2e
+DEPS="Debian packages (one apt transaction) + external test peers"
+CP_BUILD="control plane: build (Go; cached after)"
+RUNC_STARTED=""
+start_runc() {
+  section_wait "$DEPS"
+  # Its exports (BROTR_NOSTR_RS_RELAY, …) for this shell: everything is installed, so this is quick.
+  source e2e/tools.sh
+  section "external test peers (exports)" tools_install
+  # The images from the binaries just built: buildah only, seconds; reused when they did not change.
+  export BROTR_IMAGES_DIR="$HOME/.cache/brotr/test-images"
+  section "images: the test build's binaries, stripped (buildah)" \
+    env BROTR_IMAGE_PROFILE=debug bash e2e/images.sh
+  section_wait "$CP_BUILD"
+  section_bg "$RUNC_GROUP" runc_e2e
+  RUNC_STARTED=1
+}
+# Warm, the installs and the control plane are done by now: start the runc tests at once. Cold,
+# they are still running: the rest of the build goes first.
+if section_done "$DEPS" && section_done "$CP_BUILD"; then start_runc; fi
+
+section "cargo build: every other target, with clippy's lints (-D warnings)" \
+  cargo test --workspace --all-targets --locked --no-run
+[ -n "$RUNC_STARTED" ] || start_runc
 
 section "control plane smoke test" bash e2e/k8s-smoke.sh
 section "CRD validation on the API server" bash e2e/crd-validation.sh

@@ -5,7 +5,8 @@
 #   section NAME COMMAND...      runs COMMAND (in this shell: functions and exports work), prints
 #                                "== NAME" before and "-- NAME: N s" after; its status is the
 #                                command's (under set -e a failure stops the script, named)
-#   section_bg NAME COMMAND...   the same in the background; section_wait NAME waits for it
+#   section_bg NAME COMMAND...   the same in the background; section_wait NAME waits for it,
+#                                section_done NAME says whether it has finished
 #   sections_table [STATUS]      the table (also written to $BROTR_SECTIONS_FILE when set)
 SECTIONS_T0=$(date +%s.%N)
 SECTIONS=()          # "seconds|status|name"
@@ -43,6 +44,9 @@ section_bg() {
   ( rc=0; "$@" || rc=$?; date +%s.%N >"$log.end"; exit "$rc" ) >"$log" 2>&1 &
   SECTIONS_PID[$name]=$!
 }
+
+# section_done NAME: whether the background section has finished (section_wait still reports it).
+section_done() { ! kill -0 "${SECTIONS_PID[$1]}" 2>/dev/null; }
 
 section_wait() {
   local name=$1 rc=0 t0
