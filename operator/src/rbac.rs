@@ -58,6 +58,18 @@ pub fn resource_rules() -> Vec<PolicyRule> {
         rule(&[""], &["configmaps", "services"], WRITE_CHILD),
         rule(&["batch"], &["jobs", "cronjobs"], WRITE_CHILD),
         rule(&["apps"], &["deployments", "statefulsets"], WRITE_CHILD),
+        // The api's Ingress and PodDisruptionBudget: not cached (read when applied, listed by
+        // owner label when swept).
+        rule(
+            &["networking.k8s.io"],
+            &["ingresses"],
+            &["get", "list", "create", "patch", "delete"],
+        ),
+        rule(
+            &["policy"],
+            &["poddisruptionbudgets"],
+            &["get", "list", "create", "patch", "delete"],
+        ),
         rule(&[""], &["secrets"], &["get", "create"]),
         // A managed database's claim, grown in place (its StatefulSet's template is immutable).
         rule(&[""], &["persistentvolumeclaims"], &["patch"]),

@@ -140,6 +140,10 @@ fn the_full_pipeline_renders_every_child() {
             (ChildKind::CronJob, "bigbrotr-retention".into()),
             (ChildKind::CronJob, "bigbrotr-cleanup".into()),
             (ChildKind::ServiceMonitor, "bigbrotr-metrics".into()),
+            (ChildKind::Deployment, "bigbrotr-api".into()),
+            (ChildKind::Service, "bigbrotr-api".into()),
+            (ChildKind::Ingress, "bigbrotr-api".into()),
+            (ChildKind::PodDisruptionBudget, "bigbrotr-api".into()),
         ];
         w.sort();
         w
@@ -509,4 +513,205 @@ fn an_interval_monitor_rolls_when_its_configmap_list_changes() {
         before["brotr.dev/config-hash"],
         after["brotr.dev/config-hash"]
     );
+}
+
+fn env_of(obj: &Value, var: &str) -> Value {
+    pod(obj)["containers"][0]["env"]
+        .as_array()
+        .and_then(|e| e.iter().find(|v| v["name"] == var).cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_api_on_a_managed_database_reads_through_its_own_read_only_login() {
+    let mut quick: BrotrDeployment = bd("brotrdeployment-quickstart.yaml");
+    let without = brotr_deployment::validate(&quick, &Defaults::default()).unwrap();
+    quick.spec.api = Some(serde_json::from_value(json!({})).unwrap());
+    let p = brotr_deployment::validate(&quick, &Defaults::default()).unwrap();
+    let obs = Observed {
+        new_reader_password: "r3ad".into(),
+        ..done()
+    };
+    let c = p.children(&obs);
+    // The login's Secret: generated once, never rewritten; the api's URL names the login.
+    let secret = c
+        .iter()
+        .find(|d| d.kind == ChildKind::Secret && d.name == "quickstart-api-db")
+        .expect("the read-only login's Secret");
+    assert!(secret.create_only);
+    assert_eq!(
+        secret.object["stringData"]["uri"],
+        "postgres://brotr_api:r3ad@quickstart-postgres.nostr.svc:5432/brotr"
+    );
+    // The migration Job creates the login: a new Job when the api is first wanted.
+    assert_ne!(p.migration_job_name(), without.migration_job_name());
+    let job = find(&c, ChildKind::Job, &p.migration_job_name());
+    assert_eq!(env_of(job, "BROTR_READER_LOGIN")["value"], "brotr_api");
+    assert_eq!(
+        env_of(job, "BROTR_READER_PASSWORD")["valueFrom"]["secretKeyRef"],
+        json!({"name": "quickstart-api-db", "key": "password", "optional": false})
+    );
+    // Without the api, the migration Job knows nothing of a login.
+    let plain = without.children(&done());
+    let job = find(&plain, ChildKind::Job, &without.migration_job_name());
+    assert!(env_of(job, "BROTR_READER_LOGIN").is_null());
+    assert!(!plain.iter().any(|d| d.name.starts_with("quickstart-api")));
+
+    // The pods: `brotr-probe api`, the read-only URL, readiness on /readyz, both ports.
+    let d = find(&c, ChildKind::Deployment, "quickstart-api");
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    let main = &pod(d)["containers"][0];
+    assert_eq!(main["args"][0], "api");
+    assert_eq!(
+        env_of(d, "DATABASE_URL")["valueFrom"]["secretKeyRef"],
+        json!({"name": "quickstart-api-db", "key": "uri", "optional": false})
+    );
+    assert_eq!(main["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let ports: Vec<_> = main["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports, [("metrics", 9090), ("api", 8080)]);
+    // No Nostr key, no Tor: it talks to no relay.
+    assert!(!pod(d).to_string().contains("/etc/brotr/key"));
+    assert!(containers(d, "initContainers").is_empty());
+    let svc = find(&c, ChildKind::Service, "quickstart-api");
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "api");
+    assert_eq!(
+        svc["spec"]["selector"]["app.kubernetes.io/component"],
+        "api"
+    );
+    // One replica: no Ingress asked for, no PodDisruptionBudget.
+    assert!(
+        !c.iter()
+            .any(|d| matches!(d.kind, ChildKind::Ingress | ChildKind::PodDisruptionBudget))
+    );
+    // The probe's config listens where the Service points.
+    let cfg = ProbeConfig::from_yaml("t", &p.config.text).unwrap();
+    assert_eq!(cfg.api.listen, "0.0.0.0:8080");
+    let st = p.api_status().unwrap();
+    assert_eq!(st.endpoint, "ws://quickstart-api.nostr.svc");
+    assert_eq!(st.public_endpoint, None);
+}
+
+#[test]
+fn the_api_behind_an_ingress_with_replicas_gets_a_disruption_budget() {
+    let p =
+        brotr_deployment::validate(&bd("brotrdeployment-full.yaml"), &Defaults::default()).unwrap();
+    let c = p.children(&done());
+    let d = find(&c, ChildKind::Deployment, "bigbrotr-api");
+    assert_eq!(d["spec"]["replicas"], 2);
+    // The user's read-only URL, and the pipeline's database CA if it has one.
+    assert_eq!(
+        env_of(d, "DATABASE_URL")["valueFrom"]["secretKeyRef"]["name"],
+        "pg-api"
+    );
+    assert_eq!(
+        pod(d)["containers"][0]["resources"]["limits"]["memory"],
+        "256Mi"
+    );
+    // On an external database the operator creates no login.
+    assert!(!c.iter().any(|d| d.name == "bigbrotr-api-db"));
+    let job = find(&c, ChildKind::Job, &p.migration_job_name());
+    assert!(env_of(job, "BROTR_READER_LOGIN").is_null());
+    let ing = find(&c, ChildKind::Ingress, "bigbrotr-api");
+    assert_eq!(ing["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ing["spec"]["rules"][0]["host"], "archive.example.org");
+    assert_eq!(
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"],
+        json!({"name": "bigbrotr-api", "port": {"number": 80}})
+    );
+    assert_eq!(
+        ing["spec"]["tls"][0],
+        json!({"hosts": ["archive.example.org"], "secretName": "archive-tls"})
+    );
+    let pdb = find(&c, ChildKind::PodDisruptionBudget, "bigbrotr-api");
+    assert_eq!(pdb["apiVersion"], "policy/v1");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "api"
+    );
+    let cfg = ProbeConfig::from_yaml("t", &p.config.text).unwrap();
+    assert_eq!(
+        (
+            cfg.api.name.as_str(),
+            cfg.api.max_limit,
+            cfg.api.requests_per_second
+        ),
+        ("Example archive", 500, 20)
+    );
+    let st = p.api_status().unwrap();
+    assert_eq!(
+        st.public_endpoint.as_deref(),
+        Some("wss://archive.example.org")
+    );
+
+    // Another port and type; stopped scales it to zero.
+    let p = brotr_deployment::validate(
+        &bd_with(json!({"api": {"service": {"type": "NodePort", "port": 8443}}, "stopped": true})),
+        &Defaults::default(),
+    )
+    .unwrap();
+    let c = p.children(&done());
+    let svc = find(&c, ChildKind::Service, "bigbrotr-api");
+    assert_eq!(
+        (&svc["spec"]["type"], &svc["spec"]["ports"][0]["port"]),
+        (&json!("NodePort"), &json!(8443))
+    );
+    assert_eq!(
+        find(&c, ChildKind::Deployment, "bigbrotr-api")["spec"]["replicas"],
+        0
+    );
+    assert_eq!(
+        p.api_status().unwrap().endpoint,
+        "ws://bigbrotr-api.nostr.svc:8443"
+    );
+
+    // enabled: false renders nothing of it.
+    let p = brotr_deployment::validate(
+        &bd_with(json!({"api": {"enabled": false}})),
+        &Defaults::default(),
+    )
+    .unwrap();
+    let c = p.children(&done());
+    assert!(
+        !c.iter().any(|d| d.name.starts_with("bigbrotr-api")),
+        "{:?}",
+        names(&c)
+    );
+    assert_eq!(p.api_status(), None);
+}
+
+#[test]
+fn an_api_that_cannot_be_given_a_read_only_login_is_an_invalid_spec() {
+    // External database, no read-only URL: the operator will not hand the api the pipeline's
+    // read-write credentials.
+    let mut v = serde_json::to_value(bd("brotrdeployment-full.yaml")).unwrap();
+    v["spec"]["api"]
+        .as_object_mut()
+        .unwrap()
+        .remove("databaseUrlSecretRef");
+    let err = brotr_deployment::validate(&serde_json::from_value(v).unwrap(), &Defaults::default())
+        .unwrap_err();
+    assert!(err.0.contains("spec.api.databaseUrlSecretRef"), "{}", err.0);
+    assert!(err.0.contains("brotr_reader"), "{}", err.0);
+    // A setting the probe refuses names its field.
+    let err = brotr_deployment::validate(
+        &bd_with(json!({"api": {"settings": {"maxLimit": 0}}})),
+        &Defaults::default(),
+    )
+    .unwrap_err();
+    assert!(err.0.contains("spec.api.settings"), "{}", err.0);
 }

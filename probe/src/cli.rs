@@ -75,7 +75,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or upgrade the database schema (the only command that changes it).
-    Migrate,
+    Migrate(MigrateArgs),
     /// Load relay URLs from a seed list (one per line; `#` comments).
     Seed(SeedArgs),
     /// Validate candidates: promote the ones that answer like Nostr relays.
@@ -98,6 +98,14 @@ pub enum Command {
     /// Serve the archive read-only until SIGTERM: a Nostr relay (NIP-01, 11, 45, 77) on `/`,
     /// an HTTP API under `/v1` (OpenAPI at `/openapi.json`), `/healthz`, `/readyz`, `/metrics`.
     Api(ApiArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Also create (or update) this PostgreSQL login as a member of `brotr_reader`, the
+    /// read-only role the api connects with; its password is read from BROTR_READER_PASSWORD.
+    #[arg(long, env = "BROTR_READER_LOGIN", value_name = "ROLE")]
+    pub reader_login: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -437,7 +445,7 @@ impl Job {
     fn build(cli: &Cli, cfg: &ProbeConfig) -> Result<Option<Job>, CliError> {
         let identity = || Identity::load(&cfg.monitor.publish);
         Ok(Some(match &cli.command {
-            Command::Migrate | Command::Check(_) | Command::Api(_) => return Ok(None),
+            Command::Migrate(_) | Command::Check(_) | Command::Api(_) => return Ok(None),
             Command::Seed(a) => Job::Seed(seeder(a, cfg.limits.allow_private)?),
             Command::Maintain(a) => Job::Maintain(Maintainer {
                 cfg: cfg.maintain.clone(),
@@ -465,8 +473,15 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
     let job = match &cli.command {
         // No database: a one-relay diagnostic.
         Command::Check(args) => return check_one(&cfg, args).await,
-        Command::Migrate => {
+        Command::Migrate(args) => {
             open_store(&cli, true).await?;
+            if let Some(login) = &args.reader_login {
+                // From the environment only: an argument would show in the process list.
+                let password = std::env::var("BROTR_READER_PASSWORD").unwrap_or_default();
+                let url: DatabaseUrl = cli.database.parse()?;
+                store::ensure_reader_login(&url, login, &password).await?;
+                info!(login = %login, "read-only login ready (member of brotr_reader)");
+            }
             return Ok(());
         }
         Command::Api(args) => return api(&cli, cfg, args).await,
@@ -515,14 +530,28 @@ async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError
     let url: DatabaseUrl = cli.database.parse()?;
     let archive = store::open_archive(&url, cli.schema).await?;
     info!(database = %url.redacted(), schema = %archive.schema(), "archive opened");
-    api::run(
-        archive,
-        cfg.api,
-        crate::metrics::Metrics::new(),
-        addr,
-        Shutdown::on_signals(),
-    )
-    .await?;
+    let metrics = crate::metrics::Metrics::new();
+    // The api serves /metrics, /healthz and /readyz on its own port; `--metrics-addr` adds the
+    // port every other service has (where the operator's probes and scrapes look).
+    if let Some(maddr) = cli.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(maddr)
+            .await
+            .map_err(|source| CliError::Metrics {
+                addr: maddr,
+                source,
+            })?;
+        let telemetry = Telemetry {
+            metrics: metrics.clone(),
+            health: Health::default(),
+            store: archive.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = telemetry.serve(listener).await {
+                tracing::error!(addr = %maddr, error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+    api::run(archive, cfg.api, metrics, addr, Shutdown::on_signals()).await?;
     Ok(())
 }
 

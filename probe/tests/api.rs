@@ -692,3 +692,92 @@ async fn the_api_role_reads_and_cannot_write() {
     let c = store.counts().await.unwrap();
     assert_eq!((c.relays, c.events), (1, events.len() as u64));
 }
+
+/// `brotr-probe migrate --reader-login ROLE`: what the operator's migration Job runs on a
+/// managed database, so that the api logs in as a member of `brotr_reader` with its own
+/// password. Run again, it updates the password. Bad names and missing passwords are refused
+/// with exit code 2 and nothing is created.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (BROTR_TEST_PG_URL)"]
+async fn migrate_creates_the_read_only_login_the_api_uses() {
+    let url = fresh_pg_url().await;
+    let DatabaseUrl::Postgres(admin) = &url else {
+        unreachable!()
+    };
+    let migrate = |login: &str, password: Option<&str>, database: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_brotr-probe"));
+        cmd.args(["--database", database, "migrate", "--reader-login", login])
+            .env_remove("BROTR_READER_PASSWORD");
+        if let Some(p) = password {
+            cmd.env("BROTR_READER_PASSWORD", p);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let login = format!("brotr_api_{}", hex::encode(rand::random::<[u8; 3]>()));
+    let pool = sqlx::PgPool::connect(admin).await.unwrap();
+    let role = |name: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (bool, bool, Option<String>)>(
+                "SELECT rolcanlogin, pg_has_role(rolname, 'brotr_reader', 'MEMBER'), rolpassword \
+                 FROM pg_authid WHERE rolname = $1",
+            )
+            .bind(name)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let mut verifiers = Vec::new();
+    for password in ["it's-a-secret", "another one"] {
+        let (code, text) = migrate(&login, Some(password), admin);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(!text.contains(password), "the password was printed: {text}");
+        let (can_login, member, verifier) = role(login.clone()).await.expect("the login exists");
+        assert!(can_login && member, "login {can_login}, member {member}");
+        verifiers.push(verifier.expect("a password is set"));
+    }
+    assert_ne!(
+        verifiers[0], verifiers[1],
+        "the second run set the new password"
+    );
+
+    // Through that login the archive reads and cannot be written.
+    let reader = admin.replacen("://postgres@", &format!("://{login}@"), 1);
+    let archive = store::open_archive(&DatabaseUrl::Postgres(reader.clone()), None)
+        .await
+        .unwrap();
+    archive.stats().await.unwrap();
+    let conn = sqlx::PgPool::connect(&reader).await.unwrap();
+    let err = sqlx::query("DELETE FROM relay")
+        .execute(&conn)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+
+    // Refused: a name that would need quoting, no password, SQLite. Exit code 2, nothing made.
+    let bad = "api\"; DROP ROLE postgres; --";
+    let (code, text) = migrate(bad, Some("pw"), admin);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("read-only login") && text.contains("a-z, 0-9"),
+        "{text}"
+    );
+    assert!(role(bad.into()).await.is_none());
+    let other = format!("{login}_2");
+    let (code, text) = migrate(&other, None, admin);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("password must be"), "{text}");
+    assert!(role(other).await.is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("b.db");
+    let (code, text) = migrate("brotr_api", Some("pw"), sqlite.to_str().unwrap());
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("SQLite has no roles"), "{text}");
+}

@@ -53,6 +53,7 @@ async fn converge(
     let mut obs = Observed {
         prometheus_operator: ctx.prometheus_operator,
         new_password: new_password(),
+        new_reader_password: new_password(),
         ..Default::default()
     };
     if let Some(missing) = missing_reference(&plan, ctx, &mut obs).await? {
@@ -201,6 +202,13 @@ async fn missing_reference(
         secrets.extend(ca.clone());
     }
     secrets.extend(plan.key.clone());
+    // The api's read-only URL, when the user names it (a managed login's Secret is ours).
+    secrets.extend(
+        plan.api
+            .as_ref()
+            .filter(|a| !a.managed_login)
+            .map(|a| a.database.clone()),
+    );
     for s in secrets {
         if let Err(missing) = ctx.reference::<Secret>(ns, &s.name, &s.key).await? {
             return Ok(Some(missing));
@@ -242,10 +250,11 @@ async fn sweep(
     if ctx.prometheus_operator {
         kinds.push(ChildKind::ServiceMonitor);
     }
+    kinds.extend([ChildKind::Ingress, ChildKind::PodDisruptionBudget]);
     for kind in kinds {
         let present = match kind {
             // Nobody caches these: list them.
-            ChildKind::ServiceMonitor => {
+            ChildKind::ServiceMonitor | ChildKind::Ingress | ChildKind::PodDisruptionBudget => {
                 apply::list_owned(&ctx.client, kind, ns, &plan.owner.uid).await?
             }
             _ => ctx.children.present(kind, ns),
@@ -310,6 +319,7 @@ fn observe(
             }
         }
         comp.synchronizer = plan.sync.as_ref().map(|_| get_sts(plan.sync_name()));
+        comp.api = plan.api.as_ref().map(|_| get_dep(plan.api_name()));
     }
     BrotrDeploymentStatus {
         observed_generation: bd.metadata.generation,
@@ -318,6 +328,7 @@ fn observe(
         shards: plan.sync.as_ref().map(|s| s.0),
         conditions: vec![],
         components: Some(comp),
+        api: plan.api_status(),
     }
 }
 
@@ -354,6 +365,7 @@ fn verdict(
             check("validator", &comp.validator);
             check("monitor", &comp.monitor);
             check("synchronizer", &comp.synchronizer);
+            check("api", &comp.api);
             let seeding = comp.seeder.as_ref().map(|s| s.state);
             if seeding == Some(JobState::Failed) {
                 let seed = comp

@@ -285,7 +285,10 @@ impl Children {
             ChildKind::Deployment => get(&self.deployments, ns, name),
             ChildKind::StatefulSet => get(&self.stateful_sets, ns, name),
             ChildKind::CronJob => get(&self.cron_jobs, ns, name),
-            ChildKind::Secret | ChildKind::ServiceMonitor => None,
+            ChildKind::Secret
+            | ChildKind::ServiceMonitor
+            | ChildKind::Ingress
+            | ChildKind::PodDisruptionBudget => None,
         }
     }
 
@@ -313,7 +316,10 @@ impl Children {
             ChildKind::Deployment => list(&self.deployments, ns),
             ChildKind::StatefulSet => list(&self.stateful_sets, ns),
             ChildKind::CronJob => list(&self.cron_jobs, ns),
-            ChildKind::Secret | ChildKind::ServiceMonitor => vec![],
+            ChildKind::Secret
+            | ChildKind::ServiceMonitor
+            | ChildKind::Ingress
+            | ChildKind::PodDisruptionBudget => vec![],
         }
     }
 }

@@ -6,8 +6,8 @@
 //! CronJobs on their default schedules.
 
 use brotr_probe::config::{
-    FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig, SyncConfig,
-    ValidatorConfig,
+    ApiConfig, FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig,
+    SyncConfig, ValidatorConfig,
 };
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -96,6 +96,10 @@ pub struct BrotrDeploymentSpec {
     /// Maintenance CronJobs (`brotr-probe maintain refresh|retention|cleanup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceSpec>,
+    /// The archive's read side (`brotr-probe api`): a read-only Nostr relay and an HTTP API
+    /// over what the pipeline stored. Off when absent; present, it runs unless `enabled: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSpec>,
     /// Prometheus Operator objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSpec>,
@@ -346,6 +350,99 @@ pub struct SynchronizerSpec {
     pub settings: Option<Settings<SyncConfig>>,
 }
 
+/// Most api replicas.
+pub const MAX_API_REPLICAS: i32 = 50;
+
+/// The archive's read side: a Deployment of `brotr-probe api` behind a Service, an optional
+/// Ingress, and a PodDisruptionBudget when it has more than one replica. It connects with a
+/// read-only database role: on a managed database the operator creates one (login
+/// `brotr_api`, password in the Secret `<name>-api-db`); on an external one, `databaseUrlSecretRef`
+/// names the URL of a role the administrator made a member of `brotr_reader`
+/// (docs/operations.md, "The archive's read side").
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    /// Run the api (default true when the section is present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Pods behind the Service (default 1; any number serve the same archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_API_REPLICAS))]
+    pub replicas: Option<i32>,
+    /// The Service in front of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ApiServiceSpec>,
+    /// An Ingress for the relay and the HTTP API (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<ApiIngressSpec>,
+    /// A read-only role's `postgres://` URL (required with an external database; a managed
+    /// database gets its own read-only login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url_secret_ref: Option<SecretKeyRef>,
+    /// Resources and pod overrides of the api's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadSpec>,
+    /// The probe's `api` settings: the NIP-11 name and description, and the limits (per-IP
+    /// connections and rate, subscriptions, filters, `limit`, message size, query timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings<ApiConfig>>,
+}
+
+/// How the api is exposed inside (and outside) the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServiceSpec {
+    /// `ClusterIP` (default), `NodePort` or `LoadBalancer`.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    pub type_: Option<ApiServiceType>,
+    /// The Service's port (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// Kubernetes Service types the api may use.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ApiServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ApiServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiServiceType::ClusterIP => "ClusterIP",
+            ApiServiceType::NodePort => "NodePort",
+            ApiServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// An Ingress rule for one host, optionally with TLS.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiIngressSpec {
+    /// The host name, e.g. `archive.example.org`.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
+        .message("ingress.host must be a DNS name like archive.example.org")
+        .reason(Reason::FieldValueInvalid))]
+    pub host: String,
+    /// A Secret of type kubernetes.io/tls for the host (plain HTTP when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub tls_secret_name: Option<String>,
+    /// The IngressClass (the cluster's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub class_name: Option<String>,
+    /// Annotations for the ingress controller (e.g. WebSocket timeouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// Maintenance CronJobs and the probe's `maintain` settings.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -422,6 +519,21 @@ pub struct BrotrDeploymentStatus {
     /// Per-component readiness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub components: Option<ComponentsStatus>,
+    /// Where the api answers: its Service's in-cluster URL, and the Ingress's when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiStatus>,
+}
+
+/// Where the archive's read side answers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiStatus {
+    /// The relay's URL inside the cluster, e.g. `ws://bd-api.ns.svc:80` (HTTP on the same
+    /// address).
+    pub endpoint: String,
+    /// The public relay URL through the Ingress (`wss://` with TLS), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_endpoint: Option<String>,
 }
 
 /// Readiness of each managed component (absent: not wanted).
@@ -449,6 +561,9 @@ pub struct ComponentsStatus {
     /// Synchronizer shards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synchronizer: Option<ComponentStatus>,
+    /// The api's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ComponentStatus>,
 }
 
 /// Where a one-shot Job is.

@@ -17,8 +17,8 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use brotr_probe::config::{
-    FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig, SyncConfig,
-    ValidatorConfig,
+    ApiConfig, FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig,
+    SyncConfig, ValidatorConfig,
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,11 @@ impl Section for NetworksConfig {
 }
 impl Section for LimitsConfig {
     const KEY: &'static str = "limits";
+}
+impl Section for ApiConfig {
+    const KEY: &'static str = "api";
+    /// The pods listen where the Service points.
+    const OPERATOR_OWNED: &'static [&'static str] = &["listen"];
 }
 
 /// A probe config section `T`, as written in the custom resource.

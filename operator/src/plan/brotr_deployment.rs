@@ -4,26 +4,28 @@
 //! completed, only the database and that Job are rendered, and the controller leaves the rest
 //! as it is (pods of the previous version keep running during an upgrade).
 
-use brotr_probe::config::{LimitsConfig, MaintainConfig, NetworksConfig};
+use brotr_probe::config::{ApiConfig, LimitsConfig, MaintainConfig, NetworksConfig};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{Defaults, InvalidSpec, database_of, operator_keys, overrides, wants_tor_sidecar};
 use crate::crd::brotr_deployment::{
-    BrotrDeployment, JobState, MaintenanceJob, MetricsSpec, SchemaFlavor, ServiceKnobs,
+    ApiIngressSpec, ApiServiceType, ApiStatus, BrotrDeployment, JobState, MaintenanceJob,
+    MetricsSpec, SchemaFlavor, ServiceKnobs,
 };
 use crate::crd::common::{ConfigMapKeyRef, GeoIpSource, PodOverrides, SecretKeyRef, WorkloadSpec};
 use crate::crd::settings::{Section, Settings};
 use crate::render::cron_job::{Schedule, cron_job};
 use crate::render::pod::{
-    DatabaseRef, Image, ProbePod, RELAYS_FILE, TorSidecar, env_from_label, probe_args,
-    template_annotations,
+    DatabaseRef, Image, ProbePod, RELAYS_FILE, TorSidecar, env_from_label, plain_env, probe_args,
+    secret_env, template_annotations,
 };
 use crate::render::postgres::{self, Managed};
 use crate::render::probe_config::{ProbeConfigBuilder, RenderedConfig};
 use crate::render::{
-    Desired, Owner, config_map, deployment, interval_secs, job, monitoring, name_hash, service,
-    spread, stateful_set,
+    Desired, Owner, config_map, deployment, ingress, interval_secs, job, monitoring, name_hash,
+    pdb, service, spread, stateful_set,
 };
+use k8s_openapi::api::core::v1::ContainerPort;
 
 /// The long-running services with a Deployment each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +86,20 @@ pub struct ManagedDb {
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
+/// The archive's read side, when wanted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiPlan {
+    pub replicas: i32,
+    pub service_type: ApiServiceType,
+    pub port: i32,
+    pub ingress: Option<ApiIngressSpec>,
+    /// The read-only role's URL: the managed login's Secret, or the one the user names.
+    pub database: SecretKeyRef,
+    /// The login the migration Job creates (managed database only).
+    pub managed_login: bool,
+    pub workload: Option<WorkloadSpec>,
+}
+
 /// A validated BrotrDeployment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
@@ -107,6 +123,7 @@ pub struct Pipeline {
     pub metrics: MetricsSpec,
     pub overrides: PodOverrides,
     pub stopped: bool,
+    pub api: Option<ApiPlan>,
 }
 
 /// What the controller observed, that the children depend on.
@@ -122,6 +139,8 @@ pub struct Observed {
     pub database_ready: bool,
     /// A password for the managed database's Secret, used only if it does not exist yet.
     pub new_password: String,
+    /// A password for the api's read-only login on a managed database (its Secret, likewise).
+    pub new_reader_password: String,
     /// The managed database's StatefulSet exists with a claim template of this size.
     pub claim_storage: Option<Quantity>,
     /// The size its claim has been grown to, when not the one asked for.
@@ -202,6 +221,19 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         "spec.maintenance.settings",
         values(mt.settings.as_ref()),
     );
+    let api_spec = spec.api.as_ref().filter(|a| enabled(a.enabled));
+    b.section(
+        <ApiConfig as Section>::KEY,
+        "spec.api.settings",
+        values(api_spec.and_then(|a| a.settings.as_ref())),
+    );
+    if api_spec.is_some() {
+        b.set(
+            <ApiConfig as Section>::KEY,
+            "listen",
+            format!("0.0.0.0:{}", service::API_PORT),
+        );
+    }
     operator_keys(&mut b, key.is_some(), tor.is_some(), geoip.as_ref());
     let config = b.build().map_err(InvalidSpec)?;
 
@@ -273,6 +305,41 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
     .flatten()
     .collect();
 
+    let name = bd.metadata.name.as_deref().unwrap_or_default();
+    let api = match api_spec {
+        None => None,
+        Some(a) => {
+            let (database, managed_login) = match (&a.database_url_secret_ref, &managed) {
+                (Some(r), _) => (r.clone(), false),
+                (None, Some(_)) => (
+                    SecretKeyRef {
+                        name: format!("{name}-api-db"),
+                        key: postgres::URI_KEY.into(),
+                    },
+                    true,
+                ),
+                (None, None) => {
+                    return Err(InvalidSpec(
+                        "spec.api.databaseUrlSecretRef is required with an external database: \
+                         the URL of a read-only login that is a member of brotr_reader \
+                         (docs/operations.md, \"The archive's read side\")"
+                            .into(),
+                    ));
+                }
+            };
+            let svc = a.service.clone().unwrap_or_default();
+            Some(ApiPlan {
+                replicas: a.replicas.unwrap_or(1),
+                service_type: svc.type_.unwrap_or_default(),
+                port: svc.port.unwrap_or(80),
+                ingress: a.ingress.clone(),
+                database,
+                managed_login,
+                workload: a.workload.clone(),
+            })
+        }
+    };
+
     Ok(Pipeline {
         image: defaults.probe_image(spec.image.as_ref()),
         schema: spec.schema,
@@ -291,6 +358,7 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         metrics: spec.metrics.clone().unwrap_or_default(),
         overrides: spec.pod_overrides.clone().unwrap_or_default(),
         stopped: spec.stopped,
+        api,
         owner,
     })
 }
@@ -300,12 +368,56 @@ impl Pipeline {
         format!("{}-{suffix}", self.owner.name)
     }
 
-    /// `<bd>-migrate-<hash>`: a new Job for each image and schema.
+    /// `<bd>-migrate-<hash>`: a new Job for each image and schema, and when the api's
+    /// read-only login is first wanted (the Job creates it).
     pub fn migration_job_name(&self) -> String {
-        self.name(&format!(
-            "migrate-{}",
+        let hash = if self.reader_login().is_some() {
+            name_hash(&(
+                &self.image.reference,
+                self.schema.as_str(),
+                postgres::READER_LOGIN,
+            ))
+        } else {
             name_hash(&(&self.image.reference, self.schema.as_str()))
-        ))
+        };
+        self.name(&format!("migrate-{hash}"))
+    }
+
+    /// The Secret of the read-only login the migration Job creates, if it creates one.
+    fn reader_login(&self) -> Option<&SecretKeyRef> {
+        self.api
+            .as_ref()
+            .filter(|a| a.managed_login)
+            .map(|a| &a.database)
+    }
+
+    pub fn api_name(&self) -> String {
+        self.name("api")
+    }
+
+    /// Where the api answers: its Service in the cluster, and the Ingress's host.
+    pub fn api_status(&self) -> Option<ApiStatus> {
+        let a = self.api.as_ref()?;
+        let port = if a.port == 80 {
+            String::new()
+        } else {
+            format!(":{}", a.port)
+        };
+        Some(ApiStatus {
+            endpoint: format!(
+                "ws://{}.{}.svc{port}",
+                self.api_name(),
+                self.owner.namespace
+            ),
+            public_endpoint: a.ingress.as_ref().map(|i| {
+                let scheme = if i.tls_secret_name.is_some() {
+                    "wss"
+                } else {
+                    "ws"
+                };
+                format!("{scheme}://{}", i.host)
+            }),
+        })
     }
 
     pub fn seed_job_name(&self, obs: &Observed) -> Option<String> {
@@ -414,6 +526,14 @@ impl Pipeline {
                 overrides: &self.overrides,
             };
             out.push(postgres::secret(&self.owner, &managed, &obs.new_password));
+            if let Some(login) = self.reader_login() {
+                out.push(postgres::reader_secret(
+                    &self.owner,
+                    &managed,
+                    &login.name,
+                    &obs.new_reader_password,
+                ));
+            }
             out.push(postgres::service(&self.owner, &managed));
             out.push(postgres::stateful_set(&self.owner, &managed));
         }
@@ -421,11 +541,32 @@ impl Pipeline {
             return (out, false);
         }
         let migrate = self.pod(probe_args(&["migrate"], false, false), false, None);
+        let env = self
+            .reader_login()
+            .map(|s| {
+                vec![
+                    plain_env("BROTR_READER_LOGIN", postgres::READER_LOGIN),
+                    secret_env(
+                        "BROTR_READER_PASSWORD",
+                        &SecretKeyRef {
+                            name: s.name.clone(),
+                            key: postgres::PASSWORD_KEY.into(),
+                        },
+                    ),
+                ]
+            })
+            .unwrap_or_default();
         out.push(job::one_shot(
             &self.owner,
             &self.migration_job_name(),
             "migration",
-            self.pod_spec(&migrate, PodExtra::default()),
+            self.pod_spec(
+                &migrate,
+                PodExtra {
+                    env,
+                    ..Default::default()
+                },
+            ),
             template_annotations(&migrate.overrides, None),
         ));
         if obs.migration != JobState::Complete {
@@ -440,6 +581,7 @@ impl Pipeline {
         out.extend(self.service_children());
         out.push(service::metrics(&self.owner, &self.metrics_name()));
         out.extend(self.maintenance_children());
+        out.extend(self.api_children());
         if obs.prometheus_operator && self.metrics.service_monitor {
             out.push(monitoring::service_monitor(
                 &self.owner,
@@ -553,6 +695,81 @@ impl Pipeline {
                 spec,
                 template_annotations(&parts.overrides, Some(&hash)),
             ));
+        }
+        out
+    }
+
+    /// The api: its Deployment (pods on the read-only login), Service, Ingress and
+    /// PodDisruptionBudget.
+    fn api_children(&self) -> Vec<Desired> {
+        let Some(a) = &self.api else {
+            return vec![];
+        };
+        let name = self.api_name();
+        let parts = self.pod(probe_args(&["api"], true, true), false, a.workload.as_ref());
+        let database = match &self.database {
+            DatabaseRef::Postgres { ca, .. } => DatabaseRef::Postgres {
+                url: a.database.clone(),
+                ca: ca.clone(),
+            },
+            DatabaseRef::Sqlite => DatabaseRef::Sqlite,
+        };
+        let config_name = self.config_name();
+        let mut spec = ProbePod {
+            image: &self.image,
+            args: parts.args.clone(),
+            database: &database,
+            schema: self.schema.as_str(),
+            config_map: Some(config_name.as_str()),
+            key: None,
+            geoip: None,
+            tor: None,
+            relays: None,
+            init: vec![],
+            serve: true,
+            resources: parts.resources.as_ref(),
+            overrides: &parts.overrides,
+            restart_policy: "Always",
+            env: vec![],
+        }
+        .spec();
+        if let Some(c) = spec.containers.first_mut() {
+            c.ports.get_or_insert_with(Vec::new).push(ContainerPort {
+                name: Some("api".into()),
+                container_port: service::API_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            });
+        }
+        let hash = self.config.hash_of(&["api"]);
+        let replicas = if self.stopped { 0 } else { a.replicas };
+        let mut out = vec![
+            deployment::rolling(
+                &self.owner,
+                &name,
+                "api",
+                replicas,
+                spec,
+                template_annotations(&parts.overrides, Some(&hash)),
+            ),
+            service::api(&self.owner, &name, a.service_type.as_str(), a.port),
+        ];
+        if let Some(i) = &a.ingress {
+            out.push(ingress::api(
+                &self.owner,
+                &name,
+                &ingress::Route {
+                    host: &i.host,
+                    tls_secret: i.tls_secret_name.as_deref(),
+                    class_name: i.class_name.as_deref(),
+                    annotations: i.annotations.as_ref(),
+                    service: &name,
+                    port: a.port,
+                },
+            ));
+        }
+        if a.replicas > 1 {
+            out.push(pdb::one_at_a_time(&self.owner, &name, "api"));
         }
         out
     }

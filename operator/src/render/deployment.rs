@@ -1,10 +1,14 @@
 //! Deployments: one per long-running service (finder, validator, monitor) and the interval-mode
 //! RelayMonitor. One replica, `Recreate`: two copies of a service would do the same work twice.
+//! The api is the exception: any number of replicas serve the same archive, rolled one by one.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{ChildKind, Desired, Owner};
 
@@ -16,15 +20,62 @@ pub fn service(
     pod: PodSpec,
     annotations: BTreeMap<String, String>,
 ) -> Desired {
+    deployment(
+        owner,
+        name,
+        component,
+        replicas,
+        pod,
+        annotations,
+        DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        },
+    )
+}
+
+/// A Deployment whose pods are interchangeable (the api): rolled with no pod down before its
+/// replacement is Ready.
+pub fn rolling(
+    owner: &Owner,
+    name: &str,
+    component: &str,
+    replicas: i32,
+    pod: PodSpec,
+    annotations: BTreeMap<String, String>,
+) -> Desired {
+    deployment(
+        owner,
+        name,
+        component,
+        replicas,
+        pod,
+        annotations,
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_unavailable: Some(IntOrString::Int(0)),
+                max_surge: Some(IntOrString::Int(1)),
+            }),
+        },
+    )
+}
+
+fn deployment(
+    owner: &Owner,
+    name: &str,
+    component: &str,
+    replicas: i32,
+    pod: PodSpec,
+    annotations: BTreeMap<String, String>,
+    strategy: DeploymentStrategy,
+) -> Desired {
     let d = Deployment {
         metadata: owner.meta(name, component),
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
             selector: owner.label_selector(component),
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                rolling_update: None,
-            }),
+            strategy: Some(strategy),
             revision_history_limit: Some(3),
             template: owner.pod_template(component, pod, annotations),
             ..Default::default()

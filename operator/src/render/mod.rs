@@ -8,8 +8,10 @@
 pub mod config_map;
 pub mod cron_job;
 pub mod deployment;
+pub mod ingress;
 pub mod job;
 pub mod monitoring;
+pub mod pdb;
 pub mod pod;
 pub mod postgres;
 pub mod probe_config;
@@ -135,6 +137,8 @@ pub enum ChildKind {
     StatefulSet,
     CronJob,
     ServiceMonitor,
+    Ingress,
+    PodDisruptionBudget,
 }
 
 impl ChildKind {
@@ -153,6 +157,13 @@ impl ChildKind {
                 "v1",
                 "ServiceMonitor",
                 "servicemonitors",
+            ),
+            ChildKind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+            ChildKind::PodDisruptionBudget => (
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
             ),
         }
     }

@@ -204,18 +204,7 @@ impl ProbePod<'_> {
         let mut env = vec![value("BROTR_SCHEMA", self.schema)];
         match self.database {
             DatabaseRef::Postgres { url, ca } => {
-                env.push(EnvVar {
-                    name: "DATABASE_URL".into(),
-                    value_from: Some(EnvVarSource {
-                        secret_key_ref: Some(SecretKeySelector {
-                            name: url.name.clone(),
-                            key: url.key.clone(),
-                            optional: Some(false),
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                });
+                env.push(secret_env("DATABASE_URL", url));
                 if ca.is_some() {
                     env.push(value("PGSSLROOTCERT", CA_FILE));
                 }
@@ -260,6 +249,27 @@ fn value(name: &str, v: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(v.into()),
+        ..Default::default()
+    }
+}
+
+/// An environment variable with a plain value.
+pub fn plain_env(name: &str, v: &str) -> EnvVar {
+    value(name, v)
+}
+
+/// An environment variable from a Secret's key (required: the pod waits for it).
+pub fn secret_env(name: &str, r: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -76,6 +76,31 @@ pub fn secret(owner: &Owner, m: &Managed<'_>, password: &str) -> Desired {
     d
 }
 
+/// The login the api connects with on a managed database (a member of `brotr_reader`).
+pub const READER_LOGIN: &str = "brotr_api";
+
+/// The read-only login's Secret (`password`, and the `uri` the api pods read), with a
+/// password the caller generated; applied only when absent. The migration Job creates the
+/// login with this password.
+pub fn reader_secret(owner: &Owner, m: &Managed<'_>, name: &str, password: &str) -> Desired {
+    let host = format!("{}.{}.svc", m.name, owner.namespace);
+    let s = Secret {
+        metadata: owner.meta(name, "api"),
+        string_data: Some(BTreeMap::from([
+            (PASSWORD_KEY.to_owned(), password.to_owned()),
+            (
+                URI_KEY.to_owned(),
+                format!("postgres://{READER_LOGIN}:{password}@{host}:5432/{USER}"),
+            ),
+        ])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    let mut d = Desired::new(ChildKind::Secret, &s);
+    d.create_only = true;
+    d
+}
+
 pub fn service(owner: &Owner, m: &Managed<'_>) -> Desired {
     let s = Service {
         metadata: owner.meta(m.name, "database"),

@@ -19,7 +19,7 @@ use crate::model::{Candidate, EventRow, Metadata, MetadataType, Network, RelayUr
 
 pub use copy_text::CopyWriter;
 pub use health::{active_relays, relay_health};
-pub use open::{DatabaseUrl, OpenMode, migrate, open, open_archive};
+pub use open::{DatabaseUrl, OpenMode, ensure_reader_login, migrate, open, open_archive};
 pub use postgres::{PgStore, encode_events};
 pub use read::{Archive, Reader};
 pub use sqlite::SqliteStore;
@@ -65,6 +65,8 @@ pub enum StoreError {
     Corrupt { what: String, reason: String },
     #[error(transparent)]
     Version(#[from] VersionError),
+    #[error("cannot set up the read-only login {name:?}: {reason}")]
+    ReaderLogin { name: String, reason: String },
 }
 
 impl StoreError {
@@ -72,7 +74,10 @@ impl StoreError {
     pub fn is_config_error(&self) -> bool {
         matches!(
             self,
-            StoreError::BadUrl { .. } | StoreError::SchemaMismatch { .. } | StoreError::Version(_)
+            StoreError::BadUrl { .. }
+                | StoreError::SchemaMismatch { .. }
+                | StoreError::Version(_)
+                | StoreError::ReaderLogin { .. }
         ) || matches!(
             self,
             StoreError::Migrate {

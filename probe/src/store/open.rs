@@ -114,6 +114,24 @@ pub async fn open(url: &DatabaseUrl, schema: Option<Schema>) -> Result<Arc<dyn S
     open_with(url, schema, OpenMode::Check).await
 }
 
+/// Creates or updates `name`, a login role that reads the archive: a member of `brotr_reader`
+/// (the role the migrations create, with SELECT on what the api serves), with `password`.
+/// PostgreSQL only (SQLite has no roles: refused). Idempotent; the operator runs it in the
+/// migration Job of a pipeline whose api it deploys.
+pub async fn ensure_reader_login(
+    url: &DatabaseUrl,
+    name: &str,
+    password: &str,
+) -> Result<(), StoreError> {
+    match url {
+        DatabaseUrl::Postgres(u) => super::postgres::ensure_reader_login(u, name, password).await,
+        DatabaseUrl::Sqlite(_) => Err(StoreError::ReaderLogin {
+            name: name.to_owned(),
+            reason: "SQLite has no roles (the api reads the file directly)".into(),
+        }),
+    }
+}
+
 /// Opens an existing, migrated database for reading (the api): the store with its reads.
 pub async fn open_archive(
     url: &DatabaseUrl,

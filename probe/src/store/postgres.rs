@@ -55,6 +55,93 @@ pub struct PgStore {
     relay_ids: Mutex<HashMap<String, i32>>,
 }
 
+/// Why a role name or password is not taken, or None. Names are plain lowercase identifiers
+/// (no quoting games); a password is any text without NUL, at most 1,024 bytes.
+pub(crate) fn reader_login_problem(name: &str, password: &str) -> Option<&'static str> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if !first_ok
+        || name.len() > 63
+        || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Some("the name must be 1-63 of a-z, 0-9 and _, not starting with a digit");
+    }
+    if name.starts_with("pg_") || name == "brotr_reader" {
+        return Some("the name is reserved");
+    }
+    if password.is_empty() || password.len() > 1024 || password.contains('\0') {
+        return Some("the password must be 1-1024 bytes without NUL");
+    }
+    None
+}
+
+/// See [`super::ensure_reader_login`]. CREATE/ALTER ROLE take no bind parameters: the password
+/// goes in as a quoted literal (standard_conforming_strings: only `'` needs doubling). The name
+/// was checked to need no quoting.
+pub(crate) async fn ensure_reader_login(url: &str, name: &str, password: &str) -> Result<()> {
+    use sqlx::Connection;
+    if let Some(reason) = reader_login_problem(name, password) {
+        return Err(StoreError::ReaderLogin {
+            name: name.to_owned(),
+            reason: reason.into(),
+        });
+    }
+    let target = DatabaseUrl::Postgres(url.to_owned()).redacted();
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::BadUrl {
+            url: target.clone(),
+            reason: e.to_string(),
+        })?
+        .application_name("brotr-probe");
+    let mut conn = sqlx::PgConnection::connect_with(&options)
+        .await
+        .map_err(|source| StoreError::Connect { target, source })?;
+    let fail = |reason: String| StoreError::ReaderLogin {
+        name: name.to_owned(),
+        reason,
+    };
+    let reader: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'brotr_reader')")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(query_err("reader login"))?;
+    if !reader {
+        return Err(fail(
+            "the role brotr_reader does not exist: the migrations create it only when the \
+             migrating user may create roles (see docs/operations.md)"
+                .into(),
+        ));
+    }
+    let pw = password.replace('\'', "''");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(query_err("reader login"))?;
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    let statements = [
+        format!("{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{pw}'"),
+        format!("GRANT brotr_reader TO {name}"),
+    ];
+    for sql in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            // The statement holds the password: report PostgreSQL's message, never the SQL.
+            .map_err(|e| {
+                fail(
+                    e.as_database_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+                )
+            })?;
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
 impl PgStore {
     /// Connects, then creates or upgrades the schema, or checks it (see [`super::open`]).
     pub async fn open(url: &str, requested: Option<Schema>, mode: OpenMode) -> Result<Self> {
