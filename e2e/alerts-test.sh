@@ -307,10 +307,39 @@ fi
 scrape "$PROBE_PORT" >"$W/probe.metrics"
 stop "$PROBE_PID" probe
 
+# ------------------------------------------------------------------ 3d. the api over that archive
+phase "api: the archive the run filled, read over HTTP; one client over its rate"
+API_PORT=$(free_port)
+cat >"$W/probe/api.yaml" <<EOF
+api:
+  requestsPerSecond: 1
+  burst: 3
+EOF
+"$PROBE" --database "$W/probe/probe.db" --config "$W/probe/api.yaml" \
+  api --listen "127.0.0.1:$API_PORT" >"$W/probe/api.log" 2>&1 &
+API_PID=$!
+PIDS+=("$API_PID")
+if wait_for 20 curl -fsS --max-time 2 "http://127.0.0.1:$API_PORT/healthz"; then
+  # A page of events (an archive read), then more requests than the burst allows: refused.
+  curl -fsS --max-time 5 "http://127.0.0.1:$API_PORT/v1/events?limit=5" >"$W/api-events.json" || true
+  for _ in 1 2 3 4 5; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$API_PORT/v1/stats" || true; done
+  if metric_at_least "$API_PORT" 'brotr_api_query_duration_seconds_count{op="events"}' 1 &&
+      metric_at_least "$API_PORT" 'brotr_api_refusals_total{reason="rate_limited"}' 1; then
+    pass "api: $(jq '.events | length' "$W/api-events.json" 2>/dev/null || echo 0) events read over HTTP, requests over the rate refused"
+  else
+    fail "api: no archive read or no refusal counted (log: $W/probe/api.log)"
+  fi
+else
+  fail "api did not start (log: $W/probe/api.log)"
+  tail -n 20 "$W/probe/api.log" | sed 's/^/  /'
+fi
+scrape "$API_PORT" >"$W/api.metrics" || true
+stop "$API_PID" api
+
 # ------------------------------------------------------------------ 5. names
 phase "every metric name in the rules and the dashboard is exported"
 STEP_LINES=100 run_step "metric names referenced by rules and dashboard are exported by brotr-probe or brotr-operator" \
-  python3 "$CHECK" check "$RULES" "$DASHBOARD" "$W/probe.metrics" "$W/operator.metrics"
+  python3 "$CHECK" check "$RULES" "$DASHBOARD" "$W/probe.metrics" "$W/api.metrics" "$W/operator.metrics"
 
 phase "done"
 checks_summary

@@ -45,7 +45,7 @@ trap cleanup EXIT
 
 # --- background: what waits on the network, and the Go build ---------------------------------
 section_bg "Debian packages (one apt transaction) + external test peers" \
-  bash -c 'bash e2e/deps.sh && BROTR_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,go-client,neg-relay,geoip-test,py-relay,ts-relay,helm bash e2e/tools.sh >/dev/null'
+  bash -c 'bash e2e/deps.sh && BROTR_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,go-client,neg-relay,geoip-test,py-relay,ts-relay,helm,openapi-check bash e2e/tools.sh >/dev/null'
 section_bg "control plane: build (Go; cached after)" bash e2e/control-plane.sh build
 
 section "PostgreSQL (start)" pg_start fsync=off
@@ -129,6 +129,11 @@ bash e2e/control-plane.sh stop "$K8S_DIR" >/dev/null 2>&1 || true
 rm -rf "$K8S_DIR"
 K8S_DIR=""
 unset KUBECONFIG
+# The archive benchmark at 100,000 events, as a smoke: it runs end to end and prints its
+# figures (BENCHMARKS.md has the full runs); no time is asserted. Built above with the tests.
+section "archive benchmark smoke (100,000 events; figures only)" \
+  env -u BROTR_NOSTR_RS_RELAY BROTR_BENCH_PG_URL="$BROTR_TEST_PG_URL" BROTR_BENCH_EVENTS=100000 \
+  BROTR_BENCH_SMOKE=1 cargo test --workspace --locked --bench archive
 
 # --- the light e2e scripts, while the runc ones finish --------------------------------------------
 # Each starts its own throwaway control plane; no runc, no fixed host ports.

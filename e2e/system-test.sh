@@ -18,7 +18,7 @@
 # the pods' own logs and a Nostr client:
 #   operator   Available from `helm install --wait`; its image, the projected token and
 #              KUBERNETES_SERVICE_HOST in its process, /readyz on its own host port
-#   pods       10 pods, all on runc-node; Jobs Succeeded, services Ready; every pod created and
+#   pods       11 pods, all on runc-node; Jobs Succeeded, services Ready; every pod created and
 #              started after the migration Job completed; 8 service pods on distinct host ports
 #              for their 9090 (/readyz on each); the Tor sidecars of the 7 relay pods attached to
 #              the node's one SOCKS5 stand-in
@@ -289,6 +289,13 @@ T=$(date +%s.%N)
 kubectl create namespace "$NS" >/dev/null
 kubectl -n "$NS" create secret generic pg-app --from-literal=uri="$BROTR_TEST_PG_URL" >/dev/null
 kubectl -n "$NS" create secret generic pipeline-key --from-literal=key="$BD_KEY" >/dev/null
+# The api's read-only login, made by an administrator before the pipeline exists (the external
+# database's way, docs/operations.md): a member of brotr_reader, which the migration then
+# grants SELECT on what the api serves.
+API_PW=$(secret_key | cut -c1-24)
+sql "CREATE ROLE brotr_reader NOLOGIN; CREATE ROLE brotr_api LOGIN PASSWORD '$API_PW' IN ROLE brotr_reader"
+API_DB_URL=${BROTR_TEST_PG_URL/:\/\/postgres@/://brotr_api:$API_PW@}
+kubectl -n "$NS" create secret generic pg-api --from-literal=uri="$API_DB_URL" >/dev/null
 CHECKS='{nip11: {timeoutSecs: 5}, rtt: {timeoutSecs: 5}, nip77: {timeoutSecs: 5}, http: {timeoutSecs: 5}}'
 cat <<EOF | kubectl apply -f - >/dev/null
 apiVersion: brotr.dev/v1alpha1
@@ -328,6 +335,8 @@ spec:
     refresh: {schedule: "0 0 1 1 *"}
     retention: {schedule: "0 0 1 1 *"}
     cleanup: {schedule: "0 0 1 1 *"}
+  api:
+    databaseUrlSecretRef: {name: pg-api, key: uri}
   podOverrides:
     nodeSelector: {brotr.dev/runc: "true"}
 EOF
@@ -406,15 +415,17 @@ for p in pods:
 print(len(pods), "; ".join(bad))
 PY
 read -r NPODS PODS_BAD <"$WORK/pods.txt" || true
-expect "$NPODS pods on $NODE (migrate, seed, finder, validator, monitor, sync-0, sync-1, 3 RelayMonitors): Jobs Succeeded, services Running and Ready${PODS_BAD:+: $PODS_BAD}" \
-  test -z "$PODS_BAD" -a "$NPODS" = 10
+expect "$NPODS pods on $NODE (migrate, seed, finder, validator, monitor, sync-0, sync-1, api, 3 RelayMonitors): Jobs Succeeded, services Running and Ready${PODS_BAD:+: $PODS_BAD}" \
+  test -z "$PODS_BAD" -a "$NPODS" = 11
 expect "migration Job ${MJOB#*/} completed ($MDONE) before every other pod was created and started" \
   test -n "$MDONE" -a -z "$PODS_BAD"
 LONG=$(kubectl -n "$NS" get pods -l 'brotr.dev/owner-kind in (BrotrDeployment,RelayMonitor),!job-name' -o name | sed 's|pod/||' | sort)
 HOSTPORTS=""
 for p in $LONG; do HOSTPORTS+="$(jp "$NS" "pod/$p" '{.status.conditions[?(@.type=="brotr.dev/HostPorts")].message}') "; done
 N_LONG=$(wc -w <<<"$LONG") READYZ=0
-for hp in $HOSTPORTS; do curl -sf "http://127.0.0.1:${hp#9090=}/readyz" >/dev/null && READYZ=$((READYZ + 1)); done
+for hp in $(tr ' ' '\n' <<<"$HOSTPORTS" | sed -n 's/^9090=//p'); do
+  curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null && READYZ=$((READYZ + 1))
+done
 expect "per-pod ports: the $N_LONG service pods all declare 9090, each has a host port of its own ($(tr ' ' '\n' <<<"$HOSTPORTS" | grep '^9090=' | sort -u | wc -l) distinct), /readyz answers on $READYZ" \
   test "$(tr ' ' '\n' <<<"$HOSTPORTS" | grep '^9090=[0-9]*$' | sort -u | wc -l) $READYZ" = "$N_LONG $N_LONG"
 TOR_PODS=$(kubectl -n "$NS" get pods -o jsonpath='{range .items[?(@.spec.initContainers[0].name=="tor")]}{.metadata.name} {.status.initContainerStatuses[0].started} {.status.initContainerStatuses[0].imageID}{"\n"}{end}')
@@ -511,6 +522,35 @@ for i in 0 1; do
   expect "shard $i (pod $BD-sync-$i, --shard $i/2) synced only its ${#own[@]} relays (FNV-1a of the URL): at most ${#own[@]} per cycle ($rmax), stored $new = their $want events, received $rec (at most $reread of them read again before AUTH), in $cycles cycles" \
     test "$rmax $new" = "${#own[@]} $want" -a "$rec" -ge "$want" -a "$rec" -le $((want + reread))
 done
+
+echo "== the api: through its Service, the archive the pipeline wrote, on the read-only login"
+# svc_port NS SERVICE: what kube-proxy would pick: a ready endpoint of the Service's
+# EndpointSlice (its pod and target port), then that pod's host port (this kubelet's per-pod ports).
+svc_port() {
+  local pod port
+  read -r pod port < <(kubectl -n "$1" get endpointslices -l "kubernetes.io/service-name=$2" -o json |
+    jq -r '[.items[] | .ports[0].port as $p | .endpoints[] | select(.conditions.ready) | "\(.targetRef.name) \($p)"][0] // empty')
+  [ -n "$pod" ] || return 1
+  jp "$1" "pod/$pod" '{.status.conditions[?(@.type=="brotr.dev/HostPorts")].message}' | tr ' ' '\n' | sed -n "s/^$port=//p"
+}
+API_PORT=$(svc_port "$NS" "$BD-api" || true)
+API_ENDPOINT=$(jp "$NS" "bd/$BD" '{.status.api.endpoint}')
+expect "status.api.endpoint $API_ENDPOINT; the Service $BD-api has a ready endpoint (host port ${API_PORT:-none})" \
+  test "$API_ENDPOINT" = "ws://$BD-api.$NS.svc" -a -n "$API_PORT"
+API="127.0.0.1:${API_PORT:-1}"
+$NOSTR req -relay "ws://$API" -filter '{"kinds":[1,4]}' >"$WORK/api-req.jsonl" || true
+# What it may serve: every archived event but the direct messages (api.hiddenKinds: the relay
+# gave those to the pipeline's key only, after AUTH).
+sql "select encode(id, 'hex') from event where kind <> 4" >"$WORK/events-public.txt"
+expect "REQ through it (go-nostr) returns exactly the $(wc -l <"$WORK/events-public.txt") archived events but the DMs ($(wc -l <"$WORK/api-req.jsonl") events, $(jq -s 'map(select(.kind == 4)) | length' "$WORK/api-req.jsonl") of kind 4), newest first" \
+  bash -c 'diff <(jq -r .id "$1" | sort) <(sort "$2") >/dev/null && jq -s -e "[.[].created_at] as \$t | \$t == (\$t | sort | reverse)" "$1" >/dev/null' _ "$WORK/api-req.jsonl" "$WORK/events-public.txt"
+expect "NIP-11 from it: supported_nips has 1, 11, 45 and 77, restricted_writes" \
+  bash -c 'curl -sf -H "Accept: application/nostr+json" "http://$1/" | jq -e "(.supported_nips | contains([1, 11, 45, 77])) and .limitation.restricted_writes" >/dev/null' _ "$API"
+expect "GET /v1/stats answers, and /v1/relays lists the four relays" \
+  bash -c 'curl -sf "http://$1/v1/stats" | jq -e . >/dev/null && [ "$(curl -sf "http://$1/v1/relays" | jq ".relays | length")" = 4 ]' _ "$API"
+N_API_CONN=$(sql "select count(*) from pg_stat_activity where usename = 'brotr_api'")
+expect "it reads as brotr_api ($N_API_CONN connections in pg_stat_activity), which may not write" \
+  bash -c '[ "$1" -ge 1 ] && psql "$2" -XAtq -c "delete from relay" 2>&1 | grep -q "permission denied"' _ "$N_API_CONN" "$API_DB_URL"
 
 echo "== NIP-66: what each monitor published, checked by an independent client, against its rows"
 T=$(date +%s.%N)
@@ -672,8 +712,9 @@ all_ready() {
   local p hp
   for p in $(kubectl -n "$NS" get pods -l '!job-name' -o name | sed 's|pod/||'); do
     pod_ready "$NS" "$p" || return 1
-    hp=$(jp "$NS" "pod/$p" '{.status.conditions[?(@.type=="brotr.dev/HostPorts")].message}')
-    curl -sf "http://127.0.0.1:${hp#9090=}/readyz" >/dev/null || return 1
+    hp=$(jp "$NS" "pod/$p" '{.status.conditions[?(@.type=="brotr.dev/HostPorts")].message}' |
+      tr ' ' '\n' | sed -n 's/^9090=//p')
+    curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null || return 1
   done
 }
 restarts() { kubectl get pods -A -o jsonpath='{range .items[*]}{range .status.containerStatuses[*]}{.restartCount}{"\n"}{end}{range .status.initContainerStatuses[*]}{.restartCount}{"\n"}{end}{end}' | awk '{s += $1} END {print s + 0}'; }

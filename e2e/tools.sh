@@ -29,7 +29,8 @@
 #   BROTR_NOSTR_TOOLS_VERSION   npm nostr-tools version           (default 2.25.2)
 #   BROTR_PY_RELAY_VERSION      PyPI nostr-relay version          (default 1.14)
 #   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,
-#                               nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay)
+#                               nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay;
+#                               also: go-client, helm, openapi-check)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
 # See e2e/README-tools.md.
 set -euo pipefail
@@ -205,33 +206,54 @@ pycares==5.2.1 pycparser==3.12 pydantic==2.14.4 pydantic_core==2.50.5 python-dot
 python-rapidjson==1.25 PyYAML==6.0.4 setproctitle==1.3.8 SQLAlchemy==2.1.9
 typing-inspection==0.4.5 typing_extensions==4.16.0 uvicorn==0.54.0 uvloop==0.23.0
 watchfiles==1.3.0 websockets==17.4 yarl==1.25.1"
-tools_py_relay() {
-  local v=$PY_RELAY_VERSION venv="$TOOLS_CACHE/py/nostr-relay-$PY_RELAY_VERSION" key
-  key=$(printf '%s\n' "$v" $PY_RELAY_CONSTRAINTS | sha256sum | cut -c1-12)
-  # Rebuilt when the marker is missing or stale, or the base interpreter it links to is gone.
+# tools_venv NAME DIR CHECK PIP-ARGS...: a venv at DIR with `pip install PIP-ARGS`, rebuilt
+# when the marker (a hash of DIR's name and the arguments) is missing or stale, or the base
+# interpreter it links to is gone; CHECK (a command run in the venv's bin/) must succeed after.
+tools_venv() {
+  local name=$1 venv=$2 key log check
+  read -r -a check <<<"$3"
+  shift 3
+  key=$(printf '%s\n' "$venv" "$@" | sha256sum | cut -c1-12)
   if [ "$(cat "$venv/.brotr-installed" 2>/dev/null)" != "$key" ] ||
       ! "$venv/bin/python" -c '' 2>/dev/null; then
-    command -v python3 >/dev/null 2>&1 || { tools_die "py-relay: no python3 on PATH"; return 1; }
+    command -v python3 >/dev/null 2>&1 || { tools_die "$name: no python3 on PATH"; return 1; }
     python3 -c 'import venv, ensurepip' 2>/dev/null || tools_apt python3-venv ||
-      tools_die "py-relay: python3 has no venv/ensurepip" || return 1
-    local log="$TOOLS_CACHE/py/nostr-relay-$v.log"
-    mkdir -p "$TOOLS_CACHE/py"
+      tools_die "$name: python3 has no venv/ensurepip" || return 1
+    log="$venv.log"
+    mkdir -p "$(dirname "$venv")"
     # A venv is not relocatable (its scripts name its own path): built in place, marked when done.
     rm -rf "$venv"
-    tools_log "installing nostr-relay $v into a venv with pip (log: $log)"
+    tools_log "installing $name into a venv with pip (log: $log)"
     if ! { python3 -m venv "$venv" &&
-        printf '%s\n' $PY_RELAY_CONSTRAINTS >"$venv/constraints.txt" &&
-        "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
-          -c "$venv/constraints.txt" "nostr-relay==$v" &&
-        "$venv/bin/nostr-relay" --help; } >"$log" 2>&1; then
+        "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet "$@" &&
+        "$venv/bin/${check[0]}" "${check[@]:1}"; } >"$log" 2>&1; then
       tail -5 "$log" >&2
       rm -rf "$venv"
-      tools_die "nostr-relay $v: venv or pip install failed (log: $log)"
+      tools_die "$name: venv or pip install failed (log: $log)"
       return 1
     fi
     echo "$key" >"$venv/.brotr-installed"
   fi
+}
+
+tools_py_relay() {
+  local venv="$TOOLS_CACHE/py/nostr-relay-$PY_RELAY_VERSION"
+  mkdir -p "$TOOLS_CACHE/py"
+  printf '%s\n' $PY_RELAY_CONSTRAINTS >"$TOOLS_CACHE/py/nostr-relay-constraints.txt"
+  tools_venv "nostr-relay $PY_RELAY_VERSION" "$venv" "nostr-relay --help" \
+    -c "$TOOLS_CACHE/py/nostr-relay-constraints.txt" $PY_RELAY_CONSTRAINTS \
+    "nostr-relay==$PY_RELAY_VERSION" || return 1
   export BROTR_PY_RELAY="$venv/bin/nostr-relay"
+}
+
+# openapi-check: openapi-spec-validator (validates the api's OpenAPI 3.1 document) and
+# schemathesis (generates requests for every route of it) from PyPI, in a venv of their own.
+OPENAPI_CHECK_PACKAGES="openapi-spec-validator==0.9.0 schemathesis==4.32.5"
+tools_openapi_check() {
+  local venv="$TOOLS_CACHE/py/openapi-check"
+  tools_venv "openapi-check" "$venv" "st --version" $OPENAPI_CHECK_PACKAGES || return 1
+  export BROTR_OPENAPI_SPEC_VALIDATOR="$venv/bin/openapi-spec-validator"
+  export BROTR_SCHEMATHESIS="$venv/bin/st"
 }
 
 # ts-relay: e2e/ts-relay (server.mjs, a `ws` server around @nostr-relay/core with its SQLite event
@@ -313,6 +335,7 @@ tools_install() {
       py-relay) fn=tools_py_relay ;;
       ts-relay) fn=tools_ts_relay ;;
       helm) fn=tools_helm ;;
+      openapi-check) fn=tools_openapi_check ;;
       *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
     esac
     if [[ ",${BROTR_TOOLS_OPTIONAL:-}," != *",$t,"* ]]; then
@@ -336,7 +359,8 @@ tools_install() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
   for v in BROTR_NOSTR_RS_RELAY BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
-    BROTR_GO_VERIFY BROTR_GO_CLIENT BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY BROTR_HELM; do
+    BROTR_GO_VERIFY BROTR_GO_CLIENT BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY BROTR_HELM \
+    BROTR_OPENAPI_SPEC_VALIDATOR BROTR_SCHEMATHESIS; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"
   done
   true

@@ -13,6 +13,8 @@ use brotr_operator::render::OWNER_UID;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -70,6 +72,16 @@ async fn children(c: &Client, ns: &str, uid: &str) -> BTreeMap<String, (String, 
     collect!(Service, "Service", |o| o
         .resource_version()
         .unwrap_or_default());
+    collect!(Ingress, "Ingress", |o| o
+        .metadata
+        .generation
+        .unwrap_or_default()
+        .to_string());
+    collect!(PodDisruptionBudget, "PodDisruptionBudget", |o| o
+        .metadata
+        .generation
+        .unwrap_or_default()
+        .to_string());
     out
 }
 
@@ -82,6 +94,7 @@ async fn a_full_pipeline_with_tor_migrates_first_then_becomes_ready() {
     let ns = namespace(&c, "e2e-full").await;
     let op = Operator::start(&[&ns], &[]);
     secret(&c, &ns, "pg-app", "uri", "postgres://brotr@db/brotr").await;
+    secret(&c, &ns, "pg-api", "uri", "postgres://brotr_api@db/brotr").await;
     secret(&c, &ns, "brotr-key", "nsec", "00").await;
     let bd: BrotrDeployment = create(&c, &ns, full_pipeline("bigbrotr")).await;
     let uid = bd.uid().unwrap();
@@ -100,6 +113,11 @@ async fn a_full_pipeline_with_tor_migrates_first_then_becomes_ready() {
         "Deployment/bigbrotr-validator",
         "Service/bigbrotr-metrics",
         "StatefulSet/bigbrotr-sync",
+        // The archive's read side: 2 replicas behind a Service and an Ingress.
+        "Deployment/bigbrotr-api",
+        "Service/bigbrotr-api",
+        "Ingress/bigbrotr-api",
+        "PodDisruptionBudget/bigbrotr-api",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
@@ -128,8 +146,8 @@ async fn a_full_pipeline_with_tor_migrates_first_then_becomes_ready() {
         // Tor as a native sidecar where relays are contacted.
         let pod = d.spec.unwrap().template.spec.unwrap();
         let init: Vec<_> = pod.init_containers.unwrap_or_default();
-        if name.ends_with("-finder") {
-            assert!(init.is_empty());
+        if name.ends_with("-finder") || name.ends_with("-api") {
+            assert!(init.is_empty(), "{name} talks to no relay");
         } else {
             assert_eq!(init[0].name, "tor");
             assert_eq!(init[0].restart_policy.as_deref(), Some("Always"));
@@ -146,6 +164,13 @@ async fn a_full_pipeline_with_tor_migrates_first_then_becomes_ready() {
         .await
         .unwrap();
     let st = bd.status.unwrap();
+    let api = st.api.clone().expect("status.api");
+    assert_eq!(api.endpoint, format!("ws://bigbrotr-api.{ns}.svc"));
+    assert_eq!(
+        api.public_endpoint.as_deref(),
+        Some("wss://archive.example.org")
+    );
+    assert_eq!(st.components.clone().unwrap().api.unwrap().ready, 2);
     assert_eq!(st.components.unwrap().synchronizer.unwrap().ready, 3);
     assert_eq!(
         st.image.as_deref(),
@@ -162,6 +187,7 @@ async fn edits_change_exactly_the_children_they_concern() {
     let ns = namespace(&c, "e2e-edit").await;
     let op = Operator::start(&[&ns], &[]);
     secret(&c, &ns, "pg-app", "uri", "postgres://brotr@db/brotr").await;
+    secret(&c, &ns, "pg-api", "uri", "postgres://brotr_api@db/brotr").await;
     secret(&c, &ns, "brotr-key", "nsec", "00").await;
     let mut v = full_pipeline("edited");
     v["spec"]["synchronizer"]["shards"] = 1.into();
@@ -423,6 +449,7 @@ async fn deleting_a_pipeline_removes_every_child_and_stopped_scales_to_zero() {
     let ns = namespace(&c, "e2e-delete").await;
     let op = Operator::start(&[&ns], &[]);
     secret(&c, &ns, "pg-app", "uri", "postgres://x").await;
+    secret(&c, &ns, "pg-api", "uri", "postgres://y").await;
     secret(&c, &ns, "brotr-key", "nsec", "00").await;
     let bd: BrotrDeployment = create(&c, &ns, full_pipeline("gone")).await;
     let uid = bd.uid().unwrap();

@@ -596,9 +596,11 @@ fn the_api_on_a_managed_database_reads_through_its_own_read_only_login() {
         !c.iter()
             .any(|d| matches!(d.kind, ChildKind::Ingress | ChildKind::PodDisruptionBudget))
     );
-    // The probe's config listens where the Service points.
-    let cfg = ProbeConfig::from_yaml("t", &p.config.text).unwrap();
-    assert_eq!(cfg.api.listen, "0.0.0.0:8080");
+    // It listens where the Service points.
+    assert_eq!(
+        (&main["args"][1], &main["args"][2]),
+        (&json!("--listen"), &json!("0.0.0.0:8080"))
+    );
     let st = p.api_status().unwrap();
     assert_eq!(st.endpoint, "ws://quickstart-api.nostr.svc");
     assert_eq!(st.public_endpoint, None);
@@ -628,10 +630,25 @@ fn the_api_behind_an_ingress_with_replicas_gets_a_disruption_budget() {
     assert_eq!(ing["apiVersion"], "networking.k8s.io/v1");
     assert_eq!(ing["spec"]["ingressClassName"], "nginx");
     assert_eq!(ing["spec"]["rules"][0]["host"], "archive.example.org");
-    assert_eq!(
-        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"],
-        json!({"name": "bigbrotr-api", "port": {"number": 80}})
-    );
+    // The public routes only: not /metrics, /healthz, /readyz.
+    let paths = ing["spec"]["rules"][0]["http"]["paths"].as_array().unwrap();
+    let routes: Vec<_> = paths
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["pathType"].as_str().unwrap(),
+                p["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(routes, ["Exact /", "Prefix /v1", "Exact /openapi.json"]);
+    for p in paths {
+        assert_eq!(
+            p["backend"]["service"],
+            json!({"name": "bigbrotr-api", "port": {"number": 80}})
+        );
+    }
     assert_eq!(
         ing["spec"]["tls"][0],
         json!({"hosts": ["archive.example.org"], "secretName": "archive-tls"})

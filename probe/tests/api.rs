@@ -13,6 +13,7 @@ use brotr_probe::metrics::Metrics;
 use brotr_probe::model::{EventRow, Schema};
 use brotr_probe::nips::nip77::Reconciliation;
 use brotr_probe::serve::{self, Api};
+use brotr_probe::services::Service as _;
 use brotr_probe::store::{self, DatabaseUrl, Store};
 use futures_util::{SinkExt, StreamExt};
 use nostr::{Event, EventBuilder, Filter, JsonUtil, Keys, Kind, Tag, Timestamp};
@@ -780,4 +781,391 @@ async fn migrate_creates_the_read_only_login_the_api_uses() {
     let (code, text) = migrate("brotr_api", Some("pw"), sqlite.to_str().unwrap());
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("SQLite has no roles"), "{text}");
+}
+
+/// The per-IP request rate: HTTP requests past the burst get 429 with a JSON error naming the
+/// reason, and relay messages a NOTICE; the health and metrics routes are never limited (the
+/// kubelet and Prometheus share an address with nobody's quota); refusals are counted.
+#[tokio::test]
+async fn the_request_rate_is_limited_per_address_but_not_health_or_metrics() {
+    let (url, _dir) = fresh_sqlite_url();
+    let cfg = ApiConfig {
+        requests_per_second: 1,
+        burst: 3,
+        ..test_cfg()
+    };
+    let served = serve_with(&url, Schema::Full, cfg, &dataset()).await;
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(get(served.addr, "/v1/stats", "application/json").await.0);
+    }
+    assert_eq!(&codes[..3], &[200, 200, 200], "the burst passes: {codes:?}");
+    assert!(codes[3..].contains(&429), "past the burst: {codes:?}");
+    let (status, _, body) = get(served.addr, "/v1/events?limit=1", "application/json").await;
+    assert_eq!(status, 429, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"], "rate_limited", "{body}");
+    for path in ["/healthz", "/readyz", "/metrics", "/healthz", "/metrics"] {
+        assert_eq!(get(served.addr, path, "*/*").await.0, 200, "{path}");
+    }
+    let (_, _, metrics) = get(served.addr, "/metrics", "text/plain").await;
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("brotr_api_refusals_total{reason=\"rate_limited\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 2.0, "refusals counted: {refused}");
+    // Relay messages draw on the same budget: a NOTICE, and the connection stays up. (The
+    // upgrade is a request too: wait for the budget to refill.)
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut ws = connect(served.addr).await;
+    let mut notices = 0;
+    for i in 0..4 {
+        ws.send(Message::Text(format!(r#"["CLOSE","s{i}"]"#).into()))
+            .await
+            .unwrap();
+    }
+    while let Ok(Some(Ok(Message::Text(t)))) =
+        tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+    {
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v[0] == "NOTICE" && v[1].as_str().unwrap_or("").starts_with("rate-limited") {
+            notices += 1;
+        }
+    }
+    assert!(notices >= 1, "a NOTICE for messages past the rate");
+}
+
+/// A second Brotr whose only relay is this api archives the same events, by NIP-77: its
+/// synchronizer reconciles against the api's negentropy responder and fetches each event once.
+/// Re-synced with nothing new, it moves under 2% of the first sync's bytes.
+async fn a_second_brotr_mirrors_the_archive_by_nip77(url: DatabaseUrl) {
+    const NOW: i64 = 1_800_000_000;
+    let keys: Vec<Keys> = (0..5).map(|_| Keys::generate()).collect();
+    let events: Vec<Event> = (0..2_000u64)
+        .map(|i| {
+            EventBuilder::new(
+                Kind::from([1u16, 7, 1, 30023, 1][i as usize % 5]),
+                format!("event {i}"),
+            )
+            .tag(Tag::parse(["t", "mirror"]).unwrap())
+            .custom_created_at(Timestamp::from(NOW as u64 - (i * 7_919) % 86_400))
+            .sign_with_keys(&keys[i as usize % 5])
+            .unwrap()
+        })
+        .collect();
+    let served = serve_with(&url, Schema::Full, test_cfg(), &events).await;
+    let api_url = format!("ws://{}", served.addr);
+
+    let (b_url, _b_dir) = fresh_sqlite_url();
+    let b = common::open(&b_url, Schema::Full).await;
+    b.insert_relays(&[store::RelayRow {
+        url: brotr_probe::model::RelayUrl::parse_allowing_local(&api_url).unwrap(),
+        discovered_at: NOW,
+    }])
+    .await
+    .unwrap();
+    let sync = common::synchronizer(brotr_probe::config::SyncConfig::default());
+    let first = sync.run_cycle(&common::ctx(&b, NOW)).await.unwrap();
+    assert_eq!(first.relays_failed, 0, "{first:?}");
+    assert_eq!(
+        first.negentropy_windows, 1,
+        "reconciled by NIP-77: {first:?}"
+    );
+    assert_eq!(
+        first.wire.events_received, 2_000,
+        "each event fetched once: {first:?}"
+    );
+
+    // The same archive: every id, nothing else.
+    let all = brotr_probe::store::query::EventQuery {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let ids = |rows: Vec<store::StoredEvent>| {
+        let mut v: Vec<[u8; 32]> = rows.iter().map(|e| e.id).collect();
+        v.sort();
+        v
+    };
+    let a_archive = store::open_archive(&url, None).await.unwrap();
+    let a_ids = ids(a_archive.query_events(&all).await.unwrap());
+    let b_archive = store::open_archive(&b_url, None).await.unwrap();
+    let b_ids = ids(b_archive.query_events(&all).await.unwrap());
+    assert_eq!(a_ids.len(), 2_000);
+    assert_eq!(a_ids, b_ids, "the mirror holds exactly the api's events");
+
+    // Nothing new: fingerprints only.
+    let again = sync.run_cycle(&common::ctx(&b, NOW + 60)).await.unwrap();
+    assert_eq!(again.wire.events_received, 0, "{again:?}");
+    let ratio = again.wire.bytes_in as f64 / first.wire.bytes_in as f64;
+    println!(
+        "mirror by NIP-77: first sync {} bytes in, re-sync {} bytes in ({:.3}%)",
+        first.wire.bytes_in,
+        again.wire.bytes_in,
+        ratio * 100.0
+    );
+    assert!(
+        ratio < 0.02,
+        "re-sync read {ratio:.4} of the first sync's bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_second_brotr_mirrors_a_sqlite_archive_by_nip77() {
+    let (url, _dir) = fresh_sqlite_url();
+    a_second_brotr_mirrors_the_archive_by_nip77(url).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn a_second_brotr_mirrors_a_postgres_archive_by_nip77() {
+    a_second_brotr_mirrors_the_archive_by_nip77(fresh_pg_url().await).await;
+}
+
+/// Latencies of `n` REQs (each 50 kind-1 events then EOSE) on one connection, in ms, sorted.
+async fn good_client(addr: SocketAddr, n: usize) -> Vec<f64> {
+    let mut ws = connect(addr).await;
+    let mut ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = std::time::Instant::now();
+        let got = req(
+            &mut ws,
+            &format!("g{i}"),
+            &[json!({"kinds": [1], "limit": 50})],
+        )
+        .await
+        .expect("the well-behaved client is served");
+        assert_eq!(got.len(), 50);
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        send(&mut ws, json!(["CLOSE", format!("g{i}")])).await;
+    }
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Reads until the server ends the connection (true) or `within` passes (false); the text frames
+/// seen on the way.
+async fn until_cut(ws: &mut Ws, within: Duration) -> (bool, Vec<String>) {
+    let mut frames = Vec::new();
+    let cut = tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Text(t))) => frames.push(t.to_string()),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (cut, frames)
+}
+
+/// Hostile clients (10,000 subscriptions, a filter of 10,000 authors, a reader that never reads,
+/// malformed frames) are refused or cut, and a well-behaved client on the same server keeps
+/// getting complete answers meanwhile. Its p50/p95 before and during are printed (a figure for
+/// BENCHMARKS.md, not an assertion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_are_refused_or_cut_while_others_are_served() {
+    let (url, _dir) = fresh_sqlite_url();
+    let keys = Keys::generate();
+    let events: Vec<Event> = (0..3_000u64)
+        .map(|i| {
+            EventBuilder::text_note(format!("note {i} {}", "x".repeat(200)))
+                .custom_created_at(Timestamp::from(1_700_000_000 + i))
+                .sign_with_keys(&keys)
+                .unwrap()
+        })
+        .collect();
+    // Everyone here is 127.0.0.1: the per-address rate and connection limits are set out of
+    // the way, so what is measured is the per-connection defences.
+    let cfg = ApiConfig {
+        requests_per_second: 1_000_000,
+        burst: 1_000_000,
+        max_connections_per_ip: 100,
+        ..ApiConfig::default()
+    };
+    let max_subs = cfg.max_subscriptions as usize;
+    let served = serve_with(&url, Schema::Full, cfg, &events).await;
+    let addr = served.addr;
+    let before = good_client(addr, 100).await;
+
+    // 10,000 subscriptions on one connection.
+    let subs = tokio::spawn(async move {
+        // Read while sending: this client is hostile, not slow.
+        let (mut tx, mut rx) = connect(addr).await.split();
+        let reader = tokio::spawn(async move {
+            let (mut eose, mut blocked, mut cut) = (0, 0, false);
+            while eose + blocked < 10_000 {
+                let frame = tokio::time::timeout(Duration::from_secs(10), rx.next()).await;
+                let Ok(Some(Ok(Message::Text(t)))) = frame else {
+                    cut = matches!(frame, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))));
+                    break;
+                };
+                let m: Value = serde_json::from_str(&t).unwrap();
+                match m[0].as_str() {
+                    Some("EOSE") => eose += 1,
+                    Some("CLOSED") if m[2].as_str().unwrap_or("").starts_with("blocked:") => {
+                        blocked += 1
+                    }
+                    _ => {}
+                }
+            }
+            (eose, blocked, cut)
+        });
+        for i in 0..10_000 {
+            let m = json!(["REQ", format!("h{i}"), {"kinds": [1], "limit": 1}]);
+            // The server may cut this client before it has sent them all.
+            if tx.send(Message::Text(m.to_string().into())).await.is_err() {
+                break;
+            }
+        }
+        reader.await.unwrap()
+    });
+    // A filter of 10,000 authors (660 kB: over the message limit).
+    let authors = tokio::spawn(async move {
+        let mut ws = connect(addr).await;
+        let authors: Vec<String> = (0..10_000).map(|i| format!("{i:064x}")).collect();
+        let _ = ws
+            .send(Message::Text(
+                json!(["REQ", "a", {"authors": authors}]).to_string().into(),
+            ))
+            .await;
+        until_cut(&mut ws, Duration::from_secs(10)).await
+    });
+    // A reader that asks for everything, many times, and never reads.
+    let slow = tokio::spawn(async move {
+        let mut ws = connect(addr).await;
+        for i in 0..40 {
+            send(&mut ws, json!(["REQ", format!("s{i}"), {"limit": 500}])).await;
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let (cut, frames) = until_cut(&mut ws, Duration::from_secs(20)).await;
+        (cut, frames.len())
+    });
+    // Malformed frames.
+    let garbage = tokio::spawn(async move {
+        let mut ws = connect(addr).await;
+        for i in 0..2_000 {
+            let frame = match i % 4 {
+                0 => Message::Text("{".into()),
+                1 => Message::Text(r#"["REQ"]"#.into()),
+                2 => Message::Text(r#"["REQ","x",{"kinds":"one"}]"#.into()),
+                _ => Message::Binary(vec![0xff; 64].into()),
+            };
+            if ws.send(frame).await.is_err() {
+                break;
+            }
+        }
+        until_cut(&mut ws, Duration::from_secs(2)).await.1.len()
+    });
+    let during = good_client(addr, 100).await;
+
+    // Refused past the limit, or cut for not keeping up with its own refusals: never more
+    // than the limit open.
+    let (eose, blocked, cut) = subs.await.unwrap();
+    assert!(
+        eose <= max_subs,
+        "{eose} subscriptions open, at most {max_subs}"
+    );
+    assert!(
+        cut || (eose == max_subs && blocked == 10_000 - max_subs),
+        "10,000 subscriptions: {eose} open, {blocked} refused, cut {cut}"
+    );
+    println!("10,000 subscriptions: {eose} opened, {blocked} refused, cut: {cut}");
+    let (cut, _) = authors.await.unwrap();
+    assert!(cut, "the 10,000-author filter's connection is cut");
+    let (cut, frames) = slow.await.unwrap();
+    assert!(cut, "the reader that never reads is cut");
+    assert!(
+        frames < 40 * 500,
+        "cut before it got everything ({frames} frames)"
+    );
+    let notices = garbage.await.unwrap();
+    assert!(notices > 0, "malformed frames are answered with NOTICEs");
+    // The server is still up for everyone else.
+    good_client(addr, 5).await;
+    let (_, _, metrics) = get(addr, "/metrics", "text/plain").await;
+    assert!(
+        metrics.contains("brotr_api_refusals_total{reason=\"slow_reader\"}"),
+        "the slow reader counted"
+    );
+    println!(
+        "hostile clients: well-behaved REQ (50 events) p50 {:.2} ms p95 {:.2} ms before; \
+         p50 {:.2} ms p95 {:.2} ms during ({:.2}x at p95)",
+        pct(&before, 0.5),
+        pct(&before, 0.95),
+        pct(&during, 0.5),
+        pct(&during, 0.95),
+        pct(&during, 0.95) / pct(&before, 0.95)
+    );
+}
+
+/// Direct messages (kind 4) and gift wraps (1059) are archived when a relay gave them to the
+/// pipeline's key after AUTH; the api never serves them to anyone (`api.hiddenKinds`), by REQ,
+/// COUNT or HTTP. An operator who wants them served says so.
+#[tokio::test]
+async fn direct_messages_are_archived_but_never_served() {
+    let keys = Keys::generate();
+    let note = EventBuilder::text_note("public")
+        .sign_with_keys(&keys)
+        .unwrap();
+    let dm = EventBuilder::new(Kind::from(4u16), "ciphertext?iv=abc")
+        .tag(Tag::parse(["p", &Keys::generate().public_key().to_hex()]).unwrap())
+        .sign_with_keys(&keys)
+        .unwrap();
+    let wrap = EventBuilder::new(Kind::from(1059u16), "sealed")
+        .sign_with_keys(&Keys::generate())
+        .unwrap();
+    let all = [note.clone(), dm.clone(), wrap.clone()];
+    let (url, _dir) = fresh_sqlite_url();
+    let served = serve_with(&url, Schema::Full, test_cfg(), &all).await;
+    assert_eq!(
+        served.store.counts().await.unwrap().events,
+        3,
+        "all three archived"
+    );
+    let mut ws = connect(served.addr).await;
+    let ids = |evs: Vec<Event>| evs.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(req(&mut ws, "a", &[json!({})]).await.unwrap()),
+        [note.id]
+    );
+    assert_eq!(
+        req(&mut ws, "b", &[json!({"kinds": [4, 1059]})])
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        req(
+            &mut ws,
+            "c",
+            &[json!({"ids": [dm.id.to_hex(), wrap.id.to_hex()]})]
+        )
+        .await
+        .unwrap(),
+        []
+    );
+    send(&mut ws, json!(["COUNT", "n", {}])).await;
+    assert_eq!(next(&mut ws).await[2]["count"], 1);
+    let (status, _, body) = get(served.addr, "/v1/events?kinds=1,4,1059", "application/json").await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{body}");
+
+    // An archive configured to serve them does.
+    let (url, _dir2) = fresh_sqlite_url();
+    let open = ApiConfig {
+        hidden_kinds: vec![],
+        ..test_cfg()
+    };
+    let served = serve_with(&url, Schema::Full, open, &all).await;
+    let mut ws = connect(served.addr).await;
+    assert_eq!(req(&mut ws, "a", &[json!({})]).await.unwrap().len(), 3);
 }

@@ -69,7 +69,7 @@ impl Section for LimitsConfig {
 }
 impl Section for ApiConfig {
     const KEY: &'static str = "api";
-    /// The pods listen where the Service points.
+    /// The pods listen where the Service points (`--listen`).
     const OPERATOR_OWNED: &'static [&'static str] = &["listen"];
 }
 

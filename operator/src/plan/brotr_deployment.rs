@@ -227,13 +227,6 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         "spec.api.settings",
         values(api_spec.and_then(|a| a.settings.as_ref())),
     );
-    if api_spec.is_some() {
-        b.set(
-            <ApiConfig as Section>::KEY,
-            "listen",
-            format!("0.0.0.0:{}", service::API_PORT),
-        );
-    }
     operator_keys(&mut b, key.is_some(), tor.is_some(), geoip.as_ref());
     let config = b.build().map_err(InvalidSpec)?;
 
@@ -706,7 +699,14 @@ impl Pipeline {
             return vec![];
         };
         let name = self.api_name();
-        let parts = self.pod(probe_args(&["api"], true, true), false, a.workload.as_ref());
+        // The listen address as an argument (over the config's `api.listen`, which the operator
+        // owns): where the Service points, and visible in the pod spec.
+        let listen = format!("0.0.0.0:{}", service::API_PORT);
+        let parts = self.pod(
+            probe_args(&["api", "--listen", &listen], true, true),
+            false,
+            a.workload.as_ref(),
+        );
         let database = match &self.database {
             DatabaseRef::Postgres { ca, .. } => DatabaseRef::Postgres {
                 url: a.database.clone(),

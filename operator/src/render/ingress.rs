@@ -1,5 +1,6 @@
-//! The api's Ingress: one host, every path to the api's Service (the relay's WebSocket upgrade
-//! and the HTTP API share `/`), with TLS when a Secret is named.
+//! The api's Ingress: one host, with TLS when a Secret is named, routing what the public reads:
+//! `/` (the relay's WebSocket upgrade and NIP-11), `/v1/…` (the HTTP API) and `/openapi.json`.
+//! Not `/metrics`, `/healthz` or `/readyz`: those stay inside the cluster.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,16 @@ pub struct Route<'a> {
 }
 
 pub fn api(owner: &Owner, name: &str, r: &Route<'_>) -> Desired {
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: r.service.to_owned(),
+            port: Some(ServiceBackendPort {
+                number: Some(r.port),
+                name: None,
+            }),
+        }),
+        resource: None,
+    };
     let mut metadata = owner.meta(name, "api");
     metadata.annotations = r.annotations.cloned();
     let i = Ingress {
@@ -38,20 +49,18 @@ pub fn api(owner: &Owner, name: &str, r: &Route<'_>) -> Desired {
             rules: Some(vec![IngressRule {
                 host: Some(r.host.to_owned()),
                 http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/".into()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: r.service.to_owned(),
-                                port: Some(ServiceBackendPort {
-                                    number: Some(r.port),
-                                    name: None,
-                                }),
-                            }),
-                            resource: None,
-                        },
-                    }],
+                    paths: [
+                        ("/", "Exact"),
+                        ("/v1", "Prefix"),
+                        ("/openapi.json", "Exact"),
+                    ]
+                    .into_iter()
+                    .map(|(path, kind)| HTTPIngressPath {
+                        path: Some(path.into()),
+                        path_type: kind.into(),
+                        backend: backend.clone(),
+                    })
+                    .collect(),
                 }),
             }]),
             default_backend: None,

@@ -66,6 +66,11 @@ pub struct ApiConfig {
     /// reading and is cut.
     #[garde(range(min = 16, max = 1_000_000))]
     pub max_outbox: u32,
+    /// Kinds never served, whatever a filter asks: by default NIP-04 direct messages (4) and
+    /// NIP-59 gift wraps (1059), which relays give only to their recipient after NIP-42 AUTH
+    /// (the synchronizer archives the ones addressed to the pipeline's own key).
+    #[garde(length(max = 100))]
+    pub hidden_kinds: Vec<u16>,
     /// How often the SQLite archive is polled for new events (PostgreSQL announces them).
     #[garde(range(min = 0.05, max = 60.0))]
     pub poll_secs: f64,
@@ -93,6 +98,7 @@ impl Default for ApiConfig {
             max_negentropy_items: 2_000_000,
             max_negentropy_sessions: 4,
             max_outbox: 2_048,
+            hidden_kinds: vec![4, 1059],
             poll_secs: 1.0,
         }
     }

@@ -63,7 +63,9 @@ async fn openapi() -> Response {
     }
 }
 
-/// Rate limit per IP and the request counter by route and status, for every HTTP request.
+/// Rate limit per IP and the request counter by route and status, for every HTTP request. The
+/// health and metrics routes are counted but never limited: the kubelet's probes and Prometheus'
+/// scrapes must not be refused because a client on the same address is busy.
 pub(super) async fn count_and_limit(
     State(api): State<Arc<Api>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -76,7 +78,8 @@ pub(super) async fn count_and_limit(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     // The WebSocket's own messages are limited in the session; its upgrade counts once here.
-    let response = if api.allow(peer.ip()) {
+    let operational = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+    let response = if operational || api.allow(peer.ip()) {
         next.run(req).await
     } else {
         api.metrics
@@ -307,7 +310,7 @@ async fn events(
             "ids", "authors", "kinds", "tag", "since", "until", "filter", "limit", "cursor",
         ],
     )?;
-    let mut q = match p.get("filter") {
+    let q = match p.get("filter") {
         Some(json) => {
             if let Some(k) = ["ids", "authors", "kinds", "tag", "since", "until"]
                 .into_iter()
@@ -373,6 +376,7 @@ async fn events(
             q.checked(&api.limits).map_err(query_error)?
         }
     };
+    let mut q = api.hide(q);
     q.limit = p.limit(&api)?;
     if let Some(c) = p.get("cursor") {
         q.after = Some(Cursor::decode(c).map_err(|e| ApiError::bad("cursor", e.to_string()))?);
@@ -428,7 +432,7 @@ pub struct RelaysPage {
     tag = "relays",
     params(
         ("network" = Option<String>, Query, description = "clearnet, tor, i2p or loki"),
-        ("nip" = Option<u32>, Query, description = "Relays whose NIP-11 lists this NIP"),
+        ("nip" = Option<u16>, Query, description = "Relays whose NIP-11 lists this NIP (0-65535)"),
         ("software" = Option<String>, Query, description = "Relays whose NIP-11 software contains this text (case-insensitive)"),
         ("country" = Option<String>, Query, description = "ISO 3166 country code"),
         ("status" = Option<String>, Query, description = "online, offline or unknown"),
@@ -498,7 +502,9 @@ async fn relays(
     };
     let filter = RelayFilter {
         network,
-        nip: p.int("nip", "a NIP number")?,
+        nip: p
+            .int::<u16>("nip", "a NIP number (0-65535)")?
+            .map(u32::from),
         software,
         country,
         status,

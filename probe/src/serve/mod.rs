@@ -31,7 +31,7 @@ use crate::config::ApiConfig;
 use crate::metrics::Metrics;
 use crate::nips::nip01;
 use crate::nips::nip11::ArchiveInfo;
-use crate::store::query::QueryLimits;
+use crate::store::query::{EventQuery, QueryLimits};
 use crate::store::{Archive, StoreError, StoredEvent};
 
 /// New events as the live tail delivers them, rendered once for every connection.
@@ -81,6 +81,17 @@ pub struct Api {
 }
 
 impl Api {
+    /// `q` with the kinds the archive never serves (`api.hiddenKinds`).
+    pub fn hide(&self, mut q: EventQuery) -> EventQuery {
+        q.hidden_kinds = self
+            .cfg
+            .hidden_kinds
+            .iter()
+            .map(|k| i32::from(*k))
+            .collect();
+        q
+    }
+
     pub fn new(reader: Arc<dyn Archive>, cfg: ApiConfig, metrics: Metrics) -> Arc<Self> {
         let limits = QueryLimits {
             max_limit: cfg.max_limit,

@@ -235,7 +235,7 @@ impl Session {
     fn queries(&self, filters: &[Filter]) -> Result<Vec<EventQuery>, String> {
         filters
             .iter()
-            .map(|f| EventQuery::from_filter(f, &self.api.limits))
+            .map(|f| EventQuery::from_filter(f, &self.api.limits).map(|q| self.api.hide(q)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("invalid: {e}"))
     }

@@ -121,6 +121,9 @@ pub struct EventQuery {
     pub limit: u32,
     /// Continue after this row (HTTP keyset paging).
     pub after: Option<Cursor>,
+    /// Kinds never returned whatever the filter says (the api's `hiddenKinds`: direct messages
+    /// a relay serves only to their recipient after NIP-42 AUTH).
+    pub hidden_kinds: Vec<i32>,
 }
 
 impl EventQuery {
@@ -167,6 +170,7 @@ impl EventQuery {
             until: time(filter.until, "until")?,
             limit,
             after: None,
+            hidden_kinds: Vec::new(),
         }
         .checked(limits)
     }
@@ -232,6 +236,10 @@ impl EventQuery {
         empty(&self.ids)
             || empty(&self.authors)
             || empty(&self.kinds)
+            || self
+                .kinds
+                .as_ref()
+                .is_some_and(|k| k.iter().all(|k| self.hidden_kinds.contains(k)))
             || self.tags.values().any(Vec::is_empty)
             || matches!((self.since, self.until), (Some(s), Some(u)) if s > u)
     }
@@ -246,7 +254,8 @@ impl EventQuery {
         kind: i32,
         tagvalues: &[String],
     ) -> bool {
-        self.ids.as_ref().is_none_or(|l| l.contains(id))
+        !self.hidden_kinds.contains(&kind)
+            && self.ids.as_ref().is_none_or(|l| l.contains(id))
             && self.authors.as_ref().is_none_or(|l| l.contains(pubkey))
             && self.kinds.as_ref().is_none_or(|l| l.contains(&kind))
             && self.since.is_none_or(|s| created_at >= s)
@@ -397,6 +406,10 @@ fn conditions(b: &mut Builder, schema: Schema, q: &EventQuery) -> String {
     }
     if let Some(kinds) = &q.kinds {
         conds.push(b.ints_in("kind", kinds));
+    }
+    if !q.hidden_kinds.is_empty() {
+        let hidden = b.ints_in("kind", &q.hidden_kinds);
+        conds.push(format!("NOT ({hidden})"));
     }
     for (letter, values) in &q.tags {
         conds.push(b.tag_in(schema, *letter, values));
@@ -704,6 +717,33 @@ mod tests {
 
     const A: &str = "aa00000000000000000000000000000000000000000000000000000000000001";
     const B: &str = "bb00000000000000000000000000000000000000000000000000000000000002";
+
+    #[test]
+    fn hidden_kinds_are_excluded_in_sql_in_the_live_matcher_and_alone_match_nothing() {
+        let hide = |mut e: EventQuery| {
+            e.hidden_kinds = vec![4, 1059];
+            e
+        };
+        let any = hide(q("{}").unwrap());
+        let pg = events(Dialect::Postgres, Schema::Full, &any);
+        assert!(pg.text.contains("NOT (kind = ANY($1))"), "{}", pg.text);
+        assert_eq!(pg.binds[0], Bind::Ints(vec![4, 1059]));
+        let lite = events(Dialect::Sqlite, Schema::Lite, &any);
+        assert!(lite.text.contains("NOT (kind IN (?, ?))"), "{}", lite.text);
+        let c = count(Dialect::Postgres, Schema::Full, std::slice::from_ref(&any));
+        assert!(c.text.contains("NOT (kind = ANY("), "{}", c.text);
+        let n = negentropy_items(Dialect::Postgres, Schema::Full, &any, 10);
+        assert!(n.text.contains("NOT (kind = ANY("), "{}", n.text);
+        let id = [1u8; 32];
+        assert!(any.matches(&id, &id, 1, 1, &[]));
+        assert!(!any.matches(&id, &id, 1, 4, &[]));
+        assert!(!any.matches(&id, &id, 1, 1059, &[]));
+        assert!(hide(q(r#"{"kinds":[4,1059]}"#).unwrap()).is_empty());
+        assert!(!hide(q(r#"{"kinds":[1,4]}"#).unwrap()).is_empty());
+        // Nothing hidden: no condition at all.
+        let plain = events(Dialect::Postgres, Schema::Full, &q("{}").unwrap());
+        assert!(!plain.text.contains("NOT ("), "{}", plain.text);
+    }
 
     #[test]
     fn every_field_becomes_a_condition_in_both_dialects() {

@@ -219,6 +219,24 @@ fn pg_query(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres:
     q
 }
 
+impl PgStore {
+    /// PostgreSQL's plan for `sql` (`EXPLAIN (FORMAT JSON)`; the statement is not run): how the
+    /// api's query shapes are checked to use an index.
+    pub async fn explain(&self, sql: &Sql) -> Result<serde_json::Value> {
+        let explain = Sql {
+            text: format!("EXPLAIN (FORMAT JSON) {}", sql.text),
+            binds: sql.binds.clone(),
+        };
+        let row = pg_query(&explain)
+            .fetch_one(self.pool())
+            .await
+            .map_err(query_err("explain"))?;
+        let plan: sqlx::types::Json<serde_json::Value> =
+            row.try_get(0).map_err(query_err("explain"))?;
+        Ok(plan.0)
+    }
+}
+
 fn sqlite_query(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
     // Built from fixed fragments; every value is a bind (store::query).
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.text.as_str()));

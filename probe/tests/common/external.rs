@@ -31,6 +31,10 @@ pub enum Tool {
     NegRelay,
     PyRelay,
     TsRelay,
+    /// openapi-spec-validator (PyPI), the `openapi-check` venv.
+    OpenApiSpecValidator,
+    /// schemathesis's `st` (PyPI), the `openapi-check` venv.
+    Schemathesis,
 }
 
 impl Tool {
@@ -44,6 +48,7 @@ impl Tool {
             Tool::NegRelay => "neg-relay",
             Tool::PyRelay => "py-relay",
             Tool::TsRelay => "ts-relay",
+            Tool::OpenApiSpecValidator | Tool::Schemathesis => "openapi-check",
         }
     }
 
@@ -57,6 +62,8 @@ impl Tool {
             Tool::NegRelay => "BROTR_NEG_RELAY",
             Tool::PyRelay => "BROTR_PY_RELAY",
             Tool::TsRelay => "BROTR_TS_RELAY",
+            Tool::OpenApiSpecValidator => "BROTR_OPENAPI_SPEC_VALIDATOR",
+            Tool::Schemathesis => "BROTR_SCHEMATHESIS",
         }
     }
 
