@@ -228,8 +228,9 @@ async fn wait_http(addr: SocketAddr) {
     panic!("nothing listens on {addr}");
 }
 
+/// A client as browsers and nostr libraries are: Nagle off.
 async fn connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async(url)
+    tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
         .expect("websocket")
         .0
@@ -538,6 +539,7 @@ async fn main() {
     // HTTP keyset paging, and OFFSET at the same depth.
     let limit = 50;
     let depth = 10_000usize.min(n / limit - 1);
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let page = |path: String| {
         let http = http.clone();

@@ -271,6 +271,14 @@ pub async fn serve(
     api: Arc<Api>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    // TCP_NODELAY: an answer's last small frame (EOSE after the events) must not wait for the
+    // client's delayed ACK; without it a REQ took 40-90 ms whatever its size.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(
         listener,
         router(api).into_make_service_with_connect_info::<SocketAddr>(),
