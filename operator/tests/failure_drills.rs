@@ -245,6 +245,7 @@ async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
     setup(&c).await;
     let ns = namespace(&c, "drill-kill").await;
     secret(&c, &ns, "pg-app", "uri", "postgres://brotr@db/brotr").await;
+    secret(&c, &ns, "pg-api", "uri", "postgres://brotr_api@db/brotr").await;
     secret(&c, &ns, "brotr-key", "nsec", "00").await;
     let mut op = Operator::start(&[&ns], &[]);
     let _: BrotrDeployment = create(&c, &ns, full_pipeline("bigbrotr")).await;
