@@ -43,9 +43,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Every external peer and tool the tests use (e2e/tools.sh).
+TEST_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,go-client,neg-relay,geoip-test,py-relay,ts-relay,helm,openapi-check
+
 # --- background: what waits on the network, and the Go build ---------------------------------
 section_bg "Debian packages (one apt transaction) + external test peers" \
-  bash -c 'bash e2e/deps.sh && BROTR_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,go-client,neg-relay,geoip-test,py-relay,ts-relay,helm,openapi-check bash e2e/tools.sh >/dev/null'
+  env BROTR_TOOLS="$TEST_TOOLS" bash -c 'bash e2e/deps.sh && bash e2e/tools.sh >/dev/null'
 section_bg "control plane: build (Go; cached after)" bash e2e/control-plane.sh build
 
 section "PostgreSQL (start)" pg_start fsync=off
@@ -97,7 +100,7 @@ start_runc() {
   section_wait "$DEPS"
   # Its exports (BROTR_NOSTR_RS_RELAY, …) for this shell: everything is installed, so this is quick.
   source e2e/tools.sh
-  section "external test peers (exports)" tools_install
+  BROTR_TOOLS=$TEST_TOOLS section "external test peers (exports)" tools_install
   # The images from the binaries just built: buildah only, seconds; reused when they did not change.
   export BROTR_IMAGES_DIR="$HOME/.cache/brotr/test-images"
   section "images: the test build's binaries, stripped (buildah)" \
