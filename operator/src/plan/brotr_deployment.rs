@@ -744,11 +744,12 @@ impl Pipeline {
         let hash = self.config.hash_of(&["api"]);
         let replicas = if self.stopped { 0 } else { a.replicas };
         let mut out = vec![
-            deployment::rolling(
+            deployment::deployment(
                 &self.owner,
                 &name,
                 "api",
                 replicas,
+                deployment::Rollout::Rolling,
                 spec,
                 template_annotations(&parts.overrides, Some(&hash)),
             ),

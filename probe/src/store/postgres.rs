@@ -55,6 +55,19 @@ pub struct PgStore {
     relay_ids: Mutex<HashMap<String, i32>>,
 }
 
+/// The connection options of `url` (as `brotr-probe`), and the URL without its password for
+/// messages.
+fn connect_options(url: &str) -> Result<(PgConnectOptions, String)> {
+    let target = DatabaseUrl::Postgres(url.to_owned()).redacted();
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::BadUrl {
+            url: target.clone(),
+            reason: e.to_string(),
+        })?
+        .application_name("brotr-probe");
+    Ok((options, target))
+}
+
 /// Why a role name or password is not taken, or None. Names are plain lowercase identifiers
 /// (no quoting games); a password is any text without NUL, at most 1,024 bytes.
 pub(crate) fn reader_login_problem(name: &str, password: &str) -> Option<&'static str> {
@@ -88,13 +101,7 @@ pub(crate) async fn ensure_reader_login(url: &str, name: &str, password: &str) -
             reason: reason.into(),
         });
     }
-    let target = DatabaseUrl::Postgres(url.to_owned()).redacted();
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| StoreError::BadUrl {
-            url: target.clone(),
-            reason: e.to_string(),
-        })?
-        .application_name("brotr-probe");
+    let (options, target) = connect_options(url)?;
     let mut conn = sqlx::PgConnection::connect_with(&options)
         .await
         .map_err(|source| StoreError::Connect { target, source })?;
@@ -145,13 +152,7 @@ pub(crate) async fn ensure_reader_login(url: &str, name: &str, password: &str) -
 impl PgStore {
     /// Connects, then creates or upgrades the schema, or checks it (see [`super::open`]).
     pub async fn open(url: &str, requested: Option<Schema>, mode: OpenMode) -> Result<Self> {
-        let target = DatabaseUrl::Postgres(url.to_owned()).redacted();
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::BadUrl {
-                url: target.clone(),
-                reason: e.to_string(),
-            })?
-            .application_name("brotr-probe");
+        let (options, target) = connect_options(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
