@@ -524,18 +524,26 @@ for i in 0 1; do
 done
 
 echo "== the api: through its Service, the archive the pipeline wrote, on the read-only login"
-# svc_port NS SERVICE: what kube-proxy would pick: a ready endpoint of the Service's
-# EndpointSlice (its pod and target port), then that pod's host port (this kubelet's per-pod ports).
+# svc_port NS SERVICE: what kube-proxy would pick: a Ready pod the Service's selector matches,
+# the container port its targetPort names, then that pod's host port (this kubelet's per-pod
+# ports). Not the EndpointSlice: the test kubelet's pods have the loopback address, which the
+# API server refuses as an endpoint, so the slices stay empty here.
 svc_port() {
-  local pod port
-  read -r pod port < <(kubectl -n "$1" get endpointslices -l "kubernetes.io/service-name=$2" -o json |
-    jq -r '[.items[] | .ports[0].port as $p | .endpoints[] | select(.conditions.ready) | "\(.targetRef.name) \($p)"][0] // empty')
+  local sel tp pod port
+  sel=$(kubectl -n "$1" get svc "$2" -o json | jq -r '.spec.selector | to_entries | map("\(.key)=\(.value)") | join(",")')
+  tp=$(kubectl -n "$1" get svc "$2" -o jsonpath='{.spec.ports[0].targetPort}')
+  [ -n "$sel" ] && [ -n "$tp" ] || return 1
+  pod=$(kubectl -n "$1" get pods -l "$sel" -o json |
+    jq -r '[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))][0].metadata.name // empty')
   [ -n "$pod" ] || return 1
+  port=$(kubectl -n "$1" get pod "$pod" -o json |
+    jq -r --arg tp "$tp" '[.spec.containers[].ports[]? | select(.name == $tp or (.containerPort | tostring) == $tp) | .containerPort][0] // empty')
+  [ -n "$port" ] || return 1
   jp "$1" "pod/$pod" '{.status.conditions[?(@.type=="brotr.dev/HostPorts")].message}' | tr ' ' '\n' | sed -n "s/^$port=//p"
 }
 API_PORT=$(svc_port "$NS" "$BD-api" || true)
 API_ENDPOINT=$(jp "$NS" "bd/$BD" '{.status.api.endpoint}')
-expect "status.api.endpoint $API_ENDPOINT; the Service $BD-api has a ready endpoint (host port ${API_PORT:-none})" \
+expect "status.api.endpoint $API_ENDPOINT; the Service $BD-api selects a Ready pod (its api port on host port ${API_PORT:-none})" \
   test "$API_ENDPOINT" = "ws://$BD-api.$NS.svc" -a -n "$API_PORT"
 API="127.0.0.1:${API_PORT:-1}"
 $NOSTR req -relay "ws://$API" -filter '{"kinds":[1,4]}' >"$WORK/api-req.jsonl" || true
@@ -545,9 +553,9 @@ sql "select encode(id, 'hex') from event where kind <> 4" >"$WORK/events-public.
 expect "REQ through it (go-nostr) returns exactly the $(wc -l <"$WORK/events-public.txt") archived events but the DMs ($(wc -l <"$WORK/api-req.jsonl") events, $(jq -s 'map(select(.kind == 4)) | length' "$WORK/api-req.jsonl") of kind 4), newest first" \
   bash -c 'diff <(jq -r .id "$1" | sort) <(sort "$2") >/dev/null && jq -s -e "[.[].created_at] as \$t | \$t == (\$t | sort | reverse)" "$1" >/dev/null' _ "$WORK/api-req.jsonl" "$WORK/events-public.txt"
 expect "NIP-11 from it: supported_nips has 1, 11, 45 and 77, restricted_writes" \
-  bash -c 'curl -sf -H "Accept: application/nostr+json" "http://$1/" | jq -e "(.supported_nips | contains([1, 11, 45, 77])) and .limitation.restricted_writes" >/dev/null' _ "$API"
+  bash -c 'set -o pipefail; curl -sf -H "Accept: application/nostr+json" "http://$1/" | jq -e "(.supported_nips | contains([1, 11, 45, 77])) and .limitation.restricted_writes" >/dev/null' _ "$API"
 expect "GET /v1/stats answers, and /v1/relays lists the four relays" \
-  bash -c 'curl -sf "http://$1/v1/stats" | jq -e . >/dev/null && [ "$(curl -sf "http://$1/v1/relays" | jq ".relays | length")" = 4 ]' _ "$API"
+  bash -c 'set -o pipefail; curl -sf "http://$1/v1/stats" | jq -e .events >/dev/null && [ "$(curl -sf "http://$1/v1/relays" | jq ".relays | length")" = 4 ]' _ "$API"
 N_API_CONN=$(sql "select count(*) from pg_stat_activity where usename = 'brotr_api'")
 expect "it reads as brotr_api ($N_API_CONN connections in pg_stat_activity), which may not write" \
   bash -c '[ "$1" -ge 1 ] && psql "$2" -XAtq -c "delete from relay" 2>&1 | grep -q "permission denied"' _ "$N_API_CONN" "$API_DB_URL"
