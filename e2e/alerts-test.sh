@@ -322,12 +322,19 @@ PIDS+=("$API_PID")
 if wait_for 20 curl -fsS --max-time 2 "http://127.0.0.1:$API_PORT/healthz"; then
   # A page of events (an archive read), then more requests than the burst allows: refused.
   curl -fsS --max-time 5 "http://127.0.0.1:$API_PORT/v1/events?limit=5" >"$W/api-events.json" || true
+  # One REQ over the relay's WebSocket (node's built-in client): the relay's message counters.
+  node --experimental-websocket -e '
+    const ws = new WebSocket(process.argv[1]);
+    ws.onopen = () => ws.send(JSON.stringify(["REQ", "a", {"limit": 1}]));
+    ws.onmessage = (m) => { if (JSON.parse(m.data)[0] === "EOSE") process.exit(0); };
+    setTimeout(() => process.exit(1), 5000);' "ws://127.0.0.1:$API_PORT/" 2>/dev/null || true
   for _ in 1 2 3 4 5; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$API_PORT/v1/stats" || true; done
   if metric_at_least "$API_PORT" 'brotr_api_query_duration_seconds_count{op="events"}' 1 &&
-      metric_at_least "$API_PORT" 'brotr_api_refusals_total{reason="rate_limited"}' 1; then
-    pass "api: $(jq '.events | length' "$W/api-events.json" 2>/dev/null || echo 0) events read over HTTP, requests over the rate refused"
+      metric_at_least "$API_PORT" 'brotr_api_refusals_total{reason="rate_limited"}' 1 &&
+      metric_at_least "$API_PORT" 'brotr_api_messages_total{type="REQ"}' 1; then
+    pass "api: $(jq '.events | length' "$W/api-events.json" 2>/dev/null || echo 0) events read over HTTP, a REQ over its WebSocket, requests over the rate refused"
   else
-    fail "api: no archive read or no refusal counted (log: $W/probe/api.log)"
+    fail "api: no archive read, REQ or refusal counted (log: $W/probe/api.log)"
   fi
 else
   fail "api did not start (log: $W/probe/api.log)"
