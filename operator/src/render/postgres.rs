@@ -58,22 +58,7 @@ pub struct Managed<'a> {
 
 /// The Secret, with a password the caller generated; applied only when absent.
 pub fn secret(owner: &Owner, m: &Managed<'_>, password: &str) -> Desired {
-    let host = format!("{}.{}.svc", m.name, owner.namespace);
-    let s = Secret {
-        metadata: owner.meta(m.name, "database"),
-        string_data: Some(BTreeMap::from([
-            (PASSWORD_KEY.to_owned(), password.to_owned()),
-            (
-                URI_KEY.to_owned(),
-                format!("postgres://{USER}:{password}@{host}:5432/{USER}"),
-            ),
-        ])),
-        type_: Some("Opaque".into()),
-        ..Default::default()
-    };
-    let mut d = Desired::new(ChildKind::Secret, &s);
-    d.create_only = true;
-    d
+    login_secret(owner, m, (m.name, "database"), USER, password)
 }
 
 /// The login the api connects with on a managed database (a member of `brotr_reader`).
@@ -83,14 +68,26 @@ pub const READER_LOGIN: &str = "brotr_api";
 /// password the caller generated; applied only when absent. The migration Job creates the
 /// login with this password.
 pub fn reader_secret(owner: &Owner, m: &Managed<'_>, name: &str, password: &str) -> Desired {
+    login_secret(owner, m, (name, "api"), READER_LOGIN, password)
+}
+
+/// A Secret `(name, component)` holding `user`'s `password` and its `uri` to the managed
+/// database; created once, never rewritten.
+fn login_secret(
+    owner: &Owner,
+    m: &Managed<'_>,
+    (name, component): (&str, &str),
+    user: &str,
+    password: &str,
+) -> Desired {
     let host = format!("{}.{}.svc", m.name, owner.namespace);
     let s = Secret {
-        metadata: owner.meta(name, "api"),
+        metadata: owner.meta(name, component),
         string_data: Some(BTreeMap::from([
             (PASSWORD_KEY.to_owned(), password.to_owned()),
             (
                 URI_KEY.to_owned(),
-                format!("postgres://{READER_LOGIN}:{password}@{host}:5432/{USER}"),
+                format!("postgres://{user}:{password}@{host}:5432/{USER}"),
             ),
         ])),
         type_: Some("Opaque".into()),
