@@ -91,8 +91,9 @@ fn test_cfg() -> ApiConfig {
     }
 }
 
+/// A client as browsers and nostr libraries are: Nagle off.
 async fn connect(addr: SocketAddr) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), None, true)
         .await
         .expect("websocket");
     ws
