@@ -372,25 +372,31 @@ fn seeder(args: &SeedArgs, allow_local: bool) -> Result<Seeder, CliError> {
     })
 }
 
+/// Binds the metrics port now (a taken port is a clear start-up error), then serves `/metrics`,
+/// `/healthz` and `/readyz` there in the background.
+async fn serve_telemetry(addr: std::net::SocketAddr, telemetry: Telemetry) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Metrics { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = telemetry.serve(listener).await {
+            tracing::error!(%addr, error = %e, "metrics endpoint stopped");
+        }
+    });
+    info!(%addr, "serving /metrics, /healthz and /readyz");
+    Ok(())
+}
+
 /// What a long-running command needs besides its services: the metrics port, and promotions
 /// from other processes waking this one's services.
 async fn start_background(cli: &Cli, ctx: &Ctx, health: &Health) -> Result<(), CliError> {
     if let Some(addr) = cli.metrics_addr {
-        // Bind now so a taken port is a clear startup error, then serve in the background.
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| CliError::Metrics { addr, source })?;
         let telemetry = Telemetry {
             metrics: ctx.metrics.clone(),
             health: health.clone(),
             store: ctx.store.clone(),
         };
-        tokio::spawn(async move {
-            if let Err(e) = telemetry.serve(listener).await {
-                tracing::error!(%addr, error = %e, "metrics endpoint stopped");
-            }
-        });
-        info!(%addr, "serving /metrics, /healthz and /readyz");
+        serve_telemetry(addr, telemetry).await?;
     }
     if let Some(mut rx) = ctx.store.listen_promotions().await? {
         let wake = ctx.wake.clone();
@@ -534,22 +540,12 @@ async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError
     // The api serves /metrics, /healthz and /readyz on its own port; `--metrics-addr` adds the
     // port every other service has (where the operator's probes and scrapes look).
     if let Some(maddr) = cli.metrics_addr {
-        let listener = tokio::net::TcpListener::bind(maddr)
-            .await
-            .map_err(|source| CliError::Metrics {
-                addr: maddr,
-                source,
-            })?;
         let telemetry = Telemetry {
             metrics: metrics.clone(),
             health: Health::default(),
             store: archive.clone(),
         };
-        tokio::spawn(async move {
-            if let Err(e) = telemetry.serve(listener).await {
-                tracing::error!(addr = %maddr, error = %e, "metrics endpoint stopped");
-            }
-        });
+        serve_telemetry(maddr, telemetry).await?;
     }
     api::run(archive, cfg.api, metrics, addr, Shutdown::on_signals()).await?;
     Ok(())

@@ -72,6 +72,8 @@ pub struct Api {
     pub reader: Arc<dyn Archive>,
     pub cfg: ApiConfig,
     pub limits: QueryLimits,
+    /// `cfg.hidden_kinds` as the queries bind them.
+    hidden_kinds: Vec<i32>,
     pub metrics: crate::metrics::ApiMetrics,
     pub(crate) all_metrics: Metrics,
     pub live: broadcast::Sender<LiveBatch>,
@@ -83,12 +85,7 @@ pub struct Api {
 impl Api {
     /// `q` with the kinds the archive never serves (`api.hiddenKinds`).
     pub fn hide(&self, mut q: EventQuery) -> EventQuery {
-        q.hidden_kinds = self
-            .cfg
-            .hidden_kinds
-            .iter()
-            .map(|k| i32::from(*k))
-            .collect();
+        q.hidden_kinds.clone_from(&self.hidden_kinds);
         q
     }
 
@@ -121,6 +118,7 @@ impl Api {
         Arc::new(Api {
             reader,
             limits,
+            hidden_kinds: cfg.hidden_kinds.iter().map(|k| i32::from(*k)).collect(),
             metrics: metrics.api.clone(),
             all_metrics: metrics,
             live: broadcast::channel(256).0,
