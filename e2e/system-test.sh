@@ -139,6 +139,8 @@ cleanup() {
   checks_recap
 }
 trap cleanup EXIT
+# A TERM from the runner (another section failed) still runs cleanup: the control plane is daemonized.
+trap 'exit 143' TERM INT
 
 # wait_for SECONDS COMMAND...: polls every second until the command succeeds.
 wait_for() { wait_every 1 "$@"; }
