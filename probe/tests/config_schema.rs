@@ -48,6 +48,7 @@ fn base_items() -> BTreeMap<&'static str, Value> {
         ("sync.filters", json!({})),
         ("monitor.publish.relays", json!("wss://relay.example.com")),
         ("api.hiddenKinds", json!(4)),
+        ("api.trustedProxies", json!("10.0.0.0/8")),
     ])
 }
 

@@ -109,6 +109,46 @@ async fn bulk_functions_are_idempotent_and_views_refresh() {
     }
 }
 
+/// The tag index's keys (SQL, `tagvalues_to_tagkeys`) and the query side's (Rust, `tag_key`) are
+/// the same bytes, and a tag filter finds its events through the index in both schemas.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn tag_keys_agree_between_sql_and_rust() {
+    use brotr_probe::store::query::tag_key;
+    let hex = "0a".repeat(32);
+    let cases: Vec<(char, String)> = vec![
+        ('p', hex.clone()),
+        ('e', "ff".repeat(32)),
+        ('p', hex.to_uppercase()),
+        ('p', hex[..63].to_owned()),
+        ('p', format!("{hex}0")),
+        ('t', "nostr".into()),
+        ('t', String::new()),
+        ('é', "ünïcode".into()),
+        ('d', "a:b:c".into()),
+    ];
+    for schema in [Schema::Full, Schema::Lite] {
+        let (_store, pool) = pg(schema).await;
+        for (letter, value) in &cases {
+            let sql: Vec<Vec<u8>> = sqlx::query_scalar("SELECT tagvalues_to_tagkeys($1::text[])")
+                .bind(vec![format!("{letter}:{value}")])
+                .fetch_one(&pool)
+                .await
+                .expect("tagvalues_to_tagkeys");
+            assert_eq!(
+                sql,
+                vec![tag_key(*letter, value)],
+                "{schema} {letter}:{value}"
+            );
+        }
+        let empty: Vec<Vec<u8>> = sqlx::query_scalar("SELECT tagvalues_to_tagkeys('{}')")
+            .fetch_one(&pool)
+            .await
+            .expect("no tags");
+        assert!(empty.is_empty());
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
 async fn orphan_cleanup_keeps_shared_rows() {

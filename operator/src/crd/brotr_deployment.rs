@@ -372,7 +372,9 @@ pub struct ApiSpec {
     /// The Service in front of the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ApiServiceSpec>,
-    /// An Ingress for the relay and the HTTP API (none when absent).
+    /// An Ingress for the relay and the HTTP API (none when absent). Behind it every client
+    /// arrives from the ingress controller: set `settings.trustedProxies` to the controller's pod
+    /// addresses (e.g. the cluster's pod CIDR) so the per-address limits apply per client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<ApiIngressSpec>,
     /// A read-only role's `postgres://` URL (required with an external database; a managed

@@ -74,6 +74,31 @@ pub struct ApiConfig {
     /// How often the SQLite archive is polled for new events (PostgreSQL announces them).
     #[garde(range(min = 0.05, max = 60.0))]
     pub poll_secs: f64,
+    /// Reverse proxies in front of the api (an Ingress controller), as addresses or CIDRs. For a
+    /// request from one of them the client is the rightmost `X-Forwarded-For` address that is not
+    /// itself a trusted proxy, so the per-address limits apply per client and not to the proxy.
+    /// Empty (the default): the connection's own address, always; headers are never believed.
+    #[garde(length(max = 100), custom(check_cidrs))]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// Every entry of `trustedProxies` parses as an address or a CIDR.
+fn check_cidrs(list: &[String], _: &()) -> garde::Result {
+    for (i, entry) in list.iter().enumerate() {
+        parse_cidr(entry).map_err(|e| garde::Error::new(format!("[{i}] {e}")))?;
+    }
+    Ok(())
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or one address (`192.0.2.7`, a /32 or /128).
+pub fn parse_cidr(entry: &str) -> Result<ipnet::IpNet, String> {
+    let entry = entry.trim();
+    entry
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!("{entry:?} is neither an IP address nor a CIDR (10.0.0.0/8, fd00::/8)")
+        })
 }
 
 impl Default for ApiConfig {
@@ -100,6 +125,24 @@ impl Default for ApiConfig {
             max_outbox: 2_048,
             hidden_kinds: vec![4, 1059],
             poll_secs: 1.0,
+            trusted_proxies: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_cidrs() {
+        let mut cfg = ApiConfig {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "fd00::/8".into(), "192.0.2.7".into()],
+            ..ApiConfig::default()
+        };
+        assert!(cfg.validate().is_ok());
+        assert_eq!(parse_cidr("192.0.2.7").unwrap().to_string(), "192.0.2.7/32");
+        cfg.trusted_proxies.push("ingress-nginx".into());
+        assert!(cfg.validate().is_err());
     }
 }

@@ -462,6 +462,10 @@ mod tests {
                 "finder:\n  sources: [{url: 'ftp://x', select: '[*]'}]\n",
                 "finder.sources[0].url",
             ),
+            (
+                "api:\n  trustedProxies: ['10.0.0.0/8', ingress-nginx]\n",
+                "api.trustedProxies[1] \"ingress-nginx\" is neither an IP address nor a CIDR",
+            ),
             ("- a list\n", "invalid type"),
         ];
         for (text, want) in cases {

@@ -79,7 +79,7 @@ pub(super) async fn count_and_limit(
         .unwrap_or_else(|| "unmatched".into());
     // The WebSocket's own messages are limited in the session; its upgrade counts once here.
     let operational = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
-    let response = if operational || api.allow(peer.ip()) {
+    let response = if operational || api.allow(api.client(peer.ip(), req.headers())) {
         next.run(req).await
     } else {
         api.metrics

@@ -80,6 +80,29 @@ pub struct Api {
     info: String,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     connections: Mutex<HashMap<IpAddr, u32>>,
+    /// `cfg.trusted_proxies`, parsed.
+    trusted: Vec<ipnet::IpNet>,
+}
+
+/// The client's address: the connection's, or behind trusted proxies the rightmost
+/// `X-Forwarded-For` address that is not itself a trusted proxy. An entry that is not an address
+/// stops the walk at the proxy that passed it on: nothing to the left of it is believed.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer;
+    if !is_trusted(&client) {
+        return client;
+    }
+    for hop in forwarded_for.unwrap_or("").rsplit(',') {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&client) {
+            return client;
+        }
+    }
+    client
 }
 
 impl Api {
@@ -125,8 +148,28 @@ impl Api {
             info,
             limiter: RateLimiter::keyed(quota),
             connections: Mutex::new(HashMap::new()),
+            // Validated with the config; an entry that still fails to parse trusts nothing.
+            trusted: cfg
+                .trusted_proxies
+                .iter()
+                .filter_map(|c| crate::config::api::parse_cidr(c).ok())
+                .collect(),
             cfg,
         })
+    }
+
+    /// Who is asking: see [`client_ip`].
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.trusted.is_empty() {
+            return peer;
+        }
+        // Several X-Forwarded-For headers are one list, in order.
+        let joined: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        client_ip(peer, Some(&joined.join(",")), &self.trusted)
     }
 
     /// One request or message from `ip`, within its rate.
@@ -314,7 +357,7 @@ async fn root(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     if let Ok(ws) = ws {
-        let ip = peer.ip();
+        let ip = api.client(peer.ip(), &headers);
         let Some(guard) = api.connect(ip) else {
             api.metrics
                 .refusals
@@ -378,4 +421,47 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
         api.all_metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_hop() {
+        let trusted: Vec<ipnet::IpNet> = ["10.0.0.0/8", "fd00::/8"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let cases: [(&str, Option<&str>, &str); 9] = [
+            // Not from a proxy: the header is never read.
+            ("198.51.100.7", Some("203.0.113.1"), "198.51.100.7"),
+            // From the ingress: the address it saw.
+            ("10.1.2.3", Some("203.0.113.1"), "203.0.113.1"),
+            // A client forging hops on the left is still itself.
+            ("10.1.2.3", Some("1.1.1.1, 203.0.113.1"), "203.0.113.1"),
+            // Chained proxies are skipped.
+            ("10.1.2.3", Some("203.0.113.1, 10.9.9.9"), "203.0.113.1"),
+            ("fd00::1", Some("2001:db8::5"), "2001:db8::5"),
+            // Garbage stops the walk at the proxy that passed it on.
+            ("10.1.2.3", Some("203.0.113.1, not-an-ip"), "10.1.2.3"),
+            ("10.1.2.3", Some("?, 10.4.4.4"), "10.4.4.4"),
+            // Only proxies, or no header: the last proxy.
+            ("10.1.2.3", Some("10.0.0.9"), "10.0.0.9"),
+            ("10.1.2.3", None, "10.1.2.3"),
+        ];
+        for (peer, xff, want) in cases {
+            assert_eq!(
+                client_ip(ip(peer), xff, &trusted),
+                ip(want),
+                "{peer} {xff:?}"
+            );
+        }
+        assert_eq!(
+            client_ip(ip("10.1.2.3"), Some("203.0.113.1"), &[]),
+            ip("10.1.2.3"),
+            "nothing trusted: the peer"
+        );
+    }
 }

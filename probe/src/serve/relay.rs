@@ -4,12 +4,15 @@
 //! the store's [`Reader`](crate::store::Reader).
 //!
 //! Limits: subscriptions and NIP-77 sessions per connection, filters per REQ, the size of each
-//! filter, the message size (enforced by the WebSocket layer), a request rate per IP, and a
-//! bounded outbox: a client that does not read what it asked for is cut instead of buffered.
+//! filter, the message size (enforced by the WebSocket layer), a request rate per IP, a bounded
+//! outbox (a client that does not read what it asked for is cut instead of buffered), and a
+//! strike count (a client whose messages keep being refused as malformed or over a limit is cut
+//! after [`MAX_STRIKES`] of them, instead of costing the server a refusal per message forever).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -27,10 +30,22 @@ const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Live event ids remembered per connection, so a batch that repeats an event sends it once.
 const RECENT_LIVE_IDS: usize = 4096;
 
+/// Refusals for malformed messages or limits (not for writes or rate) one connection may earn
+/// before it is cut: a real client errs a few times, a hostile one keeps going.
+const MAX_STRIKES: u32 = 32;
+/// The refusal reasons that count as strikes.
+const STRIKES: [&str; 4] = [
+    "malformed",
+    "invalid_filter",
+    "too_many_subscriptions",
+    "too_big",
+];
+
 /// Why a session ends early.
 #[derive(Debug, PartialEq, Eq)]
 enum Cut {
     SlowReader,
+    Misbehaving,
 }
 
 struct Subscription {
@@ -46,6 +61,8 @@ struct Session {
     negs: HashMap<String, Responder>,
     recent: HashSet<[u8; 32]>,
     recent_order: VecDeque<[u8; 32]>,
+    /// Counted from `&self` (where refusals are made); only this session's task touches it.
+    strikes: AtomicU32,
 }
 
 /// Runs one session until the client leaves, the server shuts down or the client is cut.
@@ -72,6 +89,7 @@ pub(crate) async fn session(socket: WebSocket, api: Arc<Api>, ip: IpAddr) {
         negs: HashMap::new(),
         recent: HashSet::new(),
         recent_order: VecDeque::new(),
+        strikes: AtomicU32::new(0),
     };
     let ended = loop {
         tokio::select! {
@@ -80,12 +98,18 @@ pub(crate) async fn session(socket: WebSocket, api: Arc<Api>, ip: IpAddr) {
                     if let Err(cut) = s.on_text(text.as_str()).await {
                         break Some(cut);
                     }
+                    if let Err(cut) = s.check_strikes() {
+                        break Some(cut);
+                    }
                 }
                 Some(Ok(Message::Binary(b))) => {
                     s.refuse("malformed");
                     if let Err(cut) = s.send(nip01::notice(&format!(
                         "invalid: a binary frame of {} bytes; NIP-01 messages are text", b.len()
                     ))) {
+                        break Some(cut);
+                    }
+                    if let Err(cut) = s.check_strikes() {
                         break Some(cut);
                     }
                 }
@@ -110,9 +134,16 @@ pub(crate) async fn session(socket: WebSocket, api: Arc<Api>, ip: IpAddr) {
             },
         }
     };
-    if ended == Some(Cut::SlowReader) {
-        s.refuse("slow_reader");
-        tracing::debug!(ip = %s.ip, "client cut: not reading its messages");
+    match ended {
+        Some(Cut::SlowReader) => {
+            s.refuse("slow_reader");
+            tracing::debug!(ip = %s.ip, "client cut: not reading its messages");
+        }
+        Some(Cut::Misbehaving) => {
+            s.refuse("misbehaving");
+            tracing::debug!(ip = %s.ip, "client cut: {MAX_STRIKES} messages refused");
+        }
+        None => {}
     }
     metrics
         .subscriptions
@@ -130,6 +161,21 @@ impl Session {
 
     fn refuse(&self, reason: &str) {
         self.api.metrics.refusals.with_label_values(&[reason]).inc();
+        if STRIKES.contains(&reason) {
+            self.strikes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Past [`MAX_STRIKES`] refusals: a last NOTICE saying why, then the connection is cut.
+    fn check_strikes(&self) -> Result<(), Cut> {
+        if self.strikes.load(Ordering::Relaxed) < MAX_STRIKES {
+            return Ok(());
+        }
+        let _ = self.send(nip01::notice(&format!(
+            "blocked: {MAX_STRIKES} messages refused on this connection (malformed or over a \
+             limit); closing it"
+        )));
+        Err(Cut::Misbehaving)
     }
 
     fn count_message(&self, kind: &str) {

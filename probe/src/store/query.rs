@@ -366,18 +366,19 @@ impl Builder {
 
     /// The event matches one value of the list for tag `letter`.
     fn tag_in(&mut self, schema: Schema, letter: char, values: &[String]) -> String {
-        let keys: Vec<String> = values.iter().map(|v| format!("{letter}:{v}")).collect();
         match self.dialect {
             Dialect::Postgres => {
-                // The GIN index is on this exact expression (full) or column (lite).
+                // The GIN index is on this exact expression (migration 0008).
                 let expr = match schema {
-                    Schema::Full => "tags_to_tagvalues(tags)",
-                    Schema::Lite => "tagvalues",
+                    Schema::Full => "tagvalues_to_tagkeys(tags_to_tagvalues(tags))",
+                    Schema::Lite => "tagvalues_to_tagkeys(tagvalues)",
                 };
-                let p = self.bind(Bind::Texts(keys));
+                let keys = values.iter().map(|v| tag_key(letter, v)).collect();
+                let p = self.bind(Bind::ByteArrays(keys));
                 format!("{expr} && {p}")
             }
             Dialect::Sqlite => {
+                let keys: Vec<String> = values.iter().map(|v| format!("{letter}:{v}")).collect();
                 let ps: Vec<String> = keys.into_iter().map(|k| self.bind(Bind::Text(k))).collect();
                 format!(
                     "EXISTS (SELECT 1 FROM json_each(event.tagvalues) AS tv WHERE tv.value IN ({}))",
@@ -393,6 +394,30 @@ impl Builder {
             binds: self.binds,
         }
     }
+}
+
+/// The PostgreSQL tag index's key for one value of tag `letter`: a 64-character lowercase hex value
+/// (an id or a pubkey) as `<letter> NUL <its 32 bytes>`, any other as the UTF-8 of
+/// `<letter>:<value>`. Text holds no NUL, so the two forms never meet. The same encoding as the
+/// SQL function `tagvalues_to_tagkeys` (migration 0008), which builds the index side.
+pub fn tag_key(letter: char, value: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + value.len());
+    key.extend_from_slice(letter.encode_utf8(&mut [0u8; 4]).as_bytes());
+    let lower_hex = value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    match hex::decode(value) {
+        Ok(bytes) if lower_hex => {
+            key.push(0);
+            key.extend_from_slice(&bytes);
+        }
+        _ => {
+            key.push(b':');
+            key.extend_from_slice(value.as_bytes());
+        }
+    }
+    key
 }
 
 /// The `WHERE` conditions of `q` (without `WHERE`; `TRUE` when there are none).
@@ -746,6 +771,26 @@ mod tests {
     }
 
     #[test]
+    fn tag_keys_pack_lowercase_hex_and_keep_everything_else_as_text() {
+        let k = tag_key('p', B);
+        assert_eq!(k.len(), 34);
+        assert_eq!(&k[..2], b"p\0");
+        assert_eq!(hex::encode(&k[2..]), B);
+        // Not exactly 64 lowercase hex characters: the text form, so it cannot meet a packed key.
+        assert_eq!(
+            tag_key('p', &B.to_uppercase()),
+            format!("p:{}", B.to_uppercase()).into_bytes()
+        );
+        assert_eq!(
+            tag_key('e', &B[..63]),
+            format!("e:{}", &B[..63]).into_bytes()
+        );
+        assert_eq!(tag_key('t', "nostr"), b"t:nostr".to_vec());
+        assert_eq!(tag_key('é', ""), "é:".as_bytes().to_vec());
+        assert_ne!(tag_key('p', B), tag_key('q', B));
+    }
+
+    #[test]
     fn every_field_becomes_a_condition_in_both_dialects() {
         let query = q(&format!(
             r##"{{"ids":["{A}"],"authors":["{A}","{B}"],"kinds":[1,7],"#p":["{B}"],"#t":["x","y"],"since":10,"until":20,"limit":5}}"##
@@ -756,15 +801,22 @@ mod tests {
             pg.text,
             "SELECT id, pubkey, created_at, kind, tags_to_tagvalues(tags), tags::text, content, sig \
              FROM event WHERE id = $1 AND pubkey = ANY($2) AND kind = ANY($3) \
-             AND tags_to_tagvalues(tags) && $4 AND tags_to_tagvalues(tags) && $5 \
+             AND tagvalues_to_tagkeys(tags_to_tagvalues(tags)) && $4 \
+             AND tagvalues_to_tagkeys(tags_to_tagvalues(tags)) && $5 \
              AND created_at >= $6 AND created_at <= $7 ORDER BY created_at DESC, id ASC LIMIT $8"
         );
         assert_eq!(pg.binds.len(), 8);
-        assert_eq!(pg.binds[3], Bind::Texts(vec![format!("p:{B}")]));
-        assert_eq!(pg.binds[4], Bind::Texts(vec!["t:x".into(), "t:y".into()]));
+        assert_eq!(pg.binds[3], Bind::ByteArrays(vec![tag_key('p', B)]));
+        assert_eq!(
+            pg.binds[4],
+            Bind::ByteArrays(vec![b"t:x".to_vec(), b"t:y".to_vec()])
+        );
         assert_eq!(pg.binds[7], Bind::Int(5));
         let lite = events(Dialect::Postgres, Schema::Lite, &query);
-        assert!(lite.text.contains("tagvalues && $4"), "{lite}");
+        assert!(
+            lite.text.contains("tagvalues_to_tagkeys(tagvalues) && $4"),
+            "{lite}"
+        );
         let sqlite = events(Dialect::Sqlite, Schema::Full, &query);
         assert_eq!(sqlite.text.matches('?').count(), sqlite.binds.len());
         assert!(sqlite.text.contains("pubkey IN (?, ?)"), "{sqlite}");
