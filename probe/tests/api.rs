@@ -1151,7 +1151,11 @@ async fn hostile_clients_are_refused_or_cut_while_others_are_served() {
     let (cut, last) = until_cut(&mut ws, Duration::from_secs(5)).await;
     assert!(cut, "cut after 32 refusals");
     answers.extend(last);
-    assert_eq!(answers.len(), 33, "32 refusals, then the reason: {answers:?}");
+    assert_eq!(
+        answers.len(),
+        33,
+        "32 refusals, then the reason: {answers:?}"
+    );
     assert!(
         answers[32].contains("blocked: 32 messages refused"),
         "the last NOTICE says why: {}",
