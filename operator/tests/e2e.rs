@@ -970,3 +970,92 @@ async fn a_managed_database_grows_its_claim_in_place() {
     assert_eq!(op.metric("brotr_operator_writes_total").await, writes);
     op.assert_never_forbidden().await;
 }
+
+/// Deleting a pipeline keeps its managed database's volume and password Secret; the pipeline
+/// re-created under the same name adopts both, unchanged, so its database starts on the old
+/// data with the password that data was made with.
+#[tokio::test]
+#[ignore = "needs a Kubernetes API server: KUBECONFIG (e2e/run-tests.sh starts one)"]
+async fn a_recreated_pipeline_adopts_its_kept_database_volume_and_password() {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+    let c = admin().await;
+    setup(&c).await;
+    let ns = namespace(&c, "e2e-recreate").await;
+    let op = Operator::start(&[&ns], &[]);
+    cluster_object(
+        &c,
+        "StorageClass",
+        "storageclasses",
+        "storage.k8s.io/v1",
+        json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "brotr-keep"},
+            "provisioner": "brotr.dev/none",
+            "volumeBindingMode": "Immediate",
+        }),
+    )
+    .await;
+    volume_for(&c, &ns, "data-again-postgres-0", "brotr-keep", "1Gi").await;
+    let bd = || {
+        let mut bd = example("brotrdeployment-quickstart.yaml");
+        bd["metadata"]["name"] = "again".into();
+        bd["spec"]["database"] =
+            json!({"managed": {"storage": "1Gi", "storageClassName": "brotr-keep"}});
+        bd
+    };
+    let first: BrotrDeployment = create(&c, &ns, bd()).await;
+    let first_uid = first.uid().unwrap();
+    wait_ready(&c, &ns, "BrotrDeployment", "again", 120).await;
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), &ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), &ns);
+    let before = secrets.get("again-postgres").await.unwrap();
+    assert!(
+        before
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "the password Secret goes with the volume, not with the BrotrDeployment"
+    );
+    let claim = claims.get("data-again-postgres-0").await.unwrap().uid();
+
+    let bds: Api<BrotrDeployment> = Api::namespaced(c.clone(), &ns);
+    bds.delete("again", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the pipeline and its children gone", 60, || async {
+        children(&c, &ns, &first_uid).await.is_empty()
+            && bds.get_opt("again").await.unwrap().is_none()
+    })
+    .await;
+    let kept = secrets.get("again-postgres").await.unwrap();
+    assert_eq!(kept.data, before.data, "the password is kept");
+    assert_eq!(
+        claims.get("data-again-postgres-0").await.unwrap().uid(),
+        claim
+    );
+
+    let second: BrotrDeployment = create(&c, &ns, bd()).await;
+    assert_ne!(second.uid().unwrap(), first_uid);
+    wait_ready(&c, &ns, "BrotrDeployment", "again", 120).await;
+    let after = secrets.get("again-postgres").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, kept.metadata.resource_version,
+        "adopted as it was, not rewritten"
+    );
+    assert_eq!(
+        claims.get("data-again-postgres-0").await.unwrap().uid(),
+        claim
+    );
+    let sts: StatefulSet = Api::namespaced(c.clone(), &ns)
+        .get("again-postgres")
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_string(&sts.spec)
+            .unwrap()
+            .contains("\"again-postgres\""),
+        "the database reads its password from the kept Secret"
+    );
+    op.assert_never_forbidden().await;
+}

@@ -282,6 +282,23 @@ fn the_quick_start_runs_its_own_database_and_the_defaults() {
         secret.object["stringData"]["uri"],
         "postgres://brotr:s3cret@quickstart-postgres.nostr.svc:5432/brotr"
     );
+    // It goes with the volume, which outlives the BrotrDeployment: no owner reference, and a
+    // BrotrDeployment re-created under the same name adopts it.
+    assert!(secret.retained);
+    assert!(
+        secret.object["metadata"].get("ownerReferences").is_none(),
+        "{}",
+        secret.object["metadata"]
+    );
+    assert_eq!(
+        secret.object["metadata"]["labels"]["app.kubernetes.io/instance"],
+        "quickstart"
+    );
+    let sts = find(&gated, ChildKind::StatefulSet, "quickstart-postgres");
+    assert_eq!(
+        sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
+        "Retain"
+    );
     let c = p.children(&done());
     // Every service, the bundled seed list, the maintenance jobs; no Prometheus objects unless
     // asked for.
@@ -539,6 +556,9 @@ fn the_api_on_a_managed_database_reads_through_its_own_read_only_login() {
         .find(|d| d.kind == ChildKind::Secret && d.name == "quickstart-api-db")
         .expect("the read-only login's Secret");
     assert!(secret.create_only);
+    // Owned: the migration Job sets the login's password from it, so a new one is fine.
+    assert!(!secret.retained);
+    assert!(secret.object["metadata"]["ownerReferences"].is_array());
     assert_eq!(
         secret.object["stringData"]["uri"],
         "postgres://brotr_api:r3ad@quickstart-postgres.nostr.svc:5432/brotr"

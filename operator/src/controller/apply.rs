@@ -9,7 +9,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 
 use super::{Error, Existing};
-use crate::render::{ChildKind, Desired, MANAGER, OWNER_UID, SPEC_HASH};
+use crate::render::{
+    COMPONENT, ChildKind, Desired, INSTANCE, MANAGED_BY, MANAGER, OWNER_KIND, OWNER_UID, SPEC_HASH,
+};
 use crate::telemetry::Metrics;
 
 /// The dynamic API of a child kind in `namespace`.
@@ -47,6 +49,10 @@ pub async fn apply(
             .map(|o| Existing::of(&o)),
     };
     if let Some(e) = &existing {
+        if adopts(d, e) {
+            tracing::info!(kind = ?d.kind, name = %d.name, "adopted, unchanged: kept from a deleted owner of the same name");
+            return Ok(Applied::Unchanged);
+        }
         if e.owner_uid.as_deref() != Some(owner_uid) {
             return Err(Error::NameConflict(format!(
                 "{:?} {namespace}/{} exists and is not managed by this resource",
@@ -138,6 +144,81 @@ impl Existing {
         Existing {
             hash: o.annotations().get(SPEC_HASH).cloned(),
             owner_uid: o.labels().get(OWNER_UID).cloned(),
+            labels: o.labels().clone(),
         }
+    }
+}
+
+/// A retained child (see [`Desired::retained`]) that this operator made for an owner of the same
+/// kind, name and component: kept, as it is, by the owner re-created under that name. Anything
+/// else under the name is somebody else's and stays a conflict.
+pub fn adopts(d: &Desired, e: &Existing) -> bool {
+    if !d.retained {
+        return false;
+    }
+    let want = &d.object["metadata"]["labels"];
+    [MANAGED_BY, INSTANCE, OWNER_KIND, COMPONENT]
+        .iter()
+        .all(|k| {
+            want[*k]
+                .as_str()
+                .is_some_and(|v| e.labels.get(*k).map(String::as_str) == Some(v))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::Owner;
+    use k8s_openapi::api::core::v1::Secret;
+    use std::collections::BTreeMap;
+
+    fn owner(kind: &'static str, name: &str, uid: &str) -> Owner {
+        Owner {
+            kind,
+            name: name.into(),
+            namespace: "ns".into(),
+            uid: uid.into(),
+        }
+    }
+
+    fn secret(owner: &Owner, retained: bool) -> Desired {
+        let s = Secret {
+            metadata: owner.meta("bd-postgres", "database"),
+            ..Default::default()
+        };
+        let mut d = Desired::new(ChildKind::Secret, &s);
+        d.retained = retained;
+        d
+    }
+
+    fn existing(labels: BTreeMap<String, String>) -> Existing {
+        Existing {
+            hash: None,
+            owner_uid: labels.get(OWNER_UID).cloned(),
+            labels,
+        }
+    }
+
+    #[test]
+    fn a_retained_child_is_adopted_by_its_owner_recreated_under_the_same_name() {
+        let old = owner("BrotrDeployment", "bd", "uid-old");
+        let new = owner("BrotrDeployment", "bd", "uid-new");
+        let kept = existing(old.labels("database"));
+        assert!(adopts(&secret(&new, true), &kept));
+        // Not retained: a conflict as before.
+        assert!(!adopts(&secret(&new, false), &kept));
+        // Another name, another kind of owner, another component, or not ours: not adopted.
+        for other in [
+            owner("BrotrDeployment", "other", "uid-new"),
+            owner("RelayMonitor", "bd", "uid-new"),
+        ] {
+            assert!(!adopts(&secret(&other, true), &kept), "{other:?}");
+        }
+        assert!(!adopts(&secret(&new, true), &existing(old.labels("api"))));
+        let mut foreign = old.labels("database");
+        foreign.remove(MANAGED_BY);
+        assert!(!adopts(&secret(&new, true), &existing(foreign)));
+        assert!(!adopts(&secret(&new, true), &existing(BTreeMap::new())));
     }
 }

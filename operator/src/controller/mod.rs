@@ -107,6 +107,8 @@ impl Error {
 pub struct Existing {
     pub hash: Option<String>,
     pub owner_uid: Option<String>,
+    /// Its labels (who made it, for whom): a retained child is adopted by them.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Caches of one owner kind's children.

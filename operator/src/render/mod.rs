@@ -185,6 +185,9 @@ pub struct Desired {
     pub object: Value,
     /// Written once and never updated (the managed database's generated password).
     pub create_only: bool,
+    /// Has no owner reference and outlives its owner, like the database volume it goes with; an
+    /// owner of the same kind and name adopts it (the managed database's password).
+    pub retained: bool,
 }
 
 impl Desired {
@@ -212,6 +215,7 @@ impl Desired {
             name,
             object,
             create_only: false,
+            retained: false,
         }
     }
 

@@ -57,8 +57,18 @@ pub struct Managed<'a> {
 }
 
 /// The Secret, with a password the caller generated; applied only when absent.
+///
+/// It lives as long as the database's volume (which the StatefulSet retains when the
+/// BrotrDeployment is deleted): no owner reference, so deleting the BrotrDeployment keeps it,
+/// and a BrotrDeployment re-created under the same name adopts it, unchanged, and starts on the
+/// old data with the password that data was made with.
 pub fn secret(owner: &Owner, m: &Managed<'_>, password: &str) -> Desired {
-    login_secret(owner, m, (m.name, "database"), USER, password)
+    let mut d = login_secret(owner, m, (m.name, "database"), USER, password);
+    if let Some(meta) = d.object.get_mut("metadata").and_then(|v| v.as_object_mut()) {
+        meta.remove("ownerReferences");
+    }
+    d.retained = true;
+    d
 }
 
 /// The login the api connects with on a managed database (a member of `brotr_reader`).
