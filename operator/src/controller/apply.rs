@@ -49,11 +49,11 @@ pub async fn apply(
             .map(|o| Existing::of(&o)),
     };
     if let Some(e) = &existing {
-        if adopts(d, e) {
-            tracing::info!(kind = ?d.kind, name = %d.name, "adopted, unchanged: kept from a deleted owner of the same name");
-            return Ok(Applied::Unchanged);
-        }
         if e.owner_uid.as_deref() != Some(owner_uid) {
+            if adopts(d, e) {
+                tracing::debug!(kind = ?d.kind, name = %d.name, "kept from a deleted owner of the same name: adopted, unchanged");
+                return Ok(Applied::Unchanged);
+            }
             return Err(Error::NameConflict(format!(
                 "{:?} {namespace}/{} exists and is not managed by this resource",
                 d.kind, d.name

@@ -407,8 +407,8 @@ pub fn tag_key(letter: char, value: &str) -> Vec<u8> {
         && value
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    match hex::decode(value) {
-        Ok(bytes) if lower_hex => {
+    match lower_hex.then(|| hex::decode(value)) {
+        Some(Ok(bytes)) => {
             key.push(0);
             key.extend_from_slice(&bytes);
         }
