@@ -891,6 +891,12 @@ if wait_for 120 paris_ready; then
 else
   fail "paris not Ready: $(jp "$NS" rmon/paris '{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}')"
 fi
+# The kubelet reports the restarted container Ready a probe period after it is: wait for it.
+op_back() {
+  [ "$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')" = $((OP_R0 + 1)) ] &&
+    [ "$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].ready}')" = true ]
+}
+wait_for 30 op_back || true
 expect "the operator's container restarted once (restartCount $OP_R0 → $(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')) and is Ready" \
   bash -c '[ "$1" = $(($2 + 1)) ] && [ "$3" = true ]' _ "$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].restartCount}')" "$OP_R0" "$(jp "$OPNS" "pod/$OP_POD" '{.status.containerStatuses[0].ready}')"
 CH=$(children)
