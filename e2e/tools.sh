@@ -6,7 +6,8 @@
 #
 # Exports (each read by probe/tests/common/external.rs; the tests that need a tool are ignored by a
 # plain `cargo test` and fail, never skip, when run with `--include-ignored` without it):
-#   BROTR_NOSTR_RS_RELAY  nostr-rs-relay binary (crates.io source, e2e/nostr-rs-relay-*.Cargo.lock)
+#   BROTR_NOSTR_RS_RELAY  nostr-rs-relay binary (crates.io source, e2e/nostr-rs-relay-*.Cargo.lock);
+#                         BROTR_NOSTR_RS_RELAY_BULKLOADER its `bulkloader` (benchmarks load with it)
 #   BROTR_NODE_VERIFY     e2e/verify-event.mjs, run with node; BROTR_NOSTR_TOOLS_DIR is the npm
 #                         prefix holding the pinned nostr-tools it imports
 #   BROTR_GO_VERIFY       e2e/go-verify built (go-nostr's event checks)
@@ -80,7 +81,10 @@ tools_nostr_rs_relay() {
     release) ;;
     *) tools_die "BROTR_NOSTR_RS_RELAY_PROFILE must be test or release, not $profile"; return 1 ;;
   esac
-  if [ ! -x "$bin" ]; then
+  # Its bulk loader (the crate's `bulkloader` binary: JSON lines on stdin into the SQLite file
+  # of ./config.toml) is kept beside it, for the archive benchmark's side-by-side peer.
+  local loader="$TOOLS_CACHE/bin/nostr-rs-relay-bulkloader-${bin#"$TOOLS_CACHE/bin/nostr-rs-relay-"}"
+  if [ ! -x "$bin" ] || [ ! -x "$loader" ]; then
     local lock="$TOOLS_E2E_DIR/nostr-rs-relay-$v.Cargo.lock"
     [ -f "$lock" ] || tools_die "nostr-rs-relay $v: no $lock (make one as described above)" ||
       return 1
@@ -106,10 +110,11 @@ tools_nostr_rs_relay() {
       tools_die "nostr-rs-relay $v: cargo install failed (log: $log)"
       return 1
     fi
+    install -m 0755 "$root/bin/bulkloader" "$loader.tmp" && mv "$loader.tmp" "$loader" || return 1
     install -m 0755 "$root/bin/nostr-rs-relay" "$bin.tmp" && mv "$bin.tmp" "$bin" || return 1
     rm -rf "$root/target" "$root/src" "$root/bin"  # ~1.5 GB of build output: keep the binary only
   fi
-  export BROTR_NOSTR_RS_RELAY="$bin"
+  export BROTR_NOSTR_RS_RELAY="$bin" BROTR_NOSTR_RS_RELAY_BULKLOADER="$loader"
 }
 
 
@@ -358,7 +363,7 @@ tools_install() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   tools_install
-  for v in BROTR_NOSTR_RS_RELAY BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
+  for v in BROTR_NOSTR_RS_RELAY BROTR_NOSTR_RS_RELAY_BULKLOADER BROTR_NODE_VERIFY BROTR_NOSTR_TOOLS_DIR BROTR_GEOIP_TEST_DIR \
     BROTR_GO_VERIFY BROTR_GO_CLIENT BROTR_NEG_RELAY BROTR_PY_RELAY BROTR_TS_RELAY BROTR_HELM \
     BROTR_OPENAPI_SPEC_VALIDATOR BROTR_SCHEMATHESIS; do
     [ -n "${!v:-}" ] && echo "$v=${!v}"

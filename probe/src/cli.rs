@@ -534,7 +534,14 @@ async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError
     use crate::services::api;
     let addr = api::listen_addr(&cfg.api, args.listen.as_deref())?;
     let url: DatabaseUrl = cli.database.parse()?;
-    let archive = store::open_archive(&url, cli.schema).await?;
+    let archive = store::open_archive_with(
+        &url,
+        cli.schema,
+        Some(std::time::Duration::from_millis(
+            cfg.api.statement_timeout_ms,
+        )),
+    )
+    .await?;
     info!(database = %url.redacted(), schema = %archive.schema(), "archive opened");
     let metrics = crate::metrics::Metrics::new();
     // The api serves /metrics, /healthz and /readyz on its own port; `--metrics-addr` adds the

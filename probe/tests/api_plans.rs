@@ -9,7 +9,7 @@ mod common;
 
 use brotr_probe::model::{EventRow, Schema, tagvalues};
 use brotr_probe::store::query::{self, Cursor, Dialect, EventQuery, Sql};
-use brotr_probe::store::{DatabaseUrl, OpenMode, PgStore, Store};
+use brotr_probe::store::{DatabaseUrl, OpenMode, PgStore, Reader, Store};
 use serde_json::Value;
 
 use common::{NEEDS_PG, fresh_pg_url, relay};
@@ -235,6 +235,13 @@ async fn every_filter_shape_uses_an_index_at_100k_events() {
             }),
         ),
         (
+            "authors (10) + kinds [0, 3] (one branch per pair)",
+            q(&|e| {
+                e.authors = Some(some[..10].to_vec());
+                e.kinds = Some(vec![0, 3]);
+            }),
+        ),
+        (
             "kinds [1], page 2 (keyset cursor)",
             q(&|e| {
                 e.kinds = Some(vec![1]);
@@ -287,14 +294,249 @@ async fn every_filter_shape_uses_an_index_at_100k_events() {
             }
         }
     }
+    // The statements of the PostgreSQL store's other routes (store::read): the kinds of a few
+    // authors, then one branch per (author, kind); a popular tag read in a window of the newest
+    // events, found by its depth in the time index, by the tag index or walked in time order.
+    let all_kinds = [0, 1, 3, 6, 7, 10002, 30023];
+    let heavy_pairs: Vec<([u8; 32], i32)> = all_kinds.iter().map(|k| (heavy, *k)).collect();
+    let popular = q(&tag('p', hex::encode(heavy)));
+    let window = EventQuery {
+        since: Some(NOW - 30 * 86_400),
+        ..popular.clone()
+    };
+    let routes: Vec<(&str, Sql)> = vec![
+        ("kinds of 1 author", query::author_kinds(&[heavy])),
+        ("kinds of 8 authors", query::author_kinds(&some[..8])),
+        (
+            "1 author, a branch per kind",
+            query::events_by_pairs(Schema::Full, &q(&|_| {}), &heavy_pairs),
+        ),
+        (
+            "#p matches (estimate)",
+            query::tag_matches(Schema::Full, &popular),
+        ),
+        ("window start", query::time_at_depth(None, 20_000)),
+        (
+            "window start under a cursor",
+            query::time_at_depth(Some(NOW - 86_400), 20_000),
+        ),
+        (
+            "#p in a window, by the tag index",
+            query::events(Dialect::Postgres, Schema::Full, &window),
+        ),
+        (
+            "#p in a window, walked",
+            query::events_walk(Schema::Full, &window),
+        ),
+    ];
+    for (name, sql) in &routes {
+        let plan = store.explain(sql).await.unwrap();
+        let mut scans = Vec::new();
+        seq_scans(&plan, &mut scans);
+        let mut n = Vec::new();
+        nodes(&plan, &mut n);
+        report.push(format!("route    {name}: {}", n.join(" > ")));
+        if !scans.is_empty() {
+            bad.push(format!(
+                "route {name}: Seq Scan on {scans:?}\n  {}",
+                n.join(" > ")
+            ));
+        }
+    }
     println!("{}", report.join("\n"));
     assert!(
         bad.is_empty(),
         "{} of {} statements scan the event table sequentially:\n{}",
         bad.len(),
-        shapes.len() * 3,
+        shapes.len() * 3 + routes.len(),
         bad.join("\n")
     );
     let c = store.counts().await.unwrap();
     assert_eq!(c.events, EVENTS as u64, "every generated event stored");
+}
+
+/// What a filter returns by definition: the generated rows it matches, in NIP-01 order (newest
+/// first, lowest id first on a tie), after the cursor, at most `limit`.
+fn expected(rows: &[EventRow], q: &EventQuery) -> Vec<[u8; 32]> {
+    let mut m: Vec<&EventRow> = rows
+        .iter()
+        .filter(|r| q.matches(&r.id, &r.pubkey, r.created_at, r.kind, &r.tagvalues))
+        .filter(|r| {
+            q.after.is_none_or(|c| {
+                r.created_at < c.created_at || (r.created_at == c.created_at && r.id > c.id)
+            })
+        })
+        .collect();
+    m.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    m.into_iter().take(q.limit as usize).map(|r| r.id).collect()
+}
+
+/// The PostgreSQL store reads some filters by other routes than one statement (store::read): a
+/// few authors kind by kind, a popular tag in a window of the newest events, walked in time
+/// order for the most popular. Each must return exactly what the filter means, at its edges:
+/// `until`, a keyset cursor, a `since` inside the window, a limit larger than the window holds.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn every_route_returns_what_the_filter_means() {
+    let _ = NEEDS_PG;
+    let DatabaseUrl::Postgres(url) = fresh_pg_url().await else {
+        unreachable!()
+    };
+    let store = PgStore::open(&url, Some(Schema::Full), OpenMode::Migrate)
+        .await
+        .unwrap();
+    let (mut rows, authors) = dataset();
+    // A tag on every fourth event (25,000): popular enough for the window route.
+    for (i, r) in rows.iter_mut().enumerate() {
+        if i % 4 == 0 {
+            let mut tags: Vec<Vec<String>> = serde_json::from_str(&r.tags_json).unwrap();
+            tags.push(vec!["r".into(), "wss://relay.example.com/".into()]);
+            r.tags_json = serde_json::to_string(&tags).unwrap();
+            r.tagvalues = tagvalues(tags.iter());
+        }
+    }
+    let relay = relay("wss://relay.example.com");
+    for chunk in rows.chunks(5_000) {
+        store.insert_events(&relay, NOW, chunk).await.unwrap();
+    }
+    sqlx::query("VACUUM ANALYZE event")
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    let heavy = authors[0];
+    let mid = rows[EVENTS / 2].clone();
+    let q = |f: &dyn Fn(&mut EventQuery)| {
+        let mut e = EventQuery {
+            limit: 500,
+            ..Default::default()
+        };
+        f(&mut e);
+        e
+    };
+    let r_tag = |e: &mut EventQuery| {
+        e.tags
+            .insert('r', vec!["wss://relay.example.com/".to_owned()]);
+    };
+    let cursor = Cursor {
+        created_at: mid.created_at,
+        id: mid.id,
+    };
+    let cases: Vec<(&str, EventQuery)> = vec![
+        ("1 author", q(&|e| e.authors = Some(vec![heavy]))),
+        ("8 authors", q(&|e| e.authors = Some(authors[..8].to_vec()))),
+        (
+            "1 author until the middle",
+            q(&|e| {
+                e.authors = Some(vec![heavy]);
+                e.until = Some(mid.created_at);
+            }),
+        ),
+        (
+            "1 author after a cursor",
+            q(&|e| {
+                e.authors = Some(vec![heavy]);
+                e.after = Some(cursor);
+            }),
+        ),
+        (
+            "1 author, kinds hidden",
+            q(&|e| {
+                e.authors = Some(vec![heavy]);
+                e.hidden_kinds = vec![1, 7];
+            }),
+        ),
+        (
+            "3 authors + kinds [0, 3] + since",
+            q(&|e| {
+                e.authors = Some(authors[..3].to_vec());
+                e.kinds = Some(vec![0, 3]);
+                e.since = Some(NOW - 200 * 86_400);
+            }),
+        ),
+        ("#r (25,000 events)", q(&r_tag)),
+        (
+            "#r until the middle",
+            q(&|e| {
+                r_tag(e);
+                e.until = Some(mid.created_at);
+            }),
+        ),
+        (
+            "#r after a cursor",
+            q(&|e| {
+                r_tag(e);
+                e.after = Some(cursor);
+            }),
+        ),
+        (
+            "#r since a week (inside the window)",
+            q(&|e| {
+                r_tag(e);
+                e.since = Some(NOW - 7 * 86_400);
+            }),
+        ),
+        (
+            "#r, limit 20,000 (more than the window holds)",
+            q(&|e| {
+                r_tag(e);
+                e.limit = 20_000;
+            }),
+        ),
+        (
+            "#r + #p",
+            q(&|e| {
+                r_tag(e);
+                e.tags.insert('p', vec![hex::encode(heavy)]);
+            }),
+        ),
+    ];
+    // The tag is popular enough, by the planner's estimate, for the window route.
+    let plan = store
+        .explain(&query::tag_matches(Schema::Full, &cases[6].1))
+        .await
+        .unwrap();
+    let estimate = plan
+        .pointer("/0/Plan/Plan Rows")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    assert!(
+        (query::TAG_WINDOW_FROM..query::TAG_WALK_FROM).contains(&estimate),
+        "#r estimated at {estimate} matches"
+    );
+    for (name, c) in &cases {
+        let got: Vec<[u8; 32]> = store
+            .query_events(c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let want = expected(&rows, c);
+        assert!(!want.is_empty(), "{name}: the case matches something");
+        assert_eq!(
+            got,
+            want,
+            "{name}: {} events, {} expected",
+            got.len(),
+            want.len()
+        );
+    }
+
+    // The walk (chosen only past 150,000 estimated matches, more than this archive has) returns
+    // what the window means.
+    for (name, c) in &cases[6..] {
+        let window = EventQuery {
+            since: Some(c.since.unwrap_or(0).max(NOW - 60 * 86_400)),
+            ..c.clone()
+        };
+        let got: Vec<[u8; 32]> = store
+            .fetch_events(&query::events_walk(Schema::Full, &window))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(got, expected(&rows, &window), "walk, {name}");
+    }
 }

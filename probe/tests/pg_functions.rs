@@ -149,6 +149,103 @@ async fn tag_keys_agree_between_sql_and_rust() {
     }
 }
 
+/// The tag functions of migration 0009 return what their first definitions (0002, 0008) return,
+/// for tags of every shape, so the index built by either stays valid. The first definitions are
+/// read from their migration files and created under other names.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn faster_tag_functions_return_what_the_first_definitions_did() {
+    fn function(file: &str, name: &str, renamed: &str) -> String {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../migrations/postgres/full")
+                .join(file),
+        )
+        .expect("migration file");
+        let start = text
+            .find(&format!("CREATE FUNCTION {name}("))
+            .expect("definition");
+        let body = &text[start..];
+        let end = body[body.find("AS $$").expect("body") + 5..]
+            .find("$$;")
+            .expect("end")
+            + body.find("AS $$").expect("body")
+            + 5
+            + 3;
+        body[..end]
+            .replacen(
+                &format!("FUNCTION {name}("),
+                &format!("FUNCTION {renamed}("),
+                1,
+            )
+            .replace(&format!("{name}."), &format!("{renamed}."))
+    }
+    let (_store, pool) = pg(Schema::Full).await;
+    for sql in [
+        function(
+            "0002_functions.sql",
+            "tags_to_tagvalues",
+            "first_tags_to_tagvalues",
+        ),
+        function(
+            "0008_compat_lean_indexes.sql",
+            "tagvalues_to_tagkeys",
+            "first_tagvalues_to_tagkeys",
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .expect("first definition");
+    }
+    let hex = "0a".repeat(32);
+    let tags = [
+        "[]".to_owned(),
+        "{}".into(),
+        "\"p\"".into(),
+        "null".into(),
+        format!(
+            r#"[["p","{hex}"],["e","{}","wss://r"],["t","nostr"]]"#,
+            "ff".repeat(32)
+        ),
+        format!(
+            r#"[["p","{}"],["p","{}"],["p","{hex}0"]]"#,
+            hex.to_uppercase(),
+            &hex[..63]
+        ),
+        r#"[["é","ünïcode"],["d","a:b:c"],["t",""],["x"],[],["tt","long name"],[1,"x"],["a",2]]"#
+            .into(),
+        format!(
+            r#"[["r","{}"],["z","{}"],"text",null,[null,"v"]]"#,
+            "v".repeat(1024),
+            "w".repeat(1025)
+        ),
+        format!(r#"[["é","{hex}"],["P","{hex}"]]"#),
+    ];
+    for t in &tags {
+        let (same_values, same_keys, values): (bool, bool, Vec<String>) = sqlx::query_as(
+            "SELECT tags_to_tagvalues($1::jsonb) = first_tags_to_tagvalues($1::jsonb), \
+                    tagvalues_to_tagkeys(tags_to_tagvalues($1::jsonb)) \
+                      = first_tagvalues_to_tagkeys(first_tags_to_tagvalues($1::jsonb)), \
+                    tags_to_tagvalues($1::jsonb)",
+        )
+        .bind(t)
+        .fetch_one(&pool)
+        .await
+        .expect("compare");
+        assert!(same_values && same_keys, "{t}: {values:?}");
+    }
+    // A NULL element of a tagvalues array (the lite schema's column) stays a NULL key.
+    let (same,): (bool,) = sqlx::query_as(
+        "SELECT tagvalues_to_tagkeys(ARRAY['t:x', NULL, 'p:' || repeat('0a', 32)]) \
+                IS NOT DISTINCT FROM first_tagvalues_to_tagkeys(ARRAY['t:x', NULL, 'p:' || repeat('0a', 32)])",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("null element");
+    assert!(same);
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
 async fn orphan_cleanup_keeps_shared_rows() {

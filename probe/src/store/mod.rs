@@ -19,7 +19,9 @@ use crate::model::{Candidate, EventRow, Metadata, MetadataType, Network, RelayUr
 
 pub use copy_text::CopyWriter;
 pub use health::{active_relays, relay_health};
-pub use open::{DatabaseUrl, OpenMode, ensure_reader_login, migrate, open, open_archive};
+pub use open::{
+    DatabaseUrl, OpenMode, ensure_reader_login, migrate, open, open_archive, open_archive_with,
+};
 pub use postgres::{PgStore, encode_events};
 pub use read::{Archive, Reader};
 pub use sqlite::SqliteStore;

@@ -137,8 +137,20 @@ pub async fn open_archive(
     url: &DatabaseUrl,
     schema: Option<Schema>,
 ) -> Result<Arc<dyn super::Archive>, StoreError> {
+    open_archive_with(url, schema, None).await
+}
+
+/// [`open_archive`] with PostgreSQL's `statement_timeout` set on every connection (the api's
+/// `statementTimeoutMs`), so the server, too, stops a read the api has given up on.
+pub async fn open_archive_with(
+    url: &DatabaseUrl,
+    schema: Option<Schema>,
+    statement_timeout: Option<std::time::Duration>,
+) -> Result<Arc<dyn super::Archive>, StoreError> {
     Ok(match url {
-        DatabaseUrl::Postgres(u) => Arc::new(PgStore::open(u, schema, OpenMode::Check).await?),
+        DatabaseUrl::Postgres(u) => {
+            Arc::new(PgStore::open_reader(u, schema, statement_timeout).await?)
+        }
         DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema, OpenMode::Check).await?),
     })
 }

@@ -152,10 +152,48 @@ pub(crate) async fn ensure_reader_login(url: &str, name: &str, password: &str) -
 impl PgStore {
     /// Connects, then creates or upgrades the schema, or checks it (see [`super::open`]).
     pub async fn open(url: &str, requested: Option<Schema>, mode: OpenMode) -> Result<Self> {
+        Self::open_with_session(url, requested, mode, Vec::new()).await
+    }
+
+    /// [`Self::open`] for the archive's readers: every connection turns JIT compilation off
+    /// (it costs 50-300 ms on a statement the planner thinks large, for reads that take
+    /// milliseconds) and, when given, sets PostgreSQL's `statement_timeout`, so the server stops a
+    /// read the api has given up on.
+    pub async fn open_reader(
+        url: &str,
+        requested: Option<Schema>,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Self> {
+        let mut session = vec!["SET jit = off".to_owned()];
+        if let Some(t) = statement_timeout {
+            session.push(format!("SET statement_timeout = {}", t.as_millis().max(1)));
+        }
+        Self::open_with_session(url, requested, OpenMode::Check, session).await
+    }
+
+    async fn open_with_session(
+        url: &str,
+        requested: Option<Schema>,
+        mode: OpenMode,
+        session: Vec<String>,
+    ) -> Result<Self> {
         let (options, target) = connect_options(url)?;
+        let session = std::sync::Arc::new(session);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                let session = session.clone();
+                Box::pin(async move {
+                    for sql in session.iter() {
+                        // Fixed text built above from numbers only.
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Connect {

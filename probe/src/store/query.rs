@@ -465,6 +465,11 @@ fn conditions(b: &mut Builder, schema: Schema, q: &EventQuery) -> String {
 /// Columns of [`events`], in order: id, pubkey, created_at, kind, tagvalues, tags (JSON text),
 /// content, sig. A lite schema returns NULL for the last three.
 pub fn events(dialect: Dialect, schema: Schema, q: &EventQuery) -> Sql {
+    if dialect == Dialect::Postgres
+        && let Some(pairs) = q.pairs()
+    {
+        return events_by_pairs(schema, q, &pairs);
+    }
     let mut b = Builder::new(dialect);
     let cols = match (dialect, schema) {
         (Dialect::Postgres, Schema::Full) => {
@@ -485,6 +490,257 @@ pub fn events(dialect: Dialect, schema: Schema, q: &EventQuery) -> Sql {
     b.text = format!(
         "SELECT {cols} FROM event WHERE {cond} ORDER BY created_at DESC, id ASC LIMIT {limit}"
     );
+    b.finish()
+}
+
+/// Most `(author, kind)` branches one PostgreSQL read merges (see [`events_by_pairs`]).
+pub const MAX_PAIRS: usize = 64;
+
+/// Most authors of a kind-less filter for which the PostgreSQL store first looks up the kinds
+/// they have ([`author_kinds`]), to read them branch by branch.
+pub const MAX_AUTHORS_BY_KIND: usize = 8;
+
+impl EventQuery {
+    /// The `(author, kind)` pairs a PostgreSQL read can take one index range at a time: both
+    /// lists given, no ids, at most [`MAX_PAIRS`] combinations, hidden kinds left out.
+    pub fn pairs(&self) -> Option<Vec<([u8; 32], i32)>> {
+        let (Some(authors), Some(kinds), None) = (&self.authors, &self.kinds, &self.ids) else {
+            return None;
+        };
+        let kinds: Vec<i32> = kinds
+            .iter()
+            .copied()
+            .filter(|k| !self.hidden_kinds.contains(k))
+            .collect();
+        if authors.len().saturating_mul(kinds.len()) > MAX_PAIRS {
+            return None;
+        }
+        Some(
+            authors
+                .iter()
+                .flat_map(|a| kinds.iter().map(move |k| (*a, *k)))
+                .collect(),
+        )
+    }
+
+    /// Whether the PostgreSQL store should look up the kinds of the authors first: a few
+    /// authors, no kinds, no ids ([`author_kinds`], then [`events_by_pairs`]).
+    pub fn wants_author_kinds(&self) -> bool {
+        self.ids.is_none()
+            && self.kinds.is_none()
+            && self
+                .authors
+                .as_ref()
+                .is_some_and(|a| !a.is_empty() && a.len() <= MAX_AUTHORS_BY_KIND)
+    }
+}
+
+/// Estimated matches (the planner's, from its statistics of the tag index) from which the
+/// PostgreSQL store reads a tag filter in a window of the newest events rather than whole. The tag
+/// index yields matches in no order, so a tag read whole fetches and sorts every match; a window
+/// holding about twice `limit` matches fetches that many. Below this, reading whole is cheaper.
+pub const TAG_WINDOW_FROM: f64 = 20_000.0;
+
+/// Estimated matches from which the window is read by walking the time index newest first and
+/// testing each event's tags with a cheap containment test, instead of intersecting the window
+/// with the tag index: reading the tag index costs in proportion to all of a tag's matches
+/// (about 0.2 µs each here), the walk in proportion to `limit` over the tag's share of events.
+pub const TAG_WALK_FROM: f64 = 150_000.0;
+
+impl EventQuery {
+    /// Whether the PostgreSQL store weighs windows for this filter: tags, and none of ids,
+    /// authors or kinds, whose indexes come first.
+    pub fn wants_tag_window(&self) -> bool {
+        !self.tags.is_empty()
+            && self.ids.is_none()
+            && self.authors.is_none()
+            && self.kinds.is_none()
+            && self.limit > 0
+    }
+
+    /// The newest second the filter asks for: `until` or the cursor's, whichever is lower.
+    pub fn upper(&self) -> Option<i64> {
+        [self.until, self.after.map(|c| c.created_at)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// How many of the newest events (at or below `upper`) hold about twice `limit` matches of a tag
+/// with `matches` estimated matches among `total` events.
+pub fn tag_window_depth(limit: u32, matches: f64, total: f64) -> Option<i64> {
+    if matches < TAG_WINDOW_FROM || total <= 0.0 || !total.is_finite() {
+        return None;
+    }
+    let depth = (2.0 * f64::from(limit) * total / matches).ceil();
+    Some((depth as i64).max(i64::from(limit)))
+}
+
+/// `SELECT 1` over the tag conditions of `q` alone, to be EXPLAINed: the planner's estimate of
+/// its matches (PostgreSQL).
+pub fn tag_matches(schema: Schema, q: &EventQuery) -> Sql {
+    let mut b = Builder::new(Dialect::Postgres);
+    let conds: Vec<String> = q
+        .tags
+        .iter()
+        .map(|(letter, values)| b.tag_in(schema, *letter, values))
+        .collect();
+    b.text = format!("SELECT 1 FROM event WHERE {}", conds.join(" AND "));
+    b.finish()
+}
+
+/// The event count of the archive as the planner knows it, then the `created_at` of the event
+/// `depth` places below the newest at or under `upper` (NULL when there are fewer): where a
+/// window of that many events starts.
+pub fn events_total() -> Sql {
+    Sql {
+        text: "SELECT reltuples::float8 FROM pg_class WHERE oid = 'event'::regclass".into(),
+        binds: Vec::new(),
+    }
+}
+
+/// See [`events_total`].
+pub fn time_at_depth(upper: Option<i64>, depth: i64) -> Sql {
+    let mut b = Builder::new(Dialect::Postgres);
+    let cond = match upper {
+        Some(u) => {
+            let p = b.bind(Bind::Int(u));
+            format!("WHERE created_at <= {p} ")
+        }
+        None => String::new(),
+    };
+    let d = b.bind(Bind::Int(depth));
+    b.text =
+        format!("SELECT created_at FROM event {cond}ORDER BY created_at DESC OFFSET {d} LIMIT 1");
+    b.finish()
+}
+
+/// [`events`] for PostgreSQL with each tag condition written so the tag index cannot serve it:
+/// a JSON containment test (a superset: the pair in any order) that rules out most events for
+/// about a microsecond, then the exact test. Meant for a window (`since`) of the newest events,
+/// walked in time order.
+pub fn events_walk(schema: Schema, q: &EventQuery) -> Sql {
+    let mut b = Builder::new(Dialect::Postgres);
+    let plain = EventQuery {
+        tags: BTreeMap::new(),
+        ..q.clone()
+    };
+    let mut conds = vec![conditions(&mut b, schema, &plain)];
+    for (letter, values) in &q.tags {
+        let texts: Vec<String> = values.iter().map(|v| format!("{letter}:{v}")).collect();
+        match schema {
+            Schema::Full => {
+                let any: Vec<String> = values
+                    .iter()
+                    .map(|v| {
+                        let j = serde_json::json!([[letter.to_string(), v]]).to_string();
+                        let p = b.bind(Bind::Text(j));
+                        format!("tags @> {p}::jsonb")
+                    })
+                    .collect();
+                let t = b.bind(Bind::Texts(texts));
+                conds.push(format!(
+                    "({}) AND tags_to_tagvalues(tags) && {t}::text[]",
+                    any.join(" OR ")
+                ));
+            }
+            Schema::Lite => {
+                let t = b.bind(Bind::Texts(texts));
+                conds.push(format!("tagvalues && {t}::text[]"));
+            }
+        }
+    }
+    let cols = match schema {
+        Schema::Full => {
+            "id, pubkey, created_at, kind, tags_to_tagvalues(tags), tags::text, content, sig"
+        }
+        Schema::Lite => {
+            "id, pubkey, created_at, kind, tagvalues, NULL::text, NULL::text, NULL::bytea"
+        }
+    };
+    let limit = b.bind(Bind::Int(i64::from(q.limit)));
+    b.text = format!(
+        "SELECT {cols} FROM event WHERE {} ORDER BY created_at DESC, id ASC LIMIT {limit}",
+        conds.join(" AND ")
+    );
+    b.finish()
+}
+
+/// The distinct `(pubkey, kind)` pairs of `authors` in the archive (PostgreSQL), at most
+/// [`MAX_PAIRS`] + 1 rows: a loose scan of the `(pubkey, kind, created_at)` index, one probe per
+/// pair, however many events each author has.
+pub fn author_kinds(authors: &[[u8; 32]]) -> Sql {
+    let mut b = Builder::new(Dialect::Postgres);
+    let a = b.bind(Bind::ByteArrays(
+        authors.iter().map(|a| a.to_vec()).collect(),
+    ));
+    let cap = b.bind(Bind::Int(MAX_PAIRS as i64 + 1));
+    b.text = format!(
+        "WITH RECURSIVE k(pubkey, kind) AS ( \
+           SELECT a.pk, (SELECT e.kind FROM event e WHERE e.pubkey = a.pk ORDER BY e.kind LIMIT 1) \
+           FROM unnest({a}::bytea[]) AS a(pk) \
+           UNION ALL \
+           SELECT k.pubkey, (SELECT e.kind FROM event e WHERE e.pubkey = k.pubkey AND e.kind > k.kind \
+                             ORDER BY e.kind LIMIT 1) \
+           FROM k WHERE k.kind IS NOT NULL) \
+         SELECT pubkey, kind FROM k WHERE kind IS NOT NULL LIMIT {cap}"
+    );
+    b.finish()
+}
+
+/// [`events`] for PostgreSQL, one branch per `(author, kind)` pair: each branch reads its own
+/// range of the `(pubkey, kind, created_at)` index newest first, and the branches are merged
+/// (Merge Append) until `limit` rows, so a prolific author costs no more than a quiet one. The
+/// other conditions of `q` apply to every branch; its own `authors` and `kinds` are replaced by
+/// the pairs.
+pub fn events_by_pairs(schema: Schema, q: &EventQuery, pairs: &[([u8; 32], i32)]) -> Sql {
+    let mut b = Builder::new(Dialect::Postgres);
+    let cols = match schema {
+        Schema::Full => {
+            "id, pubkey, created_at, kind, tags_to_tagvalues(tags) AS tv, tags::text AS tj, \
+             content, sig"
+        }
+        Schema::Lite => {
+            "id, pubkey, created_at, kind, tagvalues AS tv, NULL::text AS tj, NULL::text AS content, \
+             NULL::bytea AS sig"
+        }
+    };
+    let rest = EventQuery {
+        authors: None,
+        kinds: None,
+        ..q.clone()
+    };
+    let cond = conditions(&mut b, schema, &rest);
+    let limit = b.bind(Bind::Int(i64::from(q.limit)));
+    let mut authors: BTreeMap<[u8; 32], String> = BTreeMap::new();
+    let branches: Vec<String> = pairs
+        .iter()
+        .map(|(a, k)| {
+            let pa = match authors.get(a) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = b.bind(Bind::Bytes(a.to_vec()));
+                    authors.insert(*a, p.clone());
+                    p
+                }
+            };
+            // A kind is an i32 from a checked filter or from the archive: a literal is safe.
+            format!(
+                "(SELECT {cols} FROM event WHERE pubkey = {pa} AND kind = {k} AND {cond} \
+                 ORDER BY created_at DESC, id ASC LIMIT {limit})"
+            )
+        })
+        .collect();
+    b.text = if branches.is_empty() {
+        format!("SELECT {cols} FROM event WHERE FALSE LIMIT {limit}")
+    } else {
+        format!(
+            "SELECT id, pubkey, created_at, kind, tv, tj, content, sig FROM ({}) AS e \
+             ORDER BY created_at DESC, id ASC LIMIT {limit}",
+            branches.join(" UNION ALL ")
+        )
+    };
     b.finish()
 }
 
@@ -768,6 +1024,153 @@ mod tests {
         // Nothing hidden: no condition at all.
         let plain = events(Dialect::Postgres, Schema::Full, &q("{}").unwrap());
         assert!(!plain.text.contains("NOT ("), "{}", plain.text);
+    }
+
+    #[test]
+    fn authors_with_kinds_read_one_branch_per_pair_merged_in_nip01_order() {
+        let query = q(&format!(
+            r#"{{"authors":["{A}","{B}"],"kinds":[0,3],"since":10,"limit":20}}"#
+        ))
+        .unwrap();
+        let pairs = query.pairs().expect("2 × 2 pairs");
+        assert_eq!(pairs.len(), 4);
+        let pg = events(Dialect::Postgres, Schema::Full, &query);
+        assert_eq!(pg.text.matches(" UNION ALL ").count(), 3, "{}", pg.text);
+        assert_eq!(
+            pg.text
+                .matches("ORDER BY created_at DESC, id ASC LIMIT $2")
+                .count(),
+            5,
+            "every branch and the merge: {}",
+            pg.text
+        );
+        // since and the limit bound once, each author once; kinds are literals.
+        assert_eq!(pg.binds[0], Bind::Int(10));
+        assert_eq!(pg.binds[1], Bind::Int(20));
+        assert_eq!(pg.binds.len(), 4);
+        assert!(
+            pg.text
+                .contains("pubkey = $3 AND kind = 0 AND created_at >= $1")
+        );
+        assert!(
+            pg.text
+                .contains("pubkey = $4 AND kind = 3 AND created_at >= $1")
+        );
+        // SQLite reads the plain statement.
+        let lite = events(Dialect::Sqlite, Schema::Full, &query);
+        assert!(!lite.text.contains("UNION"), "{}", lite.text);
+        // Hidden kinds are no branch; too many pairs, or ids, read the plain statement.
+        let mut hidden = query.clone();
+        hidden.hidden_kinds = vec![3];
+        assert_eq!(hidden.pairs().map(|p| p.len()), Some(2));
+        let authors: Vec<String> = (0..33).map(|i| format!("{i:064x}")).collect();
+        let wide = q(&format!(r#"{{"authors":{authors:?},"kinds":[0,3]}}"#)).unwrap();
+        assert!(wide.pairs().is_none());
+        let with_id = q(&format!(
+            r#"{{"ids":["{A}"],"authors":["{A}"],"kinds":[0]}}"#
+        ))
+        .unwrap();
+        assert!(with_id.pairs().is_none());
+        assert!(
+            !events(Dialect::Postgres, Schema::Full, &with_id)
+                .text
+                .contains("UNION")
+        );
+        // No pair at all matches nothing.
+        let none = events_by_pairs(Schema::Lite, &query, &[]);
+        assert!(none.text.contains("WHERE FALSE"), "{}", none.text);
+    }
+
+    #[test]
+    fn a_few_authors_without_kinds_look_their_kinds_up_first() {
+        assert!(
+            q(&format!(r#"{{"authors":["{A}"]}}"#))
+                .unwrap()
+                .wants_author_kinds()
+        );
+        assert!(
+            !q(&format!(r#"{{"authors":["{A}"],"kinds":[1]}}"#))
+                .unwrap()
+                .wants_author_kinds()
+        );
+        assert!(
+            !q(&format!(r#"{{"ids":["{B}"],"authors":["{A}"]}}"#))
+                .unwrap()
+                .wants_author_kinds()
+        );
+        let nine: Vec<String> = (0..9).map(|i| format!("{i:064x}")).collect();
+        assert!(
+            !q(&format!(r#"{{"authors":{nine:?}}}"#))
+                .unwrap()
+                .wants_author_kinds()
+        );
+        let sql = author_kinds(&[[1; 32], [2; 32]]);
+        assert_eq!(
+            sql.binds[0],
+            Bind::ByteArrays(vec![vec![1; 32], vec![2; 32]])
+        );
+        assert_eq!(sql.binds[1], Bind::Int(MAX_PAIRS as i64 + 1));
+    }
+
+    #[test]
+    fn popular_tags_are_read_in_a_window_walked_with_a_cheap_test() {
+        let tag = q(&format!(r##"{{"#p":["{A}"],"#t":["x"],"limit":100}}"##)).unwrap();
+        assert!(tag.wants_tag_window());
+        for other in [
+            format!(r##"{{"#p":["{A}"],"kinds":[1]}}"##),
+            format!(r##"{{"#p":["{A}"],"authors":["{B}"]}}"##),
+            format!(r##"{{"#p":["{A}"],"ids":["{B}"]}}"##),
+            "{}".to_owned(),
+        ] {
+            assert!(!q(&other).unwrap().wants_tag_window(), "{other}");
+        }
+        // Depth: twice the limit's worth of matches at the tag's share of events.
+        assert_eq!(
+            tag_window_depth(100, 10_000.0, 1e7),
+            None,
+            "rare: read whole"
+        );
+        assert_eq!(tag_window_depth(100, 100_000.0, 1e7), Some(20_000));
+        assert_eq!(tag_window_depth(100, 1e7, 1e7), Some(200));
+        assert_eq!(
+            tag_window_depth(500, 1e9, 1e7),
+            Some(500),
+            "never under the limit"
+        );
+        assert_eq!(tag_window_depth(100, 1e5, 0.0), None, "never analyzed");
+        // The estimate reads the tag conditions alone, through the index expression.
+        let m = tag_matches(Schema::Full, &tag);
+        assert_eq!(
+            m.text
+                .matches("tagvalues_to_tagkeys(tags_to_tagvalues(tags)) &&")
+                .count(),
+            2
+        );
+        // The walk never names the index expression: a containment test, then the exact one.
+        let w = events_walk(Schema::Full, &tag);
+        assert!(!w.text.contains("tagvalues_to_tagkeys"), "{}", w.text);
+        assert!(w.text.contains("tags @> $1::jsonb") && w.text.contains("tags @> $3::jsonb"));
+        assert_eq!(w.binds[0], Bind::Text(format!(r#"[["p","{A}"]]"#)));
+        assert_eq!(w.binds[1], Bind::Texts(vec![format!("p:{A}")]));
+        assert_eq!(w.binds[2], Bind::Text(r#"[["t","x"]]"#.into()));
+        assert_eq!(w.binds[4], Bind::Int(100));
+        let lite = events_walk(Schema::Lite, &tag);
+        assert!(
+            lite.text.contains("tagvalues && $1::text[]"),
+            "{}",
+            lite.text
+        );
+        // The window's top: until or the cursor, the lower.
+        let mut paged = q(&format!(r##"{{"#p":["{A}"],"until":9000}}"##)).unwrap();
+        assert_eq!(paged.upper(), Some(9000));
+        paged.after = Some(Cursor {
+            created_at: 7000,
+            id: [0; 32],
+        });
+        assert_eq!(paged.upper(), Some(7000));
+        let d = time_at_depth(paged.upper(), 50);
+        assert_eq!(d.binds, vec![Bind::Int(7000), Bind::Int(50)]);
+        assert!(!time_at_depth(None, 50).text.contains("WHERE"));
     }
 
     #[test]

@@ -220,6 +220,98 @@ fn pg_query(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres:
 }
 
 impl PgStore {
+    /// Events for `q` on PostgreSQL, by the cheapest of three routes (all built in
+    /// [`super::query`]): a few authors without kinds look up their kinds first and read one index
+    /// range per `(author, kind)`; a tag filter is read window by window, newest first; any other
+    /// filter in one statement.
+    async fn read_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let schema = super::Store::schema(self);
+        if q.wants_author_kinds() {
+            let authors = q.authors.as_deref().unwrap_or_default();
+            let rows: Vec<(Vec<u8>, i32)> = pg_query(&query::author_kinds(authors))
+                .fetch_all(self.pool())
+                .await
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                        .collect()
+                })
+                .map_err(query_err("event query"))?;
+            if rows.len() <= query::MAX_PAIRS {
+                let pairs = rows
+                    .into_iter()
+                    .filter(|(_, k)| !q.hidden_kinds.contains(k))
+                    .map(|(a, k)| Ok((id32(a, "event pubkey")?, k)))
+                    .collect::<Result<Vec<_>>>()?;
+                return self
+                    .fetch_events(&query::events_by_pairs(schema, q, &pairs))
+                    .await;
+            }
+        }
+        if q.wants_tag_window()
+            && let Some(rows) = self.read_tag_window(q).await?
+        {
+            return Ok(rows);
+        }
+        self.fetch_events(&query::events(Dialect::Postgres, schema, q))
+            .await
+    }
+
+    /// A tag filter the planner expects to match many events, read in a window of the newest
+    /// events that should hold twice `limit` of them ([`query::tag_window_depth`]): by the tag
+    /// index within the window, or, for the most common tags, by walking the window in time
+    /// order. `None` when the tag is rare, or the window fell short (then the filter is read
+    /// whole).
+    async fn read_tag_window(&self, q: &EventQuery) -> Result<Option<Vec<StoredEvent>>> {
+        let schema = super::Store::schema(self);
+        let plan = self.explain(&query::tag_matches(schema, q)).await?;
+        let matches = plan
+            .pointer("/0/Plan/Plan Rows")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0);
+        if matches < query::TAG_WINDOW_FROM {
+            return Ok(None);
+        }
+        let total: f64 = pg_query(&query::events_total())
+            .fetch_optional(self.pool())
+            .await
+            .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+            .map_err(query_err("event query"))?
+            .unwrap_or(0.0);
+        let Some(depth) = query::tag_window_depth(q.limit, matches, total) else {
+            return Ok(None);
+        };
+        let start: Option<i64> = pg_query(&query::time_at_depth(q.upper(), depth))
+            .fetch_optional(self.pool())
+            .await
+            .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+            .map_err(query_err("event query"))?;
+        let Some(start) = start else {
+            return Ok(None);
+        };
+        let whole = q.since.is_some_and(|s| s >= start);
+        let window = EventQuery {
+            since: Some(q.since.map_or(start, |s| s.max(start))),
+            ..q.clone()
+        };
+        let sql = if matches >= query::TAG_WALK_FROM {
+            query::events_walk(schema, &window)
+        } else {
+            query::events(Dialect::Postgres, schema, &window)
+        };
+        let rows = self.fetch_events(&sql).await?;
+        Ok((whole || rows.len() >= q.limit as usize).then_some(rows))
+    }
+
+    /// The events a statement of [`query`] returns (its [`query::events`] columns), as read.
+    pub async fn fetch_events(&self, sql: &Sql) -> Result<Vec<StoredEvent>> {
+        let rows = pg_query(sql)
+            .fetch_all(self.pool())
+            .await
+            .map_err(query_err("event query"))?;
+        rows.iter().map(pg_event).collect()
+    }
+
     /// PostgreSQL's plan for `sql` (`EXPLAIN (FORMAT JSON)`; the statement is not run): how the
     /// api's query shapes are checked to use an index.
     pub async fn explain(&self, sql: &Sql) -> Result<serde_json::Value> {
@@ -234,6 +326,18 @@ impl PgStore {
         let plan: sqlx::types::Json<serde_json::Value> =
             row.try_get(0).map_err(query_err("explain"))?;
         Ok(plan.0)
+    }
+}
+
+impl SqliteStore {
+    /// Events for `q` on SQLite: one statement.
+    async fn read_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let sql = query::events(Dialect::Sqlite, super::Store::schema(self), q);
+        let rows = sqlite_query(&sql)
+            .fetch_all(self.pool())
+            .await
+            .map_err(query_err("event query"))?;
+        rows.iter().map(sqlite_event).collect()
     }
 }
 
@@ -314,12 +418,7 @@ macro_rules! reader_impl {
             if q.is_empty() || q.limit == 0 {
                 return Ok(Vec::new());
             }
-            let sql = query::events($dialect, super::Store::schema(self), q);
-            let rows = $query(&sql)
-                .fetch_all(self.pool())
-                .await
-                .map_err(query_err("event query"))?;
-            rows.iter().map($event).collect()
+            self.read_events(q).await
         }
 
         async fn count_events(&self, qs: &[EventQuery]) -> Result<u64> {
