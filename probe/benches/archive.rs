@@ -671,11 +671,36 @@ async fn main() {
         received as f64 / 1000.0
     );
 
-    // Memory with 1,000 open subscriptions (each over the live tail after its EOSE).
+    // Memory with 1,000 open subscriptions (each over the live tail after its EOSE): in the api
+    // that served the runs above, and in a fresh one.
     let rss0 = rss_kib(api.id());
+    let conns = open_subscriptions(&ws_url).await;
+    let rss1 = rss_kib(api.id());
+    drop(conns);
+    let _ = api.kill();
+    let _ = api.wait();
+    let (mut fresh, addr, _cfg) = start_api(&url);
+    wait_http(addr).await;
+    let rss2 = rss_kib(fresh.id());
+    let conns = open_subscriptions(&format!("ws://{addr}/")).await;
+    println!(
+        "api RSS: {:.1} MiB idle after the runs above, {:.1} MiB with 1,000 open subscriptions on \
+         10 connections; a fresh api: {:.1} MiB started, {:.1} MiB with the same 1,000 subscriptions",
+        rss0 as f64 / 1024.0,
+        rss1 as f64 / 1024.0,
+        rss2 as f64 / 1024.0,
+        rss_kib(fresh.id()) as f64 / 1024.0
+    );
+    drop(conns);
+    let _ = fresh.kill();
+    let _ = fresh.wait();
+}
+
+/// 1,000 subscriptions on 10 connections, each past its EOSE (kept open: the caller drops them).
+async fn open_subscriptions(ws_url: &str) -> Vec<Ws> {
     let mut conns = Vec::new();
     for c in 0..10 {
-        let mut ws = connect(&ws_url).await;
+        let mut ws = connect(ws_url).await;
         for s in 0..100 {
             ws.send(Message::Text(
                 json!(["REQ", format!("m{c}-{s}"), {"kinds": [1], "limit": 1}])
@@ -695,14 +720,7 @@ async fn main() {
         }
         conns.push(ws);
     }
-    println!(
-        "api RSS: {:.1} MiB idle after the runs above, {:.1} MiB with 1,000 open subscriptions on 10 connections",
-        rss0 as f64 / 1024.0,
-        rss_kib(api.id()) as f64 / 1024.0
-    );
-    drop(conns);
-    let _ = api.kill();
-    let _ = api.wait();
+    conns
 }
 
 /// nostr-rs-relay holding the same events (published over its WebSocket).

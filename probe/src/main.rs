@@ -9,6 +9,12 @@ use tracing_subscriber::EnvFilter;
 use brotr_probe::cli::{self, Cli, LogFormat};
 use brotr_probe::progress::Progress;
 
+// mimalloc, not the system allocator: the long-lived services (the api above all) allocate in
+// bursts across tokio's worker threads; glibc keeps what a burst freed in per-thread arenas
+// (the api stayed at 170 MiB after a load of 500-event answers), mimalloc returns it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(format: LogFormat, level: &str, progress: &Progress) -> Result<(), String> {
     let filter =
         EnvFilter::try_new(level).map_err(|e| format!("bad --log-level {level:?}: {e}"))?;
