@@ -172,6 +172,14 @@ ok "minimal Ready; $(children pipelines | wc -l) objects; nothing forbidden"
   fail "no ServiceMonitor owned by the pipeline"
 ok "the operator made the pipeline's ServiceMonitor"
 
+# Settled: the pipeline's Jobs finish after it is Ready, and the operator writes their state into
+# its status. Wait until 5 s pass without a write, so the upgraded operator finds nothing to do.
+settled() {
+  local a b
+  a=$(metric "$PORT" brotr_operator_writes_total); sleep 5; b=$(metric "$PORT" brotr_operator_writes_total)
+  [ "$a" = "$b" ]
+}
+wait_for 90 "the operator's writes to settle" settled
 echo "== helm upgrade with changed values"
 BEFORE=$(children pipelines)
 GEN=$(kubectl -n $NS get deployment brotr-brotr-operator -o jsonpath='{.metadata.generation}')

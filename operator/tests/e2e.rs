@@ -1059,3 +1059,106 @@ async fn a_recreated_pipeline_adopts_its_kept_database_volume_and_password() {
     );
     op.assert_never_forbidden().await;
 }
+
+/// A RelayMonitor of the pipeline `bd`, scheduled, under the key `seat-key`.
+fn pipeline_monitor(name: &str, bd: &str) -> Value {
+    json!({
+        "apiVersion": "brotr.dev/v1alpha1", "kind": "RelayMonitor",
+        "metadata": {"name": name},
+        "spec": {
+            "identity": {"keySecretRef": {"name": "seat-key", "key": "nsec"}},
+            "schedule": "*/30 * * * *",
+            "targets": {"brotrDeploymentRef": {"name": bd}},
+            "settings": {"publish": {"relays": ["wss://relay.example.org"], "geohash": "u0yjj"}},
+        },
+    })
+}
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes API server: KUBECONFIG (e2e/run-tests.sh starts one)"]
+async fn monitors_take_the_seats_of_a_pipelines_connection_budget_in_order() {
+    let c = admin().await;
+    setup(&c).await;
+    let ns = namespace(&c, "e2e-seats").await;
+    let op = Operator::start(&[&ns], &[]);
+    secret(&c, &ns, "pg-app", "uri", "postgres://brotr@db/brotr").await;
+    secret(&c, &ns, "pg-api", "uri", "postgres://brotr_api@db/brotr").await;
+    secret(&c, &ns, "brotr-key", "nsec", "00").await;
+    secret(&c, &ns, "seat-key", "nsec", "00").await;
+    let mut v = full_pipeline("seats");
+    v["spec"]["database"]["maxConnections"] = 60.into();
+    v["spec"]["database"]["monitorConnections"] = 2.into();
+    let _: BrotrDeployment = create(&c, &ns, v).await;
+    wait_ready(&c, &ns, "BrotrDeployment", "seats", 90).await;
+
+    // Three monitors for two seats: the first two (in order of creation) take them.
+    for m in ["m0", "m1", "m2"] {
+        let _: RelayMonitor = create(&c, &ns, pipeline_monitor(m, "seats")).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    wait_ready(&c, &ns, "RelayMonitor", "m0", 60).await;
+    wait_ready(&c, &ns, "RelayMonitor", "m1", 60).await;
+    wait_condition(
+        &c,
+        &ns,
+        "RelayMonitor",
+        "m2",
+        "Stalled",
+        "True",
+        "NoConnectionSeat",
+    )
+    .await;
+    let rms: Api<RelayMonitor> = Api::namespaced(c.clone(), &ns);
+    let m2 = rms.get("m2").await.unwrap();
+    let conditions = m2.status.unwrap().conditions;
+    let why = &conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap()
+        .message;
+    assert!(
+        why.contains("reserves 2 database connections") && why.contains("monitorConnections"),
+        "{why}"
+    );
+    let crons: Api<CronJob> = Api::namespaced(c.clone(), &ns);
+    assert!(
+        crons.get_opt("m2-rmon").await.unwrap().is_none(),
+        "no pod without a seat"
+    );
+    let env = serde_json::to_value(crons.get("m0-rmon").await.unwrap()).unwrap()["spec"]
+        ["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        .clone();
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "BROTR_DB_MAX_CONNECTIONS" && e["value"] == "1"),
+        "{env}"
+    );
+
+    // The pipeline's status: its pods' share, and the monitors counted.
+    let bds: Api<BrotrDeployment> = Api::namespaced(c.clone(), &ns);
+    eventually("the pipeline counts its 3 monitors", 60, || async {
+        bds.get("seats")
+            .await
+            .ok()
+            .and_then(|b| b.status?.connections)
+            .is_some_and(|s| s.monitors == 3)
+    })
+    .await;
+    let s = bds
+        .get("seats")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .connections
+        .unwrap();
+    assert_eq!((s.budget, s.monitor_seats), (60, 2));
+    assert!(s.per_pod >= 1 && s.at_most <= 60, "{s:?}");
+
+    // A seat freed is taken by the next monitor.
+    rms.delete("m0", &DeleteParams::default()).await.unwrap();
+    wait_ready(&c, &ns, "RelayMonitor", "m2", 90).await;
+    op.assert_never_forbidden().await;
+}

@@ -752,3 +752,124 @@ fn an_api_that_cannot_be_given_a_read_only_login_is_an_invalid_spec() {
     .unwrap_err();
     assert!(err.0.contains("spec.api.settings"), "{}", err.0);
 }
+
+/// Every connecting pod's `BROTR_DB_MAX_CONNECTIONS`, by child (kind, name).
+fn pool_sizes(children: &[Desired]) -> Vec<(ChildKind, String, i32)> {
+    children
+        .iter()
+        .filter_map(|d| {
+            let v = env_of(&d.object, "BROTR_DB_MAX_CONNECTIONS");
+            let n = v["value"].as_str()?.parse().ok()?;
+            Some((d.kind, d.name.clone(), n))
+        })
+        .collect()
+}
+
+#[test]
+fn the_connection_budget_gives_every_pipeline_pod_its_share() {
+    let d = Defaults::default();
+    // The full example: finder, validator, monitor, shards, the api with its replicas and the
+    // one its rollout adds, migration and seed Jobs, three maintenance CronJobs.
+    let plan = brotr_deployment::validate(&bd("brotrdeployment-full.yaml"), &d).unwrap();
+    let split = plan.connections;
+    let shards = plan.sync.as_ref().unwrap().0;
+    let api = plan.api.as_ref().unwrap().replicas;
+    assert_eq!(split.pipeline_pods, 3 + shards + api + 1 + 2 + 3);
+    assert_eq!(split.budget.total, 80);
+    let even = ((80 - 20) / split.pipeline_pods).min(8);
+    assert!(
+        split.per_pod <= even && split.per_pod * 2 > even && split.per_pod.count_ones() == 1,
+        "{split:?}: the largest power of two within the even share"
+    );
+    let c = plan.children(&done());
+    let sizes = pool_sizes(&c);
+    // Every probe pod: 3 services, the shards' StatefulSet, the api, 3 CronJobs (the Jobs are
+    // rendered once their turn comes).
+    assert!(sizes.len() >= 8, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|(_, _, n)| *n == split.per_pod),
+        "{sizes:?}"
+    );
+    assert!(split.at_most(20) <= 80);
+
+    // A small budget spreads thinner; the status figure stays within it.
+    let small = brotr_deployment::validate(
+        &bd_with(json!({"database": {"maxConnections": 40, "monitorConnections": 10}})),
+        &d,
+    )
+    .unwrap()
+    .connections;
+    assert_eq!(small.pipeline_pods, 14);
+    assert_eq!(small.per_pod, 2, "30 over 14 pods");
+    assert!(small.at_most(1000) <= 40);
+}
+
+#[test]
+fn a_budget_the_pods_cannot_fit_in_is_an_invalid_spec_naming_it() {
+    let d = Defaults::default();
+    let e = brotr_deployment::validate(
+        &bd_with(json!({"database": {"maxConnections": 25}, "synchronizer": {"shards": 16}})),
+        &d,
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("spec.database.maxConnections: 25"), "{e}");
+    assert!(e.contains("leave 5 for the pipeline's"), "{e}");
+    let e = brotr_deployment::validate(
+        &bd_with(json!({"database": {"maxConnections": 10, "monitorConnections": 10}})),
+        &d,
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("spec.database.monitorConnections: 10"), "{e}");
+}
+
+#[test]
+fn a_managed_server_is_started_with_room_for_a_budget_past_its_default() {
+    let d = Defaults::default();
+    let server = |budget: Option<i32>| {
+        let mut v = serde_json::to_value(bd("brotrdeployment-quickstart.yaml")).unwrap();
+        if let Some(b) = budget {
+            v["spec"]["database"]["maxConnections"] = b.into();
+        }
+        let plan = brotr_deployment::validate(&serde_json::from_value(v).unwrap(), &d).unwrap();
+        let c = plan.children(&done());
+        let sts = c
+            .iter()
+            .find(|x| x.kind == ChildKind::StatefulSet && x.name.ends_with("-postgres"))
+            .unwrap()
+            .object
+            .clone();
+        pod(&sts)["containers"][0]["args"].clone()
+    };
+    // The default budget (80) fits PostgreSQL's default: the server is left as it is.
+    assert_eq!(server(None), Value::Null);
+    assert_eq!(
+        server(Some(300)),
+        json!(["postgres", "-c", "max_connections=310"])
+    );
+}
+
+#[test]
+fn monitors_of_a_pipeline_take_its_seats_in_order_then_wait() {
+    let d = Defaults::default();
+    let pipeline = bd_with(json!({"database": {"monitorConnections": 2}}));
+    let m: RelayMonitor = example("relaymonitor-scheduled.yaml");
+    for position in 0..2 {
+        let mut plan = relay_monitor::validate(&m, Some(&pipeline), &d).unwrap();
+        plan.seat(&pipeline, position).unwrap();
+        let sizes = pool_sizes(&plan.children());
+        assert_eq!(sizes.len(), 1, "{sizes:?}");
+        assert_eq!(sizes[0].2, 1, "one connection per monitor");
+    }
+    let mut plan = relay_monitor::validate(&m, Some(&pipeline), &d).unwrap();
+    let e = plan.seat(&pipeline, 2).unwrap_err();
+    assert!(e.contains("reserves 2 database connections"), "{e}");
+    assert!(e.contains("monitorConnections"), "{e}");
+    // A monitor of a static list keeps no database: no seat to take.
+    let mut own: RelayMonitor = example("relaymonitor-configmap.yaml");
+    own.metadata.name = Some("own".into());
+    let mut plan = relay_monitor::validate(&own, None, &d).unwrap();
+    plan.seat(&pipeline, 99).unwrap();
+    assert!(pool_sizes(&plan.children()).is_empty());
+}

@@ -62,6 +62,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "BROTR_START_DELAY", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub start_delay: u64,
+    /// PostgreSQL connections this process holds at most (its share of the server's
+    /// connection budget; the operator sets it per pod). Ignored for SQLite.
+    #[arg(long, global = true, env = "BROTR_DB_MAX_CONNECTIONS", value_name = "N",
+          default_value_t = store::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub db_max_connections: u32,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -411,11 +417,12 @@ async fn start_background(cli: &Cli, ctx: &Ctx, health: &Health) -> Result<(), C
 
 async fn open_store(cli: &Cli, migrate: bool) -> Result<Arc<dyn Store>, CliError> {
     let url: DatabaseUrl = cli.database.parse()?;
-    let store = if migrate {
-        store::migrate(&url, cli.schema).await?
+    let mode = if migrate {
+        store::OpenMode::Migrate
     } else {
-        store::open(&url, cli.schema).await?
+        store::OpenMode::Check
     };
+    let store = store::open_sized(&url, cli.schema, mode, cli.db_max_connections).await?;
     info!(database = %url.redacted(), schema = %store.schema(), "database ready");
     Ok(store)
 }
@@ -540,6 +547,7 @@ async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError
         Some(std::time::Duration::from_millis(
             cfg.api.statement_timeout_ms,
         )),
+        cli.db_max_connections,
     )
     .await?;
     info!(database = %url.redacted(), schema = %archive.schema(), "archive opened");

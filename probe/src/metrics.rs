@@ -366,7 +366,7 @@ impl DatabaseMetrics {
         DatabaseMetrics {
             pool_connections: b.gauge_vec(
                 "brotr_database_pool_connections",
-                "Database pool connections by state",
+                "Database pool connections by state (in_use, idle; max: the most the pool opens)",
                 &["state"],
             ),
             query_seconds: b.histogram(

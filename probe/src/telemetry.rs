@@ -25,10 +25,11 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Telemetry {
     fn metrics_text(&self) -> String {
-        let (in_use, idle) = self.store.pool_usage();
+        let (in_use, idle, max) = self.store.pool_usage();
         let pool = &self.metrics.database.pool_connections;
         pool.with_label_values(&["in_use"]).set(i64::from(in_use));
         pool.with_label_values(&["idle"]).set(i64::from(idle));
+        pool.with_label_values(&["max"]).set(i64::from(max));
         self.metrics.render()
     }
 

@@ -483,3 +483,27 @@ async fn counts_if_ready(db: &Path) -> Option<brotr_probe::store::Counts> {
     let store = brotr_probe::store::open(&url, None).await.ok()?;
     store.counts().await.ok()
 }
+
+#[test]
+fn a_connection_budget_out_of_range_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("brotr.db");
+    for bad in ["0", "101", "many"] {
+        let out = probe(&db, &["--db-max-connections", bad, "migrate"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = stderr(&out);
+        assert!(err.contains("--db-max-connections"), "{bad}: {err}");
+        assert!(!db.exists(), "{bad}: nothing created");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+        .env("BROTR_DB_MAX_CONNECTIONS", "0")
+        .args(["--database", db.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--db-max-connections"),
+        "{}",
+        stderr(&out)
+    );
+}

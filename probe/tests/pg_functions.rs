@@ -268,3 +268,53 @@ async fn orphan_cleanup_keeps_shared_rows() {
         .unwrap();
     assert_eq!(deleted, 0);
 }
+
+/// A store opened with a connection budget holds at most that many server connections, however
+/// many reads wait on it (the operator splits `spec.database.maxConnections` over every pod).
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn a_store_holds_at_most_its_connection_budget() {
+    let DatabaseUrl::Postgres(url) = fresh_pg_url().await else {
+        unreachable!()
+    };
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let watcher = sqlx::PgPool::connect(&url).await.unwrap();
+    for budget in [1u32, 3] {
+        let store = PgStore::open_sized(&url, Some(Schema::Full), OpenMode::Migrate, budget)
+            .await
+            .unwrap();
+        let reads: Vec<_> = (0..12)
+            .map(|_| {
+                let pool = store.pool().clone();
+                tokio::spawn(async move {
+                    sqlx::query("SELECT pg_sleep(0.05)")
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        let mut most = 0i64;
+        while reads.iter().any(|r| !r.is_finished()) {
+            // Connections of this database other than the watcher's own.
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&db)
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            most = most.max(n);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        for r in reads {
+            r.await.unwrap();
+        }
+        assert_eq!(
+            most,
+            i64::from(budget),
+            "budget {budget}: at most, and used"
+        );
+        store.pool().close().await;
+    }
+}

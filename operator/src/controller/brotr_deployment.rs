@@ -17,9 +17,11 @@ use kube::runtime::reflector::ObjectRef;
 use super::apply::{self, Applied};
 use super::{Context, Error, Outcome, readiness};
 use crate::crd::brotr_deployment::{
-    BrotrDeployment, BrotrDeploymentStatus, ComponentsStatus, JobState, JobStatus,
+    BrotrDeployment, BrotrDeploymentStatus, ComponentsStatus, ConnectionsStatus, JobState,
+    JobStatus,
 };
 use crate::plan::brotr_deployment::{Observed, Pipeline, SeedSource, Service, validate};
+use crate::plan::budget;
 use crate::render::pod::DatabaseRef;
 use crate::render::{ChildKind, content_hash, postgres};
 use crate::status::{State, Verdict};
@@ -196,7 +198,7 @@ async fn missing_reference(
     let ns = &plan.owner.namespace;
     let mut secrets = Vec::new();
     if plan.managed.is_none()
-        && let DatabaseRef::Postgres { url, ca } = &plan.database
+        && let DatabaseRef::Postgres { url, ca, .. } = &plan.database
     {
         secrets.push(url.clone());
         secrets.extend(ca.clone());
@@ -329,6 +331,23 @@ fn observe(
         conditions: vec![],
         components: Some(comp),
         api: plan.api_status(),
+        connections: Some(connections_status(
+            &plan.connections,
+            ctx.monitors_of(ns, &plan.owner.name).len(),
+        )),
+    }
+}
+
+/// The status of the connection budget with `monitors` RelayMonitors targeting the pipeline.
+fn connections_status(split: &budget::Split, monitors: usize) -> ConnectionsStatus {
+    let monitors = i32::try_from(monitors).unwrap_or(i32::MAX);
+    ConnectionsStatus {
+        budget: split.budget.total,
+        pipeline_pods: split.pipeline_pods,
+        per_pod: split.per_pod,
+        monitor_seats: split.budget.monitor_seats,
+        monitors,
+        at_most: split.at_most(monitors),
     }
 }
 

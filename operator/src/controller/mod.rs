@@ -30,7 +30,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::crd::BrotrDeployment;
+use crate::crd::{BrotrDeployment, RelayMonitor};
 use crate::plan::{Defaults, InvalidSpec};
 use crate::render::{ChildKind, MANAGED_BY, MANAGER, OWNER_KIND};
 use crate::status::{State, Verdict};
@@ -337,6 +337,12 @@ pub struct Context {
     pub prometheus_operator: bool,
     /// The BrotrDeployments (for the RelayMonitors that target one).
     pub pipelines: Option<Store<DeserializeGuard<BrotrDeployment>>>,
+    /// The RelayMonitors: the seats of a pipeline's connection budget go to those that target
+    /// it, in order of creation.
+    pub monitors: Option<Store<DeserializeGuard<RelayMonitor>>>,
+    /// Asks the BrotrDeployment controller to look again (a monitor took or left a seat of
+    /// its connection budget, which its status reports).
+    pub seats_changed: Option<tokio::sync::mpsc::UnboundedSender<()>>,
     /// Failed attempts in a row per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -359,8 +365,51 @@ impl Context {
             children,
             prometheus_operator,
             pipelines,
+            monitors: None,
+            seats_changed: None,
             failures: Mutex::default(),
         }
+    }
+
+    /// With the RelayMonitors' cache, and where to say that a seat changed.
+    pub fn with_monitors(
+        mut self,
+        monitors: Store<DeserializeGuard<RelayMonitor>>,
+        seats_changed: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    ) -> Context {
+        self.monitors = Some(monitors);
+        self.seats_changed = seats_changed;
+        self
+    }
+
+    /// The names of the RelayMonitors of namespace `ns` that target the BrotrDeployment
+    /// `name`, in order of creation (then by name): the order they take the seats of its
+    /// connection budget in.
+    pub fn monitors_of(&self, ns: &str, name: &str) -> Vec<String> {
+        let Some(store) = &self.monitors else {
+            return Vec::new();
+        };
+        let mut out: Vec<(Option<k8s_openapi::jiff::Timestamp>, String)> = store
+            .state()
+            .iter()
+            .filter_map(|m| m.0.as_ref().ok())
+            .filter(|m| {
+                m.metadata.namespace.as_deref() == Some(ns)
+                    && m.spec
+                        .targets
+                        .brotr_deployment_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+            })
+            .map(|m| {
+                (
+                    m.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    m.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, n)| n).collect()
     }
 
     /// Resets the backoff of `key` after a reconcile that did not fail.

@@ -19,6 +19,9 @@ use crate::plan::relay_monitor::{Monitor, validate};
 use crate::render::{ChildKind, OWNER_UID, content_hash};
 use crate::status::{State, Verdict};
 
+/// The reason of a monitor waiting for a seat of its pipeline's connection budget.
+pub const NO_SEAT: &str = "NoConnectionSeat";
+
 /// One reconcile of a RelayMonitor.
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<RelayMonitor>>,
@@ -80,6 +83,35 @@ async fn converge(
         Err(e) => return Ok((Outcome::invalid(&e), None)),
     };
     let ns = plan.owner.namespace.clone();
+    if let Some(bd) = &bd {
+        // Its seat in the pipeline's connection budget, in order of creation.
+        let name = rm.name_any();
+        let order = ctx.monitors_of(&ns, &bd.name_any());
+        let position = order.iter().position(|n| *n == name).unwrap_or(order.len());
+        let new = rm.status.as_ref().is_none_or(|s| s.conditions.is_empty());
+        let waited = rm
+            .status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == NO_SEAT));
+        let seated = plan.seat(bd, position);
+        if (new || waited == seated.is_ok())
+            && let Some(tx) = &ctx.seats_changed
+        {
+            // A monitor came, or took or lost a seat: the pipeline's status counts them.
+            let _ = tx.send(());
+        }
+        if let Err(why) = seated {
+            // A seat frees when a monitor before it goes (no event tells this one): look
+            // again shortly.
+            return Ok((
+                Outcome {
+                    verdict: Verdict::new(State::Stalled, NO_SEAT, why),
+                    requeue: Some(Duration::from_secs(30)),
+                },
+                None,
+            ));
+        }
+    }
     if let Err(missing) = ctx
         .reference::<Secret>(&ns, &plan.key.name, &plan.key.key)
         .await?

@@ -104,15 +104,28 @@ pub async fn run(
     let mut tasks = Vec::new();
     let mut caches = Vec::new();
     for scope in scopes {
-        let (bd, bd_store) =
-            brotr_deployments(&client, &scope, &opts, &metrics, prom, shutdown.clone());
-        tasks.push(bd.boxed());
-        let (rm, rm_store) = relay_monitors(
+        // Each controller reads the other's cache: a monitor targets a pipeline, and the
+        // pipeline's connection budget seats its monitors.
+        let rm_controller = main_controller::<RelayMonitor>(&client, &scope);
+        let rm_store = rm_controller.store();
+        let (seats_tx, seats_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (bd, bd_store) = brotr_deployments(
             &client,
             &scope,
             &opts,
             &metrics,
-            bd_store.clone(),
+            prom,
+            (rm_store.clone(), seats_rx),
+            shutdown.clone(),
+        );
+        tasks.push(bd.boxed());
+        let rm = relay_monitors(
+            rm_controller,
+            &client,
+            &scope,
+            &opts,
+            &metrics,
+            (bd_store.clone(), seats_tx),
             shutdown.clone(),
         );
         tasks.push(rm.boxed());
@@ -258,6 +271,7 @@ fn brotr_deployments<S>(
     opts: &Options,
     metrics: &Metrics,
     prom: bool,
+    (monitors, seats_changed): (RmStore, tokio::sync::mpsc::UnboundedReceiver<()>),
     shutdown: S,
 ) -> (impl std::future::Future<Output = ()> + use<S>, BdStore)
 where
@@ -267,16 +281,25 @@ where
     let c = main_controller::<BrotrDeployment>(client, scope);
     let store = c.store();
     metrics.add_census(reconcile::census(store.clone()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        opts.defaults.clone(),
-        metrics.clone(),
-        children,
-        prom,
-        None,
-        reporter(opts),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            opts.defaults.clone(),
+            metrics.clone(),
+            children,
+            prom,
+            None,
+            reporter(opts),
+        )
+        .with_monitors(monitors, None),
+    );
+    // A monitor took or left a seat of a connection budget: the statuses say how many are
+    // taken (few BrotrDeployments; each reconcile writes only what changed).
+    let seats = futures_util::stream::unfold(seats_changed, |mut rx| async move {
+        rx.recv().await.map(|()| ((), rx))
+    });
     let fut = c
+        .reconcile_all_on(seats)
         .owns_stream(streams.config_maps)
         .owns_stream(streams.services)
         .owns_stream(streams.jobs)
@@ -295,30 +318,32 @@ where
 }
 
 fn relay_monitors<S>(
+    c: Controller<DeserializeGuard<RelayMonitor>>,
     client: &Client,
     scope: &Scope,
     opts: &Options,
     metrics: &Metrics,
-    pipelines: BdStore,
+    (pipelines, seats_changed): (BdStore, tokio::sync::mpsc::UnboundedSender<()>),
     shutdown: S,
-) -> (impl std::future::Future<Output = ()> + use<S>, RmStore)
+) -> impl std::future::Future<Output = ()> + use<S>
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (children, streams) = Children::watch(client, scope, "RelayMonitor");
-    let c = main_controller::<RelayMonitor>(client, scope);
     let monitors = c.store();
-    let store = monitors.clone();
     metrics.add_census(reconcile::census(monitors.clone()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        opts.defaults.clone(),
-        metrics.clone(),
-        children,
-        false,
-        Some(pipelines),
-        reporter(opts),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            opts.defaults.clone(),
+            metrics.clone(),
+            children,
+            false,
+            Some(pipelines),
+            reporter(opts),
+        )
+        .with_monitors(monitors.clone(), Some(seats_changed)),
+    );
     // A change of a BrotrDeployment (its migration completing) concerns the monitors that
     // target it.
     let bd_changes = watcher(
@@ -327,8 +352,7 @@ where
     )
     .default_backoff()
     .applied_objects();
-    let fut = c
-        .owns_stream(streams.config_maps)
+    c.owns_stream(streams.config_maps)
         .owns_stream(streams.deployments)
         .owns_stream(streams.cron_jobs)
         // Jobs belong to the CronJob, not to the monitor: map them back by their labels.
@@ -356,8 +380,7 @@ where
         .with_config(config(opts))
         .graceful_shutdown_on(shutdown)
         .run(relay_monitor::reconcile, relay_monitor::error_policy, ctx)
-        .for_each(|_| futures_util::future::ready(()));
-    (fut, store)
+        .for_each(|_| futures_util::future::ready(()))
 }
 
 /// The RelayMonitor a Job of its CronJob belongs to.

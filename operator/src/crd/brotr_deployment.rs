@@ -150,6 +150,21 @@ pub struct DatabaseSpec {
     /// A single-node PostgreSQL StatefulSet run by the operator (quick starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedDatabase>,
+    /// The connection budget: server connections the pipeline's pods and the RelayMonitors
+    /// that target it may hold together (default 80). `monitorConnections` of them are
+    /// reserved for the monitors; the rest is split evenly over every pipeline pod that
+    /// connects (services, shards, api replicas and the one a rollout adds, Jobs), at most 8
+    /// each. A managed server is started with room for it. A budget its pods cannot fit in
+    /// stalls the pipeline with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 100000))]
+    pub max_connections: Option<i32>,
+    /// Connections of the budget reserved for RelayMonitors that target this pipeline, one
+    /// each, taken in order of creation (default 20; 0: none may target it). A monitor past
+    /// them is Stalled until one is freed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub monitor_connections: Option<i32>,
 }
 
 /// An existing PostgreSQL server.
@@ -524,6 +539,27 @@ pub struct BrotrDeploymentStatus {
     /// Where the api answers: its Service's in-cluster URL, and the Ingress's when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiStatus>,
+    /// The connection budget and its use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionsStatus>,
+}
+
+/// How the database's connection budget is split (`spec.database.maxConnections`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionsStatus {
+    /// Connections the pipeline and its monitors may hold together.
+    pub budget: i32,
+    /// Pipeline pods that connect, counting a rollout's extra pod and the Jobs.
+    pub pipeline_pods: i32,
+    /// Connections each pipeline pod may hold (its pool size).
+    pub per_pod: i32,
+    /// Connections reserved for RelayMonitors (one each).
+    pub monitor_seats: i32,
+    /// RelayMonitors that target this pipeline.
+    pub monitors: i32,
+    /// The most held at once: pipeline pods × per pod, plus the monitors seated.
+    pub at_most: i32,
 }
 
 /// Where the archive's read side answers.

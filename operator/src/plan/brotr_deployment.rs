@@ -7,7 +7,9 @@
 use brotr_probe::config::{ApiConfig, LimitsConfig, MaintainConfig, NetworksConfig};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::{Defaults, InvalidSpec, database_of, operator_keys, overrides, wants_tor_sidecar};
+use super::{
+    Defaults, InvalidSpec, budget, database_of, operator_keys, overrides, wants_tor_sidecar,
+};
 use crate::crd::brotr_deployment::{
     ApiIngressSpec, ApiServiceType, ApiStatus, BrotrDeployment, JobState, MaintenanceJob,
     MetricsSpec, SchemaFlavor, ServiceKnobs,
@@ -124,6 +126,9 @@ pub struct Pipeline {
     pub overrides: PodOverrides,
     pub stopped: bool,
     pub api: Option<ApiPlan>,
+    /// The connection budget's split over the pipeline's pods (their pool size is in
+    /// `database`).
+    pub connections: budget::Split,
 }
 
 /// What the controller observed, that the children depend on.
@@ -230,7 +235,8 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
     operator_keys(&mut b, key.is_some(), tor.is_some(), geoip.as_ref());
     let config = b.build().map_err(InvalidSpec)?;
 
-    let database = database_of(bd);
+    let mut database = database_of(bd);
+    let budget = budget::Budget::of(&spec.database)?;
     let managed = spec.database.managed.as_ref().map(|m| ManagedDb {
         image: m
             .image
@@ -262,7 +268,7 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
             })
         });
 
-    let services = [
+    let services: Vec<(Service, Option<WorkloadSpec>)> = [
         (Service::Finder, wanted(spec.finder.as_ref())),
         (Service::Validator, wanted(spec.validator.as_ref())),
         (Service::Monitor, wanted(monitor)),
@@ -281,7 +287,7 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
             suspend: j.and_then(|j| j.suspend).unwrap_or(false),
         })
     };
-    let maintenance = [
+    let maintenance: Vec<Maintenance> = [
         job(mt.refresh.as_ref(), "refresh", format!("{minute} * * * *")),
         job(
             mt.retention.as_ref(),
@@ -333,6 +339,23 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         }
     };
 
+    // Every pipeline pod that connects: a Deployment per service (`Recreate`: one at a time),
+    // the shards, the api's replicas and the one its rolling update adds, the migration and
+    // seed Jobs, a Job per maintenance CronJob (`Forbid`: one at a time).
+    let pods = services.len() as i32
+        + sync.as_ref().map_or(0, |(shards, _)| *shards)
+        + api.as_ref().map_or(0, |a| a.replicas + 1)
+        + 1
+        + i32::from(seeder.is_some())
+        + maintenance.len() as i32;
+    let connections = budget.split(pods)?;
+    if let DatabaseRef::Postgres {
+        max_connections, ..
+    } = &mut database
+    {
+        *max_connections = Some(connections.per_pod);
+    }
+
     Ok(Pipeline {
         image: defaults.probe_image(spec.image.as_ref()),
         schema: spec.schema,
@@ -353,6 +376,7 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         stopped: spec.stopped,
         api,
         owner,
+        connections,
     })
 }
 
@@ -517,6 +541,8 @@ impl Pipeline {
                 storage_class: m.storage_class.as_deref(),
                 resources: m.resources.as_ref(),
                 overrides: &self.overrides,
+                max_connections: Some(self.connections.budget.server_max_connections())
+                    .filter(|n| *n > budget::POSTGRES_DEFAULT_MAX_CONNECTIONS),
             };
             out.push(postgres::secret(&self.owner, &managed, &obs.new_password));
             if let Some(login) = self.reader_login() {
@@ -708,9 +734,14 @@ impl Pipeline {
             a.workload.as_ref(),
         );
         let database = match &self.database {
-            DatabaseRef::Postgres { ca, .. } => DatabaseRef::Postgres {
+            DatabaseRef::Postgres {
+                ca,
+                max_connections,
+                ..
+            } => DatabaseRef::Postgres {
                 url: a.database.clone(),
                 ca: ca.clone(),
+                max_connections: *max_connections,
             },
             DatabaseRef::Sqlite => DatabaseRef::Sqlite,
         };

@@ -3,6 +3,7 @@
 //! (referenced objects, the state of the migration Job) and apply what it renders.
 
 pub mod brotr_deployment;
+pub mod budget;
 pub mod relay_monitor;
 
 use crate::crd::common::{ImageSpec, PodOverrides, TorSidecarSpec, WorkloadSpec};
@@ -119,6 +120,7 @@ pub fn database_of(bd: &crate::crd::BrotrDeployment) -> crate::render::pod::Data
         Some(e) => DatabaseRef::Postgres {
             url: e.url_secret_ref.clone(),
             ca: e.ca_secret_ref.clone(),
+            max_connections: None,
         },
         None => DatabaseRef::Postgres {
             url: SecretKeyRef {
@@ -129,6 +131,7 @@ pub fn database_of(bd: &crate::crd::BrotrDeployment) -> crate::render::pod::Data
                 key: crate::render::postgres::URI_KEY.into(),
             },
             ca: None,
+            max_connections: None,
         },
     }
 }

@@ -66,6 +66,37 @@ pub struct Monitor {
     pub relays_hash: Option<String>,
 }
 
+impl Monitor {
+    /// Takes the monitor's seat in the connection budget of the pipeline it targets
+    /// (`position`: its place among that pipeline's monitors, in order of creation): its pod
+    /// holds that one connection. Refused, with the reason, when the seats are taken. A monitor
+    /// of a static list keeps no database and needs none.
+    pub fn seat(&mut self, pipeline: &BrotrDeployment, position: usize) -> Result<(), String> {
+        let Targets::Pipeline {
+            database: DatabaseRef::Postgres {
+                max_connections, ..
+            },
+            ..
+        } = &mut self.targets
+        else {
+            return Ok(());
+        };
+        let budget = super::budget::Budget::of(&pipeline.spec.database).map_err(|e| {
+            format!(
+                "BrotrDeployment {}: {e}",
+                pipeline.metadata.name.as_deref().unwrap_or_default()
+            )
+        })?;
+        let name = format!(
+            "{}/{}",
+            pipeline.metadata.namespace.as_deref().unwrap_or_default(),
+            pipeline.metadata.name.as_deref().unwrap_or_default()
+        );
+        *max_connections = Some(budget.seat(position, &name)?);
+        Ok(())
+    }
+}
+
 /// Checks a RelayMonitor and resolves it; `pipeline` is its BrotrDeployment when it names one
 /// (the controller waits for it otherwise).
 pub fn validate(

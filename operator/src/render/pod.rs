@@ -52,6 +52,8 @@ pub enum DatabaseRef {
     Postgres {
         url: SecretKeyRef,
         ca: Option<SecretKeyRef>,
+        /// The pod's share of the connection budget (`BROTR_DB_MAX_CONNECTIONS`).
+        max_connections: Option<i32>,
     },
     /// An SQLite file in an emptyDir (a monitor of a static list).
     Sqlite,
@@ -203,10 +205,17 @@ impl ProbePod<'_> {
     fn env_vars(&self) -> Vec<EnvVar> {
         let mut env = vec![value("BROTR_SCHEMA", self.schema)];
         match self.database {
-            DatabaseRef::Postgres { url, ca } => {
+            DatabaseRef::Postgres {
+                url,
+                ca,
+                max_connections,
+            } => {
                 env.push(secret_env("DATABASE_URL", url));
                 if ca.is_some() {
                     env.push(value("PGSSLROOTCERT", CA_FILE));
+                }
+                if let Some(n) = max_connections {
+                    env.push(value("BROTR_DB_MAX_CONNECTIONS", &n.to_string()));
                 }
             }
             DatabaseRef::Sqlite => env.push(value("DATABASE_URL", SQLITE_FILE)),
@@ -464,6 +473,7 @@ mod tests {
                 key: "uri".into(),
             },
             ca: None,
+            max_connections: None,
         };
         let tor = TorSidecar {
             image: "tor:1".into(),
@@ -508,6 +518,7 @@ mod tests {
                 name: "pg-ca".into(),
                 key: "ca.crt".into(),
             }),
+            max_connections: Some(3),
         };
         let spec = pod(&img, &db, &o).spec();
         let env = spec.containers[0].env.clone().unwrap();
@@ -526,6 +537,11 @@ mod tests {
                 .any(|e| e.name == "PGSSLROOTCERT" && e.value.as_deref() == Some(CA_FILE))
         );
         assert!(spec.volumes.unwrap().iter().any(|v| v.name == "db-ca"));
+        // The pod's share of the connection budget.
+        assert!(
+            env.iter()
+                .any(|e| e.name == "BROTR_DB_MAX_CONNECTIONS" && e.value.as_deref() == Some("3"))
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct Managed<'a> {
     pub storage_class: Option<&'a str>,
     pub resources: Option<&'a ResourceRequirements>,
     pub overrides: &'a crate::crd::common::PodOverrides,
+    /// The server's `max_connections`, when the connection budget needs more than PostgreSQL's
+    /// default (100): left out otherwise, so the server is not restarted for nothing.
+    pub max_connections: Option<i32>,
 }
 
 /// The Secret, with a password the caller generated; applied only when absent.
@@ -167,6 +170,14 @@ pub fn stateful_set(owner: &Owner, m: &Managed<'_>) -> Desired {
     let container = Container {
         name: "postgres".into(),
         image: Some(m.image.into()),
+        // The image's entrypoint runs `postgres` with these arguments.
+        args: m.max_connections.map(|n| {
+            vec![
+                "postgres".into(),
+                "-c".into(),
+                format!("max_connections={n}"),
+            ]
+        }),
         env: Some(vec![
             plain("POSTGRES_USER", USER),
             plain("POSTGRES_DB", USER),

@@ -412,10 +412,11 @@ async fn readyz(State(api): State<Arc<Api>>) -> Response {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    let (in_use, idle) = api.reader.pool_usage();
+    let (in_use, idle, max) = api.reader.pool_usage();
     let pool = &api.all_metrics.database.pool_connections;
     pool.with_label_values(&["in_use"]).set(i64::from(in_use));
     pool.with_label_values(&["idle"]).set(i64::from(idle));
+    pool.with_label_values(&["max"]).set(i64::from(max));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         api.all_metrics.render(),

@@ -20,7 +20,8 @@ use crate::model::{Candidate, EventRow, Metadata, MetadataType, Network, RelayUr
 pub use copy_text::CopyWriter;
 pub use health::{active_relays, relay_health};
 pub use open::{
-    DatabaseUrl, OpenMode, ensure_reader_login, migrate, open, open_archive, open_archive_with,
+    DEFAULT_MAX_CONNECTIONS, DatabaseUrl, OpenMode, ensure_reader_login, migrate, open,
+    open_archive, open_archive_with, open_sized,
 };
 pub use postgres::{PgStore, encode_events};
 pub use read::{Archive, Reader};
@@ -160,10 +161,14 @@ impl Counts {
     }
 }
 
-/// Connections of a pool: (in use, idle).
-pub(crate) fn pool_usage<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> (u32, u32) {
+/// Connections of a pool: (in use, idle, the most it opens).
+pub(crate) fn pool_usage<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> (u32, u32, u32) {
     let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
-    (pool.size().saturating_sub(idle), idle)
+    (
+        pool.size().saturating_sub(idle),
+        idle,
+        pool.options().get_max_connections(),
+    )
 }
 
 /// A check result with its outcome, for [`Store::insert_checks`]: the document is
@@ -307,8 +312,8 @@ pub trait Store: Send + Sync {
     async fn counts(&self) -> Result<Counts>;
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
-    /// Connections of the pool: (in use, idle).
-    fn pool_usage(&self) -> (u32, u32);
+    /// Connections of the pool: (in use, idle, the most it opens).
+    fn pool_usage(&self) -> (u32, u32, u32);
     /// A receiver that gets a message whenever any process promotes relays (PostgreSQL
     /// `LISTEN`); `None` where the store cannot tell (SQLite: one process, in-process signal).
     async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>>;

@@ -88,6 +88,10 @@ impl FromStr for DatabaseUrl {
     }
 }
 
+/// Server connections a PostgreSQL store holds at most, unless told otherwise
+/// (`--db-max-connections`). An SQLite file keeps its own few.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
 /// Whether opening may change the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -105,13 +109,13 @@ pub async fn migrate(
     url: &DatabaseUrl,
     schema: Option<Schema>,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    open_with(url, schema, OpenMode::Migrate).await
+    open_sized(url, schema, OpenMode::Migrate, DEFAULT_MAX_CONNECTIONS).await
 }
 
 /// Opens the database without changing its schema: fails (a configuration error, exit code 2)
 /// when the schema is missing, behind this binary, or ahead by migrations not marked compatible.
 pub async fn open(url: &DatabaseUrl, schema: Option<Schema>) -> Result<Arc<dyn Store>, StoreError> {
-    open_with(url, schema, OpenMode::Check).await
+    open_sized(url, schema, OpenMode::Check, DEFAULT_MAX_CONNECTIONS).await
 }
 
 /// Creates or updates `name`, a login role that reads the archive: a member of `brotr_reader`
@@ -137,31 +141,37 @@ pub async fn open_archive(
     url: &DatabaseUrl,
     schema: Option<Schema>,
 ) -> Result<Arc<dyn super::Archive>, StoreError> {
-    open_archive_with(url, schema, None).await
+    open_archive_with(url, schema, None, DEFAULT_MAX_CONNECTIONS).await
 }
 
 /// [`open_archive`] with PostgreSQL's `statement_timeout` set on every connection (the api's
-/// `statementTimeoutMs`), so the server, too, stops a read the api has given up on.
+/// `statementTimeoutMs`), so the server, too, stops a read the api has given up on, and at most
+/// `max_connections` of them.
 pub async fn open_archive_with(
     url: &DatabaseUrl,
     schema: Option<Schema>,
     statement_timeout: Option<std::time::Duration>,
+    max_connections: u32,
 ) -> Result<Arc<dyn super::Archive>, StoreError> {
     Ok(match url {
         DatabaseUrl::Postgres(u) => {
-            Arc::new(PgStore::open_reader(u, schema, statement_timeout).await?)
+            Arc::new(PgStore::open_reader(u, schema, statement_timeout, max_connections).await?)
         }
         DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema, OpenMode::Check).await?),
     })
 }
 
-async fn open_with(
+/// Opens (`mode`: migrating or checking) with a PostgreSQL pool of at most `max_connections`.
+pub async fn open_sized(
     url: &DatabaseUrl,
     schema: Option<Schema>,
     mode: OpenMode,
+    max_connections: u32,
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match url {
-        DatabaseUrl::Postgres(u) => Arc::new(PgStore::open(u, schema, mode).await?),
+        DatabaseUrl::Postgres(u) => {
+            Arc::new(PgStore::open_sized(u, schema, mode, max_connections).await?)
+        }
         DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema, mode).await?),
     })
 }

@@ -152,7 +152,18 @@ pub(crate) async fn ensure_reader_login(url: &str, name: &str, password: &str) -
 impl PgStore {
     /// Connects, then creates or upgrades the schema, or checks it (see [`super::open`]).
     pub async fn open(url: &str, requested: Option<Schema>, mode: OpenMode) -> Result<Self> {
-        Self::open_with_session(url, requested, mode, Vec::new()).await
+        Self::open_sized(url, requested, mode, super::DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// [`Self::open`] with a pool of at most `max_connections` server connections (the
+    /// connection budget the operator gives each pod: `--db-max-connections`).
+    pub async fn open_sized(
+        url: &str,
+        requested: Option<Schema>,
+        mode: OpenMode,
+        max_connections: u32,
+    ) -> Result<Self> {
+        Self::open_with_session(url, requested, mode, max_connections, Vec::new()).await
     }
 
     /// [`Self::open`] for the archive's readers: every connection turns JIT compilation off
@@ -163,24 +174,26 @@ impl PgStore {
         url: &str,
         requested: Option<Schema>,
         statement_timeout: Option<Duration>,
+        max_connections: u32,
     ) -> Result<Self> {
         let mut session = vec!["SET jit = off".to_owned()];
         if let Some(t) = statement_timeout {
             session.push(format!("SET statement_timeout = {}", t.as_millis().max(1)));
         }
-        Self::open_with_session(url, requested, OpenMode::Check, session).await
+        Self::open_with_session(url, requested, OpenMode::Check, max_connections, session).await
     }
 
     async fn open_with_session(
         url: &str,
         requested: Option<Schema>,
         mode: OpenMode,
+        max_connections: u32,
         session: Vec<String>,
     ) -> Result<Self> {
         let (options, target) = connect_options(url)?;
         let session = std::sync::Arc::new(session);
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 let session = session.clone();
@@ -725,7 +738,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn pool_usage(&self) -> (u32, u32) {
+    fn pool_usage(&self) -> (u32, u32, u32) {
         super::pool_usage(&self.pool)
     }
 

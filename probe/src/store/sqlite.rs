@@ -600,7 +600,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn pool_usage(&self) -> (u32, u32) {
+    fn pool_usage(&self) -> (u32, u32, u32) {
         super::pool_usage(&self.pool)
     }
 

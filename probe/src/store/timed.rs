@@ -156,7 +156,7 @@ impl Store for Timed {
     async fn ping(&self) -> Result<()> {
         timed!(self, "ping", self.inner.ping())
     }
-    fn pool_usage(&self) -> (u32, u32) {
+    fn pool_usage(&self) -> (u32, u32, u32) {
         self.inner.pool_usage()
     }
     async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
