@@ -137,9 +137,8 @@ fn nodes(plan: &Value, out: &mut Vec<String>) {
     }
 }
 
-#[tokio::test]
-#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
-async fn every_filter_shape_uses_an_index_at_100k_events() {
+/// A fresh full archive holding `rows`, analysed as autovacuum would leave it.
+async fn archive_of(rows: &[EventRow]) -> PgStore {
     let _ = NEEDS_PG;
     let DatabaseUrl::Postgres(url) = fresh_pg_url().await else {
         unreachable!()
@@ -147,19 +146,24 @@ async fn every_filter_shape_uses_an_index_at_100k_events() {
     let store = PgStore::open(&url, Some(Schema::Full), OpenMode::Migrate)
         .await
         .unwrap();
-    let (rows, authors) = dataset();
     let relay = relay("wss://relay.example.com");
     for chunk in rows.chunks(5_000) {
         store.insert_events(&relay, NOW, chunk).await.unwrap();
     }
-    sqlx::query("VACUUM ANALYZE event")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    sqlx::query("VACUUM ANALYZE event_relay")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    for table in ["event", "event_relay"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    store
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn every_filter_shape_uses_an_index_at_100k_events() {
+    let (rows, authors) = dataset();
+    let store = archive_of(&rows).await;
 
     let heavy = authors[0];
     let some: Vec<[u8; 32]> = authors.iter().step_by(50).take(100).copied().collect();
@@ -378,13 +382,6 @@ fn expected(rows: &[EventRow], q: &EventQuery) -> Vec<[u8; 32]> {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
 async fn every_route_returns_what_the_filter_means() {
-    let _ = NEEDS_PG;
-    let DatabaseUrl::Postgres(url) = fresh_pg_url().await else {
-        unreachable!()
-    };
-    let store = PgStore::open(&url, Some(Schema::Full), OpenMode::Migrate)
-        .await
-        .unwrap();
     let (mut rows, authors) = dataset();
     // A tag on every fourth event (25,000): popular enough for the window route.
     for (i, r) in rows.iter_mut().enumerate() {
@@ -395,14 +392,7 @@ async fn every_route_returns_what_the_filter_means() {
             r.tagvalues = tagvalues(tags.iter());
         }
     }
-    let relay = relay("wss://relay.example.com");
-    for chunk in rows.chunks(5_000) {
-        store.insert_events(&relay, NOW, chunk).await.unwrap();
-    }
-    sqlx::query("VACUUM ANALYZE event")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    let store = archive_of(&rows).await;
 
     let heavy = authors[0];
     let mid = rows[EVENTS / 2].clone();

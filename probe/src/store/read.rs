@@ -231,11 +231,7 @@ impl PgStore {
             let rows: Vec<(Vec<u8>, i32)> = pg_query(&query::author_kinds(authors))
                 .fetch_all(self.pool())
                 .await
-                .and_then(|rows| {
-                    rows.iter()
-                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                        .collect()
-                })
+                .and_then(two_columns)
                 .map_err(query_err("event query"))?;
             if rows.len() <= query::MAX_PAIRS {
                 let pairs = rows
@@ -341,6 +337,19 @@ impl SqliteStore {
     }
 }
 
+/// The first two columns of every row.
+fn two_columns<R, A, B>(rows: Vec<R>) -> std::result::Result<Vec<(A, B)>, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    A: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    B: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 fn sqlite_query(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
     // Built from fixed fragments; every value is a bind (store::query).
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.text.as_str()));
@@ -439,11 +448,7 @@ macro_rules! reader_impl {
             let rows: Vec<(i64, Vec<u8>)> = $query(&sql)
                 .fetch_all(self.pool())
                 .await
-                .and_then(|rows| {
-                    rows.iter()
-                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                        .collect()
-                })
+                .and_then(two_columns)
                 .map_err(query_err("negentropy items"))?;
             keys(rows, cap)
         }
