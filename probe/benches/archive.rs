@@ -236,8 +236,12 @@ async fn connect(url: &str) -> Ws {
         .0
 }
 
-/// REQ → EOSE (or CLOSED); events received and seconds.
-async fn req(ws: &mut Ws, sub: &str, filter: &Value) -> (usize, f64) {
+/// How long a REQ may go unanswered (EOSE or CLOSED) before it counts as unanswered, at this
+/// time, and its connection is replaced.
+const REQ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// REQ → EOSE (or CLOSED); events received and seconds. `None`: no end within [`REQ_TIMEOUT`].
+async fn req(ws: &mut Ws, sub: &str, filter: &Value) -> Option<(usize, f64)> {
     let t = Instant::now();
     ws.send(Message::Text(
         json!(["REQ", sub, filter]).to_string().into(),
@@ -245,20 +249,27 @@ async fn req(ws: &mut Ws, sub: &str, filter: &Value) -> (usize, f64) {
     .await
     .expect("send");
     let mut n = 0;
-    while let Some(Ok(m)) = ws.next().await {
-        if let Message::Text(t) = m {
-            if t.starts_with("[\"EVENT\"") {
-                n += 1;
-            } else if t.starts_with("[\"EOSE\"") || t.starts_with("[\"CLOSED\"") {
-                break;
+    let answer = tokio::time::timeout(REQ_TIMEOUT, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                if t.starts_with("[\"EVENT\"") {
+                    n += 1;
+                } else if t.starts_with("[\"EOSE\"") || t.starts_with("[\"CLOSED\"") {
+                    return true;
+                }
             }
         }
+        false
+    })
+    .await;
+    if !matches!(answer, Ok(true)) {
+        return None;
     }
     let secs = t.elapsed().as_secs_f64();
     let _ = ws
         .send(Message::Text(json!(["CLOSE", sub]).to_string().into()))
         .await;
-    (n, secs)
+    Some((n, secs))
 }
 
 type Shape = (
@@ -318,8 +329,14 @@ fn shapes(s: &Samples) -> Vec<Shape> {
     ]
 }
 
-/// p50/p95/p99 (ms) of `per_client` REQs by each of `clients` connections.
-async fn load(url: &str, shape: &Shape, clients: usize, per_client: usize) -> (f64, f64, f64, f64) {
+/// p50/p95/p99 (ms) of `per_client` REQs by each of `clients` connections, the mean events per
+/// answer, and the REQs left unanswered (counted at [`REQ_TIMEOUT`] in the percentiles).
+async fn load(
+    url: &str,
+    shape: &Shape,
+    clients: usize,
+    per_client: usize,
+) -> (f64, f64, f64, f64, usize) {
     let f = &shape.1;
     let mut rng = StdRng::seed_from_u64(42);
     let filters: Vec<Vec<Value>> = (0..clients)
@@ -332,23 +349,43 @@ async fn load(url: &str, shape: &Shape, clients: usize, per_client: usize) -> (f
             let mut ws = connect(&url).await;
             let mut out = Vec::new();
             for (i, f) in fs.iter().enumerate() {
-                let (n, secs) = req(&mut ws, &format!("c{c}-{i}"), f).await;
-                out.push((n, secs * 1000.0));
+                match req(&mut ws, &format!("c{c}-{i}"), f).await {
+                    Some((n, secs)) => out.push(Some((n, secs * 1000.0))),
+                    None => {
+                        out.push(None);
+                        ws = connect(&url).await;
+                    }
+                }
             }
             out
         }));
     }
     let mut ms = Vec::new();
-    let mut events = 0;
+    let (mut events, mut answered, mut unanswered) = (0, 0, 0);
     for t in tasks {
-        for (n, m) in t.await.expect("client") {
-            events += n;
-            ms.push(m);
+        for r in t.await.expect("client") {
+            match r {
+                Some((n, m)) => {
+                    events += n;
+                    answered += 1;
+                    ms.push(m);
+                }
+                None => {
+                    unanswered += 1;
+                    ms.push(REQ_TIMEOUT.as_secs_f64() * 1000.0);
+                }
+            }
         }
     }
     ms.sort_by(f64::total_cmp);
-    let mean_events = events as f64 / ms.len() as f64;
-    (pct(&ms, 0.5), pct(&ms, 0.95), pct(&ms, 0.99), mean_events)
+    let mean_events = events as f64 / answered.max(1) as f64;
+    (
+        pct(&ms, 0.5),
+        pct(&ms, 0.95),
+        pct(&ms, 0.99),
+        mean_events,
+        unanswered,
+    )
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -534,13 +571,37 @@ async fn main() {
             Some(u) => {
                 let p1 = load(u, &shape, 1, per_shape).await;
                 let pm = load(u, &shape, clients, (per_shape / 20).max(2)).await;
-                format!(" {:.1} / {:.1} ({:.0} events) |", p1.1, pm.1, p1.3)
+                let lost = p1.4 + pm.4;
+                format!(
+                    " {:.1} / {:.1} ({:.0} events{}) |",
+                    p1.1,
+                    pm.1,
+                    p1.3,
+                    if lost > 0 {
+                        format!("; {lost} unanswered in 30 s")
+                    } else {
+                        String::new()
+                    }
+                )
             }
             None => String::new(),
         };
+        let lost = one.4 + many.4;
         println!(
-            "| {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} |{peer_cells} {:.0} |",
-            shape.0, one.0, one.1, one.2, many.0, many.1, many.2, one.3
+            "| {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1}{} |{peer_cells} {:.0} |",
+            shape.0,
+            one.0,
+            one.1,
+            one.2,
+            many.0,
+            many.1,
+            many.2,
+            if lost > 0 {
+                format!(" ({lost} unanswered in 30 s)")
+            } else {
+                String::new()
+            },
+            one.3
         );
     }
     if let Some(mut p) = peer_proc {

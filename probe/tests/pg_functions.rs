@@ -318,3 +318,46 @@ async fn a_store_holds_at_most_its_connection_budget() {
         store.pool().close().await;
     }
 }
+
+/// With a pool of one connection, nothing holds it for good: a service does not listen for
+/// promotions (it would take the only connection) and keeps working; the api, whose live tail
+/// must listen, refuses to start, naming the setting (exit 2), instead of hanging.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn a_pool_of_one_is_never_held_by_a_listener() {
+    let DatabaseUrl::Postgres(url) = fresh_pg_url().await else {
+        unreachable!()
+    };
+    let store = PgStore::open_sized(&url, Some(Schema::Full), OpenMode::Migrate, 1)
+        .await
+        .unwrap();
+    use brotr_probe::store::Store;
+    assert!(store.listen_promotions().await.unwrap().is_none());
+    let c = tokio::time::timeout(std::time::Duration::from_secs(5), store.counts())
+        .await
+        .expect("the one connection is free")
+        .unwrap();
+    assert_eq!(c.events, 0);
+    // Two connections: the listener takes one, the work the other.
+    let two = PgStore::open_sized(&url, None, OpenMode::Check, 2)
+        .await
+        .unwrap();
+    assert!(two.listen_promotions().await.unwrap().is_some());
+    tokio::time::timeout(std::time::Duration::from_secs(5), two.counts())
+        .await
+        .expect("the second connection is free")
+        .unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+        .args(["--database", &url, "--db-max-connections", "1"])
+        .args(["api", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("needs at least 2 database connections")
+            && err.contains("--db-max-connections"),
+        "{err}"
+    );
+}

@@ -6,7 +6,7 @@
 //! RelayMonitor that targets the pipeline, taken in order of creation; and the rest, split
 //! evenly over the pipeline's own pods, at most [`MAX_PER_POD`] each, rounded down to a power of
 //! two. A pod reads its pool size when it starts, so a new share restarts every pipeline pod;
-//! in powers of two (8, 4, 2, 1) most edits of a pod count (a shard more, an api replica less)
+//! in powers of two (8, 4, 2) most edits of a pod count (a shard more, an api replica less)
 //! leave the share as it was.
 
 use super::InvalidSpec;
@@ -22,8 +22,13 @@ pub const DEFAULT_MONITOR_SEATS: i32 = 20;
 /// The most a pipeline pod's pool holds (the probe's own default).
 pub const MAX_PER_POD: i32 = 8;
 
+/// The least a pipeline pod's pool holds: its long-running services and the api keep one
+/// connection listening for notifications (promotions, new events) and work on the other.
+pub const MIN_PER_POD: i32 = 2;
+
 /// Connections a seated RelayMonitor's pod holds: one cycle's results are written by one
-/// connection.
+/// connection (with one, a monitor on an interval does not listen for promotions; it checks on
+/// its interval anyway).
 pub const PER_MONITOR: i32 = 1;
 
 /// Connections a managed server accepts beyond the budget: superusers' reserved slots and an
@@ -78,12 +83,13 @@ impl Budget {
         let left = self.total - self.monitor_seats * PER_MONITOR;
         let pods = pods.max(1);
         let even = (left / pods).min(MAX_PER_POD);
-        if even < 1 {
+        if even < MIN_PER_POD {
             return Err(InvalidSpec(format!(
                 "spec.database.maxConnections: {} connections, {} of them reserved for \
                  monitors (monitorConnections), leave {left} for the pipeline's {pods} pods that \
-                 connect; each needs at least one. Raise maxConnections or lower \
-                 monitorConnections, shards or api replicas",
+                 connect; each needs at least {MIN_PER_POD} (one for its work, one it listens \
+                 for notifications on). Raise maxConnections or lower monitorConnections, shards \
+                 or api replicas",
                 self.total, self.monitor_seats
             )));
         }
@@ -145,8 +151,8 @@ mod tests {
             (80, 20, 10, 4), // 60 left over 10 pods: 6, rounded down to 4
             (80, 20, 15, 4), // still 4: a pod more or less changes no share
             (80, 20, 16, 2), // 3.75 → 2
-            (80, 20, 60, 1), // one each
-            (50, 40, 10, 1), // the monitors take most
+            (80, 20, 30, 2), // two each, the least
+            (50, 30, 10, 2), // the monitors take most
             (100000, 0, 3, 8),
         ];
         for (total, seats, pods, want) in cases {
@@ -172,9 +178,11 @@ mod tests {
     #[test]
     fn a_budget_its_pods_cannot_fit_in_is_refused_naming_the_setting() {
         let b = Budget::of(&db(Some(30), Some(20))).unwrap();
-        let e = b.split(11).unwrap_err().0;
+        let e = b.split(6).unwrap_err().0;
         assert!(e.contains("spec.database.maxConnections: 30"), "{e}");
-        assert!(e.contains("leave 10 for the pipeline's 11 pods"), "{e}");
+        assert!(e.contains("leave 10 for the pipeline's 6 pods"), "{e}");
+        assert!(e.contains("at least 2"), "{e}");
+        assert_eq!(b.split(5).map(|s| s.per_pod), Ok(2));
         let e = Budget::of(&db(Some(20), Some(20))).unwrap_err().0;
         assert!(e.contains("spec.database.monitorConnections: 20"), "{e}");
         assert!(Budget::of(&db(Some(0), None)).is_err());

@@ -70,6 +70,15 @@ pub enum StoreError {
     Version(#[from] VersionError),
     #[error("cannot set up the read-only login {name:?}: {reason}")]
     ReaderLogin { name: String, reason: String },
+    #[error(
+        "{what} needs at least {need} database connections (one listens for notifications); \
+         --db-max-connections gives it {have}"
+    )]
+    TooFewConnections {
+        what: &'static str,
+        need: u32,
+        have: u32,
+    },
 }
 
 impl StoreError {
@@ -81,6 +90,7 @@ impl StoreError {
                 | StoreError::SchemaMismatch { .. }
                 | StoreError::Version(_)
                 | StoreError::ReaderLogin { .. }
+                | StoreError::TooFewConnections { .. }
         ) || matches!(
             self,
             StoreError::Migrate {

@@ -743,6 +743,14 @@ impl Store for PgStore {
     }
 
     async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        // A listener holds a pool connection for good: with a pool of one it would leave the
+        // work none. The wake-ups are an optimisation (services run on their intervals anyway).
+        if self.pool.options().get_max_connections() < 2 {
+            tracing::info!(
+                "one database connection: not listening for promotions (services run on their intervals)"
+            );
+            return Ok(None);
+        }
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
             .await
             .map_err(query_err("listen"))?;

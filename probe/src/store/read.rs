@@ -525,6 +525,15 @@ reader_impl!(
     {
         async fn live(&self, _poll: Duration) -> Result<mpsc::Receiver<Vec<StoredEvent>>> {
             let pool = self.pool().clone();
+            // The listener holds one pool connection for good; the reads need another.
+            let have = pool.options().get_max_connections();
+            if have < 2 {
+                return Err(StoreError::TooFewConnections {
+                    what: "the api's live tail",
+                    need: 2,
+                    have,
+                });
+            }
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
                 .await
                 .map_err(query_err("listen"))?;
