@@ -131,7 +131,9 @@ pub struct IngestStats {
     pub links_new: u64,
 }
 
-/// An event read back from the store. Lite stores leave `tags_json`, `content` and `sig` empty.
+/// An event read back from the store. Lite stores leave `tags_json`, `content` and `sig` empty;
+/// a full PostgreSQL store's event queries (the api's reads) leave `tagvalues` empty, the tags
+/// being in `tags_json` (`get_event` and the live tail fill both).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub id: [u8; 32],
