@@ -329,6 +329,15 @@ fn shapes(s: &Samples) -> Vec<Shape> {
     ]
 }
 
+/// "; N unanswered in 30 s", or nothing.
+fn unanswered(n: usize) -> String {
+    if n > 0 {
+        format!("; {n} unanswered in 30 s")
+    } else {
+        String::new()
+    }
+}
+
 /// p50/p95/p99 (ms) of `per_client` REQs by each of `clients` connections, the mean events per
 /// answer, and the REQs left unanswered (counted at [`REQ_TIMEOUT`] in the percentiles).
 async fn load(
@@ -574,22 +583,16 @@ async fn main() {
                 // Fewer requests to the peer: nostr-rs-relay takes seconds for some shapes.
                 let p1 = load(u, &shape, 1, (per_shape / 4).max(5)).await;
                 let pm = load(u, &shape, clients, 2).await;
-                let lost = p1.4 + pm.4;
                 format!(
                     " {:.1} / {:.1} ({:.0} events{}) |",
                     p1.1,
                     pm.1,
                     p1.3,
-                    if lost > 0 {
-                        format!("; {lost} unanswered in 30 s")
-                    } else {
-                        String::new()
-                    }
+                    unanswered(p1.4 + pm.4)
                 )
             }
             None => String::new(),
         };
-        let lost = one.4 + many.4;
         println!(
             "| {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1}{} |{peer_cells} {:.0} |",
             shape.0,
@@ -599,11 +602,7 @@ async fn main() {
             many.0,
             many.1,
             many.2,
-            if lost > 0 {
-                format!(" ({lost} unanswered in 30 s)")
-            } else {
-                String::new()
-            },
+            unanswered(one.4 + many.4),
             one.3
         );
     }
