@@ -462,16 +462,9 @@ fn conditions(b: &mut Builder, schema: Schema, q: &EventQuery) -> String {
     }
 }
 
-/// Columns of [`events`], in order: id, pubkey, created_at, kind, tagvalues, tags (JSON text),
-/// content, sig. A lite schema returns NULL for the last three.
-pub fn events(dialect: Dialect, schema: Schema, q: &EventQuery) -> Sql {
-    if dialect == Dialect::Postgres
-        && let Some(pairs) = q.pairs()
-    {
-        return events_by_pairs(schema, q, &pairs);
-    }
-    let mut b = Builder::new(dialect);
-    let cols = match (dialect, schema) {
+/// The columns of [`events`] (see there) in `dialect` for `schema`.
+fn event_columns(dialect: Dialect, schema: Schema) -> &'static str {
+    match (dialect, schema) {
         // The tags go out as JSON; their tag values (what the live tail matches on) are not
         // computed for a read: about 15 µs of the server's time per event.
         (Dialect::Postgres, Schema::Full) => {
@@ -486,7 +479,19 @@ pub fn events(dialect: Dialect, schema: Schema, q: &EventQuery) -> Sql {
         (Dialect::Sqlite, Schema::Lite) => {
             "id, pubkey, created_at, kind, tagvalues, NULL, NULL, NULL"
         }
-    };
+    }
+}
+
+/// Columns of [`events`], in order: id, pubkey, created_at, kind, tagvalues, tags (JSON text),
+/// content, sig. A lite schema returns NULL for the last three.
+pub fn events(dialect: Dialect, schema: Schema, q: &EventQuery) -> Sql {
+    if dialect == Dialect::Postgres
+        && let Some(pairs) = q.pairs()
+    {
+        return events_by_pairs(schema, q, &pairs);
+    }
+    let mut b = Builder::new(dialect);
+    let cols = event_columns(dialect, schema);
     let cond = conditions(&mut b, schema, q);
     let limit = b.bind(Bind::Int(i64::from(q.limit)));
     b.text = format!(
@@ -653,12 +658,7 @@ pub fn events_walk(schema: Schema, q: &EventQuery) -> Sql {
             }
         }
     }
-    let cols = match schema {
-        Schema::Full => "id, pubkey, created_at, kind, '{}'::text[], tags::text, content, sig",
-        Schema::Lite => {
-            "id, pubkey, created_at, kind, tagvalues, NULL::text, NULL::text, NULL::bytea"
-        }
-    };
+    let cols = event_columns(Dialect::Postgres, schema);
     let limit = b.bind(Bind::Int(i64::from(q.limit)));
     b.text = format!(
         "SELECT {cols} FROM event WHERE {} ORDER BY created_at DESC, id ASC LIMIT {limit}",
