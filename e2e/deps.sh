@@ -8,7 +8,7 @@
 #   bash e2e/deps.sh --list     print the list
 set -euo pipefail
 PACKAGES=(
-  postgresql postgresql-client     # e2e/pg.sh
+  postgresql postgresql-client pgbouncer   # e2e/pg.sh
   buildah runc util-linux ca-certificates   # e2e/images.sh, e2e/images-test.sh, kubelet, system
   protobuf-compiler pkg-config libssl-dev   # nostr-rs-relay's build (e2e/tools.sh)
   python3-pip python3-venv python3-yaml     # geoip-test, py-relay, the YAML-reading tests

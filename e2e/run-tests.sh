@@ -52,6 +52,7 @@ section_bg "Debian packages (one apt transaction) + external test peers" \
 section_bg "control plane: build (Go; cached after)" bash e2e/control-plane.sh build
 
 section "PostgreSQL (start)" pg_start fsync=off
+section "PgBouncer (start, transaction mode)" pgbouncer_start
 
 # The real-world relay list is third-party data kept beside the project, never in it.
 CORPUS="$(cd .. && pwd)/shared/data/seed_relays_bigbrotr.txt"

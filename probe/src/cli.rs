@@ -68,6 +68,13 @@ pub struct Cli {
           default_value_t = store::DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub db_max_connections: u32,
+    /// What sits between this process and PostgreSQL: `none` (the server itself) or
+    /// `transaction` (a pooler such as PgBouncer in transaction mode: no named prepared
+    /// statements, every statement in a transaction, no LISTEN; `migrate` and the api need the
+    /// server itself). Ignored for SQLite.
+    #[arg(long, global = true, env = "BROTR_DB_POOLER", value_enum,
+          default_value_t = store::Pooler::None)]
+    pub db_pooler: store::Pooler,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -220,6 +227,16 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Cli {
+    /// The PostgreSQL connections this process may hold, and through what.
+    fn pool_config(&self) -> store::PoolConfig {
+        store::PoolConfig {
+            max_connections: self.db_max_connections,
+            pooler: self.db_pooler,
+        }
+    }
 }
 
 impl CliError {
@@ -422,7 +439,7 @@ async fn open_store(cli: &Cli, migrate: bool) -> Result<Arc<dyn Store>, CliError
     } else {
         store::OpenMode::Check
     };
-    let store = store::open_sized(&url, cli.schema, mode, cli.db_max_connections).await?;
+    let store = store::open_sized(&url, cli.schema, mode, cli.pool_config()).await?;
     info!(database = %url.redacted(), schema = %store.schema(), "database ready");
     Ok(store)
 }
@@ -504,8 +521,13 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
     if cli.start_delay > 0 {
         tokio::time::sleep(std::time::Duration::from_secs(cli.start_delay)).await;
     }
-    // Only `migrate` changes the schema; `run` is the laptop mode and migrates first.
-    let store = open_store(&cli, matches!(job, Job::Run(..))).await?;
+    // Only `migrate` changes the schema; `run` is the laptop mode and migrates first (not
+    // through a pooler, which cannot hold the migrations' lock: there the schema must exist).
+    let store = open_store(
+        &cli,
+        matches!(job, Job::Run(..)) && cli.db_pooler == store::Pooler::None,
+    )
+    .await?;
     let ctx = Ctx::new(store).with_progress(progress);
     let health = Health::default();
     let sd = Shutdown::on_signals();
@@ -547,7 +569,7 @@ async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError
         Some(std::time::Duration::from_millis(
             cfg.api.statement_timeout_ms,
         )),
-        cli.db_max_connections,
+        cli.pool_config(),
     )
     .await?;
     info!(database = %url.redacted(), schema = %archive.schema(), "archive opened");

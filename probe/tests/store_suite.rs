@@ -1,4 +1,5 @@
-//! The one store test suite, run against SQLite and a real PostgreSQL server, full and lite.
+//! The one store test suite, run against SQLite and a real PostgreSQL server, full and lite, and
+//! against the same server through PgBouncer in transaction mode (the store told so).
 
 mod common;
 
@@ -36,6 +37,23 @@ macro_rules! suite {
                         let url = fresh_pg_url().await;
                         let s = open(&url, schema).await;
                         super::cases::$case(s, &url).await;
+                    }
+                }
+            )*
+        }
+        /// The store under test is behind the pooler; what a case does beside it (reopening,
+        /// migrating, editing rows) goes to the server itself, as `migrate` does.
+        mod pooled {
+            use super::*;
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL and PgBouncer: BROTR_TEST_PG_URL, BROTR_TEST_PGBOUNCER_URL (e2e/run-tests.sh starts them)"]
+                async fn $case() {
+                    POOLED.with(|p| p.set(true));
+                    for schema in [Schema::Full, Schema::Lite] {
+                        let (direct, pooled) = fresh_pooled_pg_url().await;
+                        let s = open_pooled(&direct, &pooled, schema).await;
+                        super::cases::$case(s, &direct).await;
                     }
                 }
             )*
@@ -756,6 +774,12 @@ mod cases {
         let rx = s.listen_promotions().await.unwrap();
         match url {
             DatabaseUrl::Sqlite(_) => assert!(rx.is_none(), "SQLite wakes in process only"),
+            DatabaseUrl::Postgres(_) if pooled() => {
+                assert!(
+                    rx.is_none(),
+                    "no LISTEN through a pooler in transaction mode"
+                )
+            }
             DatabaseUrl::Postgres(_) => {
                 let mut rx = rx.expect("PostgreSQL listens");
                 // Another process's store promotes.

@@ -4,9 +4,9 @@
 
 use std::future::Future;
 
-use sqlx::{PgPool, SqlitePool};
+use sqlx::SqlitePool;
 
-use super::{Result, query_err};
+use super::{PgStore, Result, query_err};
 
 /// The statistics views, dependencies first (`relay_stats` reads `relay_metadata_latest`). Each
 /// has a `<view>_refresh()` function that refreshes it concurrently once populated.
@@ -37,21 +37,27 @@ where
     }
 }
 
-pub(super) async fn pg_refresh_views(pool: &PgPool) -> Result<Vec<&'static str>> {
+pub(super) async fn pg_refresh_views(store: &PgStore) -> Result<Vec<&'static str>> {
     for view in PG_VIEWS {
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {view}_refresh()")))
-            .execute(pool)
-            .await
-            .map_err(query_err("view refresh"))?;
+        store
+            .write("view refresh", async |c| {
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {view}_refresh()")))
+                    .execute(c)
+                    .await
+            })
+            .await?;
     }
     // When they were refreshed, for the api's `/v1/stats` (PostgreSQL keeps no such time).
-    sqlx::query(
-        "SELECT service_state_upsert(ARRAY['maintain'], ARRAY['refresh'], ARRAY['views'], \
-         ARRAY[jsonb_build_object('refreshed_at', extract(epoch FROM now())::bigint)])",
-    )
-    .execute(pool)
-    .await
-    .map_err(query_err("view refresh time"))?;
+    store
+        .write("view refresh time", async |c| {
+            sqlx::query(
+                "SELECT service_state_upsert(ARRAY['maintain'], ARRAY['refresh'], ARRAY['views'], \
+                 ARRAY[jsonb_build_object('refreshed_at', extract(epoch FROM now())::bigint)])",
+            )
+            .execute(c)
+            .await
+        })
+        .await?;
     Ok(PG_VIEWS.to_vec())
 }
 
@@ -65,6 +71,25 @@ macro_rules! delete_batches {
                 .execute($pool)
                 .await
                 .map_err(query_err($op))?;
+            Ok(r.rows_affected())
+        })
+        .await
+    };
+}
+
+/// [`delete_batches`] on PostgreSQL: each batch its own transaction, committed before the next.
+macro_rules! pg_delete_batches {
+    ($store:expr, $batch:expr, $op:literal, $sql:expr $(, $bind:expr)*) => {
+        in_batches($batch, || async move {
+            let r = $store
+                .write($op, async |c| {
+                    sqlx::query($sql)
+                        $(.bind($bind))*
+                        .bind(i64::from($batch))
+                        .execute(c)
+                        .await
+                })
+                .await?;
             Ok(r.rows_affected())
         })
         .await
@@ -103,14 +128,14 @@ fn numbered(sql: &str) -> String {
 }
 
 pub(super) async fn pg_delete_expired_metadata(
-    pool: &PgPool,
+    store: &PgStore,
     cutoff: i64,
     batch: u32,
 ) -> Result<u64> {
     let sql = numbered(EXPIRED);
     let sql = sql.as_str();
-    delete_batches!(
-        pool,
+    pg_delete_batches!(
+        store,
         batch,
         "metadata retention",
         sqlx::AssertSqlSafe(sql.to_owned()),
@@ -118,22 +143,22 @@ pub(super) async fn pg_delete_expired_metadata(
     )
 }
 
-pub(super) async fn pg_delete_orphan_events(pool: &PgPool, batch: u32) -> Result<u64> {
+pub(super) async fn pg_delete_orphan_events(store: &PgStore, batch: u32) -> Result<u64> {
     let sql = numbered(ORPHAN_EVENTS);
     let sql = sql.as_str();
-    delete_batches!(
-        pool,
+    pg_delete_batches!(
+        store,
         batch,
         "orphan events",
         sqlx::AssertSqlSafe(sql.to_owned())
     )
 }
 
-pub(super) async fn pg_delete_orphan_metadata(pool: &PgPool, batch: u32) -> Result<u64> {
+pub(super) async fn pg_delete_orphan_metadata(store: &PgStore, batch: u32) -> Result<u64> {
     let sql = numbered(ORPHAN_METADATA);
     let sql = sql.as_str();
-    delete_batches!(
-        pool,
+    pg_delete_batches!(
+        store,
         batch,
         "orphan metadata",
         sqlx::AssertSqlSafe(sql.to_owned())

@@ -20,8 +20,8 @@ use crate::model::{Candidate, EventRow, Metadata, MetadataType, Network, RelayUr
 pub use copy_text::CopyWriter;
 pub use health::{active_relays, relay_health};
 pub use open::{
-    DEFAULT_MAX_CONNECTIONS, DatabaseUrl, OpenMode, ensure_reader_login, migrate, open,
-    open_archive, open_archive_with, open_sized,
+    DEFAULT_MAX_CONNECTIONS, DatabaseUrl, OpenMode, PoolConfig, Pooler, ensure_reader_login,
+    migrate, open, open_archive, open_archive_with, open_sized,
 };
 pub use postgres::{PgStore, encode_events};
 pub use read::{Archive, Reader};
@@ -79,6 +79,17 @@ pub enum StoreError {
         need: u32,
         have: u32,
     },
+    #[error(
+        "migrating database {target} through a pooler in transaction mode (--db-pooler \
+         transaction) is refused: migrations hold a session lock, which such a pooler does not \
+         keep; run `brotr-probe migrate` with the server's own URL"
+    )]
+    MigrateThroughPooler { target: String },
+    #[error(
+        "{what} needs LISTEN, which a pooler in transaction mode (--db-pooler transaction) does \
+         not carry; connect it to the server directly"
+    )]
+    ListenThroughPooler { what: &'static str },
 }
 
 impl StoreError {
@@ -91,6 +102,8 @@ impl StoreError {
                 | StoreError::Version(_)
                 | StoreError::ReaderLogin { .. }
                 | StoreError::TooFewConnections { .. }
+                | StoreError::MigrateThroughPooler { .. }
+                | StoreError::ListenThroughPooler { .. }
         ) || matches!(
             self,
             StoreError::Migrate {

@@ -92,6 +92,56 @@ impl FromStr for DatabaseUrl {
 /// (`--db-max-connections`). An SQLite file keeps its own few.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
+/// How the store reaches PostgreSQL: straight to the server, or through a connection pooler in
+/// transaction mode (PgBouncer's `pool_mode = transaction`), where consecutive transactions of one
+/// client connection may run on different server connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pooler {
+    /// Connected to the server itself: prepared statements cached per connection, session
+    /// settings, LISTEN.
+    #[default]
+    None,
+    /// Behind a pooler in transaction mode: no named prepared statements, every statement inside
+    /// a transaction (so a statement's Parse and Bind reach the same server connection), temporary
+    /// tables dropped at commit, no LISTEN, no migrations (their lock is a session's).
+    Transaction,
+}
+
+impl Pooler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooler::None => "none",
+            Pooler::Transaction => "transaction",
+        }
+    }
+}
+
+/// The connections a PostgreSQL store holds: how many at most, and through what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    pub pooler: Pooler,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            pooler: Pooler::None,
+        }
+    }
+}
+
+impl From<u32> for PoolConfig {
+    /// At most `max_connections`, straight to the server.
+    fn from(max_connections: u32) -> Self {
+        PoolConfig {
+            max_connections,
+            pooler: Pooler::None,
+        }
+    }
+}
+
 /// Whether opening may change the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -109,13 +159,13 @@ pub async fn migrate(
     url: &DatabaseUrl,
     schema: Option<Schema>,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    open_sized(url, schema, OpenMode::Migrate, DEFAULT_MAX_CONNECTIONS).await
+    open_sized(url, schema, OpenMode::Migrate, PoolConfig::default()).await
 }
 
 /// Opens the database without changing its schema: fails (a configuration error, exit code 2)
 /// when the schema is missing, behind this binary, or ahead by migrations not marked compatible.
 pub async fn open(url: &DatabaseUrl, schema: Option<Schema>) -> Result<Arc<dyn Store>, StoreError> {
-    open_sized(url, schema, OpenMode::Check, DEFAULT_MAX_CONNECTIONS).await
+    open_sized(url, schema, OpenMode::Check, PoolConfig::default()).await
 }
 
 /// Creates or updates `name`, a login role that reads the archive: a member of `brotr_reader`
@@ -141,37 +191,36 @@ pub async fn open_archive(
     url: &DatabaseUrl,
     schema: Option<Schema>,
 ) -> Result<Arc<dyn super::Archive>, StoreError> {
-    open_archive_with(url, schema, None, DEFAULT_MAX_CONNECTIONS).await
+    open_archive_with(url, schema, None, PoolConfig::default()).await
 }
 
 /// [`open_archive`] with PostgreSQL's `statement_timeout` set on every connection (the api's
 /// `statementTimeoutMs`), so the server, too, stops a read the api has given up on, and at most
-/// `max_connections` of them.
+/// the connections `pool` says.
 pub async fn open_archive_with(
     url: &DatabaseUrl,
     schema: Option<Schema>,
     statement_timeout: Option<std::time::Duration>,
-    max_connections: u32,
+    pool: impl Into<PoolConfig>,
 ) -> Result<Arc<dyn super::Archive>, StoreError> {
     Ok(match url {
         DatabaseUrl::Postgres(u) => {
-            Arc::new(PgStore::open_reader(u, schema, statement_timeout, max_connections).await?)
+            Arc::new(PgStore::open_reader(u, schema, statement_timeout, pool.into()).await?)
         }
         DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema, OpenMode::Check).await?),
     })
 }
 
-/// Opens (`mode`: migrating or checking) with a PostgreSQL pool of at most `max_connections`.
+/// Opens (`mode`: migrating or checking) with the PostgreSQL connections `pool` says (a number
+/// alone: at most that many, straight to the server).
 pub async fn open_sized(
     url: &DatabaseUrl,
     schema: Option<Schema>,
     mode: OpenMode,
-    max_connections: u32,
+    pool: impl Into<PoolConfig>,
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match url {
-        DatabaseUrl::Postgres(u) => {
-            Arc::new(PgStore::open_sized(u, schema, mode, max_connections).await?)
-        }
+        DatabaseUrl::Postgres(u) => Arc::new(PgStore::open_sized(u, schema, mode, pool).await?),
         DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema, mode).await?),
     })
 }

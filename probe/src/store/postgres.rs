@@ -12,10 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::migrate::Migrator;
+use sqlx::postgres::PgTransactionManager;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Executor, Row};
+use sqlx::{Executor, Row, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
 
-use super::open::{DatabaseUrl, OpenMode, check_versions, resolve_schema};
+use super::open::{DatabaseUrl, OpenMode, PoolConfig, Pooler, check_versions, resolve_schema};
 use super::{
     BATCH_SIZE, Backend, CANDIDATE_SERVICE, CANDIDATE_STATE, CheckRow, CopyWriter, Counts,
     IngestStats, RelayRow, Result, StateEntry, Store, StoreError, StoredEvent,
@@ -47,9 +49,48 @@ const STAGE_DDL: &str = "DO $$ BEGIN \
        CREATE TEMP TABLE event_stage (LIKE event) ON COMMIT DELETE ROWS; \
      END IF; END $$";
 
+/// The staging table behind a pooler in transaction mode: the next transaction may run on
+/// another server connection, so the table lives and dies within one.
+const STAGE_DDL_POOLED: &str = "CREATE TEMP TABLE event_stage (LIKE event) ON COMMIT DROP";
+
+/// A write transaction: begun on a pool connection, committed by [`Tx::commit`] (whose error
+/// reaches the caller), rolled back when dropped uncommitted. Behind a pooler in transaction
+/// mode the pool hands connections out already in a transaction ([`PgStore`]'s pool hooks), and
+/// this one commits it.
+pub(super) struct Tx {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+}
+
+impl Tx {
+    pub(super) async fn commit(mut self) -> std::result::Result<(), sqlx::Error> {
+        PgTransactionManager::commit(&mut self.conn).await
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        // Queues a ROLLBACK (a no-op once committed); the pool flushes it on release.
+        PgTransactionManager::start_rollback(&mut self.conn);
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
 /// A store on a PostgreSQL server.
 pub struct PgStore {
     pool: PgPool,
+    pooled: bool,
     schema: Schema,
     /// Relay URL → id. Relays are never renamed, so entries stay valid while the row exists.
     relay_ids: Mutex<HashMap<String, i32>>,
@@ -152,61 +193,99 @@ pub(crate) async fn ensure_reader_login(url: &str, name: &str, password: &str) -
 impl PgStore {
     /// Connects, then creates or upgrades the schema, or checks it (see [`super::open`]).
     pub async fn open(url: &str, requested: Option<Schema>, mode: OpenMode) -> Result<Self> {
-        Self::open_sized(url, requested, mode, super::DEFAULT_MAX_CONNECTIONS).await
+        Self::open_sized(url, requested, mode, PoolConfig::default()).await
     }
 
-    /// [`Self::open`] with a pool of at most `max_connections` server connections (the
-    /// connection budget the operator gives each pod: `--db-max-connections`).
+    /// [`Self::open`] with the connections `pool` says: at most `max_connections` (the
+    /// connection budget the operator gives each pod: `--db-max-connections`), straight to the
+    /// server or through a pooler (`--db-pooler`).
     pub async fn open_sized(
         url: &str,
         requested: Option<Schema>,
         mode: OpenMode,
-        max_connections: u32,
+        pool: impl Into<PoolConfig>,
     ) -> Result<Self> {
-        Self::open_with_session(url, requested, mode, max_connections, Vec::new()).await
+        Self::open_with_session(url, requested, mode, pool.into(), Vec::new()).await
     }
 
     /// [`Self::open`] for the archive's readers: every connection turns JIT compilation off
     /// (it costs 50-300 ms on a statement the planner thinks large, for reads that take
     /// milliseconds) and, when given, sets PostgreSQL's `statement_timeout`, so the server stops a
-    /// read the api has given up on.
+    /// read the api has given up on. Behind a pooler the settings are the transaction's
+    /// (`SET LOCAL`), since a session's would stay on whichever server connection ran them.
     pub async fn open_reader(
         url: &str,
         requested: Option<Schema>,
         statement_timeout: Option<Duration>,
-        max_connections: u32,
+        pool: PoolConfig,
     ) -> Result<Self> {
-        let mut session = vec!["SET jit = off".to_owned()];
+        let mut session = vec!["jit = off".to_owned()];
         if let Some(t) = statement_timeout {
-            session.push(format!("SET statement_timeout = {}", t.as_millis().max(1)));
+            session.push(format!("statement_timeout = {}", t.as_millis().max(1)));
         }
-        Self::open_with_session(url, requested, OpenMode::Check, max_connections, session).await
+        Self::open_with_session(url, requested, OpenMode::Check, pool, session).await
     }
 
     async fn open_with_session(
         url: &str,
         requested: Option<Schema>,
         mode: OpenMode,
-        max_connections: u32,
-        session: Vec<String>,
+        config: PoolConfig,
+        settings: Vec<String>,
     ) -> Result<Self> {
-        let (options, target) = connect_options(url)?;
-        let session = std::sync::Arc::new(session);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                let session = session.clone();
+        let (mut options, target) = connect_options(url)?;
+        let pooled = config.pooler == Pooler::Transaction;
+        if pooled && mode == OpenMode::Migrate {
+            return Err(StoreError::MigrateThroughPooler { target });
+        }
+        let mut pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        if pooled {
+            // No named statements (sqlx 0.9.1 makes them unnamed with the cache off), and no
+            // startup parameter PgBouncer refuses (extra_float_digits; `options` is never sent).
+            options = options.statement_cache_capacity(0).extra_float_digits(None);
+            // Every use of a connection is one transaction: handed out inside one (with the
+            // settings as SET LOCAL), committed when returned unless the user committed it. A
+            // statement's Parse and its Bind then reach the same server connection, which a
+            // transaction-mode pooler only guarantees within a transaction.
+            let begin: std::sync::Arc<str> = std::iter::once("BEGIN".to_owned())
+                .chain(settings.iter().map(|s| format!("SET LOCAL {s}")))
+                .collect::<Vec<_>>()
+                .join("; ")
+                .into();
+            let on_connect = begin.clone();
+            pool = pool
+                .after_connect(move |conn, _meta| {
+                    let begin = on_connect.clone();
+                    Box::pin(async move { pooled_begin(conn, &begin).await })
+                })
+                .before_acquire(move |conn, _meta| {
+                    let begin = begin.clone();
+                    Box::pin(async move { pooled_begin(conn, &begin).await.map(|()| true) })
+                })
+                .after_release(|conn, _meta| {
+                    Box::pin(async move {
+                        // Reads end here; writes committed through `Tx` left nothing open.
+                        Ok(PgTransactionManager::commit(conn).await.is_ok())
+                    })
+                });
+        } else {
+            let settings = std::sync::Arc::new(settings);
+            pool = pool.after_connect(move |conn, _meta| {
+                let settings = settings.clone();
                 Box::pin(async move {
-                    for sql in session.iter() {
+                    for s in settings.iter() {
                         // Fixed text built above from numbers only.
-                        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET {s}")))
                             .execute(&mut *conn)
                             .await?;
                     }
                     Ok(())
                 })
-            })
+            });
+        }
+        let pool = pool
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Connect {
@@ -242,9 +321,40 @@ impl PgStore {
         }
         Ok(PgStore {
             pool,
+            pooled,
             schema,
             relay_ids: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether this store reaches the server through a pooler in transaction mode.
+    pub fn pooled(&self) -> bool {
+        self.pooled
+    }
+
+    /// Runs one write statement in its own transaction, whose commit error reaches the caller
+    /// (behind a pooler a statement run on the pool would be committed when its connection is
+    /// returned, where an error could only be logged).
+    pub(super) async fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl AsyncFnOnce(&mut sqlx::PgConnection) -> std::result::Result<T, sqlx::Error>,
+    ) -> Result<T> {
+        let mut tx = self.begin(op).await?;
+        let out = f(&mut tx).await.map_err(query_err(op))?;
+        tx.commit().await.map_err(query_err(op))?;
+        Ok(out)
+    }
+
+    /// Begins a write transaction (see [`Tx`]).
+    pub(super) async fn begin(&self, op: &'static str) -> Result<Tx> {
+        let mut conn = self.pool.acquire().await.map_err(query_err(op))?;
+        if !self.pooled {
+            PgTransactionManager::begin(&mut conn, None)
+                .await
+                .map_err(query_err(op))?;
+        }
+        Ok(Tx { conn })
     }
 
     /// The connection pool, for benchmarks and maintenance SQL.
@@ -256,17 +366,20 @@ impl PgStore {
         if let Some(id) = self.cached_relay_id(relay.url.as_str()) {
             return Ok(id);
         }
-        let id: i32 = sqlx::query_scalar(
-            "WITH ins AS (INSERT INTO relay (url, network, discovered_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (url) DO NOTHING RETURNING id) \
-             SELECT id FROM ins UNION ALL SELECT id FROM relay WHERE url = $1 LIMIT 1",
-        )
-        .bind(relay.url.as_str())
-        .bind(relay.url.network().as_str())
-        .bind(relay.discovered_at)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(query_err("relay id lookup"))?;
+        let id: i32 = self
+            .write("relay id lookup", async |c| {
+                sqlx::query_scalar(
+                "WITH ins AS (INSERT INTO relay (url, network, discovered_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (url) DO NOTHING RETURNING id) \
+                 SELECT id FROM ins UNION ALL SELECT id FROM relay WHERE url = $1 LIMIT 1",
+            )
+            .bind(relay.url.as_str())
+            .bind(relay.url.network().as_str())
+            .bind(relay.discovered_at)
+            .fetch_one(c)
+            .await
+            })
+            .await?;
         if let Ok(mut ids) = self.relay_ids.lock() {
             ids.insert(relay.url.as_str().to_owned(), id);
         }
@@ -300,6 +413,22 @@ pub fn encode_events(schema: Schema, events: &[EventRow]) -> CopyWriter {
         w.end_row();
     }
     w
+}
+
+/// Opens the transaction a pooled connection is handed out in (see
+/// [`PgStore::open_with_session`]); `begin` is fixed text built from numbers only.
+async fn pooled_begin(
+    conn: &mut sqlx::PgConnection,
+    begin: &str,
+) -> std::result::Result<(), sqlx::Error> {
+    if PgTransactionManager::get_transaction_depth(conn) > 0 {
+        return Ok(());
+    }
+    PgTransactionManager::begin(
+        conn,
+        Some(sqlx::AssertSqlSafe(begin.to_owned()).into_sql_str()),
+    )
+    .await
 }
 
 async fn read_schema(pool: &PgPool) -> Result<Option<Schema>> {
@@ -342,13 +471,16 @@ impl Store for PgStore {
             let urls: Vec<&str> = chunk.iter().map(|r| r.url.as_str()).collect();
             let nets: Vec<&str> = chunk.iter().map(|r| r.url.network().as_str()).collect();
             let ats: Vec<i64> = chunk.iter().map(|r| r.discovered_at).collect();
-            let n: i64 = sqlx::query_scalar("SELECT relay_insert($1, $2, $3)")
-                .bind(urls)
-                .bind(nets)
-                .bind(ats)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(query_err("relay insert"))?;
+            let n: i64 = self
+                .write("relay insert", async |c| {
+                    sqlx::query_scalar("SELECT relay_insert($1, $2, $3)")
+                        .bind(urls)
+                        .bind(nets)
+                        .bind(ats)
+                        .fetch_one(c)
+                        .await
+                })
+                .await?;
             total += count(n);
         }
         Ok(total)
@@ -372,20 +504,22 @@ impl Store for PgStore {
                 .iter()
                 .map(|c| serde_json::to_string(&c.state()).unwrap_or_else(|_| "{}".into()))
                 .collect();
-            let n: i64 = sqlx::query_scalar(
-                "WITH ins AS (INSERT INTO service_state \
-                   (service_name, state_type, state_key, state_value) \
-                 SELECT $3, $4, u.url, u.val::jsonb FROM unnest($1::text[], $2::text[]) AS u(url, val) \
-                 WHERE NOT EXISTS (SELECT 1 FROM relay r WHERE r.url = u.url) \
-                 ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
-            )
-            .bind(urls)
-            .bind(states)
-            .bind(CANDIDATE_SERVICE)
-            .bind(CANDIDATE_STATE)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_err("candidate insert"))?;
+            let n: i64 = self.write("candidate insert", async |c| {
+                sqlx::query_scalar(
+                    "WITH ins AS (INSERT INTO service_state \
+                       (service_name, state_type, state_key, state_value) \
+                     SELECT $3, $4, u.url, u.val::jsonb FROM unnest($1::text[], $2::text[]) AS u(url, val) \
+                     WHERE NOT EXISTS (SELECT 1 FROM relay r WHERE r.url = u.url) \
+                     ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
+                )
+                .bind(urls)
+                .bind(states)
+                .bind(CANDIDATE_SERVICE)
+                .bind(CANDIDATE_STATE)
+                .fetch_one(c)
+                .await
+            })
+            .await?;
             total += count(n);
         }
         Ok(total)
@@ -425,7 +559,7 @@ impl Store for PgStore {
             let urls: Vec<&str> = chunk.iter().map(|r| r.url.as_str()).collect();
             let nets: Vec<&str> = chunk.iter().map(|r| r.url.network().as_str()).collect();
             let ats: Vec<i64> = chunk.iter().map(|r| r.discovered_at).collect();
-            let mut tx = self.pool.begin().await.map_err(query_err("promote"))?;
+            let mut tx = self.begin("promote").await?;
             let n: i64 = sqlx::query_scalar("SELECT relay_insert($1, $2, $3)")
                 .bind(&urls)
                 .bind(nets)
@@ -459,17 +593,20 @@ impl Store for PgStore {
     }
 
     async fn prune_candidates(&self, max_failures: u32) -> Result<u64> {
-        let r = sqlx::query(
-            "DELETE FROM service_state s WHERE service_name = $1 AND state_type = $2 \
-             AND ((state_value->>'failures')::bigint >= $3 \
-                  OR EXISTS (SELECT 1 FROM relay r WHERE r.url = s.state_key))",
-        )
-        .bind(CANDIDATE_SERVICE)
-        .bind(CANDIDATE_STATE)
-        .bind(i64::from(max_failures))
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("candidate prune"))?;
+        let r = self
+            .write("candidate prune", async |c| {
+                sqlx::query(
+                    "DELETE FROM service_state s WHERE service_name = $1 AND state_type = $2 \
+                 AND ((state_value->>'failures')::bigint >= $3 \
+                      OR EXISTS (SELECT 1 FROM relay r WHERE r.url = s.state_key))",
+                )
+                .bind(CANDIDATE_SERVICE)
+                .bind(CANDIDATE_STATE)
+                .bind(i64::from(max_failures))
+                .execute(c)
+                .await
+            })
+            .await?;
         Ok(r.rows_affected())
     }
 
@@ -486,8 +623,13 @@ impl Store for PgStore {
         let relay_id = self.relay_id(relay).await?;
         for chunk in events.chunks(BATCH_SIZE) {
             let rows = encode_events(self.schema, chunk);
-            let mut tx = self.pool.begin().await.map_err(query_err("event ingest"))?;
-            tx.execute(STAGE_DDL)
+            let mut tx = self.begin("event ingest").await?;
+            let stage = if self.pooled {
+                STAGE_DDL_POOLED
+            } else {
+                STAGE_DDL
+            };
+            tx.execute(stage)
                 .await
                 .map_err(query_err("event staging"))?;
             let mut copy = tx
@@ -579,11 +721,7 @@ impl Store for PgStore {
         let data: Vec<&str> = rows.iter().map(|r| r.metadata.canonical_json()).collect();
         let success: Vec<bool> = rows.iter().map(|r| r.success).collect();
         let reasons: Vec<Option<&str>> = rows.iter().map(|r| r.reason.as_deref()).collect();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_err("metadata insert"))?;
+        let mut tx = self.begin("metadata insert").await?;
         sqlx::query(
             "INSERT INTO metadata (id, type, data) \
              SELECT i, t, d::jsonb FROM unnest($1::bytea[], $2::text[], $3::text[]) AS u(i, t, d) \
@@ -641,20 +779,22 @@ impl Store for PgStore {
         for chunk in entries.chunks(BATCH_SIZE) {
             let col = |f: fn(&StateEntry) -> &str| chunk.iter().map(|e| f(e)).collect::<Vec<_>>();
             let values: Vec<String> = chunk.iter().map(|e| e.value.to_string()).collect();
-            let n: i64 = sqlx::query_scalar(
-                "WITH up AS (INSERT INTO service_state (service_name, state_type, state_key, state_value) \
-                 SELECT s, t, k, v::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
-                 AS u(s, t, k, v) \
-                 ON CONFLICT (service_name, state_type, state_key) \
-                 DO UPDATE SET state_value = EXCLUDED.state_value RETURNING 1) SELECT count(*) FROM up",
-            )
-            .bind(col(|e| &e.service))
-            .bind(col(|e| &e.kind))
-            .bind(col(|e| &e.key))
-            .bind(values)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_err("service_state upsert"))?;
+            let n: i64 = self.write("service_state upsert", async |c| {
+                sqlx::query_scalar(
+                    "WITH up AS (INSERT INTO service_state (service_name, state_type, state_key, state_value) \
+                     SELECT s, t, k, v::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+                     AS u(s, t, k, v) \
+                     ON CONFLICT (service_name, state_type, state_key) \
+                     DO UPDATE SET state_value = EXCLUDED.state_value RETURNING 1) SELECT count(*) FROM up",
+                )
+                .bind(col(|e| &e.service))
+                .bind(col(|e| &e.kind))
+                .bind(col(|e| &e.key))
+                .bind(values)
+                .fetch_one(c)
+                .await
+            })
+            .await?;
             total += count(n);
         }
         Ok(total)
@@ -681,16 +821,19 @@ impl Store for PgStore {
     }
 
     async fn state_delete(&self, service: &str, kind: &str, keys: &[String]) -> Result<u64> {
-        let r = sqlx::query(
-            "DELETE FROM service_state WHERE service_name = $1 AND state_type = $2 \
-             AND state_key = ANY($3)",
-        )
-        .bind(service)
-        .bind(kind)
-        .bind(keys)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("service_state delete"))?;
+        let r = self
+            .write("service_state delete", async |c| {
+                sqlx::query(
+                    "DELETE FROM service_state WHERE service_name = $1 AND state_type = $2 \
+                 AND state_key = ANY($3)",
+                )
+                .bind(service)
+                .bind(kind)
+                .bind(keys)
+                .execute(c)
+                .await
+            })
+            .await?;
         Ok(r.rows_affected())
     }
 
@@ -745,6 +888,12 @@ impl Store for PgStore {
     async fn listen_promotions(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
         // A listener holds a pool connection for good: with a pool of one it would leave the
         // work none. The wake-ups are an optimisation (services run on their intervals anyway).
+        if self.pooled {
+            tracing::info!(
+                "behind a pooler in transaction mode: not listening for promotions (services run on their intervals)"
+            );
+            return Ok(None);
+        }
         if self.pool.options().get_max_connections() < 2 {
             tracing::info!(
                 "one database connection: not listening for promotions (services run on their intervals)"
@@ -772,19 +921,19 @@ impl Store for PgStore {
     }
 
     async fn refresh_views(&self) -> Result<Vec<&'static str>> {
-        super::maintain::pg_refresh_views(&self.pool).await
+        super::maintain::pg_refresh_views(self).await
     }
 
     async fn delete_expired_metadata(&self, cutoff: i64, batch: u32) -> Result<u64> {
-        super::maintain::pg_delete_expired_metadata(&self.pool, cutoff, batch).await
+        super::maintain::pg_delete_expired_metadata(self, cutoff, batch).await
     }
 
     async fn delete_orphan_events(&self, batch: u32) -> Result<u64> {
-        super::maintain::pg_delete_orphan_events(&self.pool, batch).await
+        super::maintain::pg_delete_orphan_events(self, batch).await
     }
 
     async fn delete_orphan_metadata(&self, batch: u32) -> Result<u64> {
-        super::maintain::pg_delete_orphan_metadata(&self.pool, batch).await
+        super::maintain::pg_delete_orphan_metadata(self, batch).await
     }
 
     async fn event_storage_bytes(&self) -> Result<u64> {

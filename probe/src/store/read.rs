@@ -524,6 +524,11 @@ reader_impl!(
     "SELECT url, network, discovered_at FROM relay WHERE url = $1",
     {
         async fn live(&self, _poll: Duration) -> Result<mpsc::Receiver<Vec<StoredEvent>>> {
+            if self.pooled() {
+                return Err(StoreError::ListenThroughPooler {
+                    what: "the api's live tail",
+                });
+            }
             let pool = self.pool().clone();
             // The listener holds one pool connection for good; the reads need another.
             let have = pool.options().get_max_connections();

@@ -43,6 +43,58 @@ pub async fn fresh_pg_url() -> DatabaseUrl {
     DatabaseUrl::Postgres(format!("{base}/{name}"))
 }
 
+/// Env var with the URL of a PgBouncer in transaction mode in front of `BROTR_TEST_PG_URL`'s
+/// server, serving every database (set by `e2e/run-tests.sh`).
+pub const PGBOUNCER_URL_ENV: &str = "BROTR_TEST_PGBOUNCER_URL";
+
+/// Why a test through the pooler is ignored by a plain `cargo test`.
+pub const NEEDS_PGBOUNCER: &str = "needs PostgreSQL and PgBouncer: BROTR_TEST_PG_URL, BROTR_TEST_PGBOUNCER_URL (e2e/run-tests.sh starts them)";
+
+/// A fresh database: its URL on the server itself (for migrations) and through the pooler.
+pub async fn fresh_pooled_pg_url() -> (DatabaseUrl, DatabaseUrl) {
+    let pooler = std::env::var(PGBOUNCER_URL_ENV)
+        .unwrap_or_else(|_| panic!("{PGBOUNCER_URL_ENV} is not set: run e2e/run-tests.sh"));
+    let direct = fresh_pg_url().await;
+    let DatabaseUrl::Postgres(d) = &direct else {
+        unreachable!("fresh_pg_url is PostgreSQL")
+    };
+    let name = d.rsplit_once('/').map(|(_, n)| n).unwrap_or_default();
+    let base = pooler.rsplit_once('/').map(|(b, _)| b).unwrap_or(&pooler);
+    let pooled = DatabaseUrl::Postgres(format!("{base}/{name}"));
+    (direct, pooled)
+}
+
+/// Migrates `direct`, then opens the same database through the pooler in transaction mode.
+pub async fn open_pooled(
+    direct: &DatabaseUrl,
+    pooled: &DatabaseUrl,
+    schema: Schema,
+) -> Arc<dyn Store> {
+    open(direct, schema).await;
+    store::open_sized(
+        pooled,
+        Some(schema),
+        store::OpenMode::Check,
+        store::PoolConfig {
+            max_connections: store::DEFAULT_MAX_CONNECTIONS,
+            pooler: store::Pooler::Transaction,
+        },
+    )
+    .await
+    .expect("open store through the pooler")
+}
+
+thread_local! {
+    /// Set while a store-suite case runs on a store behind the pooler (each `#[tokio::test]` runs
+    /// its case on its own thread).
+    pub static POOLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the running case's store is behind the pooler.
+pub fn pooled() -> bool {
+    POOLED.with(|p| p.get())
+}
+
 /// A fresh SQLite database in a temporary directory (kept alive by the returned guard).
 pub fn fresh_sqlite_url() -> (DatabaseUrl, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,290 @@
+//! The probe through PgBouncer (Debian's 1.18, the one `e2e/pg.sh` starts) in transaction mode:
+//! the whole pipeline on both schemas, what breaks when the store is not told of the pooler, and
+//! what is refused through it (migrations, LISTEN) with a message naming the setting.
+//! The shared store suite runs through the same pooler too (`store_suite.rs`, `pooled::`).
+
+mod common;
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use brotr_probe::model::{RelayUrl, Schema};
+use brotr_probe::store::{self, DatabaseUrl, OpenMode, PoolConfig, Pooler, RelayRow, Store};
+use common::*;
+
+fn url_str(u: &DatabaseUrl) -> &str {
+    match u {
+        DatabaseUrl::Postgres(s) => s,
+        DatabaseUrl::Sqlite(_) => panic!("a PostgreSQL URL"),
+    }
+}
+
+fn probe(url: &DatabaseUrl, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_brotr-probe"))
+        .env_remove("DATABASE_URL")
+        .env_remove("BROTR_SCHEMA")
+        .env_remove("BROTR_DB_POOLER")
+        .arg("--database")
+        .arg(url_str(url))
+        .args(args)
+        .output()
+        .expect("run brotr-probe")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const POOLED: PoolConfig = PoolConfig {
+    max_connections: 8,
+    pooler: Pooler::Transaction,
+};
+
+/// A rust-nostr relay on loopback holding `n` recent notes.
+async fn relay_with_notes(n: usize) -> (nostr_relay_builder::prelude::LocalRelay, String) {
+    use nostr_relay_builder::prelude::*;
+    let db = MemoryDatabase::with_opts(MemoryDatabaseOptions {
+        events: true,
+        max_events: None,
+    });
+    let keys = nostr::Keys::generate();
+    let now = nostr::Timestamp::now().as_secs();
+    for i in 0..n {
+        let e = nostr::EventBuilder::text_note(format!("pooled {i}"))
+            .custom_created_at(nostr::Timestamp::from(now - 1 - (i as u64 * 61) % 86_400))
+            .sign_with_keys(&keys)
+            .unwrap();
+        db.save_event(&e).await.unwrap();
+    }
+    common::peers::nostr_relay(RelayBuilder::default().database(db)).await
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and PgBouncer: BROTR_TEST_PG_URL, BROTR_TEST_PGBOUNCER_URL (e2e/run-tests.sh starts them)"]
+async fn the_whole_pipeline_runs_through_pgbouncer_in_transaction_mode_on_both_schemas() {
+    let (_r1, url1) = relay_with_notes(400).await;
+    let (_r2, url2) = relay_with_notes(200).await;
+    let decoy = common::peers::http_server().await;
+    for schema in [Schema::Full, Schema::Lite] {
+        let (direct, pooled) = fresh_pooled_pg_url().await;
+        let dir = tempfile::tempdir().unwrap();
+        let seeds = dir.path().join("local.txt");
+        std::fs::write(&seeds, format!("{url1}\n{url2}\nws://{decoy}\n")).unwrap();
+        let cfg = dir.path().join("probe.yaml");
+        std::fs::write(&cfg, "finder:\n  sources: []\n").unwrap();
+        // Migrations go to the server itself; everything else through the pooler.
+        let out = probe(&direct, &["--schema", schema.as_str(), "migrate"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let (p, c, s) = (pooled.clone(), cfg.clone(), seeds.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            probe(
+                &p,
+                &[
+                    "--db-pooler",
+                    "transaction",
+                    "--allow-private",
+                    "--config",
+                    c.to_str().unwrap(),
+                    "run",
+                    "--once",
+                    "--file",
+                    s.to_str().unwrap(),
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{schema}: {}", stderr(&out));
+        let counts = store::open(&direct, Some(schema))
+            .await
+            .unwrap()
+            .counts()
+            .await
+            .unwrap();
+        assert_eq!(counts.relays, 2, "{schema}: {}", stderr(&out));
+        assert_eq!(
+            (counts.events, counts.event_relays),
+            (600, 600),
+            "{schema}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            counts.candidates, 1,
+            "{schema}: the decoy stays a candidate"
+        );
+        // The monitor's results went through the pooler too.
+        assert!(
+            counts.relay_metadata > 0,
+            "{schema}: the monitor stored nothing: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// A fresh `brotr_tight` (the pooler's database with two server connections), migrated.
+async fn tight_database() -> (DatabaseUrl, DatabaseUrl) {
+    let admin = std::env::var(PG_URL_ENV).expect("BROTR_TEST_PG_URL");
+    let pooler = std::env::var(PGBOUNCER_URL_ENV).expect("BROTR_TEST_PGBOUNCER_URL");
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::raw_sql("DROP DATABASE IF EXISTS brotr_tight WITH (FORCE)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE DATABASE brotr_tight")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let base = |u: &str| u.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+    let direct = DatabaseUrl::Postgres(format!("{}/brotr_tight", base(&admin)));
+    let pooled = DatabaseUrl::Postgres(format!("{}/brotr_tight", base(&pooler)));
+    store::migrate(&direct, Some(Schema::Full)).await.unwrap();
+    (direct, pooled)
+}
+
+/// 16 tasks, each `rounds` times: a write (its own relay), then three reads. The errors, and
+/// how many relays were written.
+async fn hammer(s: Arc<dyn Store>, run: &str, rounds: usize) -> (Vec<String>, u64) {
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let s = s.clone();
+        let run = run.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            let mut written = 0;
+            for r in 0..rounds {
+                let relay = RelayRow {
+                    url: RelayUrl::parse(&format!("wss://{run}-{t}-{r}.example.com")).unwrap(),
+                    discovered_at: 1,
+                };
+                match s.insert_relays(&[relay]).await {
+                    Ok(n) => written += n,
+                    Err(e) => errors.push(e.to_string()),
+                }
+                if let Err(e) = s.counts().await {
+                    errors.push(e.to_string());
+                }
+                if let Err(e) = s.relays().await {
+                    errors.push(e.to_string());
+                }
+                if let Err(e) = s.state_get("t", "k", None).await {
+                    errors.push(e.to_string());
+                }
+            }
+            (errors, written)
+        }));
+    }
+    let mut errors = Vec::new();
+    let mut written = 0;
+    for t in tasks {
+        let (e, w) = t.await.unwrap();
+        errors.extend(e);
+        written += w;
+    }
+    (errors, written)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and PgBouncer: BROTR_TEST_PG_URL, BROTR_TEST_PGBOUNCER_URL (e2e/run-tests.sh starts them)"]
+async fn two_server_connections_shared_by_sixteen_clients_break_a_store_not_told_of_the_pooler() {
+    let (direct, pooled) = tight_database().await;
+    // Not told: named statements prepared on one server connection are bound on another, or
+    // meet another client's of the same name (the server connections outlive the clients, so
+    // even opening may fail).
+    let naive = store::open_sized(
+        &pooled,
+        Some(Schema::Full),
+        OpenMode::Check,
+        PoolConfig {
+            max_connections: 16,
+            pooler: Pooler::None,
+        },
+    )
+    .await;
+    let errors = match naive {
+        Err(e) => vec![e.to_string()],
+        Ok(naive) => hammer(naive, "naive", 40).await.0,
+    };
+    assert!(
+        errors.iter().any(|e| e.contains("prepared statement")),
+        "the trap did not show: {} errors {:?}",
+        errors.len(),
+        errors.iter().take(3).collect::<Vec<_>>()
+    );
+    // Told: every statement unnamed and inside its transaction; nothing fails, nothing is lost.
+    let before = store::open(&direct, None)
+        .await
+        .unwrap()
+        .counts()
+        .await
+        .unwrap();
+    let told = store::open_sized(
+        &pooled,
+        Some(Schema::Full),
+        OpenMode::Check,
+        PoolConfig {
+            max_connections: 16,
+            ..POOLED
+        },
+    )
+    .await
+    .unwrap();
+    let (errors, written) = hammer(told, "told", 40).await;
+    assert!(
+        errors.is_empty(),
+        "{} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
+    let after = store::open(&direct, None)
+        .await
+        .unwrap()
+        .counts()
+        .await
+        .unwrap();
+    assert_eq!(after.relays - before.relays, 16 * 40);
+    assert_eq!(written, 16 * 40);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and PgBouncer: BROTR_TEST_PG_URL, BROTR_TEST_PGBOUNCER_URL (e2e/run-tests.sh starts them)"]
+async fn migrating_through_the_pooler_is_refused_naming_the_setting_and_changes_nothing() {
+    let (direct, pooled) = fresh_pooled_pg_url().await;
+    let out = tokio::task::spawn_blocking(move || {
+        probe(&pooled, &["--db-pooler", "transaction", "migrate"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--db-pooler transaction"), "{err}");
+    assert!(err.contains("brotr-probe migrate"), "{err}");
+    // Nothing was created: the database has no schema (opening it says so).
+    let e = store::open(&direct, None).await.err().expect("no schema");
+    assert!(e.to_string().contains("no Brotr schema"), "{e}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and PgBouncer: BROTR_TEST_PG_URL, BROTR_TEST_PGBOUNCER_URL (e2e/run-tests.sh starts them)"]
+async fn the_api_behind_the_pooler_is_refused_naming_the_setting() {
+    let (direct, pooled) = fresh_pooled_pg_url().await;
+    open(&direct, Schema::Full).await;
+    let out = tokio::task::spawn_blocking(move || {
+        probe(
+            &pooled,
+            &[
+                "--db-pooler",
+                "transaction",
+                "api",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("live tail needs LISTEN"), "{err}");
+    assert!(err.contains("--db-pooler transaction"), "{err}");
+}
