@@ -62,7 +62,8 @@ pgbouncer_start() {
   local d="$PG_DIR/pgbouncer" o i
   mkdir -p "$d"
   PGBOUNCER_PORT=$(free_port)
-  echo '"postgres" ""' >"$d/userlist.txt"
+  # Users it knows (trust): postgres, and any in PGBOUNCER_USERS (space-separated).
+  for o in postgres ${PGBOUNCER_USERS:-}; do echo "\"$o\" \"\""; done >"$d/userlist.txt"
   {
     echo "[databases]"
     echo "* = host=127.0.0.1 port=$PG_PORT"

@@ -143,6 +143,7 @@ section "archive benchmark smoke (100,000 events; figures only)" \
 # Each starts its own throwaway control plane; no runc, no fixed host ports.
 light_rc=0
 section "Prometheus Operator CRDs accept and reject" bash e2e/monitoring-crds.sh verify || light_rc=$?
+section "fleet drill: 200 monitors, max_connections 50, with and without PgBouncer" bash e2e/fleet-pooler-test.sh || light_rc=$?
 section "Helm chart (lint, schema, install/upgrade/uninstall)" bash e2e/chart-test.sh || light_rc=$?
 section "alert rules, dashboard, metric names" bash e2e/alerts-test.sh || light_rc=$?
 section "GitOps: examples, Argo CD health, kstatus" bash e2e/gitops-test.sh || light_rc=$?
