@@ -86,6 +86,9 @@ struct RunArgs {
     /// PostgreSQL image of managed databases.
     #[arg(long, env = "BROTR_POSTGRES_IMAGE")]
     postgres_image: Option<String>,
+    /// PgBouncer image of managed databases' poolers (runs `/bin/sh` and `pgbouncer`).
+    #[arg(long, env = "BROTR_PGBOUNCER_IMAGE")]
+    pgbouncer_image: Option<String>,
     /// Seconds between checks of the caches against the API server (a watch that fell behind
     /// restarts the controllers).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
@@ -162,6 +165,9 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.postgres_image {
         defaults.postgres_image = v;
+    }
+    if let Some(v) = args.pgbouncer_image {
+        defaults.pgbouncer_image = v;
     }
     let identity = args
         .identity

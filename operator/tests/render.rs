@@ -873,3 +873,117 @@ fn monitors_of_a_pipeline_take_its_seats_in_order_then_wait() {
     plan.seat(&pipeline, 99).unwrap();
     assert!(pool_sizes(&plan.children()).is_empty());
 }
+
+#[test]
+fn a_managed_database_gets_a_pgbouncer_that_all_but_the_migration_and_the_api_go_through() {
+    let mut quick: BrotrDeployment = bd("brotrdeployment-quickstart.yaml");
+    quick.spec.api = Some(serde_json::from_value(json!({})).unwrap());
+    let p = brotr_deployment::validate(&quick, &Defaults::default()).unwrap();
+    // Rendered with the database, before the migration: the pods that wait for it need it.
+    let gated = p.children(&Observed {
+        new_password: "pw".into(),
+        ..Default::default()
+    });
+    let n = names(&gated);
+    for kind in [
+        ChildKind::Deployment,
+        ChildKind::Service,
+        ChildKind::ConfigMap,
+    ] {
+        assert!(n.contains(&(kind, "quickstart-pooler".into())), "{n:?}");
+    }
+    let c = p.children(&Observed {
+        new_reader_password: "r".into(),
+        ..done()
+    });
+    let ini = find(&c, ChildKind::ConfigMap, "quickstart-pooler")["data"]["pgbouncer.ini"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ini.contains("brotr = host=quickstart-postgres.nostr.svc port=5432 dbname=brotr"));
+    assert!(ini.contains("pool_mode = transaction"));
+    // The budget (80) less what connects directly at each pod's share: the migration Job, the
+    // api's replica and the one its rollout adds.
+    let pool = 80 - 3 * p.connections.per_pod;
+    assert_eq!(p.pooler_server_connections(), pool);
+    assert!(
+        ini.contains(&format!("max_db_connections = {pool}")),
+        "{ini}"
+    );
+    let pooler = find(&c, ChildKind::Deployment, "quickstart-pooler");
+    assert_eq!(
+        pod(pooler)["containers"][0]["image"],
+        Defaults::default().pgbouncer_image
+    );
+    // Services, shards, the seed Job and maintenance go through it, in transaction mode.
+    let seed = p.seed_job_name(&done()).unwrap();
+    for (kind, name) in [
+        (ChildKind::Deployment, "quickstart-monitor".to_owned()),
+        (ChildKind::StatefulSet, "quickstart-sync".to_owned()),
+        (ChildKind::Job, seed),
+        (ChildKind::CronJob, "quickstart-refresh".to_owned()),
+    ] {
+        let obj = find(&c, kind, &name);
+        assert_eq!(
+            env_of(obj, "BROTR_DB_POOLER")["value"],
+            "transaction",
+            "{name}"
+        );
+        let url = env_of(obj, "DATABASE_URL")["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            url.contains("@quickstart-pooler.nostr.svc:5432/"),
+            "{name}: {url}"
+        );
+    }
+    // The migrations' lock and the api's LISTEN need the server itself.
+    for (kind, name) in [
+        (ChildKind::Job, p.migration_job_name()),
+        (ChildKind::Deployment, "quickstart-api".to_owned()),
+    ] {
+        let obj = find(&c, kind, &name);
+        assert!(env_of(obj, "BROTR_DB_POOLER").is_null(), "{name}");
+        assert!(
+            env_of(obj, "DATABASE_URL")["valueFrom"]["secretKeyRef"].is_object(),
+            "{name}"
+        );
+    }
+    // Turned off: no pooler, every pod straight to the server.
+    let mut off = quick.clone();
+    off.spec.database.managed.as_mut().unwrap().pooler =
+        Some(serde_json::from_value(json!({"enabled": false})).unwrap());
+    let p = brotr_deployment::validate(&off, &Defaults::default()).unwrap();
+    let c = p.children(&done());
+    assert!(!c.iter().any(|d| d.name == "quickstart-pooler"));
+    assert!(
+        env_of(
+            find(&c, ChildKind::Deployment, "quickstart-monitor"),
+            "BROTR_DB_POOLER"
+        )
+        .is_null()
+    );
+}
+
+#[test]
+fn monitors_of_a_pooled_pipeline_take_no_seat_and_connect_through_the_pooler() {
+    let d = Defaults::default();
+    let quick: BrotrDeployment = bd("brotrdeployment-quickstart.yaml");
+    let mut m: RelayMonitor = example("relaymonitor-scheduled.yaml");
+    m.spec.targets.brotr_deployment_ref.as_mut().unwrap().name = "quickstart".into();
+    let mut plan = relay_monitor::validate(&m, Some(&quick), &d).unwrap();
+    // Far past the 20 seats: the pooler shares its server connections.
+    plan.seat(&quick, 500).unwrap();
+    let c = plan.children();
+    let cron = find(&c, ChildKind::CronJob, "eu-west-rmon");
+    assert_eq!(env_of(cron, "BROTR_DB_POOLER")["value"], "transaction");
+    assert_eq!(env_of(cron, "BROTR_DB_MAX_CONNECTIONS")["value"], "1");
+    // Without the pooler the seats still bound them.
+    let mut off = quick.clone();
+    off.spec.database.managed.as_mut().unwrap().pooler =
+        Some(serde_json::from_value(json!({"enabled": false})).unwrap());
+    let mut plan = relay_monitor::validate(&m, Some(&off), &d).unwrap();
+    let err = plan.seat(&off, 500).unwrap_err();
+    assert!(err.contains("monitorConnections"), "{err}");
+}

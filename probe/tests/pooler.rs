@@ -288,3 +288,28 @@ async fn the_api_behind_the_pooler_is_refused_naming_the_setting() {
     assert!(err.contains("live tail needs LISTEN"), "{err}");
     assert!(err.contains("--db-pooler transaction"), "{err}");
 }
+
+#[tokio::test]
+async fn a_pooler_that_does_not_answer_exits_2_naming_the_url_and_the_setting() {
+    // A loopback port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = DatabaseUrl::Postgres(format!("postgres://brotr:secret@127.0.0.1:{port}/brotr"));
+    let out = tokio::task::spawn_blocking(move || {
+        probe(&url, &["--db-pooler", "transaction", "monitor", "--once"])
+    })
+    .await
+    .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("--db-pooler transaction"), "{err}");
+    assert!(
+        !err.contains("secret"),
+        "the password is never printed: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

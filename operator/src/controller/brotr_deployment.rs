@@ -198,10 +198,15 @@ async fn missing_reference(
     let ns = &plan.owner.namespace;
     let mut secrets = Vec::new();
     if plan.managed.is_none()
-        && let DatabaseRef::Postgres { url, ca, .. } = &plan.database
+        && let DatabaseRef::Postgres {
+            url, ca, pooler, ..
+        } = &plan.database
     {
         secrets.push(url.clone());
         secrets.extend(ca.clone());
+        if let Some(crate::render::pod::PoolerRef::Url(p)) = pooler.as_deref() {
+            secrets.push(p.clone());
+        }
     }
     secrets.extend(plan.key.clone());
     // The api's read-only URL, when the user names it (a managed login's Secret is ours).

@@ -177,6 +177,14 @@ pub struct ExternalDatabase {
     /// Secret key holding the CA certificate the server's certificate is checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the `postgres://` URL of a connection pooler you run in front of
+    /// this server in transaction mode (PgBouncer's `pool_mode = transaction`, e.g. a
+    /// CloudNativePG `Pooler`'s Service). The services, shards, maintenance and the
+    /// RelayMonitors that target this pipeline connect through it (`--db-pooler transaction`);
+    /// the migration Job and the api connect to `urlSecretRef` (the migrations' lock and the
+    /// api's LISTEN need a session of their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler_url_secret_ref: Option<SecretKeyRef>,
 }
 
 /// A managed single-node PostgreSQL.
@@ -200,6 +208,31 @@ pub struct ManagedDatabase {
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
     /// Resources of the PostgreSQL container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
+    /// The connection pooler in front of it (PgBouncer, transaction mode; on by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerSpec>,
+}
+
+/// A PgBouncer the operator runs in front of a managed database: a Deployment and a Service
+/// `<name>-pooler`. Its server connections are the connection budget less what the pods that
+/// connect directly (the migration Job, the api) may hold; every other pod, and any number of
+/// RelayMonitors, share them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolerSpec {
+    /// Run the pooler (default true). Without it every pod connects to the server and the
+    /// RelayMonitors are limited to `spec.database.monitorConnections` seats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// PgBouncer image (the operator's `--pgbouncer-image` when absent). It runs
+    /// `/bin/sh` and `pgbouncer` from the image's PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Resources of the PgBouncer container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,

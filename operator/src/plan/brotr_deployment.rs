@@ -21,6 +21,7 @@ use crate::render::pod::{
     DatabaseRef, Image, ProbePod, RELAYS_FILE, TorSidecar, env_from_label, plain_env, probe_args,
     secret_env, template_annotations,
 };
+use crate::render::pooler;
 use crate::render::postgres::{self, Managed};
 use crate::render::probe_config::{ProbeConfigBuilder, RenderedConfig};
 use crate::render::{
@@ -85,6 +86,15 @@ pub struct ManagedDb {
     pub image: String,
     pub storage: k8s_openapi::apimachinery::pkg::api::resource::Quantity,
     pub storage_class: Option<String>,
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// Its PgBouncer, unless turned off.
+    pub pooler: Option<PoolerPlan>,
+}
+
+/// The managed database's pooler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolerPlan {
+    pub image: String,
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
@@ -245,6 +255,13 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         storage: m.storage.clone(),
         storage_class: m.storage_class_name.clone(),
         resources: m.resources.clone(),
+        pooler: crate::plan::managed_pooler(bd).then(|| {
+            let p = m.pooler.clone().unwrap_or_default();
+            PoolerPlan {
+                image: p.image.unwrap_or_else(|| defaults.pgbouncer_image.clone()),
+                resources: p.resources,
+            }
+        }),
     });
 
     let seeder = spec
@@ -387,6 +404,20 @@ impl Pipeline {
 
     /// `<bd>-migrate-<hash>`: a new Job for each image and schema, and when the api's
     /// read-only login is first wanted (the Job creates it).
+    /// `<bd>-pooler`.
+    pub fn pooler_name(&self) -> String {
+        self.name("pooler")
+    }
+
+    /// The server connections the managed pooler may hold: the budget less what the pods that
+    /// connect directly may hold (the migration Job; the api's replicas and the one a rollout
+    /// adds). The monitors' seats are not held back: a RelayMonitor of a pooled pipeline is one
+    /// more client of the pooler.
+    pub fn pooler_server_connections(&self) -> i32 {
+        let direct = 1 + self.api.as_ref().map_or(0, |a| a.replicas + 1);
+        (self.connections.budget.total - direct * self.connections.per_pod).max(1)
+    }
+
     pub fn migration_job_name(&self) -> String {
         let hash = if self.reader_login().is_some() {
             name_hash(&(
@@ -487,10 +518,15 @@ impl Pipeline {
     fn pod_spec(&self, p: &ProbePodParts, extra: PodExtra) -> k8s_openapi::api::core::v1::PodSpec {
         let seeds_cm = self.seeds_config_map();
         let config_name = self.config_name();
+        let direct = self.database.direct();
         ProbePod {
             image: &self.image,
             args: p.args.clone(),
-            database: &self.database,
+            database: if extra.direct {
+                &direct
+            } else {
+                &self.database
+            },
             schema: self.schema.as_str(),
             config_map: extra.config.then_some(config_name.as_str()),
             key: extra.key.then_some(self.key.as_ref()).flatten(),
@@ -555,6 +591,24 @@ impl Pipeline {
             }
             out.push(postgres::service(&self.owner, &managed));
             out.push(postgres::stateful_set(&self.owner, &managed));
+            if let Some(p) = &m.pooler {
+                let pooler_name = self.pooler_name();
+                let pooler = pooler::Pooler {
+                    name: &pooler_name,
+                    image: &p.image,
+                    server_host: format!("{name}.{}.svc", self.owner.namespace),
+                    database: postgres::USER,
+                    user: postgres::USER,
+                    password_secret: &name,
+                    password_key: postgres::PASSWORD_KEY,
+                    server_connections: self.pooler_server_connections(),
+                    resources: p.resources.as_ref(),
+                    overrides: &self.overrides,
+                };
+                out.push(pooler::config_map(&self.owner, &pooler));
+                out.push(pooler::service(&self.owner, &pooler));
+                out.push(pooler::deployment(&self.owner, &pooler));
+            }
         }
         if self.managed.is_some() && !obs.database_ready && obs.migration != JobState::Complete {
             return (out, false);
@@ -583,6 +637,7 @@ impl Pipeline {
                 &migrate,
                 PodExtra {
                     env,
+                    direct: true,
                     ..Default::default()
                 },
             ),
@@ -664,6 +719,7 @@ impl Pipeline {
             let spec = self.pod_spec(
                 &parts,
                 PodExtra {
+                    direct: false,
                     config: true,
                     serve: true,
                     key: talks_to_relays,
@@ -694,6 +750,7 @@ impl Pipeline {
             let spec = self.pod_spec(
                 &parts,
                 PodExtra {
+                    direct: false,
                     config: true,
                     serve: true,
                     key: true,
@@ -733,6 +790,7 @@ impl Pipeline {
             false,
             a.workload.as_ref(),
         );
+        // Straight to the server: the live tail LISTENs, which a transaction pooler cannot carry.
         let database = match &self.database {
             DatabaseRef::Postgres {
                 ca,
@@ -742,6 +800,7 @@ impl Pipeline {
                 url: a.database.clone(),
                 ca: ca.clone(),
                 max_connections: *max_connections,
+                pooler: None,
             },
             DatabaseRef::Sqlite => DatabaseRef::Sqlite,
         };
@@ -858,6 +917,8 @@ struct ProbePodParts {
 /// What a pod mounts besides the database.
 #[derive(Default)]
 struct PodExtra {
+    /// Straight to the server, past any pooler (the migrations' lock is a session's).
+    direct: bool,
     config: bool,
     serve: bool,
     key: bool,

@@ -20,6 +20,8 @@ pub struct Defaults {
     pub tor_image: String,
     /// PostgreSQL image of the managed database.
     pub postgres_image: String,
+    /// PgBouncer image of the managed database's pooler.
+    pub pgbouncer_image: String,
 }
 
 impl Default for Defaults {
@@ -29,6 +31,8 @@ impl Default for Defaults {
             probe_tag: env!("CARGO_PKG_VERSION").into(),
             tor_image: "docker.io/fphammerle/tor-proxy:latest".into(),
             postgres_image: "docker.io/library/postgres:17".into(),
+            // CloudNativePG's PgBouncer image, at the version the tests run (Debian's 1.18.0).
+            pgbouncer_image: "ghcr.io/cloudnative-pg/pgbouncer:1.18.0".into(),
         }
     }
 }
@@ -111,31 +115,64 @@ pub fn operator_keys(
     }
 }
 
+/// Whether a BrotrDeployment's managed database gets its pooler (the default).
+pub fn managed_pooler(bd: &crate::crd::BrotrDeployment) -> bool {
+    bd.spec.database.external.is_none()
+        && bd
+            .spec
+            .database
+            .managed
+            .as_ref()
+            .is_some_and(|m| m.pooler.as_ref().is_none_or(|p| p.enabled.unwrap_or(true)))
+}
+
+/// The name of a BrotrDeployment's managed pooler (Deployment, Service, ConfigMap).
+pub fn pooler_name(bd: &crate::crd::BrotrDeployment) -> String {
+    format!("{}-pooler", bd.metadata.name.as_deref().unwrap_or_default())
+}
+
 /// The database a BrotrDeployment's pods use: its external URL Secret, or its managed
-/// database's generated one.
+/// database's generated one; through its pooler when it has one (the migration Job and the api
+/// take [`crate::render::pod::DatabaseRef::direct`]).
 pub fn database_of(bd: &crate::crd::BrotrDeployment) -> crate::render::pod::DatabaseRef {
     use crate::crd::common::SecretKeyRef;
-    use crate::render::pod::DatabaseRef;
+    use crate::render::pod::{DatabaseRef, PoolerRef};
+    let name = bd.metadata.name.as_deref().unwrap_or_default();
     match &bd.spec.database.external {
         Some(e) => DatabaseRef::Postgres {
             url: e.url_secret_ref.clone(),
             ca: e.ca_secret_ref.clone(),
             max_connections: None,
+            pooler: e
+                .pooler_url_secret_ref
+                .clone()
+                .map(|u| Box::new(PoolerRef::Url(u))),
         },
         None => DatabaseRef::Postgres {
             url: SecretKeyRef {
-                name: format!(
-                    "{}-postgres",
-                    bd.metadata.name.as_deref().unwrap_or_default()
-                ),
+                name: format!("{name}-postgres"),
                 key: crate::render::postgres::URI_KEY.into(),
             },
             ca: None,
             max_connections: None,
+            pooler: managed_pooler(bd).then(|| {
+                Box::new(PoolerRef::Managed {
+                    host: format!(
+                        "{}.{}.svc",
+                        pooler_name(bd),
+                        bd.metadata.namespace.as_deref().unwrap_or_default()
+                    ),
+                    user: crate::render::postgres::USER.into(),
+                    database: crate::render::postgres::USER.into(),
+                    password: SecretKeyRef {
+                        name: format!("{name}-postgres"),
+                        key: crate::render::postgres::PASSWORD_KEY.into(),
+                    },
+                })
+            }),
         },
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,15 +70,23 @@ impl Monitor {
     /// Takes the monitor's seat in the connection budget of the pipeline it targets
     /// (`position`: its place among that pipeline's monitors, in order of creation): its pod
     /// holds that one connection. Refused, with the reason, when the seats are taken. A monitor
-    /// of a static list keeps no database and needs none.
+    /// of a static list keeps no database and needs none; one behind the pipeline's pooler
+    /// takes no seat (the pooler shares its server connections among any number of clients).
     pub fn seat(&mut self, pipeline: &BrotrDeployment, position: usize) -> Result<(), String> {
         let Targets::Pipeline {
-            database: DatabaseRef::Postgres {
-                max_connections, ..
-            },
+            database:
+                DatabaseRef::Postgres {
+                    max_connections,
+                    pooler,
+                    ..
+                },
             ..
         } = &mut self.targets
         else {
+            return Ok(());
+        };
+        if pooler.is_some() {
+            *max_connections = Some(super::budget::PER_MONITOR);
             return Ok(());
         };
         let budget = super::budget::Budget::of(&pipeline.spec.database).map_err(|e| {

@@ -13,6 +13,7 @@ pub mod job;
 pub mod monitoring;
 pub mod pdb;
 pub mod pod;
+pub mod pooler;
 pub mod postgres;
 pub mod probe_config;
 pub mod service;

@@ -54,9 +54,49 @@ pub enum DatabaseRef {
         ca: Option<SecretKeyRef>,
         /// The pod's share of the connection budget (`BROTR_DB_MAX_CONNECTIONS`).
         max_connections: Option<i32>,
+        /// The pooler the pod connects through instead of `url`, in transaction mode.
+        pooler: Option<Box<PoolerRef>>,
     },
     /// An SQLite file in an emptyDir (a monitor of a static list).
     Sqlite,
+}
+
+/// A connection pooler in transaction mode between the pods and the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolerRef {
+    /// One the user runs: its URL from a Secret.
+    Url(SecretKeyRef),
+    /// The managed database's PgBouncer: the URL `postgres://<user>:<password>@<host>:5432/<db>`,
+    /// composed in the pod from the password's Secret (alphanumeric: nothing to escape).
+    Managed {
+        host: String,
+        user: String,
+        database: String,
+        password: SecretKeyRef,
+    },
+}
+
+/// The env var the managed pooler's password is read into, for `DATABASE_URL` to use.
+pub const POOLER_PASSWORD_ENV: &str = "BROTR_DATABASE_PASSWORD";
+
+impl DatabaseRef {
+    /// The same database, reached directly (the migration Job, the api).
+    pub fn direct(&self) -> DatabaseRef {
+        match self {
+            DatabaseRef::Postgres {
+                url,
+                ca,
+                max_connections,
+                ..
+            } => DatabaseRef::Postgres {
+                url: url.clone(),
+                ca: ca.clone(),
+                max_connections: *max_connections,
+                pooler: None,
+            },
+            DatabaseRef::Sqlite => DatabaseRef::Sqlite,
+        }
+    }
 }
 
 /// The Tor sidecar.
@@ -209,8 +249,30 @@ impl ProbePod<'_> {
                 url,
                 ca,
                 max_connections,
+                pooler,
             } => {
-                env.push(secret_env("DATABASE_URL", url));
+                match pooler.as_deref() {
+                    None => env.push(secret_env("DATABASE_URL", url)),
+                    Some(PoolerRef::Url(p)) => env.push(secret_env("DATABASE_URL", p)),
+                    Some(PoolerRef::Managed {
+                        host,
+                        user,
+                        database,
+                        password,
+                    }) => {
+                        // Kubernetes expands $(VAR) of an earlier variable.
+                        env.push(secret_env(POOLER_PASSWORD_ENV, password));
+                        env.push(value(
+                            "DATABASE_URL",
+                            &format!(
+                                "postgres://{user}:$({POOLER_PASSWORD_ENV})@{host}:5432/{database}"
+                            ),
+                        ));
+                    }
+                }
+                if pooler.is_some() {
+                    env.push(value("BROTR_DB_POOLER", "transaction"));
+                }
                 if ca.is_some() {
                     env.push(value("PGSSLROOTCERT", CA_FILE));
                 }
@@ -474,6 +536,7 @@ mod tests {
             },
             ca: None,
             max_connections: None,
+            pooler: None,
         };
         let tor = TorSidecar {
             image: "tor:1".into(),
@@ -507,6 +570,72 @@ mod tests {
     }
 
     #[test]
+    fn behind_the_managed_pooler_the_url_is_composed_from_the_password_secret() {
+        let (img, o) = (image(), PodOverrides::default());
+        let db = DatabaseRef::Postgres {
+            url: SecretKeyRef {
+                name: "p-postgres".into(),
+                key: "uri".into(),
+            },
+            ca: None,
+            max_connections: Some(1),
+            pooler: Some(Box::new(PoolerRef::Managed {
+                host: "p-pooler.ns.svc".into(),
+                user: "brotr".into(),
+                database: "brotr".into(),
+                password: SecretKeyRef {
+                    name: "p-postgres".into(),
+                    key: "password".into(),
+                },
+            })),
+        };
+        let env = pod(&img, &db, &o).spec().containers[0].env.clone().unwrap();
+        let at = |name: &str| env.iter().position(|e| e.name == name).unwrap();
+        let pw = &env[at(POOLER_PASSWORD_ENV)];
+        assert_eq!(
+            pw.value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .key,
+            "password"
+        );
+        // Declared before the URL that expands it.
+        assert!(at(POOLER_PASSWORD_ENV) < at("DATABASE_URL"));
+        assert_eq!(
+            env[at("DATABASE_URL")].value.as_deref(),
+            Some("postgres://brotr:$(BROTR_DATABASE_PASSWORD)@p-pooler.ns.svc:5432/brotr")
+        );
+        assert_eq!(
+            env[at("BROTR_DB_POOLER")].value.as_deref(),
+            Some("transaction")
+        );
+        // The same database straight to the server: the Secret's URL, no pooler flag.
+        let direct = db.direct();
+        let env = pod(&img, &direct, &o).spec().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert!(
+            env.iter()
+                .all(|e| e.name != "BROTR_DB_POOLER" && e.name != POOLER_PASSWORD_ENV)
+        );
+        let url = env.iter().find(|e| e.name == "DATABASE_URL").unwrap();
+        assert_eq!(
+            url.value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "p-postgres"
+        );
+    }
+
+    #[test]
     fn the_database_url_comes_from_the_secret_and_is_never_a_value() {
         let (img, o) = (image(), PodOverrides::default());
         let db = DatabaseRef::Postgres {
@@ -519,6 +648,7 @@ mod tests {
                 key: "ca.crt".into(),
             }),
             max_connections: Some(3),
+            pooler: None,
         };
         let spec = pod(&img, &db, &o).spec();
         let env = spec.containers[0].env.clone().unwrap();

@@ -289,7 +289,11 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Connect {
-                target: target.clone(),
+                target: if pooled {
+                    format!("{target} (a pooler in transaction mode: --db-pooler transaction)")
+                } else {
+                    target.clone()
+                },
                 source,
             })?;
         let existing = read_schema(&pool).await?;
