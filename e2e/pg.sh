@@ -97,7 +97,9 @@ pgbouncer_start() {
 }
 
 pgbouncer_stop() {
-  if [ -n "${PGBOUNCER_DIR:-}" ] && [ -f "$PGBOUNCER_DIR/pid" ]; then
+  # Only the pooler of this shell's own server: PGBOUNCER_DIR is exported, and a script this one
+  # runs (with a server of its own) must not stop the pooler the tests here use.
+  if [ -n "${PGBOUNCER_DIR:-}" ] && [ "$PGBOUNCER_DIR" = "${PG_DIR:-}/pgbouncer" ] && [ -f "$PGBOUNCER_DIR/pid" ]; then
     kill "$(cat "$PGBOUNCER_DIR/pid")" 2>/dev/null || true
   fi
 }

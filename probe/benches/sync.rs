@@ -12,6 +12,9 @@
 //!   SOCKS5 proxy that adds no delay of its own (`TCP_NODELAY` on both legs), alternating.
 //! * 50 relays × 2,000 events that ignore NEG-OPEN (as most relays without NIP-77 do): the
 //!   first sync with NIP-77 on (silence costs the wait) against NIP-77 off.
+//! * sharded sync: 200 relays × 1,000 events archived by 1, 2 and 4 synchronizer shards, each a
+//!   process of its own (`--shard i/N`'s split), all at once: events/s of the whole, CPU of
+//!   each shard and of PostgreSQL, nothing archived twice.
 //!
 //! Env: `BROTR_BENCH_PG_URL` (admin URL, required), `BROTR_BENCH_EVENTS` (default 100000; the
 //! doubled run uses twice as many).
@@ -486,6 +489,132 @@ async fn many_role(admin: &str) {
     );
 }
 
+/// One shard's process (`BROTR_BENCH_SHARD=i/N`): one cycle over the database's relays that fall
+/// in its shard; prints `SHARD <events new> <seconds> <cpu seconds>`.
+async fn shard_role() {
+    let url = std::env::var("BROTR_BENCH_SHARD_DB").expect("BROTR_BENCH_SHARD_DB");
+    let spec = std::env::var("BROTR_BENCH_SHARD").expect("BROTR_BENCH_SHARD");
+    let (i, n) = spec.split_once('/').expect("i/N");
+    let shard = brotr_probe::config::Shard {
+        index: i.parse().expect("i"),
+        count: n.parse().expect("N"),
+    };
+    let store = store::open(&DatabaseUrl::Postgres(url), None)
+        .await
+        .expect("open");
+    let (networks, limits) = networks();
+    let cfg = SyncConfig {
+        negentropy: false,
+        ..Default::default()
+    };
+    let lifecycle = ValidatorConfig::default().lifecycle();
+    let sync = Synchronizer::new(
+        cfg,
+        networks,
+        limits,
+        Identity::ephemeral(),
+        lifecycle,
+        Some(shard),
+    )
+    .expect("synchronizer");
+    let (r, secs, cpu) = timed(store, &sync, NOW).await;
+    println!("SHARD {} {secs:.3} {cpu:.3}", r.events_new);
+}
+
+/// CPU seconds (user + system) PostgreSQL's processes have used so far, from /proc: the
+/// postmaster's children that belong to the server's user. None where /proc is not readable.
+fn postgres_cpu() -> Option<f64> {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let path = entry.ok()?.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !comm.ends_with("(postgres") {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total += (ticks(11) + ticks(12)) / 100.0;
+    }
+    Some(total)
+}
+
+/// 200 relays archived by 1, 2 and 4 shards at once, each shard a process; a fresh database each.
+async fn shards_role(admin: &str) {
+    let (count, per) = (
+        env_usize("BROTR_BENCH_SHARD_RELAYS", 200),
+        env_usize("BROTR_BENCH_SHARD_EVENTS", 1_000),
+    );
+    let relays = spawn_relays(count, per);
+    let exe = std::env::current_exe().expect("exe");
+    let mut base = None;
+    for shards in [1u32, 2, 4] {
+        let url = common::fresh_pg(admin, "shards").await;
+        let store = store::migrate(
+            &DatabaseUrl::Postgres(url.clone()),
+            Some(brotr_probe::model::Schema::Full),
+        )
+        .await
+        .expect("open");
+        add(store.as_ref(), &relays.urls).await;
+        let pg0 = postgres_cpu();
+        let t = Instant::now();
+        let children: Vec<Child> = (0..shards)
+            .map(|i| {
+                Command::new(&exe)
+                    .env("BROTR_BENCH_ROLE", "shard")
+                    .env("BROTR_BENCH_SHARD", format!("{i}/{shards}"))
+                    .env("BROTR_BENCH_SHARD_DB", &url)
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("spawn shard")
+            })
+            .collect();
+        let mut per_shard = Vec::new();
+        for c in children {
+            let out = c.wait_with_output().expect("shard");
+            assert!(out.status.success(), "shard failed");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix("SHARD "))
+                .expect("shard figures");
+            let f: Vec<f64> = line
+                .split_whitespace()
+                .map(|v| v.parse().expect("number"))
+                .collect();
+            per_shard.push((f[0] as u64, f[1], f[2]));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let pg = match (pg0, postgres_cpu()) {
+            (Some(a), Some(b)) => format!("{:.1} s", b - a),
+            _ => "n/a".into(),
+        };
+        let stored = store.counts().await.expect("counts");
+        let new: u64 = per_shard.iter().map(|s| s.0).sum();
+        assert_eq!(stored.events as usize, count * per, "every event archived");
+        assert_eq!(
+            new as usize,
+            count * per,
+            "each archived once, by one shard"
+        );
+        let rate = new as f64 / secs;
+        let speedup = base.map_or(1.0, |b| rate / b);
+        base.get_or_insert(rate);
+        println!(
+            "sharded sync, {count} relays x {per} events, {shards} shard(s): {secs:.2} s, {rate:.0} events/s ({speedup:.2}x of 1 shard); per shard (events, s, CPU s) {:?}; PostgreSQL CPU {pg}",
+            per_shard
+                .iter()
+                .map(|(e, s, c)| (*e, (s * 100.0).round() / 100.0, (c * 100.0).round() / 100.0))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 /// The same relay archived directly and as a `.onion` through the proxy, alternating (three
 /// rounds each, a fresh database every time); events/s of each run.
 async fn overlay_role(admin: &str) {
@@ -631,6 +760,8 @@ async fn main() {
         "overlay" => overlay_role(&admin).await,
         "neg-silent" => neg_silent_role(&admin).await,
         "sdk" => sdk_role().await,
+        "shard" => shard_role().await,
+        "shards" => shards_role(&admin).await,
         _ => {
             let n = env_usize("BROTR_BENCH_EVENTS", 100_000);
             run_child("sync", n);
@@ -639,6 +770,7 @@ async fn main() {
             run_child("overlay", 0);
             run_child("neg-silent", 0);
             run_child("sdk", 0);
+            run_child("shards", 0);
         }
     }
 }

@@ -253,7 +253,9 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(
         scope.api::<DeserializeGuard<K>>(client),
-        watcher::Config::default().any_semantic(),
+        watcher::Config::default()
+            .any_semantic()
+            .page_size(super::PAGE),
     )
     .default_backoff()
     .modify(prune_meta);
@@ -348,7 +350,7 @@ where
     // target it.
     let bd_changes = watcher(
         scope.api::<DeserializeGuard<BrotrDeployment>>(client),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(super::PAGE),
     )
     .default_backoff()
     .applied_objects();
