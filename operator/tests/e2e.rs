@@ -1162,3 +1162,77 @@ async fn monitors_take_the_seats_of_a_pipelines_connection_budget_in_order() {
     wait_ready(&c, &ns, "RelayMonitor", "m2", 90).await;
     op.assert_never_forbidden().await;
 }
+
+/// A managed database's pipeline runs PgBouncer, and its monitors, one client each of it, are
+/// not bounded by `monitorConnections`: three monitors for one seat all become Ready.
+#[tokio::test]
+#[ignore = "needs a Kubernetes API server: KUBECONFIG (e2e/run-tests.sh starts one)"]
+async fn a_managed_pipeline_pools_its_connections_and_seats_no_longer_bound_its_monitors() {
+    let c = admin().await;
+    setup(&c).await;
+    let ns = namespace(&c, "e2e-pooler").await;
+    let op = Operator::start(&[&ns], &[]);
+    cluster_object(
+        &c,
+        "StorageClass",
+        "storageclasses",
+        "storage.k8s.io/v1",
+        json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "brotr-pooled"},
+            "provisioner": "brotr.dev/none",
+            "volumeBindingMode": "Immediate",
+        }),
+    )
+    .await;
+    volume_for(&c, &ns, "data-pooled-postgres-0", "brotr-pooled", "1Gi").await;
+    secret(&c, &ns, "seat-key", "nsec", "00").await;
+    let mut bd = example("brotrdeployment-quickstart.yaml");
+    bd["metadata"]["name"] = "pooled".into();
+    bd["spec"]["database"] = json!({
+        "managed": {"storage": "1Gi", "storageClassName": "brotr-pooled"},
+        "monitorConnections": 1,
+    });
+    let _: BrotrDeployment = create(&c, &ns, bd).await;
+    wait_ready(&c, &ns, "BrotrDeployment", "pooled", 120).await;
+    let deployments: Api<Deployment> = Api::namespaced(c.clone(), &ns);
+    let pooler = deployments.get("pooled-pooler").await.unwrap();
+    let pod = serde_json::to_value(&pooler.spec).unwrap()["template"]["spec"].clone();
+    assert_eq!(
+        pod["containers"][0]["image"],
+        brotr_operator::plan::Defaults::default().pgbouncer_image
+    );
+    let services: Api<Service> = Api::namespaced(c.clone(), &ns);
+    services.get("pooled-pooler").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), &ns);
+    let ini = cms.get("pooled-pooler").await.unwrap().data.unwrap()["pgbouncer.ini"].clone();
+    assert!(ini.contains("pool_mode = transaction"), "{ini}");
+
+    for m in ["p0", "p1", "p2"] {
+        let _: RelayMonitor = create(&c, &ns, pipeline_monitor(m, "pooled")).await;
+    }
+    for m in ["p0", "p1", "p2"] {
+        wait_ready(&c, &ns, "RelayMonitor", m, 60).await;
+    }
+    let crons: Api<CronJob> = Api::namespaced(c.clone(), &ns);
+    let env = serde_json::to_value(crons.get("p2-rmon").await.unwrap()).unwrap()["spec"]
+        ["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        .clone();
+    let var = |name: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(var("BROTR_DB_POOLER")["value"], "transaction", "{env}");
+    assert!(
+        var("DATABASE_URL")["value"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("@pooled-pooler."),
+        "{env}"
+    );
+    op.assert_never_forbidden().await;
+}

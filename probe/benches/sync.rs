@@ -521,8 +521,10 @@ async fn shard_role() {
     println!("SHARD {} {secs:.3} {cpu:.3}", r.events_new);
 }
 
-/// CPU seconds (user + system) PostgreSQL's processes have used so far, from /proc: the
-/// postmaster's children that belong to the server's user. None where /proc is not readable.
+/// CPU seconds (user + system) PostgreSQL's processes have used so far, from /proc: every live
+/// `postgres` process's own, plus what the postmaster's exited children (the backends of closed
+/// connections) used, which the kernel adds to its `cutime`/`cstime`. None where /proc is not
+/// readable.
 fn postgres_cpu() -> Option<f64> {
     let mut total = 0.0;
     for entry in std::fs::read_dir("/proc").ok()? {
@@ -538,7 +540,7 @@ fn postgres_cpu() -> Option<f64> {
         }
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        total += (ticks(11) + ticks(12)) / 100.0;
+        total += (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / 100.0;
     }
     Some(total)
 }
