@@ -82,11 +82,20 @@ fn quantile(metrics: &str, name: &str, q: f64) -> f64 {
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+/// The resident set now.
+fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map(|kib| kib / 1024.0)
@@ -200,8 +209,9 @@ async fn main() {
         (r1 - r0) / mins
     );
     println!(
-        "operator peak RSS after idle: {:.1} MiB",
-        peak_rss_mib(op.pid())
+        "operator peak RSS after idle: {:.1} MiB; RSS now {:.1} MiB",
+        peak_rss_mib(op.pid()),
+        rss_mib(op.pid())
     );
 
     // Restart: a new process reconciles every monitor and must write nothing.
@@ -221,10 +231,18 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (w3, _) = apiserver_counts(&c).await;
     println!(
-        "restart: {n} reconciles in {:.1} s; API writes {:.0} (operator's own count {:.0}); peak RSS {:.1} MiB",
+        "restart: {n} reconciles in {:.1} s; API writes {:.0} (operator's own count {:.0}); peak RSS {:.1} MiB; RSS now {:.1} MiB",
         settled.as_secs_f64(),
         (w3 - w2).abs(),
         op.writes().await.abs(),
+        peak_rss_mib(op.pid()),
+        rss_mib(op.pid())
+    );
+    // Two watchdog rounds later (30 s each): what an idle operator holds.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    println!(
+        "restart + 70 s idle: RSS {:.1} MiB, peak {:.1} MiB",
+        rss_mib(op.pid()),
         peak_rss_mib(op.pid())
     );
     op.assert_never_forbidden().await;

@@ -119,12 +119,6 @@ fn write_files(
     Ok(())
 }
 
-// mimalloc, not the system allocator: the initial lists of a large fleet and the cache
-// watchdog's periodic lists allocate and free megabytes at a time, which glibc's per-thread
-// arenas kept (RSS grew while idle); mimalloc gives them back.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir: None } => print!("{}", crd::crds_yaml()?),
@@ -142,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             page: DocsPage::CrdReference,
         } => print!("{}", docs::crd_reference_markdown()),
         Command::Run(args) => {
+            brotr_operator::telemetry::limit_malloc_arenas();
             let rt = tokio::runtime::Runtime::new()?;
             if let Err(e) = rt.block_on(operate(*args)) {
                 eprintln!("brotr-operator: {e:#}");

@@ -169,6 +169,10 @@ fn behind(kind: &str, cached: &HashMap<String, i64>, listed: Vec<ObjectMeta>) ->
 /// or cached at an older generation, at two checks in a row. Seen after an API server restart:
 /// a watch that came back delivering nothing, so new objects and spec changes were never
 /// reconciled. One metadata list per kind and scope per check; no writes.
+/// Objects per page of the watchdog's metadata lists (a page of 500 fleet objects, managed
+/// fields and all, raised the idle peak by 5 MiB; 200: a fleet of 1,000 in 5 requests).
+const WATCHDOG_PAGE: u32 = 200;
+
 async fn watchdog(
     client: Client,
     caches: Vec<(Scope, BdStore, RmStore)>,
@@ -189,19 +193,32 @@ async fn watchdog(
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
-        // An error here is the API server not answering: nothing to compare.
-        let Ok(list) = scope
-            .api::<K>(client)
-            .list_metadata(&ListParams::default())
-            .await
-        else {
-            return vec![];
-        };
-        behind(
-            &K::kind(&()),
-            &cached,
-            list.items.into_iter().map(|o| o.metadata).collect(),
-        )
+        // In pages (a fleet's metadata, managed fields and all, is megabytes in one answer),
+        // keeping only what is compared. An error here is the API server not answering:
+        // nothing to compare.
+        let api = scope.api::<K>(client);
+        let mut metas = Vec::new();
+        let mut lp = ListParams::default().limit(WATCHDOG_PAGE);
+        loop {
+            let Ok(page) = api.list_metadata(&lp).await else {
+                return vec![];
+            };
+            metas.extend(page.items.into_iter().map(|o| {
+                let m = o.metadata;
+                kube::api::ObjectMeta {
+                    name: m.name,
+                    namespace: m.namespace,
+                    uid: m.uid,
+                    generation: m.generation,
+                    ..Default::default()
+                }
+            }));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => lp = lp.continue_token(&token),
+                None => break,
+            }
+        }
+        behind(&K::kind(&()), &cached, metas)
     }
     let mut before: HashSet<String> = HashSet::new();
     loop {
@@ -222,6 +239,7 @@ async fn watchdog(
             );
         }
         before = now;
+        crate::telemetry::release_free_memory();
     }
 }
 
