@@ -165,14 +165,14 @@ fn behind(kind: &str, cached: &HashMap<String, i64>, listed: Vec<ObjectMeta>) ->
         .collect()
 }
 
-/// Resolves when an object the API server lists has been missing from the controllers' cache,
-/// or cached at an older generation, at two checks in a row. Seen after an API server restart:
-/// a watch that came back delivering nothing, so new objects and spec changes were never
-/// reconciled. One metadata list per kind and scope per check; no writes.
 /// Objects per page of the watchdog's metadata lists (a page of 500 fleet objects, managed
 /// fields and all, raised the idle peak by 5 MiB; 200: a fleet of 1,000 in 5 requests).
 const WATCHDOG_PAGE: u32 = 200;
 
+/// Resolves when an object the API server lists has been missing from the controllers' cache,
+/// or cached at an older generation, at two checks in a row. Seen after an API server restart:
+/// a watch that came back delivering nothing, so new objects and spec changes were never
+/// reconciled. One metadata list per kind and scope per check (in pages); no writes.
 async fn watchdog(
     client: Client,
     caches: Vec<(Scope, BdStore, RmStore)>,

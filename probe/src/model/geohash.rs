@@ -1,4 +1,4 @@
-//! Geohash encoding (pure; NIP-52 `g` tags).
+//! Geohash encoding and decoding (pure; NIP-52 `g` tags).
 
 const BASE32: &[u8; 32] = b"0123456789bcdefghjkmnpqrstuvwxyz";
 
@@ -40,9 +40,46 @@ pub fn encode(lat: f64, lon: f64, precision: u8) -> Option<String> {
     Some(out)
 }
 
+/// The centre (latitude, longitude) of a geohash's cell; `None` for an empty hash, one longer
+/// than 12, or a character outside the geohash alphabet (case-insensitive).
+pub fn decode(hash: &str) -> Option<(f64, f64)> {
+    if hash.is_empty() || hash.len() > 12 {
+        return None;
+    }
+    let (mut lat_r, mut lon_r) = ((-90.0f64, 90.0f64), (-180.0f64, 180.0f64));
+    let mut even = true;
+    for c in hash.bytes() {
+        let v = BASE32.iter().position(|b| *b == c.to_ascii_lowercase())?;
+        for shift in (0..5).rev() {
+            let range = if even { &mut lon_r } else { &mut lat_r };
+            let mid = (range.0 + range.1) / 2.0;
+            if (v >> shift) & 1 == 1 {
+                range.0 = mid;
+            } else {
+                range.1 = mid;
+            }
+            even = !even;
+        }
+    }
+    Some(((lat_r.0 + lat_r.1) / 2.0, (lon_r.0 + lon_r.1) / 2.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoding_returns_the_cells_centre_and_refuses_what_is_no_geohash() {
+        for (lat, lon) in [(50.1109, 8.6821), (40.7128, -74.006), (-33.8688, 151.2093)] {
+            let h = encode(lat, lon, 9).unwrap();
+            let (la, lo) = decode(&h).unwrap();
+            assert!((la - lat).abs() < 1e-4 && (lo - lon).abs() < 1e-4, "{h}");
+            assert_eq!(decode(&h.to_uppercase()), decode(&h));
+        }
+        for bad in ["", "u0yja", "abc!", "0123456789bcd"] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn known_geohashes() {

@@ -2,6 +2,7 @@
 //! types is always well-formed ("parse, don't re-check").
 
 pub mod candidate;
+pub mod consensus;
 pub mod event;
 pub mod geohash;
 pub mod health;
