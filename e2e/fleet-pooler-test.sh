@@ -62,8 +62,9 @@ for p in "$P1" "$P2"; do
   done
 done
 printf 'ws://127.0.0.1:%s\nws://127.0.0.1:%s\n' "$P1" "$P2" >"$WORK/relays.txt"
-# The monitors publish their 30166s to the first relay (no relay beyond loopback here).
-printf 'finder:\n  sources: []\nmonitor:\n  publish:\n    relays: ["ws://127.0.0.1:%s"]\n' "$P1" >"$WORK/probe.yaml"
+# The monitors publish nowhere (signing and sending 30166s is not what is measured; no relay
+# beyond loopback here): their keys only keep their results apart.
+printf 'finder:\n  sources: []\nmonitor:\n  publish:\n    relays: []\n' >"$WORK/probe.yaml"
 probe() { "$PROBE" --config "$WORK/probe.yaml" --allow-private "$@"; }
 probe --database "$ADMIN" migrate 2>"$WORK/setup.log" || fail "migrate: $(tail -3 "$WORK/setup.log")"
 psql -qAtc "GRANT ALL ON ALL TABLES IN SCHEMA public TO brotr; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO brotr; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO brotr" "$ADMIN" ||

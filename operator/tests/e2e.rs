@@ -971,6 +971,25 @@ async fn a_managed_database_grows_its_claim_in_place() {
     op.assert_never_forbidden().await;
 }
 
+/// A StorageClass `class` with no provisioner, and a 1Gi volume of it bound ahead of time to the
+/// claim of BrotrDeployment `bd`'s managed database.
+async fn storage_for(c: &Client, ns: &str, bd: &str, class: &str) {
+    cluster_object(
+        c,
+        "StorageClass",
+        "storageclasses",
+        "storage.k8s.io/v1",
+        json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": class},
+            "provisioner": "brotr.dev/none",
+            "volumeBindingMode": "Immediate",
+        }),
+    )
+    .await;
+    volume_for(c, ns, &format!("data-{bd}-postgres-0"), class, "1Gi").await;
+}
+
 /// Deleting a pipeline keeps its managed database's volume and password Secret; the pipeline
 /// re-created under the same name adopts both, unchanged, so its database starts on the old
 /// data with the password that data was made with.
@@ -982,20 +1001,7 @@ async fn a_recreated_pipeline_adopts_its_kept_database_volume_and_password() {
     setup(&c).await;
     let ns = namespace(&c, "e2e-recreate").await;
     let op = Operator::start(&[&ns], &[]);
-    cluster_object(
-        &c,
-        "StorageClass",
-        "storageclasses",
-        "storage.k8s.io/v1",
-        json!({
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": "brotr-keep"},
-            "provisioner": "brotr.dev/none",
-            "volumeBindingMode": "Immediate",
-        }),
-    )
-    .await;
-    volume_for(&c, &ns, "data-again-postgres-0", "brotr-keep", "1Gi").await;
+    storage_for(&c, &ns, "again", "brotr-keep").await;
     let bd = || {
         let mut bd = example("brotrdeployment-quickstart.yaml");
         bd["metadata"]["name"] = "again".into();
@@ -1172,20 +1178,7 @@ async fn a_managed_pipeline_pools_its_connections_and_seats_no_longer_bound_its_
     setup(&c).await;
     let ns = namespace(&c, "e2e-pooler").await;
     let op = Operator::start(&[&ns], &[]);
-    cluster_object(
-        &c,
-        "StorageClass",
-        "storageclasses",
-        "storage.k8s.io/v1",
-        json!({
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": "brotr-pooled"},
-            "provisioner": "brotr.dev/none",
-            "volumeBindingMode": "Immediate",
-        }),
-    )
-    .await;
-    volume_for(&c, &ns, "data-pooled-postgres-0", "brotr-pooled", "1Gi").await;
+    storage_for(&c, &ns, "pooled", "brotr-pooled").await;
     secret(&c, &ns, "seat-key", "nsec", "00").await;
     let mut bd = example("brotrdeployment-quickstart.yaml");
     bd["metadata"]["name"] = "pooled".into();

@@ -269,6 +269,17 @@ async fn orphan_cleanup_keeps_shared_rows() {
     assert_eq!(deleted, 0);
 }
 
+/// The store's connections to `db` (it names itself; the watcher's pool may hold several).
+async fn store_connections(watcher: &sqlx::PgPool, db: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'brotr-probe'",
+    )
+    .bind(db)
+    .fetch_one(watcher)
+    .await
+    .unwrap()
+}
+
 /// A store opened with a connection budget holds at most that many server connections, however
 /// many reads wait on it (the operator splits `spec.database.maxConnections` over every pod).
 #[tokio::test]
@@ -296,15 +307,7 @@ async fn a_store_holds_at_most_its_connection_budget() {
             .collect();
         let mut most = 0i64;
         while reads.iter().any(|r| !r.is_finished()) {
-            // The store's connections (it names itself; the watcher's pool may hold several).
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'brotr-probe'",
-            )
-            .bind(&db)
-            .fetch_one(&watcher)
-            .await
-            .unwrap();
-            most = most.max(n);
+            most = most.max(store_connections(&watcher, &db).await);
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         for r in reads {
@@ -319,14 +322,7 @@ async fn a_store_holds_at_most_its_connection_budget() {
         // A closed connection's backend leaves pg_stat_activity a moment later: wait, so the
         // next budget is not charged for it.
         for _ in 0..200 {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'brotr-probe'",
-            )
-            .bind(&db)
-            .fetch_one(&watcher)
-            .await
-            .unwrap();
-            if n == 0 {
+            if store_connections(&watcher, &db).await == 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

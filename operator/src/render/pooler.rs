@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount,
+    SecretKeySelector, SecurityContext, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -91,22 +90,7 @@ pub fn config_map(owner: &Owner, p: &Pooler<'_>) -> Desired {
 }
 
 pub fn service(owner: &Owner, p: &Pooler<'_>) -> Desired {
-    let s = Service {
-        metadata: owner.meta(p.name, COMPONENT),
-        spec: Some(ServiceSpec {
-            selector: Some(owner.selector(COMPONENT)),
-            ports: Some(vec![ServicePort {
-                name: Some("postgres".into()),
-                port: PORT,
-                target_port: Some(IntOrString::String("pgbouncer".into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    Desired::new(ChildKind::Service, &s)
+    super::postgres::postgres_port_service(owner, p.name, COMPONENT, "pgbouncer")
 }
 
 /// The pod's command: the auth file from the environment (umask 077: readable by the pooler

@@ -112,14 +112,20 @@ fn login_secret(
 }
 
 pub fn service(owner: &Owner, m: &Managed<'_>) -> Desired {
+    postgres_port_service(owner, m.name, "database", "postgres")
+}
+
+/// A Service `name` on PostgreSQL's port 5432 to the named container port of `component`'s pods
+/// (the database itself, or its pooler).
+pub fn postgres_port_service(owner: &Owner, name: &str, component: &str, port: &str) -> Desired {
     let s = Service {
-        metadata: owner.meta(m.name, "database"),
+        metadata: owner.meta(name, component),
         spec: Some(ServiceSpec {
-            selector: Some(owner.selector("database")),
+            selector: Some(owner.selector(component)),
             ports: Some(vec![ServicePort {
                 name: Some("postgres".into()),
                 port: 5432,
-                target_port: Some(IntOrString::String("postgres".into())),
+                target_port: Some(IntOrString::String(port.into())),
                 protocol: Some("TCP".into()),
                 ..Default::default()
             }]),
