@@ -225,6 +225,15 @@ fn networks() -> (NetworksConfig, LimitsConfig) {
 }
 
 fn synchronizer(networks: NetworksConfig, limits: LimitsConfig, cfg: SyncConfig) -> Synchronizer {
+    sharded_synchronizer(networks, limits, cfg, None)
+}
+
+fn sharded_synchronizer(
+    networks: NetworksConfig,
+    limits: LimitsConfig,
+    cfg: SyncConfig,
+    shard: Option<brotr_probe::config::Shard>,
+) -> Synchronizer {
     let lifecycle = ValidatorConfig::default().lifecycle();
     Synchronizer::new(
         cfg,
@@ -232,7 +241,7 @@ fn synchronizer(networks: NetworksConfig, limits: LimitsConfig, cfg: SyncConfig)
         limits,
         Identity::ephemeral(),
         lifecycle,
-        None,
+        shard,
     )
     .expect("synchronizer")
 }
@@ -507,16 +516,7 @@ async fn shard_role() {
         negentropy: false,
         ..Default::default()
     };
-    let lifecycle = ValidatorConfig::default().lifecycle();
-    let sync = Synchronizer::new(
-        cfg,
-        networks,
-        limits,
-        Identity::ephemeral(),
-        lifecycle,
-        Some(shard),
-    )
-    .expect("synchronizer");
+    let sync = sharded_synchronizer(networks, limits, cfg, Some(shard));
     let (r, secs, cpu) = timed(store, &sync, NOW).await;
     println!("SHARD {} {secs:.3} {cpu:.3}", r.events_new);
 }

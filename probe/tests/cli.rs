@@ -197,40 +197,13 @@ fn json_logs_are_one_object_per_line() {
     }
 }
 
-/// A rust-nostr relay on loopback already holding `events`.
-async fn relay_with(events: &[nostr::Event]) -> (nostr_relay_builder::prelude::LocalRelay, String) {
-    use nostr_relay_builder::prelude::*;
-    let db = MemoryDatabase::with_opts(MemoryDatabaseOptions {
-        events: true,
-        max_events: None,
-    });
-    for e in events {
-        db.save_event(e).await.unwrap();
-    }
-    peers::nostr_relay(RelayBuilder::default().database(db)).await
-}
-
-fn recent_notes(n: usize, tags: Vec<nostr::Tag>) -> Vec<nostr::Event> {
-    let keys = nostr::Keys::generate();
-    let now = nostr::Timestamp::now().as_secs();
-    (0..n)
-        .map(|i| {
-            nostr::EventBuilder::text_note(format!("cli {i}"))
-                .tags(tags.clone())
-                .custom_created_at(nostr::Timestamp::from(now - 1 - (i as u64 * 61) % 86_400))
-                .sign_with_keys(&keys)
-                .unwrap()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn run_once_validates_local_relays_and_archives_all_their_events() {
     // Relay 1 holds notes whose `p` tags hint at a relay nobody seeded.
     let hinted = "ws://127.0.0.1:9/";
     let hint = nostr::Tag::parse(["p", &"ab".repeat(32), hinted]).unwrap();
-    let (_r1, url1) = relay_with(&recent_notes(700, vec![hint])).await;
-    let (_r2, url2) = relay_with(&recent_notes(300, vec![])).await;
+    let (_r1, url1) = peers::relay_with(&peers::recent_notes(700, vec![hint])).await;
+    let (_r2, url2) = peers::relay_with(&peers::recent_notes(300, vec![])).await;
     let decoy = peers::http_server().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("brotr.db");
@@ -451,7 +424,7 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 /// archived at once, not after the monitor's and synchronizer's 5-minute interval.
 #[tokio::test]
 async fn run_archives_a_newly_validated_relay_without_waiting_an_interval() {
-    let (_relay, url) = relay_with(&recent_notes(50, vec![])).await;
+    let (_relay, url) = peers::relay_with(&peers::recent_notes(50, vec![])).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("brotr.db");
     let seeds = dir.path().join("local.txt");

@@ -40,30 +40,11 @@ const POOLED: PoolConfig = PoolConfig {
     pooler: Pooler::Transaction,
 };
 
-/// A rust-nostr relay on loopback holding `n` recent notes.
-async fn relay_with_notes(n: usize) -> (nostr_relay_builder::prelude::LocalRelay, String) {
-    use nostr_relay_builder::prelude::*;
-    let db = MemoryDatabase::with_opts(MemoryDatabaseOptions {
-        events: true,
-        max_events: None,
-    });
-    let keys = nostr::Keys::generate();
-    let now = nostr::Timestamp::now().as_secs();
-    for i in 0..n {
-        let e = nostr::EventBuilder::text_note(format!("pooled {i}"))
-            .custom_created_at(nostr::Timestamp::from(now - 1 - (i as u64 * 61) % 86_400))
-            .sign_with_keys(&keys)
-            .unwrap();
-        db.save_event(&e).await.unwrap();
-    }
-    common::peers::nostr_relay(RelayBuilder::default().database(db)).await
-}
-
 #[tokio::test]
 #[ignore = "needs PostgreSQL and PgBouncer: BROTR_TEST_PG_URL, BROTR_TEST_PGBOUNCER_URL (e2e/run-tests.sh starts them)"]
 async fn the_whole_pipeline_runs_through_pgbouncer_in_transaction_mode_on_both_schemas() {
-    let (_r1, url1) = relay_with_notes(400).await;
-    let (_r2, url2) = relay_with_notes(200).await;
+    let (_r1, url1) = common::peers::relay_with(&common::peers::recent_notes(400, vec![])).await;
+    let (_r2, url2) = common::peers::relay_with(&common::peers::recent_notes(200, vec![])).await;
     let decoy = common::peers::http_server().await;
     for schema in [Schema::Full, Schema::Lite] {
         let (direct, pooled) = fresh_pooled_pg_url().await;

@@ -596,7 +596,7 @@ impl Pipeline {
                 let pooler = pooler::Pooler {
                     name: &pooler_name,
                     image: &p.image,
-                    server_host: format!("{name}.{}.svc", self.owner.namespace),
+                    server_host: self.owner.service_host(&name),
                     database: postgres::USER,
                     user: postgres::USER,
                     password_secret: &name,

@@ -116,6 +116,11 @@ impl Owner {
     }
 
     /// Metadata of a child: name, namespace, labels, owner reference.
+    /// The in-cluster host name of this owner's Service `name` (`<name>.<namespace>.svc`).
+    pub fn service_host(&self, name: &str) -> String {
+        format!("{name}.{}.svc", self.namespace)
+    }
+
     pub fn meta(&self, name: impl Into<String>, component: &str) -> ObjectMeta {
         ObjectMeta {
             name: Some(name.into()),

@@ -413,7 +413,7 @@ pub fn geoip_paths(g: &GeoIpSource) -> (String, String) {
     )
 }
 
-fn hardened() -> SecurityContext {
+pub(crate) fn hardened() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -428,7 +428,7 @@ fn hardened() -> SecurityContext {
     }
 }
 
-fn runtime_default() -> SeccompProfile {
+pub(crate) fn runtime_default() -> SeccompProfile {
     SeccompProfile {
         type_: "RuntimeDefault".into(),
         localhost_profile: None,

@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SecretKeySelector,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::pod::RUN_AS;
+use super::pod::{RUN_AS, hardened, runtime_default};
 use super::{ChildKind, Desired, Owner, content_hash};
 
 /// The port PgBouncer listens on (PostgreSQL's: clients need not know it is a pooler).
@@ -172,16 +172,7 @@ pub fn deployment(owner: &Owner, p: &Pooler<'_>) -> Desired {
                 ..Default::default()
             },
         ]),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(hardened()),
         ..Default::default()
     };
     let o = p.overrides;
@@ -209,10 +200,7 @@ pub fn deployment(owner: &Owner, p: &Pooler<'_>) -> Desired {
             run_as_user: Some(RUN_AS),
             run_as_group: Some(RUN_AS),
             run_as_non_root: Some(true),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
+            seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),
         automount_service_account_token: Some(false),

@@ -93,7 +93,7 @@ fn login_secret(
     user: &str,
     password: &str,
 ) -> Desired {
-    let host = format!("{}.{}.svc", m.name, owner.namespace);
+    let host = owner.service_host(m.name);
     let s = Secret {
         metadata: owner.meta(name, component),
         string_data: Some(BTreeMap::from([

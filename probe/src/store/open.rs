@@ -107,15 +107,6 @@ pub enum Pooler {
     Transaction,
 }
 
-impl Pooler {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pooler::None => "none",
-            Pooler::Transaction => "transaction",
-        }
-    }
-}
-
 /// The connections a PostgreSQL store holds: how many at most, and through what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {

@@ -336,14 +336,18 @@ impl PgStore {
         self.pooled
     }
 
-    /// Runs one write statement in its own transaction, whose commit error reaches the caller
-    /// (behind a pooler a statement run on the pool would be committed when its connection is
-    /// returned, where an error could only be logged).
+    /// Runs one write statement so that its commit's error reaches the caller. Straight to the
+    /// server a statement commits by itself; behind a pooler it runs in the transaction its
+    /// connection was handed out in, committed here (on release, an error could only be logged).
     pub(super) async fn write<T>(
         &self,
         op: &'static str,
         f: impl AsyncFnOnce(&mut sqlx::PgConnection) -> std::result::Result<T, sqlx::Error>,
     ) -> Result<T> {
+        if !self.pooled {
+            let mut conn = self.pool.acquire().await.map_err(query_err(op))?;
+            return f(&mut conn).await.map_err(query_err(op));
+        }
         let mut tx = self.begin(op).await?;
         let out = f(&mut tx).await.map_err(query_err(op))?;
         tx.commit().await.map_err(query_err(op))?;

@@ -8,6 +8,32 @@ use nostr_relay_builder::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// A rust-nostr relay on loopback already holding `events`.
+pub async fn relay_with(events: &[nostr::Event]) -> (LocalRelay, String) {
+    let db = MemoryDatabase::with_opts(MemoryDatabaseOptions {
+        events: true,
+        max_events: None,
+    });
+    for e in events {
+        db.save_event(e).await.unwrap();
+    }
+    nostr_relay(RelayBuilder::default().database(db)).await
+}
+
+pub fn recent_notes(n: usize, tags: Vec<nostr::Tag>) -> Vec<nostr::Event> {
+    let keys = nostr::Keys::generate();
+    let now = nostr::Timestamp::now().as_secs();
+    (0..n)
+        .map(|i| {
+            nostr::EventBuilder::text_note(format!("cli {i}"))
+                .tags(tags.clone())
+                .custom_created_at(nostr::Timestamp::from(now - 1 - (i as u64 * 61) % 86_400))
+                .sign_with_keys(&keys)
+                .unwrap()
+        })
+        .collect()
+}
+
 /// A rust-nostr in-process relay on 127.0.0.1; stops when dropped.
 pub async fn nostr_relay(builder: RelayBuilder) -> (LocalRelay, String) {
     let relay = LocalRelay::new(builder.addr([127, 0, 0, 1].into()));
