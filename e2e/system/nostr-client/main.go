@@ -121,7 +121,8 @@ var errNoChallenge = errors.New("no AUTH challenge received")
 // challenge tag is empty then.
 func authenticate(r *nostr.Relay, url, key string) *nostr.Relay {
 	for attempt := 1; ; attempt++ {
-		time.Sleep(500 * time.Millisecond) // the challenge arrives after the connect
+		// The challenge arrives after the connect; on a loaded machine later: wait longer each time.
+		time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := r.Auth(ctx, func(e *nostr.Event) error {
 			if c := e.Tags.GetFirst([]string{"challenge", ""}); c == nil || (*c)[1] == "" {
@@ -135,7 +136,7 @@ func authenticate(r *nostr.Relay, url, key string) *nostr.Relay {
 		if err == nil || errors.Is(err, context.DeadlineExceeded) {
 			return r
 		}
-		if !errors.Is(err, errNoChallenge) || attempt == 5 {
+		if !errors.Is(err, errNoChallenge) || attempt == 10 {
 			die("auth to %s: %v", url, err)
 		}
 		r.Close()
