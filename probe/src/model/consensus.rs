@@ -19,7 +19,7 @@ use serde::Serialize;
 
 /// Who made an observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// One of this deployment's monitors (its results are in the database).
     Own,
@@ -30,7 +30,7 @@ pub enum Source {
 /// One vantage point's latest result for a relay. `None`: the check did not run or said
 /// nothing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct Observation {
     /// The monitor's public key (hex).
     pub monitor: String,
@@ -46,11 +46,14 @@ pub struct Observation {
     pub payment_required: Option<bool>,
     /// Milliseconds to open a connection.
     pub rtt_open_ms: Option<u32>,
+    /// Where the observation places the relay (a 30166's `g`), used for the speed-of-light
+    /// bound when the relay's own position is not known.
+    pub relay_region: Option<String>,
 }
 
 /// How often a monitor agreed with the verdict, over the caller's window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct TrackRecord {
     pub agreed: u32,
     pub rounds: u32,
@@ -95,7 +98,7 @@ impl Default for Params {
 
 /// A weighted vote on one yes/no question.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct Vote {
     /// The answer: `None` when no voter said anything or the weights tie.
     pub value: Option<bool>,
@@ -128,7 +131,7 @@ impl Vote {
 
 /// Why an observation stands out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Flag {
     /// It says the relay is up (or down) against the verdict.
     AgainstMajority { said_open: bool },
@@ -140,7 +143,7 @@ pub enum Flag {
 
 /// A flagged observation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct Disagreement {
     pub monitor: String,
     pub source: Source,
@@ -149,7 +152,7 @@ pub struct Disagreement {
 
 /// The combined view of one relay.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct Verdict {
     pub online: Vote,
     pub readable: Vote,
@@ -206,7 +209,7 @@ pub fn verdict(
         if let (Some(rtt), Some(mine), Some(relay)) = (
             o.rtt_open_ms,
             o.region.as_deref(),
-            p.relay_region.as_deref(),
+            p.relay_region.as_deref().or(o.relay_region.as_deref()),
         ) && let Some(min) = min_rtt_ms(mine, relay)
             && f64::from(rtt) < min * p.light_tolerance
         {
@@ -225,6 +228,41 @@ pub fn verdict(
         };
         voters.push((o, weight));
     }
+    // Without the relay's position: a third party's RTT and an own monitor's RTT together
+    // cover at least the distance between the two vantage points (relay in between, at best
+    // on the line), so their sum has a floor too.
+    let anchors: Vec<(u32, &str)> = voters
+        .iter()
+        .filter(|(o, _)| o.source == Source::Own)
+        .filter_map(|(o, _)| Some((o.rtt_open_ms?, o.region.as_deref()?)))
+        .collect();
+    voters.retain(|(o, _)| {
+        let (Source::ThirdParty, Some(rtt), Some(mine)) =
+            (o.source, o.rtt_open_ms, o.region.as_deref())
+        else {
+            return true;
+        };
+        let worst = anchors
+            .iter()
+            .filter_map(|(theirs, region)| {
+                let min = min_rtt_ms(mine, region)? * p.light_tolerance;
+                (f64::from(rtt) + f64::from(*theirs) < min).then_some(min - f64::from(*theirs))
+            })
+            .fold(None, |a: Option<f64>, m| Some(a.map_or(m, |a| a.max(m))));
+        match worst {
+            Some(min) => {
+                disagreements.push(flag(
+                    o,
+                    Flag::FasterThanLight {
+                        rtt_ms: rtt,
+                        min_ms: (min / p.light_tolerance).round() as u32,
+                    },
+                ));
+                false
+            }
+            None => true,
+        }
+    });
     let tally = |get: fn(&Observation) -> Option<bool>| {
         let mut v = Vote::default();
         for (o, w) in &voters {
@@ -280,6 +318,81 @@ pub fn verdict(
     }
 }
 
+/// `service_state` of consensus: each third-party monitor's [`TrackRecord`] (service
+/// `consensus`, type `track`, key: the monitor's hex public key).
+pub const TRACK_SERVICE: &str = "consensus";
+pub const TRACK_TYPE: &str = "track";
+/// `service_state` of a monitor's declared vantage point (its 10166 `g`): service `vantage`,
+/// type `geohash`, key: the monitor's hex public key, value `{"geohash": "…"}`.
+pub const VANTAGE_SERVICE: &str = "vantage";
+pub const VANTAGE_TYPE: &str = "geohash";
+
+/// The one-word summary of a verdict, for tables, maps and filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Label {
+    Online,
+    Offline,
+    /// The vantage points split: a tie, or the losing side holds more than a third of the
+    /// weight.
+    Disputed,
+    /// Nobody voted on whether it is up.
+    Unknown,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Online => "online",
+            Label::Offline => "offline",
+            Label::Disputed => "disputed",
+            Label::Unknown => "unknown",
+        }
+    }
+
+    /// From its name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Label> {
+        [
+            Label::Online,
+            Label::Offline,
+            Label::Disputed,
+            Label::Unknown,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+    }
+}
+
+impl Verdict {
+    pub fn label(&self) -> Label {
+        let Vote { value, yes, no } = self.online;
+        let total = yes + no;
+        if total <= 0.0 {
+            return Label::Unknown;
+        }
+        match value {
+            None => Label::Disputed,
+            Some(_) if yes.min(no) * 3.0 > total + 1e-9 => Label::Disputed,
+            Some(true) => Label::Online,
+            Some(false) => Label::Offline,
+        }
+    }
+}
+
+/// Folds one more cycle into a third-party monitor's record, keeping it to the last `window`
+/// rounds (older rounds fade in proportion).
+pub fn update_track(t: TrackRecord, agreed: u32, rounds: u32, window: u32) -> TrackRecord {
+    let mut t = TrackRecord {
+        agreed: t.agreed + agreed.min(rounds),
+        rounds: t.rounds + rounds,
+    };
+    if window > 0 && t.rounds > window {
+        t.agreed = (u64::from(t.agreed) * u64::from(window) / u64::from(t.rounds)) as u32;
+        t.rounds = window;
+    }
+    t
+}
+
 fn flag(o: &Observation, flag: Flag) -> Disagreement {
     Disagreement {
         monitor: o.monitor.clone(),
@@ -310,6 +423,7 @@ mod tests {
             auth_required: None,
             payment_required: None,
             rtt_open_ms: open.filter(|o| *o).map(|_| 40),
+            relay_region: None,
         }
     }
 
@@ -511,5 +625,156 @@ mod tests {
         // A monitor that keeps agreeing climbs toward 1.
         let t = (0..8).fold(TrackRecord::default(), |t, _| t.after(true));
         assert!(t.weight() > 0.89);
+    }
+
+    #[test]
+    fn a_third_party_faster_than_light_against_an_own_monitor_is_flagged_without_the_relays_position()
+     {
+        // Own monitor in Frankfurt reaches the relay in 2 ms (it is next door); a third party
+        // in Tokyo claims 3 ms. Together they would span Frankfurt-Tokyo (>= 93 ms) in 5 ms.
+        let mut near = own("a", Some(true));
+        near.rtt_open_ms = Some(2);
+        let mut liar = third("liar", Some(true));
+        liar.region = Some(TYO.into());
+        liar.rtt_open_ms = Some(3);
+        let v = verdict(&[near.clone(), liar], &none(), &Params::default(), NOW);
+        assert_eq!(v.vantage_points, 1);
+        assert_eq!(v.agreement.get("liar"), Some(&false));
+        assert!(
+            matches!(
+                v.disagreements[0].flag,
+                Flag::FasterThanLight { rtt_ms: 3, min_ms } if (85..97).contains(&min_ms)
+            ),
+            "{v:?}"
+        );
+        // An honest Tokyo monitor (250 ms) is no problem; nor is one with no region.
+        let mut honest = third("honest", Some(true));
+        honest.region = Some(TYO.into());
+        honest.rtt_open_ms = Some(250);
+        let mut nowhere = third("nowhere", Some(true));
+        nowhere.region = None;
+        nowhere.rtt_open_ms = Some(1);
+        let v = verdict(&[near, honest, nowhere], &none(), &Params::default(), NOW);
+        assert!(v.disagreements.is_empty(), "{v:?}");
+        assert_eq!(v.vantage_points, 3);
+    }
+
+    #[test]
+    fn the_label_summarizes_the_vote_on_being_up() {
+        let cases: Vec<(Vec<Observation>, Label)> = vec![
+            (vec![], Label::Unknown),
+            (vec![own("a", None)], Label::Unknown),
+            (vec![own("a", Some(true))], Label::Online),
+            (
+                vec![own("a", Some(false)), own("b", Some(false))],
+                Label::Offline,
+            ),
+            (
+                vec![own("a", Some(true)), own("b", Some(false))],
+                Label::Disputed,
+            ),
+            // 2 against 1: the loser holds a third, not more.
+            (
+                vec![
+                    own("a", Some(true)),
+                    own("b", Some(true)),
+                    own("c", Some(false)),
+                ],
+                Label::Online,
+            ),
+            // 3 against 2: disputed.
+            (
+                vec![
+                    own("a", Some(true)),
+                    own("b", Some(true)),
+                    own("c", Some(true)),
+                    own("d", Some(false)),
+                    own("e", Some(false)),
+                ],
+                Label::Disputed,
+            ),
+            // 3 against one new third party (1/2): a seventh, not disputed.
+            (
+                vec![
+                    own("a", Some(false)),
+                    own("b", Some(false)),
+                    own("c", Some(false)),
+                    third("x", Some(true)),
+                ],
+                Label::Offline,
+            ),
+        ];
+        for (i, (o, label)) in cases.into_iter().enumerate() {
+            let v = verdict(&o, &none(), &Params::default(), NOW);
+            assert_eq!(v.label(), label, "case {i}: {v:?}");
+            assert_eq!(Label::parse(label.as_str()), Some(label));
+        }
+        assert_eq!(Label::parse("up"), None);
+    }
+
+    #[test]
+    fn a_track_record_keeps_to_its_window() {
+        let t = update_track(TrackRecord::default(), 3, 4, 100);
+        assert_eq!(
+            t,
+            TrackRecord {
+                agreed: 3,
+                rounds: 4
+            }
+        );
+        // Past the window, both shrink in proportion: 90 of 180 becomes 50 of 100.
+        let t = update_track(
+            TrackRecord {
+                agreed: 90,
+                rounds: 170,
+            },
+            0,
+            10,
+            100,
+        );
+        assert_eq!(
+            t,
+            TrackRecord {
+                agreed: 50,
+                rounds: 100
+            }
+        );
+        // More agreements than rounds are not believed.
+        assert_eq!(
+            update_track(TrackRecord::default(), 9, 2, 100),
+            TrackRecord {
+                agreed: 2,
+                rounds: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_claim_that_contradicts_itself_is_flagged() {
+        // Nothing known of the relay; the liar places it in Frankfurt, itself in Tokyo, and
+        // claims 1 ms.
+        let mut liar = third("liar", Some(true));
+        liar.region = Some(TYO.into());
+        liar.relay_region = Some(FRA.into());
+        liar.rtt_open_ms = Some(1);
+        let o = vec![own("a", Some(false)), own("b", Some(false)), liar];
+        let v = verdict(&o, &none(), &Params::default(), NOW);
+        assert_eq!(v.online.value, Some(false));
+        assert_eq!(v.vantage_points, 2);
+        assert_eq!(v.agreement.get("liar"), Some(&false));
+        assert!(matches!(
+            v.disagreements[0].flag,
+            Flag::FasterThanLight { rtt_ms: 1, .. }
+        ));
+        // The relay's known position wins over the claim: a Tokyo relay 1 ms from Tokyo is fine.
+        let p = Params {
+            relay_region: Some(TYO.into()),
+            ..Params::default()
+        };
+        let mut fine = third("fine", Some(true));
+        fine.region = Some(TYO.into());
+        fine.relay_region = Some(FRA.into());
+        fine.rtt_open_ms = Some(1);
+        assert!(verdict(&[fine], &none(), &p, NOW).disagreements.is_empty());
     }
 }

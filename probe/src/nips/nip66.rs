@@ -113,6 +113,69 @@ impl Discovery {
     }
 }
 
+impl Discovery {
+    /// What a kind 30166's tags say (the inverse of [`Discovery::tags`]): `None` without a
+    /// `d` tag. Unknown tags go to `extra`; values that do not parse are left out, so another
+    /// monitor's event never fails the reader.
+    pub fn parse(tags: &[Vec<String>], content: &str) -> Option<Discovery> {
+        let mut d = Discovery {
+            content: content.to_owned(),
+            ..Default::default()
+        };
+        let mut seen_d = false;
+        for t in tags {
+            let (Some(name), value) = (t.first(), t.get(1)) else {
+                continue;
+            };
+            let Some(v) = value else {
+                continue;
+            };
+            let ms = || v.trim().parse::<u64>().ok();
+            match name.as_str() {
+                "d" if !seen_d => {
+                    d.d = v.clone();
+                    seen_d = true;
+                }
+                "n" => d.network = d.network.take().or_else(|| Some(v.clone())),
+                "rtt-open" => d.rtt_open = d.rtt_open.or_else(ms),
+                "rtt-read" => d.rtt_read = d.rtt_read.or_else(ms),
+                "rtt-write" => d.rtt_write = d.rtt_write.or_else(ms),
+                "N" => d.nips.push(v.clone()),
+                "R" => match v.strip_prefix('!') {
+                    Some(r) => d.requirements.push((r.to_owned(), false)),
+                    None => d.requirements.push((v.clone(), true)),
+                },
+                "T" => d.types.push(v.clone()),
+                "t" => d.topics.push(v.clone()),
+                "k" => {
+                    let (k, accepted) = match v.strip_prefix('!') {
+                        Some(k) => (k, false),
+                        None => (v.as_str(), true),
+                    };
+                    if let Ok(k) = k.parse() {
+                        d.kinds.push((k, accepted));
+                    }
+                }
+                "g" => d.geohash = d.geohash.take().or_else(|| Some(v.clone())),
+                "l" => d
+                    .labels
+                    .push((v.clone(), t.get(2).cloned().unwrap_or_default())),
+                _ => d.extra.push(t.clone()),
+            }
+        }
+        seen_d.then_some(d)
+    }
+
+    /// Whether the event says the relay requires `what` (`auth`, `payment`, …): `None` when it
+    /// does not say.
+    pub fn requires(&self, what: &str) -> Option<bool> {
+        self.requirements
+            .iter()
+            .find(|(r, _)| r == what)
+            .map(|(_, required)| *required)
+    }
+}
+
 /// Options of the 30166 derivation.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DiscoveryOptions {
@@ -219,6 +282,29 @@ impl Announcement {
     }
 }
 
+impl Announcement {
+    /// What a kind 10166's tags say (the inverse of [`Announcement::tags`]); values that do
+    /// not parse are left out.
+    pub fn parse(tags: &[Vec<String>]) -> Announcement {
+        let mut a = Announcement::default();
+        for t in tags {
+            match (t.first().map(String::as_str), t.get(1), t.get(2)) {
+                (Some("frequency"), Some(v), _) => a.frequency = v.trim().parse().unwrap_or(0),
+                (Some("timeout"), Some(check), Some(ms)) => {
+                    if let Ok(ms) = ms.trim().parse() {
+                        a.timeouts.push((check.clone(), ms));
+                    }
+                }
+                (Some("c"), Some(v), _) => a.checks.push(v.clone()),
+                (Some("g"), Some(v), _) if a.geohash.is_none() => a.geohash = Some(v.clone()),
+                (Some("n"), Some(v), _) => a.networks.push(v.clone()),
+                _ => {}
+            }
+        }
+        a
+    }
+}
+
 /// Kind 10166 (pure).
 pub fn build_10166(a: &Announcement, pubkey: PublicKey, created_at: u64) -> UnsignedEvent {
     EventBuilder::new(Kind::Custom(KIND_ANNOUNCEMENT), "")
@@ -306,5 +392,76 @@ mod tests {
         assert_eq!(ev.kind, Kind::RelayList);
         let tags: Vec<Vec<String>> = ev.tags.iter().map(|t| t.as_slice().to_vec()).collect();
         assert_eq!(tags, vec![vec!["r", "wss://a.example", "write"]]);
+    }
+
+    #[test]
+    fn a_30166_reads_back_what_was_published() {
+        let d = Discovery {
+            d: "wss://relay.example/".into(),
+            network: Some("clearnet".into()),
+            rtt_open: Some(41),
+            rtt_read: Some(52),
+            rtt_write: None,
+            nips: vec!["1".into(), "11".into()],
+            requirements: vec![("auth".into(), false), ("payment".into(), true)],
+            types: vec!["PublicOutbox".into()],
+            topics: vec!["bitcoin".into()],
+            kinds: vec![(1, true), (4, false)],
+            geohash: Some("u0yjj".into()),
+            labels: vec![("en".into(), "ISO-639-1".into())],
+            extra: vec![vec!["ssl".into(), "valid".into()]],
+            content: "{}".into(),
+        };
+        let back = Discovery::parse(&d.tags(), "{}").unwrap();
+        assert_eq!(back, d);
+        assert_eq!(back.requires("auth"), Some(false));
+        assert_eq!(back.requires("payment"), Some(true));
+        assert_eq!(back.requires("writes"), None);
+    }
+
+    #[test]
+    fn another_monitors_odd_30166_is_read_as_far_as_it_makes_sense() {
+        let t = |v: &[&[&str]]| -> Vec<Vec<String>> {
+            v.iter()
+                .map(|t| t.iter().map(|s| s.to_string()).collect())
+                .collect()
+        };
+        // No `d`: not a relay report.
+        assert_eq!(Discovery::parse(&t(&[&["n", "clearnet"]]), ""), None);
+        // Values that are no numbers are left out; only the first `d` names the relay; empty
+        // tags and valueless tags are skipped.
+        let d = Discovery::parse(
+            &t(&[
+                &[],
+                &["d", "wss://a.example"],
+                &["d", "wss://b.example"],
+                &["rtt-open", "fast"],
+                &["rtt-read", "-3"],
+                &["rtt-write"],
+                &["k", "x"],
+                &["g", "u0"],
+                &["g", "dr"],
+            ]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(d.d, "wss://a.example");
+        assert_eq!((d.rtt_open, d.rtt_read, d.rtt_write), (None, None, None));
+        assert!(d.kinds.is_empty());
+        assert_eq!(d.geohash.as_deref(), Some("u0"));
+    }
+
+    #[test]
+    fn a_10166_reads_back_what_was_published() {
+        let mut cfg = MonitorConfig::default();
+        cfg.publish.geohash = Some("u0yjj".into());
+        let a = Announcement::from_config(&cfg, &[Network::Clearnet, Network::Tor]);
+        assert_eq!(Announcement::parse(&a.tags()), a);
+        let odd = Announcement::parse(&[
+            vec!["frequency".into(), "often".into()],
+            vec!["timeout".into(), "open".into()],
+            vec!["g".into()],
+        ]);
+        assert_eq!(odd, Announcement::default());
     }
 }
