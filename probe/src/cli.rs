@@ -21,7 +21,7 @@ use crate::services::seeder::Seeder;
 use crate::services::synchronizer::{FilterError, Synchronizer};
 use crate::services::validator::Validator;
 use crate::services::{Ctx, Service};
-use crate::store::{self, DatabaseUrl, Store, StoreError};
+use crate::store::{self, DatabaseUrl, StoreError};
 use crate::telemetry::Telemetry;
 
 /// Brotr probe: maps, checks and archives Nostr relays.
@@ -126,6 +126,10 @@ pub struct ApiArgs {
     /// Listen address (default: config `api.listen`, 0.0.0.0:8080).
     #[arg(long, env = "BROTR_API_LISTEN")]
     pub listen: Option<String>,
+    /// Directory of the web page's built assets (app.js, app.css: `npm ci && node build.mjs`
+    /// in web/); without it the page is served without its map.
+    #[arg(long, env = "BROTR_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,6 +225,11 @@ pub enum CliError {
     },
     #[error(transparent)]
     Api(#[from] crate::services::api::ApiError),
+    #[error(
+        "--web-dir {0}: no app.js there; build the page's assets with `npm ci && node build.mjs` \
+         in web/ and point --web-dir at web/dist"
+    )]
+    WebDir(String),
     #[error("cannot read seed file {path}: {source}")]
     SeedFile {
         path: String,
@@ -265,7 +274,8 @@ impl CliError {
             | CliError::Key(_)
             | CliError::MonitorSetup(_)
             | CliError::Metrics { .. }
-            | CliError::SeedFile { .. } => 2,
+            | CliError::SeedFile { .. }
+            | CliError::WebDir(_) => 2,
         }
     }
 }
@@ -432,14 +442,14 @@ async fn start_background(cli: &Cli, ctx: &Ctx, health: &Health) -> Result<(), C
     Ok(())
 }
 
-async fn open_store(cli: &Cli, migrate: bool) -> Result<Arc<dyn Store>, CliError> {
+async fn open_store(cli: &Cli, migrate: bool) -> Result<Arc<dyn store::Archive>, CliError> {
     let url: DatabaseUrl = cli.database.parse()?;
     let mode = if migrate {
         store::OpenMode::Migrate
     } else {
         store::OpenMode::Check
     };
-    let store = store::open_sized(&url, cli.schema, mode, cli.pool_config()).await?;
+    let store = store::open_sized_archive(&url, cli.schema, mode, cli.pool_config()).await?;
     info!(database = %url.redacted(), schema = %store.schema(), "database ready");
     Ok(store)
 }
@@ -479,6 +489,7 @@ impl Job {
             Command::Seed(a) => Job::Seed(seeder(a, cfg.limits.allow_private)?),
             Command::Maintain(a) => Job::Maintain(Maintainer {
                 cfg: cfg.maintain.clone(),
+                consensus: cfg.consensus.clone(),
                 step: a.step,
             }),
             Command::Validate(o) => Job::Validate(validator(cfg), o.once),
@@ -528,7 +539,7 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
         matches!(job, Job::Run(..)) && cli.db_pooler == store::Pooler::None,
     )
     .await?;
-    let ctx = Ctx::new(store).with_progress(progress);
+    let ctx = Ctx::over(store).with_progress(progress);
     let health = Health::default();
     let sd = Shutdown::on_signals();
     match job {
@@ -584,7 +595,24 @@ async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError
         };
         serve_telemetry(maddr, telemetry).await?;
     }
-    api::run(archive, cfg.api, metrics, addr, Shutdown::on_signals()).await?;
+    if let Some(dir) = &args.web_dir
+        && !dir.join("app.js").is_file()
+    {
+        return Err(CliError::WebDir(dir.display().to_string()));
+    }
+    let site = crate::serve::Site {
+        consensus: cfg.consensus.clone(),
+        web_dir: args.web_dir.clone(),
+    };
+    api::run(
+        archive,
+        cfg.api,
+        site,
+        metrics,
+        addr,
+        Shutdown::on_signals(),
+    )
+    .await?;
     Ok(())
 }
 

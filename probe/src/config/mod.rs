@@ -16,11 +16,13 @@ use serde::{Deserialize, Serialize};
 use crate::model::Network;
 
 pub mod api;
+pub mod consensus;
 pub mod maintain;
 pub mod monitor;
 pub mod sync;
 
 pub use api::ApiConfig;
+pub use consensus::ConsensusConfig;
 pub use maintain::MaintainConfig;
 pub use monitor::{CheckConfig, ChecksConfig, MonitorConfig};
 pub use sync::{RelayOverride, Shard, SyncConfig};
@@ -331,6 +333,8 @@ pub struct ProbeConfig {
     pub maintain: MaintainConfig,
     #[garde(dive)]
     pub api: ApiConfig,
+    #[garde(dive)]
+    pub consensus: ConsensusConfig,
 }
 
 /// A configuration file that cannot be used.

@@ -19,6 +19,7 @@ use axum::routing::get;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+use super::consensus::{self, Consensus, Weighed};
 use super::{Api, ReadError};
 use crate::store::query::{Cursor, EventQuery, QueryError, RelayFilter, RelayStatus};
 use crate::store::read::{CheckResult, MonitorHealth, RelayDetail, RelaySummary, Stats};
@@ -32,12 +33,18 @@ use crate::store::read::{CheckResult, MonitorHealth, RelayDetail, RelaySummary, 
                        latest health per monitor, one relay's check history, archive statistics. \
                        The same archive is served as a read-only Nostr relay on `/`."
     ),
-    paths(events, relays, relay, stats),
+    paths(events, relays, relay, stats, super::page::map),
     components(schemas(
         ApiError,
         EventsPage,
         Event,
         RelaysPage,
+        RelayView,
+        RelayDetailView,
+        Consensus,
+        Weighed,
+        super::page::Snapshot,
+        super::page::MapRelay,
         RelaySummary,
         MonitorHealth,
         RelayDetail,
@@ -105,17 +112,17 @@ pub(super) async fn count_and_limit(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiError {
     #[serde(skip)]
-    status: StatusCode,
+    pub(super) status: StatusCode,
     /// `bad_request`, `not_found`, `rate_limited`, `unavailable`, `timeout`, `internal`.
     error: &'static str,
     /// The query parameter at fault (400 only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    parameter: Option<String>,
-    message: String,
+    pub(super) parameter: Option<String>,
+    pub(super) message: String,
 }
 
 impl ApiError {
-    fn new(
+    pub(super) fn new(
         status: StatusCode,
         error: &'static str,
         parameter: Option<String>,
@@ -129,7 +136,7 @@ impl ApiError {
         }
     }
 
-    fn bad(parameter: &str, message: impl Into<String>) -> Self {
+    pub(super) fn bad(parameter: &str, message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -176,10 +183,10 @@ impl IntoResponse for ApiError {
 }
 
 /// Query parameters, each at most once, only the known ones.
-struct Params(BTreeMap<String, String>);
+pub(super) struct Params(BTreeMap<String, String>);
 
 impl Params {
-    fn new(pairs: Vec<(String, String)>, known: &[&str]) -> Result<Self, ApiError> {
+    pub(super) fn new(pairs: Vec<(String, String)>, known: &[&str]) -> Result<Self, ApiError> {
         let mut map = BTreeMap::new();
         for (k, v) in pairs {
             if !known.contains(&k.as_str()) {
@@ -195,7 +202,7 @@ impl Params {
         Ok(Params(map))
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(super) fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str)
     }
 
@@ -421,8 +428,29 @@ async fn events(
 /// A page of relays, by URL.
 #[derive(Serialize, ToSchema)]
 pub struct RelaysPage {
-    relays: Vec<RelaySummary>,
+    relays: Vec<RelayView>,
     next: Option<String>,
+}
+
+/// A relay with what its monitors last saw, and the verdict of every vantage point.
+#[derive(Serialize, ToSchema)]
+pub struct RelayView {
+    #[serde(flatten)]
+    relay: RelaySummary,
+    /// The consensus: online, offline, disputed or unknown.
+    verdict: String,
+    /// Vantage points that voted (our monitors and third-party NIP-66 monitors), and those
+    /// that agree with the verdict.
+    vantage_points: usize,
+    agreeing: usize,
+}
+
+/// One relay's detail and history, with its consensus.
+#[derive(Serialize, ToSchema)]
+pub struct RelayDetailView {
+    #[serde(flatten)]
+    detail: RelayDetail,
+    consensus: Consensus,
 }
 
 /// Relays with their latest health per monitor.
@@ -518,7 +546,27 @@ async fn relays(
     } else {
         None
     };
-    Ok(axum::Json(RelaysPage { relays: page, next }).into_response())
+    let now = crate::runtime::unix_now();
+    let max_age = api.site.consensus.max_age_secs;
+    let inputs = api
+        .read(
+            "consensus",
+            consensus::inputs(api.reader.as_ref(), &page, false, now, max_age),
+        )
+        .await?;
+    let relays = page
+        .into_iter()
+        .map(|relay| {
+            let c = consensus::judge(&relay, &inputs, now, max_age);
+            RelayView {
+                relay,
+                verdict: c.label,
+                vantage_points: c.verdict.vantage_points,
+                agreeing: c.verdict.agreeing,
+            }
+        })
+        .collect();
+    Ok(axum::Json(RelaysPage { relays, next }).into_response())
 }
 
 /// One relay's detail and check history.
@@ -534,7 +582,7 @@ async fn relays(
         ("limit" = Option<u32>, Query, description = "History rows"),
     ),
     responses(
-        (status = 200, description = "The relay and its history", body = RelayDetail),
+        (status = 200, description = "The relay, its history and its consensus", body = RelayDetailView),
         (status = 400, description = "A bad parameter", body = ApiError),
         (status = 404, description = "No such relay in the archive", body = ApiError),
         (status = 503, description = "Database unavailable", body = ApiError),
@@ -569,7 +617,24 @@ async fn relay(
         )
         .await?;
     match found {
-        Some(d) => Ok(axum::Json(d).into_response()),
+        Some(detail) => {
+            let now = crate::runtime::unix_now();
+            let max_age = api.site.consensus.max_age_secs;
+            let inputs = api
+                .read(
+                    "consensus",
+                    consensus::inputs(
+                        api.reader.as_ref(),
+                        std::slice::from_ref(&detail.relay),
+                        false,
+                        now,
+                        max_age,
+                    ),
+                )
+                .await?;
+            let consensus = consensus::judge(&detail.relay, &inputs, now, max_age);
+            Ok(axum::Json(RelayDetailView { detail, consensus }).into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -8,7 +8,9 @@
 //! Both the relay and the HTTP routes read through one [`Reader`] with the queries of
 //! `store::query`: a filter means the same thing wherever it is asked.
 
+pub mod consensus;
 pub mod http;
+pub mod page;
 pub mod relay;
 
 use std::collections::HashMap;
@@ -82,6 +84,18 @@ pub struct Api {
     connections: Mutex<HashMap<IpAddr, u32>>,
     /// `cfg.trusted_proxies`, parsed.
     trusted: Vec<ipnet::IpNet>,
+    pub site: Site,
+    /// The web page's and the map's snapshot of every relay.
+    pub(crate) snapshot: tokio::sync::Mutex<Option<Arc<page::Cached>>>,
+}
+
+/// What the api serves besides the archive's own limits: the consensus settings its verdicts
+/// use, and the web page's built assets.
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    pub consensus: crate::config::ConsensusConfig,
+    /// Directory holding `app.js` and `app.css` (built from `web/`); `None`: the page has no map.
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 /// The client's address: the connection's, or behind trusted proxies the rightmost
@@ -113,6 +127,15 @@ impl Api {
     }
 
     pub fn new(reader: Arc<dyn Archive>, cfg: ApiConfig, metrics: Metrics) -> Arc<Self> {
+        Self::with_site(reader, cfg, Site::default(), metrics)
+    }
+
+    pub fn with_site(
+        reader: Arc<dyn Archive>,
+        cfg: ApiConfig,
+        site: Site,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         let limits = QueryLimits {
             max_limit: cfg.max_limit,
             default_limit: cfg.default_limit.min(cfg.max_limit),
@@ -155,6 +178,8 @@ impl Api {
                 .filter_map(|c| crate::config::api::parse_cidr(c).ok())
                 .collect(),
             cfg,
+            site,
+            snapshot: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -198,12 +223,31 @@ impl Api {
         op: &'static str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, ReadError> {
+        self.read_within(op, 1, fut).await
+    }
+
+    /// A read of many statements (the page's snapshot of every relay): each statement within
+    /// the statement timeout, the whole within [`LONG_READ_STATEMENTS`] of them.
+    pub async fn read_long<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ReadError> {
+        self.read_within(op, LONG_READ_STATEMENTS, fut).await
+    }
+
+    async fn read_within<T>(
+        &self,
+        op: &'static str,
+        statements: u32,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ReadError> {
         let timer = self
             .metrics
             .query_seconds
             .with_label_values(&[op])
             .start_timer();
-        let limit = Duration::from_millis(self.cfg.statement_timeout_ms);
+        let limit = Duration::from_millis(self.cfg.statement_timeout_ms) * statements;
         let out = match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if is_timeout(&e) => Err(ReadError::Timeout),
@@ -247,6 +291,9 @@ impl Api {
         Ok(())
     }
 }
+
+/// How many statement timeouts a long read may take in all.
+pub const LONG_READ_STATEMENTS: u32 = 12;
 
 /// A statement cancelled by PostgreSQL's `statement_timeout` (SQLSTATE 57014).
 fn is_timeout(e: &StoreError) -> bool {
@@ -295,6 +342,9 @@ pub fn event_json(e: &StoredEvent) -> String {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/", get(root).options(cors_preflight))
+        .route("/relay", get(page::relay))
+        .route("/v1/map", get(page::map))
+        .route("/assets/{name}", get(page::asset))
         .merge(http::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -354,6 +404,7 @@ async fn root(
     State(api): State<Arc<Api>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    axum::extract::Query(pairs): axum::extract::Query<Vec<(String, String)>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     if let Ok(ws) = ws {
@@ -390,6 +441,9 @@ async fn root(
             .into_response();
         cors(r.headers_mut());
         return r;
+    }
+    if accept.contains("text/html") {
+        return page::index_page(&api, pairs).await;
     }
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

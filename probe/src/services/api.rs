@@ -43,6 +43,7 @@ pub fn listen_addr(cfg: &ApiConfig, listen: Option<&str>) -> Result<SocketAddr, 
 pub async fn run(
     archive: Arc<dyn Archive>,
     cfg: ApiConfig,
+    site: serve::Site,
     metrics: Metrics,
     addr: SocketAddr,
     mut shutdown: Shutdown,
@@ -51,7 +52,7 @@ pub async fn run(
         .await
         .map_err(|source| ApiError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
-    let api = Api::new(archive, cfg, metrics);
+    let api = Api::with_site(archive, cfg, site, metrics);
     api.start_live().await?;
     info!(addr = %local, "serving the archive: relay on /, HTTP API on /v1, /openapi.json");
     serve::serve(listener, api, async move { shutdown.requested().await })

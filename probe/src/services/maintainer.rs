@@ -25,6 +25,8 @@ pub enum Step {
     Refresh,
     Retention,
     Cleanup,
+    /// One consensus round: verdicts across monitors, third-party track records updated.
+    Consensus,
 }
 
 impl Step {
@@ -33,17 +35,20 @@ impl Step {
             Step::Refresh => "refresh",
             Step::Retention => "retention",
             Step::Cleanup => "cleanup",
+            Step::Consensus => "consensus",
         }
     }
 }
 
 /// What a step did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MaintainReport {
     /// Views refreshed.
     pub views: Vec<&'static str>,
     /// Rows deleted, by table.
     pub deleted: Vec<(&'static str, u64)>,
+    /// The consensus round's findings.
+    pub consensus: Option<super::consensus::ConsensusReport>,
 }
 
 impl CycleReport for MaintainReport {
@@ -59,6 +64,7 @@ impl CycleReport for MaintainReport {
 /// One maintenance step as a service (one cycle per run: a CronJob).
 pub struct Maintainer {
     pub cfg: MaintainConfig,
+    pub consensus: crate::config::ConsensusConfig,
     pub step: Step,
 }
 
@@ -78,6 +84,19 @@ impl Service for Maintainer {
     }
 
     async fn run_cycle(&self, ctx: &Ctx) -> Result<MaintainReport, StoreError> {
+        if self.step == Step::Consensus {
+            let Some(archive) = &ctx.reader else {
+                return Err(StoreError::NoReader {
+                    what: "maintain consensus",
+                });
+            };
+            let report =
+                super::consensus::round(archive.as_ref(), &self.consensus, ctx.now()).await?;
+            return Ok(MaintainReport {
+                consensus: Some(report),
+                ..MaintainReport::default()
+            });
+        }
         run(ctx, &self.cfg, self.step).await
     }
 }
@@ -106,6 +125,12 @@ pub async fn run(
             report
                 .deleted
                 .extend([("event", events), ("metadata", metadata)]);
+        }
+        // Needs the archive's reads: run by the service with its context's reader.
+        Step::Consensus => {
+            return Err(StoreError::NoReader {
+                what: "maintain consensus",
+            });
         }
     }
     let m = &ctx.metrics.maintain;

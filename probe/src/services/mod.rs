@@ -3,6 +3,7 @@
 //! wake-up signal that says "relays were promoted"). The runtime runs them.
 
 pub mod api;
+pub mod consensus;
 pub mod finder;
 pub mod maintainer;
 pub mod monitor;
@@ -20,7 +21,7 @@ use crate::config::Schedule;
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::runtime::unix_now;
-use crate::store::{Store, StoreError, Timed};
+use crate::store::{Archive, Store, StoreError, Timed};
 
 /// What a cycle needs besides the service's own settings.
 #[derive(Clone)]
@@ -29,6 +30,9 @@ pub struct Ctx {
     pub metrics: Metrics,
     pub wake: Wake,
     pub progress: Progress,
+    /// The archive's reads (the same database as `store`, untimed), for the services that
+    /// read what the api serves (consensus). `None` in contexts built over a bare store.
+    pub reader: Option<Arc<dyn Archive>>,
     clock: Clock,
 }
 
@@ -48,8 +52,16 @@ impl Ctx {
             metrics,
             wake: Wake::new(),
             progress: Progress::hidden(),
+            reader: None,
             clock: Clock::System,
         }
+    }
+
+    /// A context over `archive`: its store, and its reads.
+    pub fn over(archive: Arc<dyn Archive>) -> Self {
+        let mut ctx = Ctx::new(archive.clone());
+        ctx.reader = Some(archive);
+        ctx
     }
 
     /// The same context with the clock stopped at `now` (tests, benchmarks).

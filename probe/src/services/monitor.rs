@@ -17,6 +17,7 @@ use super::{Ctx, CycleReport, Service};
 use crate::config::{LimitsConfig, MonitorConfig, NetworksConfig, Schedule};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::model::consensus::{VANTAGE_SERVICE, VANTAGE_TYPE};
 use crate::model::{LifecyclePolicy, Network, RelayUrl};
 use crate::monitor::discovery::discovery_from_report;
 use crate::monitor::publish::Publisher;
@@ -538,6 +539,17 @@ impl Service for Monitor {
             Some(p) => self.publish_periodic(store, p, now).await?,
             None => Vec::new(),
         };
+        // Where this monitor stands, for the consensus' speed-of-light bounds.
+        if let (true, Some(g)) = (self.identity.is_configured(), &self.cfg().publish.geohash) {
+            store
+                .state_upsert(&[StateEntry {
+                    service: VANTAGE_SERVICE.into(),
+                    kind: VANTAGE_TYPE.into(),
+                    key: self.identity.keys().public_key().to_hex(),
+                    value: json!({ "geohash": g, "timestamp": now }),
+                }])
+                .await?;
+        }
         let due = self.due_relays(store, now).await?;
         let d = &self.cfg().publish.discovery;
         let service = self.identity.state_service();

@@ -21,7 +21,7 @@ pub use copy_text::CopyWriter;
 pub use health::{active_relays, relay_health};
 pub use open::{
     DEFAULT_MAX_CONNECTIONS, DatabaseUrl, OpenMode, PoolConfig, Pooler, ensure_reader_login,
-    migrate, open, open_archive, open_archive_with, open_sized,
+    migrate, open, open_archive, open_archive_with, open_sized, open_sized_archive,
 };
 pub use postgres::{PgStore, encode_events};
 pub use read::{Archive, Reader};
@@ -90,6 +90,8 @@ pub enum StoreError {
          not carry; connect it to the server directly"
     )]
     ListenThroughPooler { what: &'static str },
+    #[error("{what} needs the archive's reads, and was given a bare store (a bug)")]
+    NoReader { what: &'static str },
 }
 
 impl StoreError {

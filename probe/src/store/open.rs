@@ -210,6 +210,16 @@ pub async fn open_sized(
     mode: OpenMode,
     pool: impl Into<PoolConfig>,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(open_sized_archive(url, schema, mode, pool).await?)
+}
+
+/// [`open_sized`], with the archive's reads too (a writer that also reads what the api serves).
+pub async fn open_sized_archive(
+    url: &DatabaseUrl,
+    schema: Option<Schema>,
+    mode: OpenMode,
+    pool: impl Into<PoolConfig>,
+) -> Result<Arc<dyn super::Archive>, StoreError> {
     Ok(match url {
         DatabaseUrl::Postgres(u) => Arc::new(PgStore::open_sized(u, schema, mode, pool).await?),
         DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p, schema, mode).await?),

@@ -68,6 +68,10 @@ pub struct MonitorHealth {
     pub rtt_write_ms: Option<u64>,
     /// Why the check failed.
     pub reason: Option<String>,
+    /// Whether this monitor's latest NIP-11 document says the relay requires NIP-42 AUTH, and
+    /// payment (`None`: it does not say, or the monitor read no document).
+    pub auth_required: Option<bool>,
+    pub payment_required: Option<bool>,
 }
 
 /// A relay with what its monitors last saw.
@@ -84,6 +88,10 @@ pub struct RelaySummary {
     pub supported_nips: Vec<i64>,
     /// ISO 3166 country code from the geo check.
     pub country: Option<String>,
+    /// Position from the geo check (a geohash, and its latitude and longitude).
+    pub geohash: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
     pub health: Vec<MonitorHealth>,
 }
 
@@ -148,8 +156,13 @@ pub(crate) fn assemble(
                 software: None,
                 supported_nips: Vec::new(),
                 country: None,
+                geohash: None,
+                lat: None,
+                lon: None,
                 health: Vec::new(),
             };
+            let mut limits: std::collections::HashMap<String, (Option<bool>, Option<bool>)> =
+                std::collections::HashMap::new();
             for (_, check, monitor, at, success, reason, data) in rows {
                 let data: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
                 let text = |k: &str| data.get(k).and_then(|v| v.as_str()).map(str::to_owned);
@@ -163,8 +176,15 @@ pub(crate) fn assemble(
                         rtt_read_ms: ms("rtt_read"),
                         rtt_write_ms: ms("rtt_write"),
                         reason,
+                        auth_required: None,
+                        payment_required: None,
                     }),
                     "nip11_info" if success => {
+                        let flag = |k: &str| {
+                            data.pointer(&format!("/limitation/{k}"))
+                                .and_then(serde_json::Value::as_bool)
+                        };
+                        limits.insert(monitor, (flag("auth_required"), flag("payment_required")));
                         s.name = s.name.or_else(|| text("name"));
                         s.software = s.software.or_else(|| text("software"));
                         if s.supported_nips.is_empty() {
@@ -175,8 +195,20 @@ pub(crate) fn assemble(
                                 .unwrap_or_default();
                         }
                     }
-                    "nip66_geo" if success => s.country = s.country.or_else(|| text("geo_country")),
+                    "nip66_geo" if success => {
+                        s.country = s.country.or_else(|| text("geo_country"));
+                        if s.geohash.is_none() {
+                            s.geohash = text("geo_hash");
+                            s.lat = data.get("geo_lat").and_then(serde_json::Value::as_f64);
+                            s.lon = data.get("geo_lon").and_then(serde_json::Value::as_f64);
+                        }
+                    }
                     _ => {}
+                }
+            }
+            for h in &mut s.health {
+                if let Some((auth, payment)) = limits.get(&h.monitor) {
+                    (h.auth_required, h.payment_required) = (*auth, *payment);
                 }
             }
             if !s.health.is_empty() {
