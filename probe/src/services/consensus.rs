@@ -40,6 +40,8 @@ pub async fn round(
     now: i64,
 ) -> Result<ConsensusReport, StoreError> {
     let start = Instant::now();
+    // Our monitors' latest results as of now (PostgreSQL keeps them in materialized views).
+    archive.refresh_latest_results().await?;
     let relays = consensus::all_relays(archive, MAX_RELAYS).await?;
     let inputs = consensus::inputs(archive, &relays, true, now, cfg.max_age_secs).await?;
     let stored = consensus::tracks(archive).await?;

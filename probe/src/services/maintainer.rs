@@ -22,8 +22,11 @@ use crate::store::StoreError;
 /// One maintenance step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Step {
+    /// Refresh the statistics views (PostgreSQL's materialized views)
     Refresh,
+    /// Delete monitor results past the retention (the latest of each relay and check stays)
     Retention,
+    /// Delete orphaned events and metadata
     Cleanup,
     /// One consensus round: verdicts across monitors, third-party track records updated.
     Consensus,

@@ -37,8 +37,8 @@ where
     }
 }
 
-pub(super) async fn pg_refresh_views(store: &PgStore) -> Result<Vec<&'static str>> {
-    for view in PG_VIEWS {
+async fn pg_refresh(store: &PgStore, views: &[&'static str]) -> Result<()> {
+    for view in views {
         store
             .write("view refresh", async |c| {
                 sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {view}_refresh()")))
@@ -47,6 +47,17 @@ pub(super) async fn pg_refresh_views(store: &PgStore) -> Result<Vec<&'static str
             })
             .await?;
     }
+    Ok(())
+}
+
+/// The latest-result views alone (the first two of [`PG_VIEWS`]): what a consensus round reads.
+pub(super) async fn pg_refresh_latest_results(store: &PgStore) -> Result<Vec<&'static str>> {
+    pg_refresh(store, &PG_VIEWS[..2]).await?;
+    Ok(PG_VIEWS[..2].to_vec())
+}
+
+pub(super) async fn pg_refresh_views(store: &PgStore) -> Result<Vec<&'static str>> {
+    pg_refresh(store, &PG_VIEWS).await?;
     // When they were refreshed, for the api's `/v1/stats` (PostgreSQL keeps no such time).
     store
         .write("view refresh time", async |c| {

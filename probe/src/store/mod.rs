@@ -347,6 +347,9 @@ pub trait Store: Send + Sync {
 
     /// Refreshes the statistics views (concurrently where the database can); their names.
     async fn refresh_views(&self) -> Result<Vec<&'static str>>;
+    /// Refreshes only the views of every relay's latest results (what consensus reads); their
+    /// names.
+    async fn refresh_latest_results(&self) -> Result<Vec<&'static str>>;
     /// Deletes monitor results generated before `cutoff`, keeping the newest of every (relay,
     /// check, monitor), `batch` rows per statement.
     async fn delete_expired_metadata(&self, cutoff: i64, batch: u32) -> Result<u64>;

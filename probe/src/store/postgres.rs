@@ -932,6 +932,10 @@ impl Store for PgStore {
         super::maintain::pg_refresh_views(self).await
     }
 
+    async fn refresh_latest_results(&self) -> Result<Vec<&'static str>> {
+        super::maintain::pg_refresh_latest_results(self).await
+    }
+
     async fn delete_expired_metadata(&self, cutoff: i64, batch: u32) -> Result<u64> {
         super::maintain::pg_delete_expired_metadata(self, cutoff, batch).await
     }

@@ -613,6 +613,10 @@ impl Store for SqliteStore {
         Ok(Vec::new())
     }
 
+    async fn refresh_latest_results(&self) -> Result<Vec<&'static str>> {
+        Ok(Vec::new())
+    }
+
     async fn delete_expired_metadata(&self, cutoff: i64, batch: u32) -> Result<u64> {
         super::maintain::sqlite_delete_expired_metadata(&self.pool, cutoff, batch).await
     }

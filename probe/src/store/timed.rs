@@ -165,6 +165,10 @@ impl Store for Timed {
     async fn refresh_views(&self) -> Result<Vec<&'static str>> {
         timed!(self, "refresh_views", self.inner.refresh_views())
     }
+    async fn refresh_latest_results(&self) -> Result<Vec<&'static str>> {
+        let call = self.inner.refresh_latest_results();
+        timed!(self, "refresh_latest_results", call)
+    }
     async fn delete_expired_metadata(&self, cutoff: i64, batch: u32) -> Result<u64> {
         let call = self.inner.delete_expired_metadata(cutoff, batch);
         timed!(self, "delete_expired_metadata", call)
