@@ -15,6 +15,7 @@ PACKAGES=(
   make g++                         # better-sqlite3 for ts-relay (e2e/tools.sh)
   prometheus                       # promtool (e2e/alerts-test.sh)
   lua5.1 lua5.4                    # Argo CD health scripts (e2e/gitops-test.sh)
+  chromium                         # the web page's browser test (e2e/web, probe/tests/web.rs)
   jq curl
 )
 if [ "${1:-}" = --list ]; then printf '%s\n' "${PACKAGES[@]}"; exit 0; fi

