@@ -337,6 +337,7 @@ spec:
     refresh: {schedule: "0 0 1 1 *"}
     retention: {schedule: "0 0 1 1 *"}
     cleanup: {schedule: "0 0 1 1 *"}
+    consensus: {schedule: "0 0 1 1 *"}
   api:
     databaseUrlSecretRef: {name: pg-api, key: uri}
   podOverrides:

@@ -106,6 +106,8 @@ async fn a_full_pipeline_with_tor_migrates_first_then_becomes_ready() {
         "ConfigMap/bigbrotr-config",
         "ConfigMap/bigbrotr-seeds",
         "CronJob/bigbrotr-cleanup",
+        // With the api, a consensus round every half hour.
+        "CronJob/bigbrotr-consensus",
         "CronJob/bigbrotr-refresh",
         "CronJob/bigbrotr-retention",
         "Deployment/bigbrotr-finder",

@@ -139,6 +139,7 @@ fn the_full_pipeline_renders_every_child() {
             (ChildKind::CronJob, "bigbrotr-refresh".into()),
             (ChildKind::CronJob, "bigbrotr-retention".into()),
             (ChildKind::CronJob, "bigbrotr-cleanup".into()),
+            (ChildKind::CronJob, "bigbrotr-consensus".into()),
             (ChildKind::ServiceMonitor, "bigbrotr-metrics".into()),
             (ChildKind::Deployment, "bigbrotr-api".into()),
             (ChildKind::Service, "bigbrotr-api".into()),
@@ -335,7 +336,7 @@ fn edits_change_exactly_the_children_they_concern() {
         .unwrap()
         .children(&done());
     let after = brotr_deployment::validate(
-        &bd_with(json!({"finder": {"enabled": false}, "synchronizer": {"shards": 5}, "validator": {"interval": "4h"}})),
+        &bd_with(json!({"finder": {"enabled": false}, "synchronizer": {"shards": 4}, "validator": {"interval": "4h"}})),
         &d,
     )
     .unwrap()
@@ -769,12 +770,13 @@ fn pool_sizes(children: &[Desired]) -> Vec<(ChildKind, String, i32)> {
 fn the_connection_budget_gives_every_pipeline_pod_its_share() {
     let d = Defaults::default();
     // The full example: finder, validator, monitor, shards, the api with its replicas and the
-    // one its rollout adds, migration and seed Jobs, three maintenance CronJobs.
+    // one its rollout adds, migration and seed Jobs, four maintenance CronJobs (with the api,
+    // the consensus round is one).
     let plan = brotr_deployment::validate(&bd("brotrdeployment-full.yaml"), &d).unwrap();
     let split = plan.connections;
     let shards = plan.sync.as_ref().unwrap().0;
     let api = plan.api.as_ref().unwrap().replicas;
-    assert_eq!(split.pipeline_pods, 3 + shards + api + 1 + 2 + 3);
+    assert_eq!(split.pipeline_pods, 3 + shards + api + 1 + 2 + 4);
     assert_eq!(split.budget.total, 80);
     let even = ((80 - 20) / split.pipeline_pods).min(8);
     assert!(
@@ -783,9 +785,9 @@ fn the_connection_budget_gives_every_pipeline_pod_its_share() {
     );
     let c = plan.children(&done());
     let sizes = pool_sizes(&c);
-    // Every probe pod: 3 services, the shards' StatefulSet, the api, 3 CronJobs (the Jobs are
+    // Every probe pod: 3 services, the shards' StatefulSet, the api, 4 CronJobs (the Jobs are
     // rendered once their turn comes).
-    assert!(sizes.len() >= 8, "{sizes:?}");
+    assert!(sizes.len() >= 9, "{sizes:?}");
     assert!(
         sizes.iter().all(|(_, _, n)| *n == split.per_pod),
         "{sizes:?}"
@@ -799,8 +801,8 @@ fn the_connection_budget_gives_every_pipeline_pod_its_share() {
     )
     .unwrap()
     .connections;
-    assert_eq!(small.pipeline_pods, 14);
-    assert_eq!(small.per_pod, 2, "30 over 14 pods");
+    assert_eq!(small.pipeline_pods, 15);
+    assert_eq!(small.per_pod, 2, "30 over 15 pods");
     assert!(small.at_most(1000) <= 40);
 }
 

@@ -6,8 +6,8 @@
 //! CronJobs on their default schedules.
 
 use brotr_probe::config::{
-    ApiConfig, FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig,
-    SyncConfig, ValidatorConfig,
+    ApiConfig, ConsensusConfig, FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig,
+    NetworksConfig, SyncConfig, ValidatorConfig,
 };
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -506,6 +506,16 @@ pub struct MaintenanceSpec {
     /// Delete orphaned events and metadata (default daily).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup: Option<MaintenanceJob>,
+    /// One consensus round across monitors (`maintain consensus`: verdicts from this
+    /// pipeline's monitors and third-party NIP-66 monitors, whose track records it updates).
+    /// Default: every 30 minutes when the api is deployed (it serves the verdicts), off
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<MaintenanceJob>,
+    /// The probe's `consensus` settings (how old a result may be to vote, the track records'
+    /// window), read by the consensus round and the api alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus_settings: Option<Settings<ConsensusConfig>>,
     /// Time zone of the schedules (IANA name, e.g. `Europe/Berlin`; the controller-manager's
     /// when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]

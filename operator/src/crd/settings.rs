@@ -17,8 +17,8 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use brotr_probe::config::{
-    ApiConfig, FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig, NetworksConfig,
-    SyncConfig, ValidatorConfig,
+    ApiConfig, ConsensusConfig, FinderConfig, LimitsConfig, MaintainConfig, MonitorConfig,
+    NetworksConfig, SyncConfig, ValidatorConfig,
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,9 @@ impl Section for SyncConfig {
 }
 impl Section for MaintainConfig {
     const KEY: &'static str = "maintain";
+}
+impl Section for ConsensusConfig {
+    const KEY: &'static str = "consensus";
 }
 impl Section for NetworksConfig {
     const KEY: &'static str = "networks";

@@ -4,7 +4,9 @@
 //! completed, only the database and that Job are rendered, and the controller leaves the rest
 //! as it is (pods of the previous version keep running during an upgrade).
 
-use brotr_probe::config::{ApiConfig, LimitsConfig, MaintainConfig, NetworksConfig};
+use brotr_probe::config::{
+    ApiConfig, ConsensusConfig, LimitsConfig, MaintainConfig, NetworksConfig,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{
@@ -75,7 +77,7 @@ pub struct Seeder {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Maintenance {
-    /// `refresh`, `retention` or `cleanup` (the `maintain` step).
+    /// `refresh`, `retention`, `cleanup` or `consensus` (the `maintain` step).
     pub step: &'static str,
     pub schedule: String,
     pub suspend: bool,
@@ -236,6 +238,11 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         "spec.maintenance.settings",
         values(mt.settings.as_ref()),
     );
+    b.section(
+        <ConsensusConfig as Section>::KEY,
+        "spec.maintenance.consensusSettings",
+        values(mt.consensus_settings.as_ref()),
+    );
     let api_spec = spec.api.as_ref().filter(|a| enabled(a.enabled));
     b.section(
         <ApiConfig as Section>::KEY,
@@ -316,6 +323,17 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
             "cleanup",
             format!("{} 5 * * *", (minute + 30) % 60),
         ),
+        // Verdicts are read through the api: without it, a round has no reader.
+        (api_spec.is_some() || mt.consensus.is_some())
+            .then(|| {
+                let m = (minute + 15) % 60;
+                job(
+                    mt.consensus.as_ref(),
+                    "consensus",
+                    format!("{},{} * * * *", m.min((m + 30) % 60), m.max((m + 30) % 60)),
+                )
+            })
+            .flatten(),
     ]
     .into_iter()
     .flatten()

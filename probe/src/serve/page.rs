@@ -542,6 +542,12 @@ pub fn relay_page(r: &RelaySummary, c: &Consensus, history: &[CheckResult]) -> M
                         dt { "NIPs" }
                         dd { (r.supported_nips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) }
                     }
+                    @if !c.verdict.rtt_by_region.is_empty() {
+                        dt { "Median RTT to open, by monitor region (geohash cell)" }
+                        dd {
+                            (c.verdict.rtt_by_region.iter().map(|(r, ms)| format!("{r}: {ms} ms")).collect::<Vec<_>>().join(", "))
+                        }
+                    }
                     dt { "Readable" } dd { (yes_no(c.verdict.readable.value)) }
                     dt { "Writable" } dd { (yes_no(c.verdict.writable.value)) }
                     dt { "Auth required" } dd { (yes_no(c.verdict.auth_required.value)) }
