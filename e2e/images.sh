@@ -57,6 +57,12 @@ command -v buildah >/dev/null 2>&1 || { echo "images: buildah not installed" >&2
 # toolchain and this script (the dist build alone takes ~10 minutes, most of it whole-program
 # optimisation); for debug, the test build's binaries themselves and this script. When none
 # changed since the archives were built, they are reused as they are.
+# The web page's assets (web/dist, built from web/ with npm by tools.sh) go into the probe image
+# at /usr/share/brotr/web, where `brotr-probe api` looks for them.
+if [ ! -f web/dist/app.js ]; then
+  BROTR_TOOLS=web tools_install >/dev/null || { echo "images: building web/dist failed" >&2; exit 1; }
+fi
+WEB_INPUTS=$(sha256sum web/dist/app.js web/dist/app.css | sha256sum | cut -c1-16)
 if [ "$PROFILE" = debug ]; then
   for name in brotr-probe brotr-operator; do
     [ -x "$BIN_DIR/$name" ] || {
@@ -64,11 +70,12 @@ if [ "$PROFILE" = debug ]; then
       exit 1
     }
   done
-  INPUTS=$( { echo debug; sha256sum "$0" "$BIN_DIR/brotr-probe" "$BIN_DIR/brotr-operator"; } |
+  INPUTS=$( { echo debug "$WEB_INPUTS"; sha256sum "$0" "$BIN_DIR/brotr-probe" "$BIN_DIR/brotr-operator"; } |
     sha256sum | cut -c1-16)
 else
   INPUTS=$( {
     rustc -V
+    echo "$WEB_INPUTS"
     sha256sum "$0"
     git ls-files -z -- Cargo.toml Cargo.lock probe operator migrations | xargs -0 sha256sum
   } | sha256sum | cut -c1-16)
@@ -164,6 +171,9 @@ build() {
     bin="$WORK/bin/$name"
   fi
   stage_rootfs "$bin" "$root"
+  if [ "$name" = brotr-probe ]; then
+    install -D -m 0644 -t "$root/usr/share/brotr/web" web/dist/app.js web/dist/app.css
+  fi
   CTR=$("${BUILDAH[@]}" from --quiet scratch)
   mnt=$("${BUILDAH[@]}" mount "$CTR")
   cp -a "$root/." "$mnt/"   # cp -a: owners, modes and the directory tree exactly as staged

@@ -127,7 +127,8 @@ pub struct ApiArgs {
     #[arg(long, env = "BROTR_API_LISTEN")]
     pub listen: Option<String>,
     /// Directory of the web page's built assets (app.js, app.css: `npm ci && node build.mjs`
-    /// in web/); without it the page is served without its map.
+    /// in web/). Default: /usr/share/brotr/web when it holds them (the image), else none, and
+    /// the page is served without its map.
     #[arg(long, env = "BROTR_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
 }
@@ -600,9 +601,15 @@ async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError
     {
         return Err(CliError::WebDir(dir.display().to_string()));
     }
+    let installed = PathBuf::from(crate::serve::page::INSTALLED_WEB_DIR);
+    let web_dir = args
+        .web_dir
+        .clone()
+        .or_else(|| installed.join("app.js").is_file().then_some(installed));
+    info!(web_dir = ?web_dir, "the web page's assets");
     let site = crate::serve::Site {
         consensus: cfg.consensus.clone(),
-        web_dir: args.web_dir.clone(),
+        web_dir,
     };
     api::run(
         archive,

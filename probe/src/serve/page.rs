@@ -24,6 +24,9 @@ use super::{Api, ReadError};
 use crate::model::consensus::Label;
 use crate::store::read::{CheckResult, RelaySummary};
 
+/// Where the image installs the page's built assets (the api's default `--web-dir`).
+pub const INSTALLED_WEB_DIR: &str = "/usr/share/brotr/web";
+
 /// How long one snapshot of the relays serves the page and the map.
 pub const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
 /// Rows of one page of the table.
