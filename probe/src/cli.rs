@@ -231,6 +231,8 @@ pub enum CliError {
          in web/ and point --web-dir at web/dist"
     )]
     WebDir(String),
+    #[error("consensus.publish: {0}")]
+    ConsensusPublish(String),
     #[error("cannot read seed file {path}: {source}")]
     SeedFile {
         path: String,
@@ -276,7 +278,8 @@ impl CliError {
             | CliError::MonitorSetup(_)
             | CliError::Metrics { .. }
             | CliError::SeedFile { .. }
-            | CliError::WebDir(_) => 2,
+            | CliError::WebDir(_)
+            | CliError::ConsensusPublish(_) => 2,
         }
     }
 }
@@ -306,6 +309,48 @@ struct Pipeline {
     validator: Validator,
     monitor: Monitor,
     synchronizer: Synchronizer,
+}
+
+/// Where `maintain consensus` publishes (`consensus.publish`): `None` when it is off. On
+/// without a key or a relay is a configuration error naming the setting.
+fn consensus_publishing(
+    cfg: &ProbeConfig,
+) -> Result<Option<crate::services::consensus::Publishing>, CliError> {
+    let p = &cfg.consensus.publish;
+    if !p.enabled {
+        return Ok(None);
+    }
+    let keys = crate::identity::load_key(p.key_file.as_deref(), &p.key_env)?.ok_or_else(|| {
+        CliError::ConsensusPublish(format!(
+            "needs a key: set keyFile or the environment variable {}",
+            p.key_env
+        ))
+    })?;
+    if p.relays.is_empty() {
+        return Err(CliError::ConsensusPublish(
+            "needs at least one relay".into(),
+        ));
+    }
+    let parse = if cfg.limits.allow_private {
+        RelayUrl::parse_allowing_local
+    } else {
+        RelayUrl::parse
+    };
+    let relays = p
+        .relays
+        .iter()
+        .map(|r| parse(r).map_err(|e| CliError::ConsensusPublish(format!("relay {r:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(crate::services::consensus::Publishing {
+        dialer: crate::net::Dialer::new(
+            cfg.networks.clone(),
+            cfg.limits.clone(),
+            crate::net::tls_config(&[]),
+        ),
+        keys,
+        relays,
+        timeout: std::time::Duration::from_secs_f64(p.timeout_secs),
+    }))
 }
 
 fn validator(cfg: &ProbeConfig) -> Validator {
@@ -474,7 +519,7 @@ async fn serve<S: Service>(
 /// before anything is touched.
 enum Job {
     Seed(Seeder),
-    Maintain(Maintainer),
+    Maintain(Box<Maintainer>),
     Validate(Validator, bool),
     Find(Finder, bool),
     Monitor(Box<Monitor>, bool),
@@ -488,11 +533,15 @@ impl Job {
         Ok(Some(match &cli.command {
             Command::Migrate(_) | Command::Check(_) | Command::Api(_) => return Ok(None),
             Command::Seed(a) => Job::Seed(seeder(a, cfg.limits.allow_private)?),
-            Command::Maintain(a) => Job::Maintain(Maintainer {
+            Command::Maintain(a) => Job::Maintain(Box::new(Maintainer {
                 cfg: cfg.maintain.clone(),
                 consensus: cfg.consensus.clone(),
+                publishing: match a.step {
+                    Step::Consensus => consensus_publishing(cfg)?,
+                    _ => None,
+                },
                 step: a.step,
-            }),
+            })),
             Command::Validate(o) => Job::Validate(validator(cfg), o.once),
             Command::Find(o) => Job::Find(finder(cfg)?, o.once),
             Command::Monitor(o) => Job::Monitor(Box::new(monitor(cfg, &identity()?)?), o.once),
@@ -545,7 +594,7 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
     let sd = Shutdown::on_signals();
     match job {
         Job::Seed(svc) => Ok(run_service(&svc, &ctx, true, sd, &health).await?),
-        Job::Maintain(svc) => Ok(run_service(&svc, &ctx, true, sd, &health).await?),
+        Job::Maintain(svc) => Ok(run_service(svc.as_ref(), &ctx, true, sd, &health).await?),
         Job::Validate(svc, once) => serve(&cli, svc, &ctx, once, &health).await,
         Job::Find(svc, once) => serve(&cli, svc, &ctx, once, &health).await,
         Job::Monitor(svc, once) => serve(&cli, *svc, &ctx, once, &health).await,

@@ -15,13 +15,13 @@ use crate::config::monitor::PublishConfig;
 /// Why the configured key cannot be used. Messages name where the key came from, not the key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read the monitor key file {path}: {source}")]
+    #[error("cannot read the key file {path}: {source}")]
     File {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("the monitor key in {origin} is not a hex or nsec secret key")]
+    #[error("the key in {origin} is not a hex or nsec secret key")]
     Invalid { origin: String },
 }
 
@@ -34,16 +34,22 @@ pub fn parse_secret(text: &str, origin: &str) -> Result<Keys, KeyError> {
 
 /// The configured key: `keyFile` first, then the `keyEnv` variable; `None` when neither is set.
 pub fn load(cfg: &PublishConfig) -> Result<Option<Keys>, KeyError> {
-    if let Some(path) = &cfg.key_file {
+    load_key(cfg.key_file.as_deref(), &cfg.key_env)
+}
+
+/// A key from `key_file`, else from the environment variable `key_env`; `None` when neither
+/// holds one.
+pub fn load_key(key_file: Option<&str>, key_env: &str) -> Result<Option<Keys>, KeyError> {
+    if let Some(path) = key_file {
         let text = std::fs::read_to_string(Path::new(path)).map_err(|source| KeyError::File {
-            path: path.clone(),
+            path: path.to_owned(),
             source,
         })?;
         return parse_secret(&text, &format!("file {path}")).map(Some);
     }
-    match std::env::var(&cfg.key_env) {
+    match std::env::var(key_env) {
         Ok(v) if !v.trim().is_empty() => {
-            parse_secret(&v, &format!("environment variable {}", cfg.key_env)).map(Some)
+            parse_secret(&v, &format!("environment variable {key_env}")).map(Some)
         }
         _ => Ok(None),
     }

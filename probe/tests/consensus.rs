@@ -144,6 +144,32 @@ async fn get(addr: SocketAddr, path: &str, accept: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// REQ `filter` on the api's relay: the events until EOSE.
+async fn req(addr: SocketAddr, filter: Value) -> Vec<Event> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .expect("connect to the api");
+    ws.send(Message::Text(
+        json!(["REQ", "c", filter]).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("open")
+            .expect("frame");
+        let v: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        match v[0].as_str() {
+            Some("EVENT") => out.push(Event::from_json(v[2].to_string()).unwrap()),
+            Some("EOSE") => return out,
+            _ => panic!("unexpected {v}"),
+        }
+    }
+}
+
 fn enc(url: &str) -> String {
     url::form_urlencoded::byte_serialize(url.as_bytes()).collect()
 }
@@ -184,7 +210,14 @@ async fn liar_outvoted(url: DatabaseUrl) {
         DatabaseUrl::Postgres(u) => u.clone(),
         DatabaseUrl::Sqlite(p) => p.display().to_string(),
     };
+    // Relay `up` runs all along; relay `stopped` is a port nothing listens on any more.
+    let (_up_relay, up) = peers::relay_with(&[]).await;
+    let stopped = format!("ws://{}", peers::closed_port().await);
+    // The consensus publishes its verdicts to `up` with a key of its own.
+    let consensus_keys = Keys::generate();
     let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("consensus.key");
+    std::fs::write(&key_file, consensus_keys.secret_key().to_secret_hex()).unwrap();
     let config = dir.path().join("probe.yaml");
     std::fs::write(
         &config,
@@ -194,15 +227,14 @@ async fn liar_outvoted(url: DatabaseUrl) {
              monitor:\n  recheckSecs: 0\n  checks:\n\
              \x20   ssl: {{enabled: false}}\n    dns: {{enabled: false}}\n    geo: {{enabled: false}}\n\
              \x20   net: {{enabled: false}}\n    http: {{enabled: false}}\n    nip77: {{enabled: false}}\n\
-             \x20 publish: {{relays: [], geohash: {FRANKFURT}}}\n"
+             \x20 publish: {{relays: [], geohash: {FRANKFURT}}}\n\
+             consensus:\n  publish: {{enabled: true, relays: [\"{up}\"], keyFile: \"{}\", timeoutSecs: 3}}\n",
+            key_file.display()
         ),
     )
     .unwrap();
     ok(&probe(&db, &config, None, &["migrate"]).await, "migrate");
 
-    // Relay `up` runs all along; relay `stopped` is a port nothing listens on any more.
-    let (_up_relay, up) = peers::relay_with(&[]).await;
-    let stopped = format!("ws://{}", peers::closed_port().await);
     let archive = common::open(&url, Schema::Full).await;
     archive
         .insert_relays(&[&up, &stopped].map(|u| RelayRow {
@@ -316,6 +348,31 @@ async fn liar_outvoted(url: DatabaseUrl) {
         "the liar's weight falls round after round: {weights:?}"
     );
 
+    // The consensus as a NIP-66 monitor of its own: a signed 30166 for the running relay only,
+    // naming the monitors it rests on, served by the api's relay from the archive.
+    let got = req(
+        api,
+        json!({"kinds": [30166], "authors": [consensus_keys.public_key().to_hex()]}),
+    )
+    .await;
+    assert!(!got.is_empty(), "no consensus event served");
+    for e in &got {
+        e.verify().expect("a valid signature");
+        let tags: Vec<Vec<String>> = e.tags.iter().map(|t| t.as_slice().to_vec()).collect();
+        assert!(tags.contains(&vec!["d".into(), up.clone()]), "{tags:?}");
+        assert!(tags.contains(&vec!["l".into(), "online".into(), "brotr.consensus".into()]));
+    }
+    let newest: Vec<Vec<String>> = got[0].tags.iter().map(|t| t.as_slice().to_vec()).collect();
+    for k in &monitors {
+        let v = vec!["vantage".into(), k.public_key().to_hex(), "agrees".into()];
+        assert!(newest.contains(&v), "{newest:?}");
+    }
+    assert!(
+        newest.contains(&vec!["vantage".into(), liar_hex.clone(), "flagged".into()]),
+        "{newest:?}"
+    );
+    assert!(newest.iter().any(|t| t[0] == "rtt-open"), "{newest:?}");
+
     // The page and the map show the same verdicts.
     let (code, map) = get(api, "/v1/map", "application/json").await;
     assert_eq!(code, 200);
@@ -396,4 +453,50 @@ async fn the_page_names_a_bad_filter_and_a_missing_relay() {
     assert!(html.contains("No relays match."), "{html}");
     let (_, text) = get(api, "/", "*/*").await;
     assert!(text.starts_with("Brotr archive"), "{text}");
+}
+
+/// Publishing turned on without a key, or without a relay: exit 2 naming the setting, before
+/// the database is touched.
+#[tokio::test]
+async fn publishing_without_a_key_or_a_relay_is_refused_naming_the_setting() {
+    let (url, dir) = fresh_sqlite_url();
+    let DatabaseUrl::Sqlite(path) = &url else {
+        unreachable!()
+    };
+    let db = path.display().to_string();
+    let config = dir.path().join("probe.yaml");
+    for (yaml, says) in [
+        (
+            "consensus: {publish: {enabled: true, relays: [\"wss://relay.example.com\"]}}\n",
+            "consensus.publish: needs a key: set keyFile or the environment variable BROTR_CONSENSUS_KEY",
+        ),
+        (
+            "consensus: {publish: {enabled: true, keyEnv: BROTR_TEST_NO_SUCH_KEY_VAR}}\n",
+            "needs a key",
+        ),
+    ] {
+        std::fs::write(&config, yaml).unwrap();
+        let out = probe(&db, &config, None, &["maintain", "consensus"]).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!path.exists(), "the database was not touched");
+    }
+    let key = dir.path().join("k");
+    std::fs::write(&key, Keys::generate().secret_key().to_secret_hex()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "consensus: {{publish: {{enabled: true, keyFile: \"{}\"}}}}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = probe(&db, &config, None, &["maintain", "consensus"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("consensus.publish: needs at least one relay"),
+        "{err}"
+    );
 }

@@ -54,6 +54,11 @@ impl Publisher {
     /// Sends `events` to every publishing relay at once; returns, per event, how many relays
     /// accepted it.
     pub async fn publish(&mut self, events: &[Event]) -> Vec<usize> {
+        self.publish_to(events).await.iter().map(Vec::len).collect()
+    }
+
+    /// [`Publisher::publish`], saying which relays accepted each event.
+    pub async fn publish_to(&mut self, events: &[Event]) -> Vec<Vec<RelayUrl>> {
         let (dialer, keys, timeout) = (&self.dialer, &self.keys, self.timeout);
         let results = join_all(self.relays.iter_mut().map(|(url, conn)| async move {
             if matches!(conn, Conn::NotYet) {
@@ -86,7 +91,14 @@ impl Publisher {
         }))
         .await;
         (0..events.len())
-            .map(|i| results.iter().filter(|r| r[i]).count())
+            .map(|i| {
+                self.relays
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, r)| r[i])
+                    .map(|((url, _), _)| url.clone())
+                    .collect()
+            })
             .collect()
     }
 

@@ -68,6 +68,8 @@ impl CycleReport for MaintainReport {
 pub struct Maintainer {
     pub cfg: MaintainConfig,
     pub consensus: crate::config::ConsensusConfig,
+    /// Where the consensus step publishes its verdicts (`consensus.publish`), if anywhere.
+    pub publishing: Option<super::consensus::Publishing>,
     pub step: Step,
 }
 
@@ -93,8 +95,13 @@ impl Service for Maintainer {
                     what: "maintain consensus",
                 });
             };
-            let report =
-                super::consensus::round(archive.as_ref(), &self.consensus, ctx.now()).await?;
+            let report = super::consensus::round(
+                archive.as_ref(),
+                &self.consensus,
+                self.publishing.as_ref(),
+                ctx.now(),
+            )
+            .await?;
             return Ok(MaintainReport {
                 consensus: Some(report),
                 ..MaintainReport::default()
