@@ -93,6 +93,12 @@ async fn seed(store: &Arc<dyn Store>, n: usize, now: i64) -> Seeded {
         });
         // Most relays up for everyone; one in twelve down for everyone; one in twenty split.
         let state = i % 60;
+        // Where it is, and RTTs light allows from each monitor (the consensus flags less).
+        let (lat, lon): (f64, f64) = (
+            rng.random_range(-55.0..70.0),
+            rng.random_range(-170.0..175.0),
+        );
+        let here = brotr_probe::model::geohash::encode(lat, lon, 6).unwrap();
         for (m, k) in monitors.iter().enumerate() {
             let online = match state {
                 0..=4 => false,
@@ -101,20 +107,17 @@ async fn seed(store: &Arc<dyn Store>, n: usize, now: i64) -> Seeded {
                 5..=7 => m == 0,
                 _ => true,
             };
-            let mut checks = vec![rtt(online, rng.random_range(20..400))];
+            let floor = brotr_probe::model::consensus::min_rtt_ms(places[m], &here).unwrap();
+            let mut checks = vec![rtt(online, floor as u64 + rng.random_range(5..120))];
             if online {
                 checks.push(check(MetadataType::Nip11Info, &nip11));
                 if located {
-                    let (lat, lon): (f64, f64) = (
-                        rng.random_range(-55.0..70.0),
-                        rng.random_range(-170.0..175.0),
-                    );
                     checks.push(check(
                         MetadataType::Nip66Geo,
                         &json!({
                             "geo_lat": lat,
                             "geo_lon": lon,
-                            "geo_hash": brotr_probe::model::geohash::encode(lat, lon, 6),
+                            "geo_hash": here,
                             "geo_country": COUNTRIES[i % COUNTRIES.len()],
                         }),
                     ));
