@@ -989,3 +989,73 @@ fn monitors_of_a_pooled_pipeline_take_no_seat_and_connect_through_the_pooler() {
     let err = plan.seat(&off, 500).unwrap_err();
     assert!(err.contains("monitorConnections"), "{err}");
 }
+
+#[test]
+fn the_consensus_round_runs_with_the_api_and_publishes_with_its_own_key() {
+    let d = Defaults::default();
+    // With the api: a consensus CronJob, every 30 minutes, carrying no key by default.
+    let p = brotr_deployment::validate(&bd("brotrdeployment-full.yaml"), &d).unwrap();
+    let c = p.children(&done());
+    let cron = find(&c, ChildKind::CronJob, "bigbrotr-consensus");
+    let schedule = cron["spec"]["schedule"].as_str().unwrap().to_owned();
+    assert!(
+        schedule.ends_with(" * * * *") && schedule.contains(','),
+        "{schedule}"
+    );
+    let spec = pod(cron);
+    assert_eq!(
+        spec["containers"][0]["args"].as_array().unwrap()[..2],
+        [json!("maintain"), json!("consensus")],
+        "{spec}"
+    );
+    assert!(!spec["volumes"].to_string().contains("\"key\""), "{spec}");
+    // Without the api, none (nothing would read the verdicts), unless asked for.
+    let no_api = bd_with(json!({"api": {"enabled": false}}));
+    let c = brotr_deployment::validate(&no_api, &d)
+        .unwrap()
+        .children(&done());
+    assert!(
+        !c.iter()
+            .any(|x| x.kind == ChildKind::CronJob && x.name == "bigbrotr-consensus")
+    );
+    let asked = bd_with(json!({"api": {"enabled": false}, "maintenance": {"consensus": {}}}));
+    let c = brotr_deployment::validate(&asked, &d)
+        .unwrap()
+        .children(&done());
+    find(&c, ChildKind::CronJob, "bigbrotr-consensus");
+
+    // Publishing: the consensus key is mounted into the consensus round's pods only, where the
+    // config file says.
+    let publishing = bd_with(json!({"maintenance": {
+        "consensusKeySecretRef": {"name": "consensus-key", "key": "nsec"},
+        "consensusSettings": {"publish": {"enabled": true, "relays": ["wss://relay.example.com"]}},
+    }}));
+    let p = brotr_deployment::validate(&publishing, &d).unwrap();
+    let cfg = ProbeConfig::from_yaml("t", &p.config.text).unwrap();
+    assert!(cfg.consensus.publish.enabled);
+    assert_eq!(
+        cfg.consensus.publish.key_file.as_deref(),
+        Some("/etc/brotr/key/key")
+    );
+    let c = p.children(&done());
+    let vols = |name: &str| pod(find(&c, ChildKind::CronJob, name))["volumes"].to_string();
+    assert!(
+        vols("bigbrotr-consensus").contains("consensus-key"),
+        "{}",
+        vols("bigbrotr-consensus")
+    );
+    for other in ["bigbrotr-refresh", "bigbrotr-retention", "bigbrotr-cleanup"] {
+        assert!(
+            !vols(other).contains("consensus-key"),
+            "{other}: {}",
+            vols(other)
+        );
+    }
+    for dep in ["bigbrotr-monitor", "bigbrotr-api"] {
+        let spec = pod(find(&c, ChildKind::Deployment, dep));
+        assert!(
+            !spec["volumes"].to_string().contains("consensus-key"),
+            "{dep}"
+        );
+    }
+}

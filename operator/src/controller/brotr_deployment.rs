@@ -209,6 +209,7 @@ async fn missing_reference(
         }
     }
     secrets.extend(plan.key.clone());
+    secrets.extend(plan.consensus_key.clone());
     // The api's read-only URL, when the user names it (a managed login's Secret is ours).
     secrets.extend(
         plan.api

@@ -516,6 +516,11 @@ pub struct MaintenanceSpec {
     /// window), read by the consensus round and the api alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consensus_settings: Option<Settings<ConsensusConfig>>,
+    /// The Secret key holding the consensus' own signing key (hex or nsec), for
+    /// `consensusSettings.publish`: mounted into the consensus round's pods only. Never a
+    /// monitor's key (its 30166s would replace the monitor's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus_key_secret_ref: Option<SecretKeyRef>,
     /// Time zone of the schedules (IANA name, e.g. `Europe/Berlin`; the controller-manager's
     /// when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]

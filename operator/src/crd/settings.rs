@@ -63,6 +63,8 @@ impl Section for MaintainConfig {
 }
 impl Section for ConsensusConfig {
     const KEY: &'static str = "consensus";
+    /// The key is `spec.maintenance.consensusKeySecretRef`, mounted by the operator.
+    const OPERATOR_OWNED: &'static [&'static str] = &["publish.keyFile", "publish.keyEnv"];
 }
 impl Section for NetworksConfig {
     const KEY: &'static str = "networks";

@@ -123,6 +123,8 @@ pub struct Pipeline {
     pub database: DatabaseRef,
     pub managed: Option<ManagedDb>,
     pub key: Option<SecretKeyRef>,
+    /// The consensus' signing key (`spec.maintenance.consensusKeySecretRef`).
+    pub consensus_key: Option<SecretKeyRef>,
     pub config: RenderedConfig,
     pub tor: Option<TorSidecar>,
     pub geoip: Option<GeoIpSource>,
@@ -250,6 +252,14 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         values(api_spec.and_then(|a| a.settings.as_ref())),
     );
     operator_keys(&mut b, key.is_some(), tor.is_some(), geoip.as_ref());
+    if mt.consensus_key_secret_ref.is_some() {
+        // Mounted where a monitor's key would be: the consensus round's pods carry no other.
+        b.set(
+            <ConsensusConfig as Section>::KEY,
+            "publish.keyFile",
+            crate::render::pod::KEY_FILE,
+        );
+    }
     let config = b.build().map_err(InvalidSpec)?;
 
     let mut database = database_of(bd);
@@ -397,6 +407,7 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         database,
         managed,
         key,
+        consensus_key: mt.consensus_key_secret_ref.clone(),
         config,
         tor,
         geoip,
@@ -547,7 +558,11 @@ impl Pipeline {
             },
             schema: self.schema.as_str(),
             config_map: extra.config.then_some(config_name.as_str()),
-            key: extra.key.then_some(self.key.as_ref()).flatten(),
+            key: if extra.consensus_key {
+                self.consensus_key.as_ref()
+            } else {
+                extra.key.then_some(self.key.as_ref()).flatten()
+            },
             geoip: extra.geoip.then_some(self.geoip.as_ref()).flatten(),
             tor: extra.tor.then_some(self.tor.as_ref()).flatten(),
             relays: if p.relays {
@@ -741,6 +756,7 @@ impl Pipeline {
                     config: true,
                     serve: true,
                     key: talks_to_relays,
+                    consensus_key: false,
                     tor: talks_to_relays,
                     geoip: *service == Service::Monitor,
                     env: vec![],
@@ -772,6 +788,7 @@ impl Pipeline {
                     config: true,
                     serve: true,
                     key: true,
+                    consensus_key: false,
                     tor: true,
                     geoip: false,
                     env: vec![env_from_label("POD_INDEX", "apps.kubernetes.io/pod-index")],
@@ -896,6 +913,7 @@ impl Pipeline {
                     &parts,
                     PodExtra {
                         config: true,
+                        consensus_key: m.step == "consensus",
                         ..Default::default()
                     },
                 );
@@ -940,6 +958,8 @@ struct PodExtra {
     config: bool,
     serve: bool,
     key: bool,
+    /// Mount the consensus key (where `key` would go) instead of the monitor's.
+    consensus_key: bool,
     tor: bool,
     geoip: bool,
     env: Vec<k8s_openapi::api::core::v1::EnvVar>,
