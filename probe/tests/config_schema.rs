@@ -47,6 +47,7 @@ fn base_items() -> BTreeMap<&'static str, Value> {
         ("sync.overrides", json!({"url": "wss://relay.example.com"})),
         ("sync.filters", json!({})),
         ("monitor.publish.relays", json!("wss://relay.example.com")),
+        ("consensus.publish.relays", json!("wss://relay.example.com")),
         ("api.hiddenKinds", json!(4)),
         ("api.trustedProxies", json!("10.0.0.0/8")),
     ])
