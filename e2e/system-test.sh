@@ -562,7 +562,7 @@ expect "NIP-11 from it: supported_nips has 1, 11, 45 and 77, restricted_writes" 
 expect "GET /v1/stats answers, and /v1/relays lists the four relays" \
   bash -c 'set -o pipefail; curl -sf "http://$1/v1/stats" | jq -e .events >/dev/null && [ "$(curl -sf "http://$1/v1/relays" | jq ".relays | length")" = 4 ]' _ "$API"
 expect "the web page: GET / as a browser renders the four relays' rows, and the image serves the map's script" \
-  bash -c 'set -o pipefail; [ "$(curl -sf -H "Accept: text/html" "http://$1/" | grep -o "<tr data-url=" | wc -l)" = 4 ] && curl -sf "http://$1/assets/app.js" | head -c 1 >/dev/null' _ "$API"
+  bash -c 'set -o pipefail; [ "$(curl -sf -H "Accept: text/html" "http://$1/" | grep -o "<tr data-url=" | wc -l)" = 4 ] && [ "$(curl -sf -o /dev/null -w "%{content_type}" "http://$1/assets/app.js")" = "text/javascript; charset=utf-8" ]' _ "$API"
 N_API_CONN=$(sql "select count(*) from pg_stat_activity where usename = 'brotr_api'")
 expect "it reads as brotr_api ($N_API_CONN connections in pg_stat_activity), which may not write" \
   bash -c '[ "$1" -ge 1 ] && psql "$2" -XAtq -c "delete from relay" 2>&1 | grep -q "permission denied"' _ "$N_API_CONN" "$API_DB_URL"

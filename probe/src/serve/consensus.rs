@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::model::RelayUrl;
 use crate::model::consensus::{
-    self, Label, Observation, Params, Source, TRACK_SERVICE, TRACK_TYPE, TrackRecord,
-    VANTAGE_SERVICE, VANTAGE_TYPE, Verdict,
+    self, Observation, Params, Source, TRACK_SERVICE, TRACK_TYPE, TrackRecord, VANTAGE_SERVICE,
+    VANTAGE_TYPE, Verdict,
 };
 use crate::nips::nip66::{Announcement, Discovery, KIND_ANNOUNCEMENT, KIND_DISCOVERY};
 use crate::store::StoreError;
@@ -315,11 +315,6 @@ pub async fn all_relays(
             return Ok(out);
         }
     }
-}
-
-/// Whether a label filter (`verdict=`) is one of the labels.
-pub fn parse_label(s: &str) -> Option<Label> {
-    Label::parse(s)
 }
 
 /// A stored event's tags, as string lists; none when the row has no tags (a lite archive).
