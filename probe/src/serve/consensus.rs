@@ -16,7 +16,7 @@ use crate::model::consensus::{
 use crate::nips::nip66::{Announcement, Discovery, KIND_ANNOUNCEMENT, KIND_DISCOVERY};
 use crate::store::StoreError;
 use crate::store::query::{Cursor, EventQuery, RelayFilter};
-use crate::store::read::{Archive, MonitorHealth, RelaySummary};
+use crate::store::read::{Archive, MonitorHealth, RelayDetail, RelaySummary};
 
 /// Third-party reports read per statement, and at most in all (a whole-network read).
 const PAGE: u32 = 5_000;
@@ -287,6 +287,33 @@ pub fn judge(relay: &RelaySummary, inputs: &Inputs, now: i64, max_age_secs: i64)
         verdict,
         observations,
     }
+}
+
+/// One relay's detail, with at most `limit` history rows (from `since`, up to `until`, of
+/// `check`), and its consensus; `None`: no such relay. For the HTTP route and the relay page.
+pub async fn relay_detail(
+    api: &super::Api,
+    url: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+    check: Option<&str>,
+    limit: u32,
+) -> Result<Option<(RelayDetail, Consensus)>, super::ReadError> {
+    let read = api.reader.relay_detail(url, since, until, check, limit);
+    let Some(detail) = api.read("relay", read).await? else {
+        return Ok(None);
+    };
+    let now = crate::runtime::unix_now();
+    let max_age = api.site.consensus.max_age_secs;
+    let relay = std::slice::from_ref(&detail.relay);
+    let inputs = api
+        .read(
+            "consensus",
+            inputs(api.reader.as_ref(), relay, false, now, max_age),
+        )
+        .await?;
+    let c = judge(&detail.relay, &inputs, now, max_age);
+    Ok(Some((detail, c)))
 }
 
 /// Every relay of the archive (by the relays page, page after page), at most `cap`.

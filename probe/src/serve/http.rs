@@ -609,30 +609,9 @@ async fn relay(
     let since = p.int::<i64>("since", "a unix time")?;
     let until = p.int::<i64>("until", "a unix time")?;
     let limit = p.limit(&api)?;
-    let found = api
-        .read(
-            "relay",
-            api.reader
-                .relay_detail(&url, since, until, check.as_deref(), limit),
-        )
-        .await?;
+    let found = consensus::relay_detail(&api, &url, since, until, check.as_deref(), limit).await?;
     match found {
-        Some(detail) => {
-            let now = crate::runtime::unix_now();
-            let max_age = api.site.consensus.max_age_secs;
-            let inputs = api
-                .read(
-                    "consensus",
-                    consensus::inputs(
-                        api.reader.as_ref(),
-                        std::slice::from_ref(&detail.relay),
-                        false,
-                        now,
-                        max_age,
-                    ),
-                )
-                .await?;
-            let consensus = consensus::judge(&detail.relay, &inputs, now, max_age);
+        Some((detail, consensus)) => {
             Ok(axum::Json(RelayDetailView { detail, consensus }).into_response())
         }
         None => Err(ApiError::new(

@@ -689,7 +689,7 @@ pub async fn relay(
         },
         Err(e) => return error_page(e),
     };
-    match relay_consensus(&api, &url, 50).await {
+    match consensus::relay_detail(&api, &url, None, None, None, 50).await {
         Ok(Some((detail, c))) => html_response(
             StatusCode::OK,
             relay_page(&detail.relay, &c, &detail.history),
@@ -702,39 +702,6 @@ pub async fn relay(
         )),
         Err(e) => error_page(e.into()),
     }
-}
-
-/// One relay's detail (with `limit` history rows) and its consensus; `None`: no such relay.
-pub async fn relay_consensus(
-    api: &Arc<Api>,
-    url: &str,
-    limit: u32,
-) -> Result<Option<(crate::store::read::RelayDetail, Consensus)>, ReadError> {
-    let Some(detail) = api
-        .read(
-            "relay",
-            api.reader.relay_detail(url, None, None, None, limit),
-        )
-        .await?
-    else {
-        return Ok(None);
-    };
-    let now = crate::runtime::unix_now();
-    let max_age = api.site.consensus.max_age_secs;
-    let inputs = api
-        .read(
-            "consensus",
-            consensus::inputs(
-                api.reader.as_ref(),
-                std::slice::from_ref(&detail.relay),
-                false,
-                now,
-                max_age,
-            ),
-        )
-        .await?;
-    let c = consensus::judge(&detail.relay, &inputs, now, max_age);
-    Ok(Some((detail, c)))
 }
 
 /// Every relay with its position and verdict (the map's data).
