@@ -391,22 +391,7 @@ async fn the_relay_serves_the_postgres_archive() {
     archive_suite(fresh_pg_url().await).await;
 }
 
-async fn get(
-    addr: SocketAddr,
-    path: &str,
-    accept: &str,
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let r = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .header("accept", accept)
-        .send()
-        .await
-        .expect("http");
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    (status, headers, r.text().await.unwrap())
-}
+use common::http_get as get;
 
 async fn http_suite(url: DatabaseUrl) {
     let events = dataset();

@@ -134,14 +134,8 @@ async fn serve_api(url: &DatabaseUrl) -> (SocketAddr, tokio::sync::oneshot::Send
 }
 
 async fn get(addr: SocketAddr, path: &str, accept: &str) -> (u16, String) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let r = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .header("accept", accept)
-        .send()
-        .await
-        .expect("http");
-    (r.status().as_u16(), r.text().await.unwrap())
+    let (status, _, body) = common::http_get(addr, path, accept).await;
+    (status, body)
 }
 
 /// REQ `filter` on the api's relay: the events until EOSE.

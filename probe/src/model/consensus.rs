@@ -364,6 +364,14 @@ impl Label {
 }
 
 impl Verdict {
+    /// Whether `monitor`'s observation was thrown out of the vote (stale, or faster than
+    /// light), rather than merely outvoted.
+    pub fn thrown_out(&self, monitor: &str) -> bool {
+        self.disagreements
+            .iter()
+            .any(|d| d.monitor == monitor && !matches!(d.flag, Flag::AgainstMajority { .. }))
+    }
+
     pub fn label(&self) -> Label {
         let Vote { value, yes, no } = self.online;
         let total = yes + no;

@@ -243,6 +243,20 @@ pub struct Weighed {
     pub weight: f64,
 }
 
+impl Consensus {
+    /// The median RTT to open (ms) of the vantage points that voted it up.
+    pub fn median_rtt_open(&self) -> Option<u32> {
+        let mut rtts: Vec<u32> = self
+            .observations
+            .iter()
+            .filter(|w| w.weight > 0.0 && w.observation.open == Some(true))
+            .filter_map(|w| w.observation.rtt_open_ms)
+            .collect();
+        rtts.sort_unstable();
+        rtts.get(rtts.len() / 2).copied()
+    }
+}
+
 /// The verdict on `relay` from its own rows and the third-party reports in `inputs`.
 pub fn judge(relay: &RelaySummary, inputs: &Inputs, now: i64, max_age_secs: i64) -> Consensus {
     let mut obs: Vec<Observation> = relay
@@ -257,16 +271,10 @@ pub fn judge(relay: &RelaySummary, inputs: &Inputs, now: i64, max_age_secs: i64)
         ..Params::default()
     };
     let verdict = consensus::verdict(&obs, &inputs.tracks, &params, now);
-    let flagged: HashSet<&str> = verdict
-        .disagreements
-        .iter()
-        .filter(|d| !matches!(d.flag, consensus::Flag::AgainstMajority { .. }))
-        .map(|d| d.monitor.as_str())
-        .collect();
     let observations = obs
         .iter()
         .map(|o| Weighed {
-            weight: if flagged.contains(o.monitor.as_str()) {
+            weight: if verdict.thrown_out(&o.monitor) {
                 0.0
             } else {
                 match o.source {

@@ -64,13 +64,6 @@ pub struct Snapshot {
 
 impl MapRelay {
     pub fn new(r: &RelaySummary, c: &Consensus) -> Self {
-        let mut rtts: Vec<u32> = c
-            .observations
-            .iter()
-            .filter(|o| o.weight > 0.0 && o.observation.open == Some(true))
-            .filter_map(|o| o.observation.rtt_open_ms)
-            .collect();
-        rtts.sort_unstable();
         MapRelay {
             url: r.url.clone(),
             network: r.network.clone(),
@@ -80,7 +73,7 @@ impl MapRelay {
             software: r.software.clone(),
             nips: r.supported_nips.clone(),
             verdict: c.label.clone(),
-            rtt_ms: (!rtts.is_empty()).then(|| rtts[rtts.len() / 2]),
+            rtt_ms: c.median_rtt_open(),
             monitors: c.verdict.vantage_points,
             agreeing: c.verdict.agreeing,
             flags: c.verdict.disagreements.len(),

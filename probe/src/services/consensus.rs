@@ -65,13 +65,6 @@ pub fn consensus_report(relay: &RelaySummary, c: &Consensus) -> Option<Discovery
     if c.verdict.label() != Label::Online {
         return None;
     }
-    let mut rtts: Vec<u32> = c
-        .observations
-        .iter()
-        .filter(|w| w.weight > 0.0 && w.observation.open == Some(true))
-        .filter_map(|w| w.observation.rtt_open_ms)
-        .collect();
-    rtts.sort_unstable();
     let mut requirements = Vec::new();
     for (name, vote) in [
         ("auth", c.verdict.auth_required),
@@ -87,14 +80,7 @@ pub fn consensus_report(relay: &RelaySummary, c: &Consensus) -> Option<Discovery
         .iter()
         .filter(|(m, _)| !m.is_empty())
         .map(|(m, agrees)| {
-            let flagged = c.verdict.disagreements.iter().any(|d| {
-                &d.monitor == m
-                    && !matches!(
-                        d.flag,
-                        crate::model::consensus::Flag::AgainstMajority { .. }
-                    )
-            });
-            let word = match (flagged, agrees) {
+            let word = match (c.verdict.thrown_out(m), agrees) {
                 (true, _) => "flagged",
                 (false, true) => "agrees",
                 (false, false) => "disagrees",
@@ -106,7 +92,7 @@ pub fn consensus_report(relay: &RelaySummary, c: &Consensus) -> Option<Discovery
     Some(Discovery {
         d: relay.url.clone(),
         network: Some(relay.network.clone()),
-        rtt_open: (!rtts.is_empty()).then(|| u64::from(rtts[rtts.len() / 2])),
+        rtt_open: c.median_rtt_open().map(u64::from),
         requirements,
         geohash: relay.geohash.clone(),
         labels: vec![(c.label.clone(), LABEL_NAMESPACE.to_owned())],

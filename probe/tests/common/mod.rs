@@ -211,3 +211,21 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// GET `path` from an HTTP server on `addr` with `accept`: (status, headers, body).
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    accept: &str,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("http");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
