@@ -75,6 +75,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "BROTR_DB_POOLER", value_enum,
           default_value_t = store::Pooler::None)]
     pub db_pooler: store::Pooler,
+    /// Reach the database through a pooler at `HOST:PORT` (e.g. the PgBouncer the operator
+    /// renders in front of an external server): the URL's user, password and database at that
+    /// address, without TLS on that hop. Ignored by `migrate` and `pooler-config`, which need
+    /// the server itself.
+    #[arg(long, global = true, env = "BROTR_DB_VIA", value_name = "HOST:PORT")]
+    pub db_via: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -111,6 +117,18 @@ pub enum Command {
     /// Serve the archive read-only until SIGTERM: a Nostr relay (NIP-01, 11, 45, 77) on `/`,
     /// an HTTP API under `/v1` (OpenAPI at `/openapi.json`), `/healthz`, `/readyz`, `/metrics`.
     Api(ApiArgs),
+    /// Write what a PgBouncer needs to front the database URL's server: `server.ini` (its
+    /// `[databases]` entry and server TLS settings, to `%include`) and `userlist.txt` (the URL's
+    /// user and password), both readable by the owner only. Used by the pooler the operator
+    /// renders in front of an external database.
+    PoolerConfig(PoolerConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PoolerConfigArgs {
+    /// Directory to write the two files into (it must exist).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -233,6 +251,12 @@ pub enum CliError {
     WebDir(String),
     #[error("consensus.publish: {0}")]
     ConsensusPublish(String),
+    #[error("pooler-config: cannot write {path}: {source}")]
+    PoolerConfig {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read seed file {path}: {source}")]
     SeedFile {
         path: String,
@@ -242,6 +266,20 @@ pub enum CliError {
 }
 
 impl Cli {
+    /// The database as given (`--database`), for what needs the server itself.
+    fn server_url(&self) -> Result<DatabaseUrl, StoreError> {
+        self.database.parse()
+    }
+
+    /// The database as this process reaches it: through `--db-via` when given.
+    fn database_url(&self) -> Result<DatabaseUrl, StoreError> {
+        let url = self.server_url()?;
+        match &self.db_via {
+            Some(addr) => url.via(addr),
+            None => Ok(url),
+        }
+    }
+
     /// The PostgreSQL connections this process may hold, and through what.
     fn pool_config(&self) -> store::PoolConfig {
         store::PoolConfig {
@@ -278,6 +316,7 @@ impl CliError {
             | CliError::MonitorSetup(_)
             | CliError::Metrics { .. }
             | CliError::SeedFile { .. }
+            | CliError::PoolerConfig { .. }
             | CliError::WebDir(_)
             | CliError::ConsensusPublish(_) => 2,
         }
@@ -489,7 +528,11 @@ async fn start_background(cli: &Cli, ctx: &Ctx, health: &Health) -> Result<(), C
 }
 
 async fn open_store(cli: &Cli, migrate: bool) -> Result<Arc<dyn store::Archive>, CliError> {
-    let url: DatabaseUrl = cli.database.parse()?;
+    let url = if migrate {
+        cli.server_url()?
+    } else {
+        cli.database_url()?
+    };
     let mode = if migrate {
         store::OpenMode::Migrate
     } else {
@@ -531,7 +574,10 @@ impl Job {
     fn build(cli: &Cli, cfg: &ProbeConfig) -> Result<Option<Job>, CliError> {
         let identity = || Identity::load(&cfg.monitor.publish);
         Ok(Some(match &cli.command {
-            Command::Migrate(_) | Command::Check(_) | Command::Api(_) => return Ok(None),
+            Command::Migrate(_)
+            | Command::Check(_)
+            | Command::Api(_)
+            | Command::PoolerConfig(_) => return Ok(None),
             Command::Seed(a) => Job::Seed(seeder(a, cfg.limits.allow_private)?),
             Command::Maintain(a) => Job::Maintain(Box::new(Maintainer {
                 cfg: cfg.maintain.clone(),
@@ -564,12 +610,13 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
     let job = match &cli.command {
         // No database: a one-relay diagnostic.
         Command::Check(args) => return check_one(&cfg, args).await,
+        Command::PoolerConfig(args) => return pooler_config(&cli, args),
         Command::Migrate(args) => {
             open_store(&cli, true).await?;
             if let Some(login) = &args.reader_login {
                 // From the environment only: an argument would show in the process list.
                 let password = std::env::var("BROTR_READER_PASSWORD").unwrap_or_default();
-                let url: DatabaseUrl = cli.database.parse()?;
+                let url = cli.server_url()?;
                 store::ensure_reader_login(&url, login, &password).await?;
                 info!(login = %login, "read-only login ready (member of brotr_reader)");
             }
@@ -619,11 +666,41 @@ pub async fn run(cli: Cli, progress: Progress) -> Result<(), CliError> {
     }
 }
 
+/// `pooler-config`: PgBouncer's files for the server of `--database`.
+fn pooler_config(cli: &Cli, args: &PoolerConfigArgs) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let url = cli.server_url()?;
+    let ca = std::env::var("PGSSLROOTCERT")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let files = store::PgBouncerFiles::for_server(&url, ca.as_deref())?;
+    for (name, text) in [
+        ("server.ini", &files.server_ini),
+        ("userlist.txt", &files.userlist),
+    ] {
+        let path = args.out.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|source| CliError::PoolerConfig {
+                path: path.display().to_string(),
+                source,
+            })?;
+    }
+    info!(database = %url.redacted(), out = %args.out.display(), "pooler config written");
+    Ok(())
+}
+
 /// `api`: the archive, read-only, until SIGTERM.
 async fn api(cli: &Cli, cfg: ProbeConfig, args: &ApiArgs) -> Result<(), CliError> {
     use crate::services::api;
     let addr = api::listen_addr(&cfg.api, args.listen.as_deref())?;
-    let url: DatabaseUrl = cli.database.parse()?;
+    let url = cli.database_url()?;
     let archive = store::open_archive_with(
         &url,
         cli.schema,

@@ -294,3 +294,145 @@ async fn a_pooler_that_does_not_answer_exits_2_naming_the_url_and_the_setting() 
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The pooler the operator renders in front of an external server: PgBouncer's `[databases]`
+/// entry and auth file written by `brotr-probe pooler-config` from the server's URL (a login
+/// whose password needs percent-encoding), the rest of `pgbouncer.ini` as the operator renders
+/// it. The pipeline then runs through it with the same URL and `--db-via`.
+#[tokio::test]
+#[ignore = "needs PostgreSQL and PgBouncer: BROTR_TEST_PG_URL (e2e/run-tests.sh starts it; /usr/sbin/pgbouncer)"]
+async fn the_pipeline_runs_through_a_pgbouncer_written_by_pooler_config() {
+    let admin = std::env::var(PG_URL_ENV).expect("BROTR_TEST_PG_URL");
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    for sql in [
+        "DROP DATABASE IF EXISTS brotr_fronted WITH (FORCE)",
+        "DROP ROLE IF EXISTS \"fronted@app\"",
+        "CREATE ROLE \"fronted@app\" LOGIN PASSWORD 'p@ss \"w\":rd/%'",
+        "CREATE DATABASE brotr_fronted OWNER \"fronted@app\"",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let server = url::Url::parse(&admin).unwrap();
+    let (host, port) = (server.host_str().unwrap(), server.port().unwrap_or(5432));
+    let login = "fronted%40app:p%40ss%20%22w%22%3Ard%2F%25";
+    let direct = DatabaseUrl::Postgres(format!(
+        "postgres://{login}@{host}:{port}/brotr_fronted?sslmode=disable"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let out = probe(
+        &direct,
+        &["pooler-config", "--out", dir.path().to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let server_ini = std::fs::read_to_string(dir.path().join("server.ini")).unwrap();
+    assert!(
+        server_ini.contains(&format!(
+            "brotr_fronted = host={host} port={port} dbname=brotr_fronted"
+        )),
+        "{server_ini}"
+    );
+    assert!(
+        !stderr(&out).contains("p@ss"),
+        "the password is never logged"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("userlist.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the auth file is the owner's only");
+
+    let _bouncer = common::pgbouncer_including(dir.path());
+    let via = format!("127.0.0.1:{}", _bouncer.port);
+
+    // Migrations to the server itself; the pipeline through the pooler.
+    let out = probe(&direct, &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_r1, url1) = common::peers::relay_with(&common::peers::recent_notes(300, vec![])).await;
+    let seeds = dir.path().join("local.txt");
+    std::fs::write(&seeds, format!("{url1}\n")).unwrap();
+    let cfg = dir.path().join("probe.yaml");
+    std::fs::write(&cfg, "finder:\n  sources: []\n").unwrap();
+    let (d, v, c, s) = (direct.clone(), via.clone(), cfg.clone(), seeds.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        probe(
+            &d,
+            &[
+                "--db-via",
+                &v,
+                "--db-pooler",
+                "transaction",
+                "--allow-private",
+                "--config",
+                c.to_str().unwrap(),
+                "run",
+                "--once",
+                "--file",
+                s.to_str().unwrap(),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("@{via}/brotr_fronted")),
+        "it went through the pooler: {}",
+        stderr(&out)
+    );
+    let counts = store::open(&direct, None)
+        .await
+        .unwrap()
+        .counts()
+        .await
+        .unwrap();
+    assert_eq!((counts.relays, counts.events), (1, 300), "{}", stderr(&out));
+    assert!(counts.relay_metadata > 0, "the monitor wrote through it");
+
+    // The pooler checks the password (SCRAM against the auth file): a wrong one is refused,
+    // naming the pooler, and changes nothing.
+    let wrong = DatabaseUrl::Postgres(format!(
+        "postgres://fronted%40app:nope@{host}:{port}/brotr_fronted"
+    ));
+    let out = probe(
+        &wrong,
+        &[
+            "--db-via",
+            &via,
+            "--db-pooler",
+            "transaction",
+            "maintain",
+            "cleanup",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&via) && err.contains("--db-pooler transaction"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("nope"),
+        "the password is never printed: {err}"
+    );
+    let after = store::open(&direct, None)
+        .await
+        .unwrap()
+        .counts()
+        .await
+        .unwrap();
+    assert_eq!(after.events, 300);
+
+    // `--db-via` that is not HOST:PORT: exit 2 naming it.
+    let out = probe(&direct, &["--db-via", "nowhere", "monitor", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--db-via nowhere"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -5,6 +5,7 @@ mod copy_text;
 pub mod health;
 mod maintain;
 mod open;
+mod pgbouncer;
 mod postgres;
 pub mod query;
 pub mod read;
@@ -23,6 +24,7 @@ pub use open::{
     DEFAULT_MAX_CONNECTIONS, DatabaseUrl, OpenMode, PoolConfig, Pooler, ensure_reader_login,
     migrate, open, open_archive, open_archive_with, open_sized, open_sized_archive,
 };
+pub use pgbouncer::PgBouncerFiles;
 pub use postgres::{PgStore, encode_events};
 pub use read::{Archive, Reader};
 pub use sqlite::SqliteStore;

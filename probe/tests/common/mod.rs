@@ -229,3 +229,84 @@ pub async fn http_get(
     let headers = r.headers().clone();
     (status, headers, r.text().await.unwrap())
 }
+
+/// A PgBouncer of its own (Debian's `/usr/sbin/pgbouncer`), configured as the operator renders
+/// the pooler in front of an external server: transaction mode, SCRAM against `userlist.txt`,
+/// and `server.ini` (its `[databases]` entry) included at the end, both read from `dir` as
+/// `brotr-probe pooler-config` wrote them. Stopped when dropped.
+pub struct PgBouncer {
+    pub port: u16,
+    pidfile: std::path::PathBuf,
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+pub fn pgbouncer_including(dir: &std::path::Path) -> PgBouncer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let d = dir.display();
+    let ini = format!(
+        "[pgbouncer]\n\
+         listen_addr = 127.0.0.1\n\
+         listen_port = {port}\n\
+         unix_socket_dir =\n\
+         pidfile = {d}/pgbouncer.pid\n\
+         logfile = {d}/pgbouncer.log\n\
+         auth_type = scram-sha-256\n\
+         auth_file = {d}/userlist.txt\n\
+         pool_mode = transaction\n\
+         default_pool_size = 4\n\
+         max_db_connections = 4\n\
+         min_pool_size = 0\n\
+         reserve_pool_size = 0\n\
+         max_client_conn = 200\n\
+         ignore_startup_parameters = extra_float_digits,options\n\
+         server_reset_query =\n\
+         %include {d}/server.ini\n"
+    );
+    std::fs::write(dir.join("pgbouncer.ini"), ini).expect("write pgbouncer.ini");
+    // PgBouncer will not run as root: as root, hand the directory to postgres and run as it.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut cmd = if root {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chown {d} to postgres");
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", "/usr/sbin/pgbouncer"]);
+        c
+    } else {
+        std::process::Command::new("/usr/sbin/pgbouncer")
+    };
+    let status = cmd
+        .arg("-d")
+        .arg(dir.join("pgbouncer.ini"))
+        .status()
+        .expect("run /usr/sbin/pgbouncer");
+    assert!(status.success(), "pgbouncer -d failed: {status}");
+    let bouncer = PgBouncer {
+        port,
+        pidfile: dir.join("pgbouncer.pid"),
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return bouncer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
+    panic!("pgbouncer did not listen on {port}: {log}");
+}
