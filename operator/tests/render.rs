@@ -991,6 +991,107 @@ fn monitors_of_a_pooled_pipeline_take_no_seat_and_connect_through_the_pooler() {
 }
 
 #[test]
+fn an_external_database_can_ask_for_a_pgbouncer_that_reads_the_server_from_its_url_secret() {
+    let d = Defaults::default();
+    let ext = bd_with(json!({"database": {"external": {
+        "urlSecretRef": {"name": "pg-app", "key": "uri"},
+        "caSecretRef": {"name": "pg-ca", "key": "ca.crt"},
+        "pooler": {}
+    }}}));
+    let p = brotr_deployment::validate(&ext, &d).unwrap();
+    let c = p.children(&done());
+    let ini = find(&c, ChildKind::ConfigMap, "bigbrotr-pooler")["data"]["pgbouncer.ini"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ini.contains("%include /run/pgbouncer/server.ini"), "{ini}");
+    // The probe's test runs a real PgBouncer on this very file (with its paths and port moved
+    // into a temporary directory) in front of a real server.
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/pgbouncer-external.ini");
+    if std::env::var_os("BROTR_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &ini).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&golden).unwrap_or_default(),
+        ini,
+        "{} is stale: run this test with BROTR_UPDATE_GOLDEN=1",
+        golden.display()
+    );
+    let pool = p.pooler_server_connections();
+    assert!(
+        ini.contains(&format!("max_db_connections = {pool}")),
+        "{ini}"
+    );
+    let pooler = pod(find(&c, ChildKind::Deployment, "bigbrotr-pooler"));
+    assert_eq!(pooler["containers"][0]["image"], d.pgbouncer_image);
+    let init = &pooler["initContainers"][0];
+    assert_eq!(init["image"], p.image.reference.as_str(), "the probe image");
+    assert!(init["args"].to_string().contains("pooler-config"));
+    assert_eq!(
+        init["env"][0]["valueFrom"]["secretKeyRef"],
+        json!({"name": "pg-app", "key": "uri", "optional": false})
+    );
+    // The pipeline's pods: the same URL Secret, pointed at the pooler.
+    for (kind, name) in [
+        (ChildKind::Deployment, "bigbrotr-monitor"),
+        (ChildKind::StatefulSet, "bigbrotr-sync"),
+        (ChildKind::CronJob, "bigbrotr-refresh"),
+    ] {
+        let obj = find(&c, kind, name);
+        assert_eq!(
+            env_of(obj, "BROTR_DB_POOLER")["value"],
+            "transaction",
+            "{name}"
+        );
+        assert_eq!(
+            env_of(obj, "BROTR_DB_VIA")["value"],
+            "bigbrotr-pooler.nostr.svc:5432",
+            "{name}"
+        );
+        assert_eq!(
+            env_of(obj, "DATABASE_URL")["valueFrom"]["secretKeyRef"]["name"],
+            "pg-app",
+            "{name}"
+        );
+    }
+    // The migrations and the api: the server itself.
+    for (kind, name) in [
+        (ChildKind::Job, p.migration_job_name()),
+        (ChildKind::Deployment, "bigbrotr-api".to_owned()),
+    ] {
+        let obj = find(&c, kind, &name);
+        assert!(env_of(obj, "BROTR_DB_VIA").is_null(), "{name}");
+        assert!(env_of(obj, "BROTR_DB_POOLER").is_null(), "{name}");
+    }
+    // A monitor of this pipeline goes through it too, and takes no seat.
+    let mut m: RelayMonitor = example("relaymonitor-scheduled.yaml");
+    m.spec.targets.brotr_deployment_ref.as_mut().unwrap().name = "bigbrotr".into();
+    let mut plan = relay_monitor::validate(&m, Some(&ext), &d).unwrap();
+    plan.seat(&ext, 500).unwrap();
+    let children = plan.children();
+    let cron = find(&children, ChildKind::CronJob, "eu-west-rmon");
+    assert_eq!(
+        env_of(cron, "BROTR_DB_VIA")["value"],
+        "bigbrotr-pooler.nostr.svc:5432"
+    );
+    // Without the section (or turned off): no pooler, straight to the server.
+    for off in [json!(null), json!({"enabled": false})] {
+        let mut e = ext.clone();
+        e.spec.database.external.as_mut().unwrap().pooler = serde_json::from_value(off).unwrap();
+        let p = brotr_deployment::validate(&e, &d).unwrap();
+        let c = p.children(&done());
+        assert!(!c.iter().any(|d| d.name == "bigbrotr-pooler"));
+        assert!(
+            env_of(
+                find(&c, ChildKind::Deployment, "bigbrotr-monitor"),
+                "BROTR_DB_VIA"
+            )
+            .is_null()
+        );
+    }
+}
+
+#[test]
 fn the_consensus_round_runs_with_the_api_and_publishes_with_its_own_key() {
     let d = Defaults::default();
     // With the api: a consensus CronJob, every 30 minutes, carrying no key by default.

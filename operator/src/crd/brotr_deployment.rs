@@ -168,8 +168,12 @@ pub struct DatabaseSpec {
 }
 
 /// An existing PostgreSQL server.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.poolerUrlSecretRef) && has(self.pooler))")
+    .message("database.external: set at most one of poolerUrlSecretRef (a pooler you run) and \
+              pooler (one the operator runs)")
+    .reason(Reason::FieldValueForbidden))]
 pub struct ExternalDatabase {
     /// Secret key holding the `postgres://` URL (passed to the pods from the Secret, never
     /// copied).
@@ -185,6 +189,14 @@ pub struct ExternalDatabase {
     /// api's LISTEN need a session of their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler_url_secret_ref: Option<SecretKeyRef>,
+    /// A PgBouncer the operator runs in front of this server (transaction mode, a Deployment
+    /// and a Service `<name>-pooler`), as for a managed database; off unless this is set.
+    /// At its start it reads the server, user and password from `urlSecretRef` (and checks
+    /// the server's certificate against `caSecretRef` as the URL's sslmode says); the pods
+    /// then connect to it with the same URL (`--db-via`). The migration Job and the api
+    /// connect to the server itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerSpec>,
 }
 
 /// A managed single-node PostgreSQL.
@@ -216,15 +228,16 @@ pub struct ManagedDatabase {
     pub pooler: Option<PoolerSpec>,
 }
 
-/// A PgBouncer the operator runs in front of a managed database: a Deployment and a Service
+/// A PgBouncer the operator runs in front of the database: a Deployment and a Service
 /// `<name>-pooler`. Its server connections are the connection budget less what the pods that
 /// connect directly (the migration Job, the api) may hold; every other pod, and any number of
 /// RelayMonitors, share them.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolerSpec {
-    /// Run the pooler (default true). Without it every pod connects to the server and the
-    /// RelayMonitors are limited to `spec.database.monitorConnections` seats.
+    /// Run the pooler (default true: on for a managed database unless turned off, and for an
+    /// external one once this section is there). Without it every pod connects to the server
+    /// and the RelayMonitors are limited to `spec.database.monitorConnections` seats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// PgBouncer image (the operator's `--pgbouncer-image` when absent). It runs

@@ -89,11 +89,10 @@ pub struct ManagedDb {
     pub storage: k8s_openapi::apimachinery::pkg::api::resource::Quantity,
     pub storage_class: Option<String>,
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
-    /// Its PgBouncer, unless turned off.
-    pub pooler: Option<PoolerPlan>,
 }
 
-/// The managed database's pooler.
+/// The pooler the operator runs: the managed database's, or one in front of an external
+/// server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolerPlan {
     pub image: String,
@@ -122,6 +121,8 @@ pub struct Pipeline {
     pub schema: SchemaFlavor,
     pub database: DatabaseRef,
     pub managed: Option<ManagedDb>,
+    /// The PgBouncer the operator runs in front of the database, if any.
+    pub pooler: Option<PoolerPlan>,
     pub key: Option<SecretKeyRef>,
     /// The consensus' signing key (`spec.maintenance.consensusKeySecretRef`).
     pub consensus_key: Option<SecretKeyRef>,
@@ -272,13 +273,10 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         storage: m.storage.clone(),
         storage_class: m.storage_class_name.clone(),
         resources: m.resources.clone(),
-        pooler: crate::plan::managed_pooler(bd).then(|| {
-            let p = m.pooler.clone().unwrap_or_default();
-            PoolerPlan {
-                image: p.image.unwrap_or_else(|| defaults.pgbouncer_image.clone()),
-                resources: p.resources,
-            }
-        }),
+    });
+    let pooler = crate::plan::rendered_pooler(bd).map(|p| PoolerPlan {
+        image: p.image.unwrap_or_else(|| defaults.pgbouncer_image.clone()),
+        resources: p.resources,
     });
 
     let seeder = spec
@@ -406,6 +404,7 @@ pub fn validate(bd: &BrotrDeployment, defaults: &Defaults) -> Result<Pipeline, I
         schema: spec.schema,
         database,
         managed,
+        pooler,
         key,
         consensus_key: mt.consensus_key_secret_ref.clone(),
         config,
@@ -445,6 +444,42 @@ impl Pipeline {
     pub fn pooler_server_connections(&self) -> i32 {
         let direct = 1 + self.api.as_ref().map_or(0, |a| a.replicas + 1);
         (self.connections.budget.total - direct * self.connections.per_pod).max(1)
+    }
+
+    /// The pooler's ConfigMap, Service and Deployment, in front of the managed database or
+    /// the external server.
+    fn pooler_children(&self, p: &PoolerPlan) -> Vec<Desired> {
+        let pooler_name = self.pooler_name();
+        let postgres_name = self.postgres_name();
+        let server = match (&self.managed, &self.database) {
+            (Some(_), _) => pooler::Server::Managed {
+                host: self.owner.service_host(&postgres_name),
+                database: postgres::USER,
+                user: postgres::USER,
+                password_secret: &postgres_name,
+                password_key: postgres::PASSWORD_KEY,
+            },
+            (None, DatabaseRef::Postgres { url, ca, .. }) => pooler::Server::External {
+                url,
+                ca: ca.as_ref(),
+                probe_image: &self.image,
+            },
+            // No server to front (the plan never asks for it).
+            (None, DatabaseRef::Sqlite) => return Vec::new(),
+        };
+        let pooler = pooler::Pooler {
+            name: &pooler_name,
+            image: &p.image,
+            server,
+            server_connections: self.pooler_server_connections(),
+            resources: p.resources.as_ref(),
+            overrides: &self.overrides,
+        };
+        vec![
+            pooler::config_map(&self.owner, &pooler),
+            pooler::service(&self.owner, &pooler),
+            pooler::deployment(&self.owner, &pooler),
+        ]
     }
 
     pub fn migration_job_name(&self) -> String {
@@ -624,24 +659,9 @@ impl Pipeline {
             }
             out.push(postgres::service(&self.owner, &managed));
             out.push(postgres::stateful_set(&self.owner, &managed));
-            if let Some(p) = &m.pooler {
-                let pooler_name = self.pooler_name();
-                let pooler = pooler::Pooler {
-                    name: &pooler_name,
-                    image: &p.image,
-                    server_host: self.owner.service_host(&name),
-                    database: postgres::USER,
-                    user: postgres::USER,
-                    password_secret: &name,
-                    password_key: postgres::PASSWORD_KEY,
-                    server_connections: self.pooler_server_connections(),
-                    resources: p.resources.as_ref(),
-                    overrides: &self.overrides,
-                };
-                out.push(pooler::config_map(&self.owner, &pooler));
-                out.push(pooler::service(&self.owner, &pooler));
-                out.push(pooler::deployment(&self.owner, &pooler));
-            }
+        }
+        if let Some(p) = &self.pooler {
+            out.extend(self.pooler_children(p));
         }
         if self.managed.is_some() && !obs.database_ready && obs.migration != JobState::Complete {
             return (out, false);

@@ -126,9 +126,35 @@ pub fn managed_pooler(bd: &crate::crd::BrotrDeployment) -> bool {
             .is_some_and(|m| m.pooler.as_ref().is_none_or(|p| p.enabled.unwrap_or(true)))
 }
 
-/// The name of a BrotrDeployment's managed pooler (Deployment, Service, ConfigMap).
+/// The pooler the operator runs for a BrotrDeployment, if any: the managed database's (on
+/// unless turned off), or one in front of an external server (only when asked for).
+pub fn rendered_pooler(
+    bd: &crate::crd::BrotrDeployment,
+) -> Option<crate::crd::brotr_deployment::PoolerSpec> {
+    let db = &bd.spec.database;
+    match &db.external {
+        Some(e) => e.pooler.clone().filter(|p| p.enabled.unwrap_or(true)),
+        None => managed_pooler(bd).then(|| {
+            db.managed
+                .as_ref()
+                .and_then(|m| m.pooler.clone())
+                .unwrap_or_default()
+        }),
+    }
+}
+
+/// The name of a BrotrDeployment's pooler (Deployment, Service, ConfigMap).
 pub fn pooler_name(bd: &crate::crd::BrotrDeployment) -> String {
     format!("{}-pooler", bd.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// The in-cluster host of a BrotrDeployment's pooler Service.
+fn pooler_host(bd: &crate::crd::BrotrDeployment) -> String {
+    format!(
+        "{}.{}.svc",
+        pooler_name(bd),
+        bd.metadata.namespace.as_deref().unwrap_or_default()
+    )
 }
 
 /// The database a BrotrDeployment's pods use: its external URL Secret, or its managed
@@ -143,10 +169,15 @@ pub fn database_of(bd: &crate::crd::BrotrDeployment) -> crate::render::pod::Data
             url: e.url_secret_ref.clone(),
             ca: e.ca_secret_ref.clone(),
             max_connections: None,
-            pooler: e
-                .pooler_url_secret_ref
-                .clone()
-                .map(|u| Box::new(PoolerRef::Url(u))),
+            pooler: match (&e.pooler_url_secret_ref, rendered_pooler(bd)) {
+                (Some(u), _) => Some(Box::new(PoolerRef::Url(u.clone()))),
+                (None, Some(_)) => Some(Box::new(PoolerRef::Via(format!(
+                    "{}:{}",
+                    pooler_host(bd),
+                    crate::render::pooler::PORT
+                )))),
+                (None, None) => None,
+            },
         },
         None => DatabaseRef::Postgres {
             url: SecretKeyRef {
@@ -157,11 +188,7 @@ pub fn database_of(bd: &crate::crd::BrotrDeployment) -> crate::render::pod::Data
             max_connections: None,
             pooler: managed_pooler(bd).then(|| {
                 Box::new(PoolerRef::Managed {
-                    host: format!(
-                        "{}.{}.svc",
-                        pooler_name(bd),
-                        bd.metadata.namespace.as_deref().unwrap_or_default()
-                    ),
+                    host: pooler_host(bd),
                     user: crate::render::postgres::USER.into(),
                     database: crate::render::postgres::USER.into(),
                     password: SecretKeyRef {

@@ -66,6 +66,9 @@ pub enum DatabaseRef {
 pub enum PoolerRef {
     /// One the user runs: its URL from a Secret.
     Url(SecretKeyRef),
+    /// The operator's PgBouncer in front of an external server, at `HOST:PORT`: the server's
+    /// URL Secret, pointed there by the probe (`--db-via`).
+    Via(String),
     /// The managed database's PgBouncer: the URL `postgres://<user>:<password>@<host>:5432/<db>`,
     /// composed in the pod from the password's Secret (alphanumeric: nothing to escape).
     Managed {
@@ -254,6 +257,10 @@ impl ProbePod<'_> {
                 match pooler.as_deref() {
                     None => env.push(secret_env("DATABASE_URL", url)),
                     Some(PoolerRef::Url(p)) => env.push(secret_env("DATABASE_URL", p)),
+                    Some(PoolerRef::Via(addr)) => {
+                        env.push(secret_env("DATABASE_URL", url));
+                        env.push(value("BROTR_DB_VIA", addr));
+                    }
                     Some(PoolerRef::Managed {
                         host,
                         user,
@@ -362,7 +369,7 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn secret_volume(name: &str, r: &SecretKeyRef, path: &str) -> Volume {
+pub(crate) fn secret_volume(name: &str, r: &SecretKeyRef, path: &str) -> Volume {
     Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {

@@ -1,9 +1,12 @@
-//! The managed database's connection pooler: PgBouncer in transaction mode, a Deployment and a
-//! Service `<bd>-pooler` on port 5432, its `pgbouncer.ini` in a ConfigMap. It logs in to the
-//! server with SCRAM as the database user, whose password it reads from the database's Secret at
-//! start (written to its `auth_file` on an emptyDir: the ConfigMap holds no secret). Its server
-//! connections are the part of the connection budget the pods that bypass it leave; any number
-//! of clients share them.
+//! The pipeline's connection pooler: PgBouncer in transaction mode, a Deployment and a Service
+//! `<bd>-pooler` on port 5432, its `pgbouncer.ini` in a ConfigMap. It logs in to the server with
+//! SCRAM as the database user, whose password it reads from a Secret at start (written to its
+//! `auth_file` on an emptyDir: the ConfigMap holds no secret). In front of the managed database
+//! it knows the server and the user; in front of an external one it knows only the URL Secret,
+//! and an init container (`brotr-probe pooler-config`, the probe image) writes the
+//! `[databases]` entry, the server TLS settings and the auth file from it, which the config
+//! `%include`s. Its server connections are the part of the connection budget the pods that
+//! bypass it leave; any number of clients share them.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +18,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::pod::{RUN_AS, hardened, runtime_default};
+use super::pod::{CA_FILE, Image, RUN_AS, hardened, runtime_default, secret_env, secret_volume};
 use super::{ChildKind, Desired, Owner, content_hash};
 
 /// The port PgBouncer listens on (PostgreSQL's: clients need not know it is a pooler).
@@ -26,6 +29,29 @@ pub const MAX_CLIENTS: i32 = 5000;
 const COMPONENT: &str = "pooler";
 const CONFIG_DIR: &str = "/etc/pgbouncer";
 const RUN_DIR: &str = "/run/pgbouncer";
+/// Where the server's CA is mounted: the probe pods' path, so `PGSSLROOTCERT` is the same.
+const DB_CA_DIR: &str = "/etc/brotr/db-ca";
+
+/// The server behind the pooler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Server<'a> {
+    /// The managed database: its Service host, the database and user every client logs in
+    /// as, and the Secret and key of the user's password.
+    Managed {
+        host: String,
+        database: &'a str,
+        user: &'a str,
+        password_secret: &'a str,
+        password_key: &'a str,
+    },
+    /// An external server, known only by its URL Secret (and the CA its certificate is
+    /// checked against): read at start by `brotr-probe pooler-config` from `probe_image`.
+    External {
+        url: &'a crate::crd::common::SecretKeyRef,
+        ca: Option<&'a crate::crd::common::SecretKeyRef>,
+        probe_image: &'a Image,
+    },
+}
 
 /// What the pooler is made of.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,14 +59,7 @@ pub struct Pooler<'a> {
     /// `<bd>-pooler`: Deployment, Service and ConfigMap.
     pub name: &'a str,
     pub image: &'a str,
-    /// The server: the managed database's Service host.
-    pub server_host: String,
-    /// The database and the user every client logs in as.
-    pub database: &'a str,
-    pub user: &'a str,
-    /// The Secret and key of the user's password.
-    pub password_secret: &'a str,
-    pub password_key: &'a str,
+    pub server: Server<'a>,
     /// Server connections it holds at most.
     pub server_connections: i32,
     pub resources: Option<&'a ResourceRequirements>,
@@ -50,11 +69,23 @@ pub struct Pooler<'a> {
 /// `pgbouncer.ini`.
 pub fn config(p: &Pooler<'_>) -> String {
     let n = p.server_connections.max(1);
+    // The managed server is known here; an external one's entry is written at start.
+    let (databases, include) = match &p.server {
+        Server::Managed { host, database, .. } => (
+            format!("[databases]\n{database} = host={host} port=5432 dbname={database}\n\n"),
+            String::new(),
+        ),
+        Server::External { .. } => (
+            String::new(),
+            format!(
+                "; The server, its TLS and the [databases] entry, written at start from the \
+                 URL Secret by brotr-probe pooler-config.\n%include {RUN_DIR}/server.ini\n"
+            ),
+        ),
+    };
     format!(
         "; Rendered by brotr-operator; edits are overwritten.\n\
-         [databases]\n\
-         {db} = host={host} port=5432 dbname={db}\n\
-         \n\
+         {databases}\
          [pgbouncer]\n\
          listen_addr = 0.0.0.0\n\
          listen_port = {PORT}\n\
@@ -74,9 +105,8 @@ pub fn config(p: &Pooler<'_>) -> String {
          query_wait_timeout = 60\n\
          log_connections = 0\n\
          log_disconnections = 0\n\
-         stats_period = 300\n",
-        db = p.database,
-        host = p.server_host,
+         stats_period = 300\n\
+         {include}",
     )
 }
 
@@ -93,17 +123,21 @@ pub fn service(owner: &Owner, p: &Pooler<'_>) -> Desired {
     super::postgres::postgres_port_service(owner, p.name, COMPONENT, "pgbouncer")
 }
 
-/// The pod's command: the auth file from the environment (umask 077: readable by the pooler
-/// only), then PgBouncer in the foreground.
-pub fn command() -> Vec<String> {
-    vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        format!(
-            "umask 077 && printf '\"%s\" \"%s\"\\n' \"$PGBOUNCER_USER\" \"$PGBOUNCER_PASSWORD\" \
-             > {RUN_DIR}/userlist.txt && exec pgbouncer {CONFIG_DIR}/pgbouncer.ini"
-        ),
-    ]
+/// The pod's command. In front of the managed database: the auth file from the environment
+/// (umask 077: readable by the pooler only), then PgBouncer in the foreground. In front of an
+/// external one the init container wrote it: PgBouncer only.
+pub fn command(server: &Server<'_>) -> Vec<String> {
+    match server {
+        Server::Managed { .. } => vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!(
+                "umask 077 && printf '\"%s\" \"%s\"\\n' \"$PGBOUNCER_USER\" \"$PGBOUNCER_PASSWORD\" \
+                 > {RUN_DIR}/userlist.txt && exec pgbouncer {CONFIG_DIR}/pgbouncer.ini"
+            ),
+        ],
+        Server::External { .. } => vec!["pgbouncer".into(), format!("{CONFIG_DIR}/pgbouncer.ini")],
+    }
 }
 
 pub fn deployment(owner: &Owner, p: &Pooler<'_>) -> Desired {
@@ -124,29 +158,119 @@ pub fn deployment(owner: &Owner, p: &Pooler<'_>) -> Desired {
         limits: Some(BTreeMap::from([("memory".into(), q("64Mi"))])),
         ..Default::default()
     });
-    let container = Container {
-        name: "pgbouncer".into(),
-        image: Some(p.image.into()),
-        command: Some(command()),
-        env: Some(vec![
-            EnvVar {
-                name: "PGBOUNCER_USER".into(),
-                value: Some(p.user.into()),
+    let run_mount = VolumeMount {
+        name: "run".into(),
+        mount_path: RUN_DIR.into(),
+        ..Default::default()
+    };
+    let ca_mount = VolumeMount {
+        name: "db-ca".into(),
+        mount_path: DB_CA_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    let mut env = Vec::new();
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        run_mount.clone(),
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: p.name.into(),
                 ..Default::default()
-            },
-            EnvVar {
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "run".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(q("1Mi")),
+            }),
+            ..Default::default()
+        },
+    ];
+    let mut init = None;
+    match &p.server {
+        Server::Managed {
+            user,
+            password_secret,
+            password_key,
+            ..
+        } => {
+            env.push(EnvVar {
+                name: "PGBOUNCER_USER".into(),
+                value: Some((*user).into()),
+                ..Default::default()
+            });
+            env.push(EnvVar {
                 name: "PGBOUNCER_PASSWORD".into(),
                 value_from: Some(EnvVarSource {
                     secret_key_ref: Some(SecretKeySelector {
-                        name: p.password_secret.into(),
-                        key: p.password_key.into(),
+                        name: (*password_secret).into(),
+                        key: (*password_key).into(),
                         optional: Some(false),
                     }),
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
-        ]),
+            });
+        }
+        Server::External {
+            url,
+            ca,
+            probe_image,
+        } => {
+            let mut init_env = vec![secret_env("DATABASE_URL", url)];
+            let mut init_mounts = vec![run_mount];
+            if let Some(ca) = ca {
+                volumes.push(secret_volume("db-ca", ca, "ca.crt"));
+                init_env.push(EnvVar {
+                    name: "PGSSLROOTCERT".into(),
+                    value: Some(CA_FILE.into()),
+                    ..Default::default()
+                });
+                init_mounts.push(ca_mount.clone());
+                mounts.push(ca_mount);
+            }
+            init = Some(Container {
+                name: "pooler-config".into(),
+                image: Some(probe_image.reference.clone()),
+                image_pull_policy: probe_image.pull_policy.clone(),
+                args: Some(vec![
+                    "--log-format".into(),
+                    "json".into(),
+                    "pooler-config".into(),
+                    "--out".into(),
+                    RUN_DIR.into(),
+                ]),
+                env: Some(init_env),
+                volume_mounts: Some(init_mounts),
+                resources: Some(ResourceRequirements {
+                    requests: Some(BTreeMap::from([
+                        ("cpu".into(), q("10m")),
+                        ("memory".into(), q("16Mi")),
+                    ])),
+                    limits: Some(BTreeMap::from([("memory".into(), q("64Mi"))])),
+                    ..Default::default()
+                }),
+                security_context: Some(hardened()),
+                ..Default::default()
+            });
+        }
+    }
+    let container = Container {
+        name: "pgbouncer".into(),
+        image: Some(p.image.into()),
+        command: Some(command(&p.server)),
+        env: Some(env).filter(|e| !e.is_empty()),
         ports: Some(vec![ContainerPort {
             name: Some("pgbouncer".into()),
             container_port: PORT,
@@ -159,46 +283,20 @@ pub fn deployment(owner: &Owner, p: &Pooler<'_>) -> Desired {
             ..tcp
         }),
         resources: Some(resources),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "run".into(),
-                mount_path: RUN_DIR.into(),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         security_context: Some(hardened()),
         ..Default::default()
     };
     let o = p.overrides;
     let pod = PodSpec {
         containers: vec![container],
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: p.name.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            Volume {
-                name: "run".into(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    medium: Some("Memory".into()),
-                    size_limit: Some(q("1Mi")),
-                }),
-                ..Default::default()
-            },
-        ]),
+        init_containers: init.map(|c| vec![c]),
+        volumes: Some(volumes),
         security_context: Some(PodSecurityContext {
             run_as_user: Some(RUN_AS),
             run_as_group: Some(RUN_AS),
+            // The CA's Secret volume is readable by the group.
+            fs_group: Some(RUN_AS),
             run_as_non_root: Some(true),
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
@@ -243,11 +341,13 @@ mod tests {
         Pooler {
             name: "p-pooler",
             image: "ghcr.io/cloudnative-pg/pgbouncer:1.18.0",
-            server_host: "p-postgres.ns.svc".into(),
-            database: "brotr",
-            user: "brotr",
-            password_secret: "p-postgres",
-            password_key: "password",
+            server: Server::Managed {
+                host: "p-postgres.ns.svc".into(),
+                database: "brotr",
+                user: "brotr",
+                password_secret: "p-postgres",
+                password_key: "password",
+            },
             server_connections: 56,
             resources: None,
             overrides,
@@ -320,5 +420,91 @@ mod tests {
             s.object["spec"]["selector"]["app.kubernetes.io/component"],
             "pooler"
         );
+    }
+
+    #[test]
+    fn in_front_of_an_external_server_an_init_container_writes_the_server_from_its_secret() {
+        use crate::crd::common::SecretKeyRef;
+        let o = Default::default();
+        let url = SecretKeyRef {
+            name: "db".into(),
+            key: "url".into(),
+        };
+        let ca = SecretKeyRef {
+            name: "db-ca".into(),
+            key: "ca.crt".into(),
+        };
+        let probe = Image {
+            reference: "ghcr.io/brotr-dev/brotr-probe:1".into(),
+            pull_policy: None,
+        };
+        let p = Pooler {
+            server: Server::External {
+                url: &url,
+                ca: Some(&ca),
+                probe_image: &probe,
+            },
+            ..pooler(&o)
+        };
+        let ini = config(&p);
+        assert!(
+            !ini.lines().any(|l| l == "[databases]"),
+            "written at start:\n{ini}"
+        );
+        assert!(
+            ini.trim_end()
+                .ends_with("%include /run/pgbouncer/server.ini"),
+            "the include closes the [pgbouncer] section (its server_tls_* lines):\n{ini}"
+        );
+        for line in [
+            "pool_mode = transaction",
+            "auth_file = /run/pgbouncer/userlist.txt",
+        ] {
+            assert!(ini.lines().any(|l| l == line), "{line:?} in\n{ini}");
+        }
+        let d = deployment(&owner(), &p);
+        let spec = &d.object["spec"]["template"]["spec"];
+        let init = &spec["initContainers"][0];
+        assert_eq!(init["image"], "ghcr.io/brotr-dev/brotr-probe:1");
+        assert_eq!(
+            init["args"],
+            serde_json::json!([
+                "--log-format",
+                "json",
+                "pooler-config",
+                "--out",
+                "/run/pgbouncer"
+            ])
+        );
+        let env = init["env"].as_array().unwrap();
+        let db = env.iter().find(|e| e["name"] == "DATABASE_URL").unwrap();
+        assert!(db.get("value").is_none(), "from the Secret only");
+        assert_eq!(db["valueFrom"]["secretKeyRef"]["name"], "db");
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "PGSSLROOTCERT" && e["value"] == CA_FILE)
+        );
+        assert_eq!(init["securityContext"]["readOnlyRootFilesystem"], true);
+        let c = &spec["containers"][0];
+        assert_eq!(
+            c["command"],
+            serde_json::json!(["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"])
+        );
+        assert!(c.get("env").is_none(), "no password in the pooler's env");
+        let mounts = |c: &serde_json::Value| -> Vec<String> {
+            c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["mountPath"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        for want in ["/run/pgbouncer", "/etc/brotr/db-ca"] {
+            assert!(mounts(init).contains(&want.to_owned()), "{want}");
+            assert!(mounts(c).contains(&want.to_owned()), "{want}");
+        }
+        let vols = spec["volumes"].as_array().unwrap();
+        assert!(vols.iter().any(|v| v["secret"]["secretName"] == "db-ca"));
+        assert_eq!(spec["securityContext"]["fsGroup"], RUN_AS);
     }
 }

@@ -230,10 +230,12 @@ pub async fn http_get(
     (status, headers, r.text().await.unwrap())
 }
 
-/// A PgBouncer of its own (Debian's `/usr/sbin/pgbouncer`), configured as the operator renders
-/// the pooler in front of an external server: transaction mode, SCRAM against `userlist.txt`,
-/// and `server.ini` (its `[databases]` entry) included at the end, both read from `dir` as
-/// `brotr-probe pooler-config` wrote them. Stopped when dropped.
+/// A PgBouncer of its own (Debian's `/usr/sbin/pgbouncer`) running the `pgbouncer.ini` the
+/// operator renders in front of an external server (its golden file, which the operator's render
+/// test keeps equal to what it renders): transaction mode, SCRAM against `userlist.txt`, and
+/// `server.ini` (the `[databases]` entry) included at the end, both read from `dir` as
+/// `brotr-probe pooler-config` wrote them. Only the paths, the address and the port are moved
+/// (and a pid file added, to stop it). Stopped when dropped.
 pub struct PgBouncer {
     pub port: u16,
     pidfile: std::path::PathBuf,
@@ -253,25 +255,27 @@ pub fn pgbouncer_including(dir: &std::path::Path) -> PgBouncer {
         .expect("a free port")
         .port();
     let d = dir.display();
-    let ini = format!(
-        "[pgbouncer]\n\
-         listen_addr = 127.0.0.1\n\
-         listen_port = {port}\n\
-         unix_socket_dir =\n\
-         pidfile = {d}/pgbouncer.pid\n\
-         logfile = {d}/pgbouncer.log\n\
-         auth_type = scram-sha-256\n\
-         auth_file = {d}/userlist.txt\n\
-         pool_mode = transaction\n\
-         default_pool_size = 4\n\
-         max_db_connections = 4\n\
-         min_pool_size = 0\n\
-         reserve_pool_size = 0\n\
-         max_client_conn = 200\n\
-         ignore_startup_parameters = extra_float_digits,options\n\
-         server_reset_query =\n\
-         %include {d}/server.ini\n"
-    );
+    let rendered = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../operator/tests/golden/pgbouncer-external.ini"),
+    )
+    .expect("the operator's rendered pgbouncer.ini");
+    let mut ini = String::new();
+    for line in rendered.lines() {
+        let line = line.replace("/run/pgbouncer", &d.to_string());
+        match line.as_str() {
+            "[pgbouncer]" => ini.push_str(&format!(
+                "[pgbouncer]\npidfile = {d}/pgbouncer.pid\nlogfile = {d}/pgbouncer.log\n"
+            )),
+            "listen_addr = 0.0.0.0" => ini.push_str("listen_addr = 127.0.0.1\n"),
+            "listen_port = 5432" => ini.push_str(&format!("listen_port = {port}\n")),
+            l => {
+                ini.push_str(l);
+                ini.push('\n');
+            }
+        }
+    }
+    assert!(ini.contains(&format!("listen_port = {port}")), "{ini}");
     std::fs::write(dir.join("pgbouncer.ini"), ini).expect("write pgbouncer.ini");
     // PgBouncer will not run as root: as root, hand the directory to postgres and run as it.
     let root = std::process::Command::new("id")
