@@ -8,7 +8,9 @@
 //! - writes after a restart (the API server's count and the operator's own).
 //!
 //! Run by `e2e/bench-fleet.sh` (it starts the control plane). Environment:
-//! `BROTR_BENCH_MONITORS` (default 1000), `BROTR_BENCH_IDLE_SECS` (default 300).
+//! `BROTR_BENCH_MONITORS` (default 1000), `BROTR_BENCH_IDLE_SECS` (default 300),
+//! `BROTR_BENCH_SCHEDULE` (the scheduled half's cron schedule, default `*/30 * * * *`; e.g.
+//! `*/2 * * * *` to hold a scheduled round, and its 500 finished Jobs, in the idle window).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -124,6 +126,8 @@ async fn ready_count(api: &Api<RelayMonitor>) -> usize {
 async fn main() {
     let n = env_or("BROTR_BENCH_MONITORS", 1000) as usize;
     let idle = env_or("BROTR_BENCH_IDLE_SECS", 300);
+    let schedule =
+        std::env::var("BROTR_BENCH_SCHEDULE").unwrap_or_else(|_| "*/30 * * * *".to_owned());
     let c = admin().await;
     setup(&c).await;
     let ns = namespace(&c, &format!("bench-fleet-{}", std::process::id())).await;
@@ -138,11 +142,12 @@ async fn main() {
     futures_util::stream::iter(0..n)
         .map(|i| {
             let api = api.clone();
+            let schedule = schedule.clone();
             async move {
                 let mode = if i % 2 == 0 {
                     json!({"interval": "30m"})
                 } else {
-                    json!({"schedule": "*/30 * * * *"})
+                    json!({"schedule": schedule})
                 };
                 let mut spec = json!({
                     "identity": {"keySecretRef": {"name": "fleet-key", "key": "nsec"}},
