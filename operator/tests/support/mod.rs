@@ -159,17 +159,7 @@ impl Operator {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("brotr-operator-{port}.log"));
         let out = std::fs::File::create(&log).expect("log file");
-        // BROTR_OPERATOR_WRAPPER: a command to run the operator under (e.g. `heaptrack -o
-        // FILE`, to see what its peak memory is made of); its RSS figures are then the wrapper's.
-        let mut cmd = match std::env::var("BROTR_OPERATOR_WRAPPER") {
-            Ok(w) if !w.trim().is_empty() => {
-                let mut parts = w.split_whitespace();
-                let mut c = Command::new(parts.next().unwrap_or_default());
-                c.args(parts).arg(env!("CARGO_BIN_EXE_brotr-operator"));
-                c
-            }
-            _ => Command::new(env!("CARGO_BIN_EXE_brotr-operator")),
-        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_brotr-operator"));
         cmd.arg("run")
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--log-format", "text", "--log-level", "info,kube=warn"])
