@@ -35,6 +35,42 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `run --once` through a pooler in transaction mode (`url`, plus `extra` global flags), over a
+/// seed list of `relays` written to `dir`, with the finder's external sources off.
+async fn run_once_pooled(
+    url: &DatabaseUrl,
+    extra: &[&str],
+    dir: &std::path::Path,
+    relays: &[String],
+) -> Output {
+    let seeds = dir.join("local.txt");
+    std::fs::write(&seeds, relays.join("\n") + "\n").unwrap();
+    let cfg = dir.join("probe.yaml");
+    std::fs::write(&cfg, "finder:\n  sources: []\n").unwrap();
+    let url = url.clone();
+    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    args.extend(
+        [
+            "--db-pooler",
+            "transaction",
+            "--allow-private",
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            "--once",
+            "--file",
+            seeds.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        probe(&url, &args)
+    })
+    .await
+    .unwrap()
+}
+
 const POOLED: PoolConfig = PoolConfig {
     max_connections: 8,
     pooler: Pooler::Transaction,
@@ -49,32 +85,11 @@ async fn the_whole_pipeline_runs_through_pgbouncer_in_transaction_mode_on_both_s
     for schema in [Schema::Full, Schema::Lite] {
         let (direct, pooled) = fresh_pooled_pg_url().await;
         let dir = tempfile::tempdir().unwrap();
-        let seeds = dir.path().join("local.txt");
-        std::fs::write(&seeds, format!("{url1}\n{url2}\nws://{decoy}\n")).unwrap();
-        let cfg = dir.path().join("probe.yaml");
-        std::fs::write(&cfg, "finder:\n  sources: []\n").unwrap();
         // Migrations go to the server itself; everything else through the pooler.
         let out = probe(&direct, &["--schema", schema.as_str(), "migrate"]);
         assert!(out.status.success(), "{}", stderr(&out));
-        let (p, c, s) = (pooled.clone(), cfg.clone(), seeds.clone());
-        let out = tokio::task::spawn_blocking(move || {
-            probe(
-                &p,
-                &[
-                    "--db-pooler",
-                    "transaction",
-                    "--allow-private",
-                    "--config",
-                    c.to_str().unwrap(),
-                    "run",
-                    "--once",
-                    "--file",
-                    s.to_str().unwrap(),
-                ],
-            )
-        })
-        .await
-        .unwrap();
+        let relays = [url1.to_string(), url2.to_string(), format!("ws://{decoy}")];
+        let out = run_once_pooled(&pooled, &[], dir.path(), &relays).await;
         assert!(out.status.success(), "{schema}: {}", stderr(&out));
         let counts = store::open(&direct, Some(schema))
             .await
@@ -353,31 +368,13 @@ async fn the_pipeline_runs_through_a_pgbouncer_written_by_pooler_config() {
     let out = probe(&direct, &["migrate"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_r1, url1) = common::peers::relay_with(&common::peers::recent_notes(300, vec![])).await;
-    let seeds = dir.path().join("local.txt");
-    std::fs::write(&seeds, format!("{url1}\n")).unwrap();
-    let cfg = dir.path().join("probe.yaml");
-    std::fs::write(&cfg, "finder:\n  sources: []\n").unwrap();
-    let (d, v, c, s) = (direct.clone(), via.clone(), cfg.clone(), seeds.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        probe(
-            &d,
-            &[
-                "--db-via",
-                &v,
-                "--db-pooler",
-                "transaction",
-                "--allow-private",
-                "--config",
-                c.to_str().unwrap(),
-                "run",
-                "--once",
-                "--file",
-                s.to_str().unwrap(),
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let out = run_once_pooled(
+        &direct,
+        &["--db-via", &via],
+        dir.path(),
+        &[url1.to_string()],
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!("@{via}/brotr_fronted")),
