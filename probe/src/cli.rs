@@ -528,15 +528,10 @@ async fn start_background(cli: &Cli, ctx: &Ctx, health: &Health) -> Result<(), C
 }
 
 async fn open_store(cli: &Cli, migrate: bool) -> Result<Arc<dyn store::Archive>, CliError> {
-    let url = if migrate {
-        cli.server_url()?
+    let (url, mode) = if migrate {
+        (cli.server_url()?, store::OpenMode::Migrate)
     } else {
-        cli.database_url()?
-    };
-    let mode = if migrate {
-        store::OpenMode::Migrate
-    } else {
-        store::OpenMode::Check
+        (cli.database_url()?, store::OpenMode::Check)
     };
     let store = store::open_sized_archive(&url, cli.schema, mode, cli.pool_config()).await?;
     info!(database = %url.redacted(), schema = %store.schema(), "database ready");

@@ -71,6 +71,16 @@ async fn run_once_pooled(
     .unwrap()
 }
 
+/// The archive's counts, read straight from the server.
+async fn counts(url: &DatabaseUrl, schema: Option<Schema>) -> store::Counts {
+    store::open(url, schema)
+        .await
+        .unwrap()
+        .counts()
+        .await
+        .unwrap()
+}
+
 const POOLED: PoolConfig = PoolConfig {
     max_connections: 8,
     pooler: Pooler::Transaction,
@@ -91,12 +101,7 @@ async fn the_whole_pipeline_runs_through_pgbouncer_in_transaction_mode_on_both_s
         let relays = [url1.to_string(), url2.to_string(), format!("ws://{decoy}")];
         let out = run_once_pooled(&pooled, &[], dir.path(), &relays).await;
         assert!(out.status.success(), "{schema}: {}", stderr(&out));
-        let counts = store::open(&direct, Some(schema))
-            .await
-            .unwrap()
-            .counts()
-            .await
-            .unwrap();
+        let counts = counts(&direct, Some(schema)).await;
         assert_eq!(counts.relays, 2, "{schema}: {}", stderr(&out));
         assert_eq!(
             (counts.events, counts.event_relays),
@@ -208,12 +213,7 @@ async fn two_server_connections_shared_by_sixteen_clients_break_a_store_not_told
         errors.iter().take(3).collect::<Vec<_>>()
     );
     // Told: every statement unnamed and inside its transaction; nothing fails, nothing is lost.
-    let before = store::open(&direct, None)
-        .await
-        .unwrap()
-        .counts()
-        .await
-        .unwrap();
+    let before = counts(&direct, None).await;
     let told = store::open_sized(
         &pooled,
         Some(Schema::Full),
@@ -232,12 +232,7 @@ async fn two_server_connections_shared_by_sixteen_clients_break_a_store_not_told
         errors.len(),
         &errors[..errors.len().min(3)]
     );
-    let after = store::open(&direct, None)
-        .await
-        .unwrap()
-        .counts()
-        .await
-        .unwrap();
+    let after = counts(&direct, None).await;
     assert_eq!(after.relays - before.relays, 16 * 40);
     assert_eq!(written, 16 * 40);
 }
@@ -381,14 +376,9 @@ async fn the_pipeline_runs_through_a_pgbouncer_written_by_pooler_config() {
         "it went through the pooler: {}",
         stderr(&out)
     );
-    let counts = store::open(&direct, None)
-        .await
-        .unwrap()
-        .counts()
-        .await
-        .unwrap();
-    assert_eq!((counts.relays, counts.events), (1, 300), "{}", stderr(&out));
-    assert!(counts.relay_metadata > 0, "the monitor wrote through it");
+    let ran = counts(&direct, None).await;
+    assert_eq!((ran.relays, ran.events), (1, 300), "{}", stderr(&out));
+    assert!(ran.relay_metadata > 0, "the monitor wrote through it");
 
     // The pooler checks the password (SCRAM against the auth file): a wrong one is refused,
     // naming the pooler, and changes nothing.
@@ -416,12 +406,7 @@ async fn the_pipeline_runs_through_a_pgbouncer_written_by_pooler_config() {
         !err.contains("nope"),
         "the password is never printed: {err}"
     );
-    let after = store::open(&direct, None)
-        .await
-        .unwrap()
-        .counts()
-        .await
-        .unwrap();
+    let after = counts(&direct, None).await;
     assert_eq!(after.events, 300);
 
     // `--db-via` that is not HOST:PORT: exit 2 naming it.

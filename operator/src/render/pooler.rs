@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SecretKeySelector,
-    TCPSocketAction, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, Probe, ResourceRequirements, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -210,18 +209,13 @@ pub fn deployment(owner: &Owner, p: &Pooler<'_>) -> Desired {
                 value: Some((*user).into()),
                 ..Default::default()
             });
-            env.push(EnvVar {
-                name: "PGBOUNCER_PASSWORD".into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: (*password_secret).into(),
-                        key: (*password_key).into(),
-                        optional: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
+            env.push(secret_env(
+                "PGBOUNCER_PASSWORD",
+                &crate::crd::common::SecretKeyRef {
+                    name: (*password_secret).into(),
+                    key: (*password_key).into(),
+                },
+            ));
         }
         Server::External {
             url,
