@@ -10,7 +10,8 @@
 //! Run by `e2e/bench-fleet.sh` (it starts the control plane). Environment:
 //! `BROTR_BENCH_MONITORS` (default 1000), `BROTR_BENCH_IDLE_SECS` (default 300),
 //! `BROTR_BENCH_SCHEDULE` (the scheduled half's cron schedule, default `*/30 * * * *`; e.g.
-//! `*/2 * * * *` to hold a scheduled round, and its 500 finished Jobs, in the idle window).
+//! `*/2 * * * *` to hold a scheduled round, and its 500 finished Jobs, in the idle window),
+//! `BROTR_BENCH_OPERATOR_BIN` (the operator binary; the script passes the `dist` build).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -90,6 +91,16 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// The resident set now.
 fn rss_mib(pid: u32) -> f64 {
     status_mib(pid, "VmRSS:")
+}
+
+/// The resident set now, split into the heap and stacks (anonymous) and the mapped binary and
+/// libraries (file).
+fn rss_split(pid: u32) -> String {
+    format!(
+        "anonymous {:.1} MiB, file {:.1} MiB",
+        status_mib(pid, "RssAnon:"),
+        status_mib(pid, "RssFile:")
+    )
 }
 
 fn status_mib(pid: u32, field: &str) -> f64 {
@@ -236,18 +247,20 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (w3, _) = apiserver_counts(&c).await;
     println!(
-        "restart: {n} reconciles in {:.1} s; API writes {:.0} (operator's own count {:.0}); peak RSS {:.1} MiB; RSS now {:.1} MiB",
+        "restart: {n} reconciles in {:.1} s; API writes {:.0} (operator's own count {:.0}); peak RSS {:.1} MiB; RSS now {:.1} MiB ({})",
         settled.as_secs_f64(),
         (w3 - w2).abs(),
         op.writes().await.abs(),
         peak_rss_mib(op.pid()),
-        rss_mib(op.pid())
+        rss_mib(op.pid()),
+        rss_split(op.pid())
     );
     // Two watchdog rounds later (30 s each): what an idle operator holds.
     tokio::time::sleep(Duration::from_secs(70)).await;
     println!(
-        "restart + 70 s idle: RSS {:.1} MiB, peak {:.1} MiB",
+        "restart + 70 s idle: RSS {:.1} MiB ({}), peak {:.1} MiB",
         rss_mib(op.pid()),
+        rss_split(op.pid()),
         peak_rss_mib(op.pid())
     );
     op.assert_never_forbidden().await;

@@ -159,7 +159,11 @@ impl Operator {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("brotr-operator-{port}.log"));
         let out = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_brotr-operator"));
+        // BROTR_BENCH_OPERATOR_BIN runs another build of the same operator (the fleet
+        // benchmark measures the `dist` binary the images ship).
+        let bin = std::env::var_os("BROTR_BENCH_OPERATOR_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_brotr-operator").into());
+        let mut cmd = Command::new(bin);
         cmd.arg("run")
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--log-format", "text", "--log-level", "info,kube=warn"])
