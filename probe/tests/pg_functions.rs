@@ -372,3 +372,59 @@ async fn a_pool_of_one_is_never_held_by_a_listener() {
         "{err}"
     );
 }
+
+/// Rows in the event table's TOAST table.
+async fn toasted(pool: &sqlx::PgPool) -> i64 {
+    let toast: String = sqlx::query_scalar(
+        "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'event'::regclass",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {toast}")))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: BROTR_TEST_PG_URL (e2e/run-tests.sh starts one)"]
+async fn a_contact_list_stays_in_its_row_and_a_huge_one_still_reads_back_whole() {
+    use brotr_probe::model::RelayUrl;
+    use brotr_probe::store::{RelayRow, Store};
+    let relay = RelayRow {
+        url: RelayUrl::parse("wss://a.example.com").unwrap(),
+        discovered_at: 1,
+    };
+    let contacts = |n: usize| -> Vec<nostr::Tag> {
+        (0..n)
+            .map(|_| tag(&["p", &Keys::generate().public_key().to_hex()]))
+            .collect()
+    };
+    for schema in [Schema::Full, Schema::Lite] {
+        let (store, pool) = pg(schema).await;
+        let keys = Keys::generate();
+        // A contact list of 80 follows (about 6 kB of tags): kept in its row, so reading it
+        // costs its heap page and no TOAST index or TOAST pages.
+        let usual = event(&keys, 3, "", contacts(80), 1_700_000_000);
+        store.insert_events(&relay, 1, &[usual.clone()]).await.unwrap();
+        assert_eq!(toasted(&pool).await, 0, "{schema:?}: an 80-follow list left its row");
+        // 1,000 follows (about 72 kB) cannot fit a page: out of the row, and read back whole.
+        let huge = event(&keys, 3, "", contacts(1_000), 1_700_000_001);
+        store.insert_events(&relay, 1, &[huge.clone()]).await.unwrap();
+        assert!(toasted(&pool).await > 0, "{schema:?}");
+        for ev in [&usual, &huge] {
+            let got = store.get_event(&ev.id).await.unwrap().expect("stored");
+            match schema {
+                Schema::Full => {
+                    let want: serde_json::Value = serde_json::from_str(&ev.tags_json).unwrap();
+                    let read: serde_json::Value =
+                        serde_json::from_str(got.tags_json.as_deref().expect("full: tags"))
+                            .unwrap();
+                    assert_eq!(read, want, "{schema:?}");
+                }
+                Schema::Lite => assert_eq!(got.tagvalues.len(), ev.tagvalues.len()),
+            }
+        }
+    }
+}
