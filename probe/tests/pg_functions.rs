@@ -407,11 +407,21 @@ async fn a_contact_list_stays_in_its_row_and_a_huge_one_still_reads_back_whole()
         // A contact list of 80 follows (about 6 kB of tags): kept in its row, so reading it
         // costs its heap page and no TOAST index or TOAST pages.
         let usual = event(&keys, 3, "", contacts(80), 1_700_000_000);
-        store.insert_events(&relay, 1, &[usual.clone()]).await.unwrap();
-        assert_eq!(toasted(&pool).await, 0, "{schema:?}: an 80-follow list left its row");
+        store
+            .insert_events(&relay, 1, &[usual.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            toasted(&pool).await,
+            0,
+            "{schema:?}: an 80-follow list left its row"
+        );
         // 1,000 follows (about 72 kB) cannot fit a page: out of the row, and read back whole.
         let huge = event(&keys, 3, "", contacts(1_000), 1_700_000_001);
-        store.insert_events(&relay, 1, &[huge.clone()]).await.unwrap();
+        store
+            .insert_events(&relay, 1, &[huge.clone()])
+            .await
+            .unwrap();
         assert!(toasted(&pool).await > 0, "{schema:?}");
         for ev in [&usual, &huge] {
             let got = store.get_event(&ev.id).await.unwrap().expect("stored");
