@@ -408,7 +408,7 @@ async fn a_contact_list_stays_in_its_row_and_a_huge_one_still_reads_back_whole()
         // costs its heap page and no TOAST index or TOAST pages.
         let usual = event(&keys, 3, "", contacts(80), 1_700_000_000);
         store
-            .insert_events(&relay, 1, &[usual.clone()])
+            .insert_events(&relay, 1, std::slice::from_ref(&usual))
             .await
             .unwrap();
         assert_eq!(
@@ -419,7 +419,7 @@ async fn a_contact_list_stays_in_its_row_and_a_huge_one_still_reads_back_whole()
         // 1,000 follows (about 72 kB) cannot fit a page: out of the row, and read back whole.
         let huge = event(&keys, 3, "", contacts(1_000), 1_700_000_001);
         store
-            .insert_events(&relay, 1, &[huge.clone()])
+            .insert_events(&relay, 1, std::slice::from_ref(&huge))
             .await
             .unwrap();
         assert!(toasted(&pool).await > 0, "{schema:?}");
